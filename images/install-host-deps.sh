@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the build, the tests and the rig need. Idempotent.
+set -euo pipefail
+PKGS=(
+    # real Spice clients and an X server to run them in
+    spice-client-gtk virt-viewer xvfb xdotool x11-apps imagemagick
+    # guest images and the trixie root that carries QEMU >= 10.1
+    mmdebstrap busybox-static cpio gzip xz-utils
+    # helpers used by tests
+    netcat-openbsd procps psmisc
+)
+missing=()
+for p in "${PKGS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
