@@ -8,4 +8,7 @@
 //! - the device itself (PCI config, BARs, ROM/RAM, I/O ports, rings, IRQ).
 #![deny(missing_docs)]
 
+pub mod abi;
+pub mod decode;
 pub mod mem;
+pub mod render;
