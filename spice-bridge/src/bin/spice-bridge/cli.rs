@@ -1,0 +1,244 @@
+//! Command line of the `spice-bridge` daemon. Bad flags and unreadable files are reported in
+//! one line and the process exits with status 2.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// The help text printed by `--help`.
+pub const HELP: &str = "\
+spice-bridge: serves an emulated QXL display device to a VMM over vfio-user and its screen to
+Spice clients (remote-viewer, spicy, GNOME Boxes).
+
+USAGE:
+    spice-bridge --qxl-socket PATH (--password-file FILE | --disable-ticketing) [OPTIONS]
+
+OPTIONS:
+    --spice-addr ADDR:PORT   where Spice clients connect (default 127.0.0.1:5930)
+    --password-file FILE     Spice ticket (password) is the first line of FILE (max 60 bytes)
+    --disable-ticketing      accept clients without a password
+    --qxl-socket PATH        vfio-user socket the VMM connects to (created; removed on exit)
+    --qxl-no-mmap            offer every BAR trapped (no mmap): the fast mode under QEMU TCG
+    --qxl-ram-mib N          size of the QXL RAM BAR (BAR0) in MiB, power of two (default 64)
+    --qxl-vram-mib N         size of the QXL VRAM BAR (BAR1) in MiB, power of two (default 64)
+    --qxl-vgamem-mib N       surface-0 / VGA framebuffer area in MiB, power of two (default 16)
+    --qxl-secondary          present class 0x0380 (secondary display) instead of VGA 0x0300
+    --name NAME              VM name shown by clients (default \"spice-bridge\")
+    -h, --help               print this help
+    -V, --version            print the version
+
+ENVIRONMENT:
+    RUST_LOG                 log filter for the stderr log (default \"info\")
+
+SIGNALS:
+    SIGINT/SIGTERM           shut down cleanly and remove the socket
+";
+
+/// How clients authenticate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ticketing {
+    /// Clients must present this password.
+    Password(String),
+    /// Any client is accepted.
+    Disabled,
+}
+
+/// Parsed command line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// Spice listening address.
+    pub spice_addr: SocketAddr,
+    /// Authentication.
+    pub ticketing: Ticketing,
+    /// vfio-user socket path.
+    pub qxl_socket: PathBuf,
+    /// Offer every BAR trapped.
+    pub no_mmap: bool,
+    /// RAM BAR size in MiB.
+    pub ram_mib: u32,
+    /// VRAM BAR size in MiB.
+    pub vram_mib: u32,
+    /// vgamem (surface-0 area) in MiB.
+    pub vgamem_mib: u32,
+    /// Secondary (0x0380) instead of VGA class.
+    pub secondary: bool,
+    /// VM name.
+    pub name: String,
+}
+
+/// What the command line asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Run the daemon.
+    Run(Box<Options>),
+    /// Print help and exit 0.
+    Help,
+    /// Print the version and exit 0.
+    Version,
+}
+
+/// Parses `args` (without the program name). Errors are one-line messages.
+pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String> {
+    let mut it = args.into_iter();
+    let mut spice_addr: SocketAddr = "127.0.0.1:5930".parse().map_err(|_| "internal")?;
+    let mut password_file: Option<PathBuf> = None;
+    let mut disable_ticketing = false;
+    let mut qxl_socket = None;
+    let mut no_mmap = false;
+    let mut ram_mib = 64;
+    let mut vram_mib = 64;
+    let mut vgamem_mib = 16;
+    let mut secondary = false;
+    let mut name = "spice-bridge".to_string();
+
+    while let Some(arg) = it.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        let value = |it: &mut I::IntoIter| -> Result<String, String> {
+            inline
+                .clone()
+                .or_else(|| it.next())
+                .ok_or_else(|| format!("{flag} needs a value"))
+        };
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(Command::Help),
+            "-V" | "--version" => return Ok(Command::Version),
+            "--spice-addr" => {
+                let v = value(&mut it)?;
+                spice_addr = v
+                    .parse()
+                    .map_err(|_| format!("--spice-addr: '{v}' is not ADDR:PORT"))?;
+            }
+            "--password-file" => password_file = Some(PathBuf::from(value(&mut it)?)),
+            "--disable-ticketing" => disable_ticketing = true,
+            "--qxl-socket" => qxl_socket = Some(PathBuf::from(value(&mut it)?)),
+            "--qxl-no-mmap" => no_mmap = true,
+            "--qxl-ram-mib" => ram_mib = mib(&flag, &value(&mut it)?, 2, 2048)?,
+            "--qxl-vram-mib" => vram_mib = mib(&flag, &value(&mut it)?, 1, 2048)?,
+            "--qxl-vgamem-mib" => vgamem_mib = mib(&flag, &value(&mut it)?, 8, 256)?,
+            "--qxl-secondary" => secondary = true,
+            "--name" => name = value(&mut it)?,
+            other => return Err(format!("unknown argument '{other}' (see --help)")),
+        }
+    }
+
+    let ticketing = match (password_file, disable_ticketing) {
+        (Some(_), true) => {
+            return Err("--password-file and --disable-ticketing exclude each other".into())
+        }
+        (None, false) => {
+            return Err("give --password-file FILE or --disable-ticketing".into());
+        }
+        (None, true) => Ticketing::Disabled,
+        (Some(path), false) => Ticketing::Password(read_password(&path)?),
+    };
+    let qxl_socket = qxl_socket.ok_or("--qxl-socket PATH is required")?;
+    if u64::from(vgamem_mib) * 2 > u64::from(ram_mib) {
+        return Err(format!(
+            "--qxl-ram-mib {ram_mib} must be at least twice --qxl-vgamem-mib {vgamem_mib}"
+        ));
+    }
+    Ok(Command::Run(Box::new(Options {
+        spice_addr,
+        ticketing,
+        qxl_socket,
+        no_mmap,
+        ram_mib,
+        vram_mib,
+        vgamem_mib,
+        secondary,
+        name,
+    })))
+}
+
+fn mib(flag: &str, v: &str, min: u32, max: u32) -> Result<u32, String> {
+    let n: u32 = v
+        .parse()
+        .map_err(|_| format!("{flag}: '{v}' is not a number"))?;
+    if !n.is_power_of_two() || n < min || n > max {
+        return Err(format!(
+            "{flag}: {n} must be a power of two between {min} and {max}"
+        ));
+    }
+    Ok(n)
+}
+
+fn read_password(path: &PathBuf) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("--password-file {}: {e}", path.display()))?;
+    let pw = text.lines().next().unwrap_or("").to_string();
+    if pw.len() > 60 {
+        return Err(format!(
+            "--password-file {}: password longer than 60 bytes (the Spice limit)",
+            path.display()
+        ));
+    }
+    Ok(pw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(args: &[&str]) -> Result<Command, String> {
+        parse(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn minimal_command_line() {
+        let Command::Run(o) = p(&["--qxl-socket", "/tmp/q", "--disable-ticketing"]).unwrap() else {
+            panic!("expected run")
+        };
+        assert_eq!(o.spice_addr.port(), 5930);
+        assert_eq!(o.ticketing, Ticketing::Disabled);
+        assert_eq!((o.ram_mib, o.vram_mib, o.vgamem_mib), (64, 64, 16));
+    }
+
+    #[test]
+    fn bad_flags_are_one_line_errors() {
+        for args in [
+            &["--bogus"][..],
+            &["--qxl-socket", "/s"][..],
+            &[
+                "--qxl-socket",
+                "/s",
+                "--disable-ticketing",
+                "--qxl-ram-mib",
+                "48",
+            ][..],
+            &[
+                "--qxl-socket",
+                "/s",
+                "--disable-ticketing",
+                "--spice-addr",
+                "x",
+            ][..],
+            &["--qxl-socket", "/s", "--password-file", "/nonexistent/pw"][..],
+            &[
+                "--qxl-socket",
+                "/s",
+                "--disable-ticketing",
+                "--qxl-ram-mib",
+                "16",
+            ][..],
+            &["--disable-ticketing"][..],
+        ] {
+            let e = p(args).unwrap_err();
+            assert!(!e.contains('\n'), "{e}");
+        }
+    }
+
+    #[test]
+    fn password_file_first_line() {
+        let dir = std::env::temp_dir().join(format!("sb-cli-{}", std::process::id()));
+        std::fs::write(&dir, "s3cret\nignored\n").unwrap();
+        let Command::Run(o) =
+            p(&["--qxl-socket=/s", "--password-file", dir.to_str().unwrap()]).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(o.ticketing, Ticketing::Password("s3cret".into()));
+        let _ = std::fs::remove_file(dir);
+    }
+}
