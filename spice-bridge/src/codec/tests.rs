@@ -1,0 +1,683 @@
+//! Tests for the image codecs. Test images come from `testimg`, shared with the benchmark and
+//! the fuzz targets.
+
+use super::testimg::{self, Rng};
+use super::*;
+
+const MAX_PIXELS: usize = 1 << 26;
+
+fn xrgb<'a>(data: &'a [u8], width: u32, height: u32, stride: usize) -> SourceImage<'a> {
+    SourceImage {
+        data,
+        width,
+        height,
+        stride,
+        format: SourceFormat::Xrgb32,
+    }
+}
+
+/// What the client shows for a source pixel of `format` at (x, y): 0xAARRGGBB, A = 0 unless the
+/// format carries alpha (the LZ decoder writes 0 into the pad byte of RGB32).
+fn expected_pixels(src: &SourceImage<'_>) -> Vec<u32> {
+    let bpp = src.format.bytes_per_pixel();
+    let mut v = Vec::new();
+    for y in 0..src.height as usize {
+        let row = &src.data[y * src.stride..y * src.stride + src.width as usize * bpp];
+        for p in row.chunks_exact(bpp) {
+            v.push(match src.format {
+                SourceFormat::Xrgb32 => u32::from_le_bytes([p[0], p[1], p[2], 0]),
+                SourceFormat::Argb32 => u32::from_le_bytes([p[0], p[1], p[2], p[3]]),
+                SourceFormat::Rgb24 => u32::from_le_bytes([p[0], p[1], p[2], 0]),
+                SourceFormat::Rgb16 => {
+                    lz::rgb16_to_rgb32(u16::from_le_bytes([p[0], p[1]]) & 0x7FFF)
+                }
+            });
+        }
+    }
+    v
+}
+
+fn lz_roundtrip(src: &SourceImage<'_>) -> usize {
+    let stream = lz::encode(src).expect("encode");
+    let decoded = lz::decode(&stream, MAX_PIXELS).expect("decode");
+    assert_eq!(decoded.header.width, src.width);
+    assert_eq!(decoded.header.height, src.height);
+    assert!(decoded.header.top_down);
+    let expected = expected_pixels(src);
+    if decoded.pixels != expected {
+        let first = decoded
+            .pixels
+            .iter()
+            .zip(&expected)
+            .position(|(a, b)| a != b)
+            .unwrap_or(0);
+        panic!(
+            "{}x{} {:?}: first differing pixel {} (x {}, y {}): got {:#010x} want {:#010x}",
+            src.width,
+            src.height,
+            src.format,
+            first,
+            first % src.width as usize,
+            first / src.width as usize,
+            decoded.pixels.get(first).copied().unwrap_or(0),
+            expected.get(first).copied().unwrap_or(0)
+        );
+    }
+    stream.len()
+}
+
+fn lz4_roundtrip(src: &SourceImage<'_>) -> usize {
+    let payload = lz4::encode(src).expect("encode");
+    let decoded = lz4::decode(&payload, src.width, src.height, usize::MAX).expect("decode");
+    assert!(decoded.top_down);
+    assert_eq!(decoded.format, src.format.bitmap_format());
+    let row = src.width as usize * src.format.bytes_per_pixel();
+    let mut packed = Vec::new();
+    for y in 0..src.height as usize {
+        packed.extend_from_slice(&src.data[y * src.stride..y * src.stride + row]);
+    }
+    assert!(decoded.data == packed, "lz4 round trip differs");
+    payload.len()
+}
+
+// --- the LZ byte format, checked against the reference decoder's rules by hand ---------------
+
+#[test]
+fn lz_header_is_big_endian_magic_version_type_size_stride_top_down() {
+    let px = [0x33u8, 0x22, 0x11, 0xFF];
+    let stream = lz::encode(&xrgb(&px, 1, 1, 4)).unwrap();
+    assert_eq!(
+        &stream[..28],
+        &[
+            0x20, 0x20, 0x5A, 0x4C, // magic "  ZL"
+            0x00, 0x01, 0x00, 0x01, // version 1.1
+            0, 0, 0, 8, // LZ_IMAGE_TYPE_RGB32
+            0, 0, 0, 1, // width
+            0, 0, 0, 1, // height
+            0, 0, 0, 4, // stride = width * 4
+            0, 0, 0, 1, // top_down
+        ]
+    );
+    // One literal pixel: control 0 (= 1 pixel), then B, G, R; the X byte is not sent.
+    assert_eq!(&stream[28..], &[0x00, 0x33, 0x22, 0x11]);
+}
+
+#[test]
+fn lz_run_is_a_distance_zero_reference_with_length_bias_one_for_rgb32() {
+    // Four equal pixels: a literal, then a run of 3 copied from 1 pixel back.
+    // Reference decoder: ctrl 0x60 -> L = 3, len = L - 1 + 1 = 3; ofs = 0 + 1 = 1.
+    let px: Vec<u8> = [1u8, 2, 3, 0].repeat(4);
+    let stream = lz::encode(&xrgb(&px, 4, 1, 16)).unwrap();
+    assert_eq!(&stream[28..], &[0x00, 1, 2, 3, 0x60, 0x00]);
+}
+
+#[test]
+fn lz_long_match_uses_255_extension_bytes() {
+    // 1 literal + run of 299 pixels: v = 298 = 6 + 255 + 37 -> E0, FF, 25, then distance 0.
+    let px: Vec<u8> = [9u8, 8, 7, 0].repeat(300);
+    let stream = lz::encode(&xrgb(&px, 300, 1, 1200)).unwrap();
+    assert_eq!(&stream[28..], &[0x00, 9, 8, 7, 0xE0, 0xFF, 37, 0x00]);
+    assert_eq!(
+        lz::decode(&stream, MAX_PIXELS).unwrap().pixels,
+        vec![0x0007_0809; 300]
+    );
+}
+
+#[test]
+fn lz_far_distance_escape_is_31_255_then_big_endian_offset_minus_8191() {
+    // A row of 9000 distinct pixels repeated: the second row refers 9000 pixels back, which is
+    // beyond the 13-bit near window: d = 8999 -> far, 8999 - 8191 = 808 = 0x0328.
+    let w = 9000usize;
+    let mut px = Vec::with_capacity(w * 8);
+    for x in 0..w {
+        px.extend_from_slice(&(x as u32 * 7919).to_le_bytes()[..3]);
+        px.push(0);
+    }
+    let row = px.clone();
+    px.extend_from_slice(&row);
+    let src = xrgb(&px, w as u32, 2, w * 4);
+    let stream = lz::encode(&src).unwrap();
+    // The second row ends in one far reference: escape 255, then 808 big-endian; the row costs
+    // a few dozen bytes instead of 27,000 bytes of literals.
+    assert!(
+        stream.ends_with(&[0xFF, 0x03, 0x28]),
+        "far reference not found at the end of the stream: {:x?}",
+        &stream[stream.len().saturating_sub(48)..]
+    );
+    let first_row_cost = 28 + w * 3 + w.div_ceil(32);
+    assert!(
+        stream.len() < first_row_cost + 200,
+        "{} bytes",
+        stream.len()
+    );
+    lz_roundtrip(&src);
+}
+
+#[test]
+fn lz_near_distance_8191_pixels_back_is_still_near() {
+    // back = 8191 -> d = 8190 = 31 << 8 | 254: the largest near distance.
+    let w = 8191usize;
+    let mut px = Vec::new();
+    for x in 0..w {
+        px.extend_from_slice(&((x as u32).wrapping_mul(2_654_435_761) >> 8).to_le_bytes()[..3]);
+        px.push(0);
+    }
+    let row = px.clone();
+    px.extend_from_slice(&row[..64 * 4]);
+    let src = xrgb(&px, (w + 64) as u32, 1, (w + 64) * 4);
+    let stream = lz::encode(&src).unwrap();
+    // 64 pixels: v = 63 = 6 + 57 -> E0|31, 57, 254.
+    assert!(stream.ends_with(&[0xE0 | 31, 57, 254]));
+    lz_roundtrip(&src);
+}
+
+#[test]
+fn lz_rgba_is_colour_stream_then_alpha_stream_with_bias_three() {
+    // Two pixels, alpha 0x80 and 0x81: colour literals, then alpha literals.
+    let px = [1u8, 2, 3, 0x80, 4, 5, 6, 0x81];
+    let src = SourceImage {
+        data: &px,
+        width: 2,
+        height: 1,
+        stride: 8,
+        format: SourceFormat::Argb32,
+    };
+    let stream = lz::encode(&src).unwrap();
+    assert_eq!(&stream[8..12], &[0, 0, 0, 9]);
+    assert_eq!(&stream[28..], &[0x01, 1, 2, 3, 4, 5, 6, 0x01, 0x80, 0x81]);
+    // Alpha run of 5 after a literal: reference decoder len = L - 1 + 3, so L = 3 (ctrl 0x60).
+    let px: Vec<u8> = [0u8, 0, 0, 7].repeat(6);
+    let src = SourceImage {
+        data: &px,
+        width: 6,
+        height: 1,
+        stride: 24,
+        format: SourceFormat::Argb32,
+    };
+    let stream = lz::encode(&src).unwrap();
+    assert_eq!(
+        &stream[28..],
+        &[0x00, 0, 0, 0, 0xA0, 0x00, 0x00, 7, 0x60, 0x00]
+    );
+    lz_roundtrip(&src);
+}
+
+#[test]
+fn lz_rgb16_literals_are_high_byte_first_and_bias_two() {
+    // 0x7C00 (red) little-endian in the source, 5 times: literal 7C 00, then run v = 4 - 2 = 2.
+    let px: Vec<u8> = [0x00u8, 0x7C].repeat(5);
+    let src = SourceImage {
+        data: &px,
+        width: 5,
+        height: 1,
+        stride: 10,
+        format: SourceFormat::Rgb16,
+    };
+    let stream = lz::encode(&src).unwrap();
+    assert_eq!(&stream[8..12], &[0, 0, 0, 6]);
+    assert_eq!(&stream[20..24], &[0, 0, 0, 10]); // stride = width * 2
+    assert_eq!(&stream[28..], &[0x00, 0x7C, 0x00, 0x60, 0x00]);
+    let d = lz::decode(&stream, MAX_PIXELS).unwrap();
+    assert_eq!(d.pixels, vec![0x00FF_0000; 5]);
+}
+
+#[test]
+fn lz_literal_runs_are_at_most_32_pixels() {
+    let mut rng = Rng::new(5);
+    let px = testimg::noise(100, 1, &mut rng);
+    let stream = lz::encode(&xrgb(&px, 100, 1, 400)).unwrap();
+    // 100 distinct random pixels: 32 + 32 + 32 + 4 literals.
+    let body = &stream[28..];
+    assert_eq!(body.len(), 100 * 3 + 4);
+    assert_eq!(body[0], 31);
+    assert_eq!(body[1 + 32 * 3], 31);
+    assert_eq!(body[2 + 64 * 3], 31);
+    assert_eq!(body[3 + 96 * 3], 3);
+}
+
+// --- round trips on natural-looking pictures ---------------------------------------------------
+
+#[test]
+fn lz_roundtrip_pictures_all_formats() {
+    let mut rng = Rng::new(1);
+    for &(w, h) in &[
+        (1u32, 1u32),
+        (1, 7),
+        (7, 1),
+        (2, 2),
+        (3, 1),
+        (13, 5),
+        (17, 9),
+        (64, 16),
+        (100, 37),
+        (333, 41),
+        (1023, 3),
+    ] {
+        let pics = [
+            testimg::solid(w, h, 0x00_12_34_56),
+            testimg::gradient(w, h),
+            testimg::text(w, h, &mut rng),
+            testimg::noise(w, h, &mut rng),
+            testimg::desktop(w, h, &mut rng),
+        ];
+        for pic in &pics {
+            for format in [
+                SourceFormat::Xrgb32,
+                SourceFormat::Argb32,
+                SourceFormat::Rgb24,
+                SourceFormat::Rgb16,
+            ] {
+                let (data, stride) = testimg::convert(pic, w, h, format, 5);
+                let src = SourceImage {
+                    data: &data,
+                    width: w,
+                    height: h,
+                    stride,
+                    format,
+                };
+                lz_roundtrip(&src);
+                lz4_roundtrip(&src);
+            }
+        }
+    }
+}
+
+#[test]
+fn lz_roundtrip_full_hd_desktop_and_ratio_is_useful() {
+    let mut rng = Rng::new(2);
+    let (w, h) = (1920u32, 1080u32);
+    let pic = testimg::desktop(w, h, &mut rng);
+    let src = xrgb(&pic, w, h, w as usize * 4);
+    let size = lz_roundtrip(&src);
+    // A flat desktop with text must compress far below the raw 8 MB.
+    assert!(
+        size < pic.len() / 8,
+        "LZ {size} bytes for {} raw",
+        pic.len()
+    );
+    let size4 = lz4_roundtrip(&src);
+    assert!(
+        size4 < pic.len() / 8,
+        "LZ4 {size4} bytes for {} raw",
+        pic.len()
+    );
+}
+
+#[test]
+fn lz_roundtrip_with_row_padding_and_reused_encoder() {
+    let mut rng = Rng::new(3);
+    let mut enc = lz::LzEncoder::new();
+    for round in 0..20u32 {
+        let w = 1 + rng.below(90);
+        let h = 1 + rng.below(40);
+        let pic = if round % 2 == 0 {
+            testimg::text(w, h, &mut rng)
+        } else {
+            testimg::noise(w, h, &mut rng)
+        };
+        let (data, stride) = testimg::convert(&pic, w, h, SourceFormat::Xrgb32, 3 + round as usize);
+        let src = xrgb(&data, w, h, stride);
+        let mut out = Vec::new();
+        enc.encode_into(&src, &mut out).unwrap();
+        // The reused, never cleared hash table holds entries from earlier pictures: they must
+        // never leak into this one.
+        assert_eq!(
+            lz::decode(&out, MAX_PIXELS).unwrap().pixels,
+            expected_pixels(&src)
+        );
+    }
+}
+
+#[test]
+fn lz_repeated_tiles_use_far_references() {
+    // 300x300: rows repeat every 30 rows = 9000 pixels back (far window).
+    let mut rng = Rng::new(4);
+    let tile = testimg::noise(300, 30, &mut rng);
+    let pic = tile.repeat(10);
+    let src = xrgb(&pic, 300, 300, 1200);
+    let size = lz_roundtrip(&src);
+    assert!(
+        size < tile.len(),
+        "repeated noise should cost about one tile, got {size}"
+    );
+}
+
+// --- the decoder against bad input -------------------------------------------------------------
+
+#[test]
+fn lz_decode_rejects_every_truncation() {
+    let mut rng = Rng::new(6);
+    let pic = testimg::desktop(40, 12, &mut rng);
+    for format in [
+        SourceFormat::Xrgb32,
+        SourceFormat::Argb32,
+        SourceFormat::Rgb16,
+    ] {
+        let (data, stride) = testimg::convert(&pic, 40, 12, format, 0);
+        let src = SourceImage {
+            data: &data,
+            width: 40,
+            height: 12,
+            stride,
+            format,
+        };
+        let stream = lz::encode(&src).unwrap();
+        for cut in 0..stream.len() {
+            assert!(
+                lz::decode(&stream[..cut], MAX_PIXELS).is_err(),
+                "prefix {cut} accepted"
+            );
+        }
+    }
+}
+
+#[test]
+fn lz_decode_rejects_trailing_bytes() {
+    let px = [1u8, 2, 3, 0];
+    let mut stream = lz::encode(&xrgb(&px, 1, 1, 4)).unwrap();
+    stream.push(0);
+    assert_eq!(
+        lz::decode(&stream, MAX_PIXELS),
+        Err(lz::LzError::TrailingData { extra: 1 })
+    );
+}
+
+fn header(ty: u32, w: u32, h: u32, stride: u32) -> Vec<u8> {
+    let mut v = Vec::new();
+    for x in [lz::LZ_MAGIC, lz::LZ_VERSION, ty, w, h, stride, 1] {
+        v.extend_from_slice(&x.to_be_bytes());
+    }
+    v
+}
+
+#[test]
+fn lz_decode_rejects_bad_headers() {
+    let mut bad_magic = header(8, 1, 1, 4);
+    bad_magic[0] = b'L';
+    assert!(matches!(
+        lz::decode(&bad_magic, MAX_PIXELS),
+        Err(lz::LzError::BadMagic(_))
+    ));
+    let mut bad_version = header(8, 1, 1, 4);
+    bad_version[7] = 2;
+    assert!(matches!(
+        lz::decode(&bad_version, MAX_PIXELS),
+        Err(lz::LzError::BadVersion(_))
+    ));
+    for ty in [0, 1, 5, 12, 0xFFFF_FFFF] {
+        assert_eq!(
+            lz::decode(&header(ty, 1, 1, 4), MAX_PIXELS),
+            Err(lz::LzError::UnsupportedType(ty))
+        );
+    }
+    assert!(matches!(
+        lz::decode(&header(8, 2, 1, 4), MAX_PIXELS),
+        Err(lz::LzError::BadStride { .. })
+    ));
+    assert!(matches!(
+        lz::decode(&header(8, 0, 1, 0), MAX_PIXELS),
+        Err(lz::LzError::Empty { .. })
+    ));
+    assert!(matches!(
+        lz::decode(&header(8, 65536, 65536, 262_144), MAX_PIXELS),
+        Err(lz::LzError::TooLarge { .. })
+    ));
+    assert!(matches!(
+        lz::decode(&header(8, 100, 100, 400), 9_999),
+        Err(lz::LzError::TooLarge { .. })
+    ));
+}
+
+#[test]
+fn lz_decode_rejects_reference_before_start_and_overruns() {
+    // First operation a reference: nothing to copy from.
+    let mut s = header(8, 4, 1, 16);
+    s.extend_from_slice(&[0x60, 0x00]);
+    assert_eq!(
+        lz::decode(&s, MAX_PIXELS),
+        Err(lz::LzError::ReferenceBeforeStart { pos: 0, back: 1 })
+    );
+    // Literal of 5 pixels into a 4-pixel image.
+    let mut s = header(8, 4, 1, 16);
+    s.push(4);
+    s.extend_from_slice(&[0; 15]);
+    assert!(matches!(
+        lz::decode(&s, MAX_PIXELS),
+        Err(lz::LzError::Overrun { .. })
+    ));
+    // Literal 1, then a run of 4 into a 4-pixel image.
+    let mut s = header(8, 4, 1, 16);
+    s.extend_from_slice(&[0, 1, 2, 3, 0x80, 0x00]);
+    assert!(matches!(
+        lz::decode(&s, MAX_PIXELS),
+        Err(lz::LzError::Overrun { .. })
+    ));
+    // A reference 2 back after 1 pixel.
+    let mut s = header(8, 4, 1, 16);
+    s.extend_from_slice(&[0, 1, 2, 3, 0x40, 0x01]);
+    assert_eq!(
+        lz::decode(&s, MAX_PIXELS),
+        Err(lz::LzError::ReferenceBeforeStart { pos: 1, back: 2 })
+    );
+    // Endless 255 extension bytes stop as soon as the length exceeds the image.
+    let mut s = header(8, 4, 1, 16);
+    s.extend_from_slice(&[0, 1, 2, 3, 0xE0]);
+    s.extend_from_slice(&[0xFF; 100]);
+    assert!(matches!(
+        lz::decode(&s, MAX_PIXELS),
+        Err(lz::LzError::Overrun { .. })
+    ));
+}
+
+#[test]
+fn lz_decode_bottom_up_stream_is_returned_top_row_first() {
+    // Build a bottom-up stream by hand: 1x2 image, stream row 0 = bottom.
+    let mut s = header(8, 1, 2, 4);
+    let n = s.len();
+    s[n - 1] = 0; // top_down = 0
+    s.extend_from_slice(&[0x01, 0x11, 0x11, 0x11, 0x22, 0x22, 0x22]);
+    let d = lz::decode(&s, MAX_PIXELS).unwrap();
+    assert_eq!(d.pixels, vec![0x0022_2222, 0x0011_1111]);
+}
+
+#[test]
+fn lz_decode_survives_random_garbage_and_mutations() {
+    let mut rng = Rng::new(7);
+    let pic = testimg::desktop(24, 9, &mut rng);
+    let good = lz::encode(&xrgb(&pic, 24, 9, 96)).unwrap();
+    for _ in 0..20_000 {
+        let mut s = good.clone();
+        let flips = 1 + rng.below(4);
+        for _ in 0..flips {
+            let i = 28 + rng.below((s.len() - 28) as u32) as usize;
+            s[i] = rng.next_u32() as u8;
+        }
+        let _ = lz::decode(&s, MAX_PIXELS);
+    }
+    for len in 0..200 {
+        let mut s = header(8, 7, 3, 28);
+        for _ in 0..len {
+            s.push(rng.next_u32() as u8);
+        }
+        let _ = lz::decode(&s, MAX_PIXELS);
+    }
+}
+
+// --- LZ4 payload --------------------------------------------------------------------------------
+
+#[test]
+fn lz4_payload_header_and_big_endian_block_sizes() {
+    let mut rng = Rng::new(8);
+    // 600x600x4 = 1.44 MB: two blocks (1 MiB target of whole rows).
+    let pic = testimg::desktop(600, 600, &mut rng);
+    let src = xrgb(&pic, 600, 600, 2400);
+    let payload = lz4::encode(&src).unwrap();
+    assert_eq!(payload[0], 1, "top_down");
+    assert_eq!(payload[1], bitmap_format::RGB32);
+    let mut pos = 2;
+    let mut blocks = 0;
+    while pos < payload.len() {
+        let size = u32::from_be_bytes(payload[pos..pos + 4].try_into().unwrap()) as usize;
+        pos += 4 + size;
+        blocks += 1;
+    }
+    assert_eq!(pos, payload.len());
+    assert_eq!(blocks, 2);
+    lz4_roundtrip(&src);
+}
+
+#[test]
+fn lz4_decode_rejects_truncation_and_garbage() {
+    let mut rng = Rng::new(9);
+    let pic = testimg::text(50, 20, &mut rng);
+    let src = xrgb(&pic, 50, 20, 200);
+    let payload = lz4::encode(&src).unwrap();
+    for cut in 0..payload.len() {
+        assert!(
+            lz4::decode(&payload[..cut], 50, 20, usize::MAX).is_err(),
+            "prefix {cut} accepted"
+        );
+    }
+    assert!(matches!(
+        lz4::decode(&[1, 5, 0, 0, 0, 0], 1, 1, 99),
+        Err(lz4::Lz4Error::UnsupportedFormat(5))
+    ));
+    assert!(matches!(
+        lz4::decode(&[1, 8, 0, 0, 0, 0], 1, 1, 99),
+        Err(lz4::Lz4Error::BadBlock { .. })
+    ));
+    assert!(matches!(
+        lz4::decode(&payload, 50, 20, 100),
+        Err(lz4::Lz4Error::BadSize { .. })
+    ));
+    for _ in 0..5_000 {
+        let mut s = payload.clone();
+        let i = rng.below(s.len() as u32) as usize;
+        s[i] = rng.next_u32() as u8;
+        let _ = lz4::decode(&s, 50, 20, usize::MAX);
+    }
+}
+
+// --- the display-channel API -------------------------------------------------------------------
+
+#[test]
+fn encode_lz_body_is_data_size_then_stream_and_descriptor_matches() {
+    let mut rng = Rng::new(10);
+    let pic = testimg::text(64, 16, &mut rng);
+    let src = xrgb(&pic, 64, 16, 256);
+    let img = encode(ImageCodec::LzRgb, &src).unwrap();
+    assert_eq!(img.codec, ImageCodec::LzRgb);
+    assert_eq!(img.image_type, 101);
+    let size = u32::from_le_bytes(img.body[..4].try_into().unwrap()) as usize;
+    assert_eq!(size, img.body.len() - 4);
+    let d = lz::decode(&img.body[4..], MAX_PIXELS).unwrap();
+    assert_eq!(d.pixels, expected_pixels(&src));
+    let desc = img.descriptor(0x1122_3344_5566_7788, 1);
+    assert_eq!(
+        desc,
+        [0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11, 101, 1, 64, 0, 0, 0, 16, 0, 0, 0]
+    );
+    assert_eq!(
+        img.to_spice_image(0x1122_3344_5566_7788, 1)[18..],
+        img.body[..]
+    );
+}
+
+#[test]
+fn encode_lz4_body_is_data_size_then_payload() {
+    let mut rng = Rng::new(11);
+    let pic = testimg::text(64, 16, &mut rng);
+    let src = xrgb(&pic, 64, 16, 256);
+    let img = encode(ImageCodec::Lz4, &src).unwrap();
+    assert_eq!((img.codec, img.image_type), (ImageCodec::Lz4, 109));
+    let size = u32::from_le_bytes(img.body[..4].try_into().unwrap()) as usize;
+    assert_eq!(size, img.body.len() - 4);
+    let d = lz4::decode(&img.body[4..], 64, 16, usize::MAX).unwrap();
+    assert_eq!(d.data, pic);
+}
+
+#[test]
+fn encode_bitmap_body_layout_packs_rows_top_down() {
+    // 2x2 with 4 bytes of padding per row.
+    let data = [
+        1u8, 2, 3, 4, 5, 6, 7, 8, 0xEE, 0xEE, 0xEE, 0xEE, 9, 10, 11, 12, 13, 14, 15, 16,
+    ];
+    let src = xrgb(&data[..], 2, 2, 12);
+    let img = encode(ImageCodec::Bitmap, &src).unwrap();
+    assert_eq!(img.image_type, 0);
+    assert_eq!(
+        img.body,
+        [
+            8, 4, // format 32BIT, flags TOP_DOWN
+            2, 0, 0, 0, 2, 0, 0, 0, // x, y
+            8, 0, 0, 0, // stride (packed)
+            0, 0, 0, 0, // palette pointer NULL
+            1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
+        ]
+    );
+}
+
+#[test]
+fn encode_falls_back_to_bitmap_when_compression_does_not_help() {
+    let px = [1u8, 2, 3, 0];
+    let img = encode(ImageCodec::LzRgb, &xrgb(&px, 1, 1, 4)).unwrap();
+    assert_eq!(img.codec, ImageCodec::Bitmap);
+    assert_eq!(img.image_type, 0);
+}
+
+#[test]
+fn encode_rejects_bad_geometry() {
+    let px = [0u8; 16];
+    assert!(matches!(
+        encode(ImageCodec::LzRgb, &xrgb(&px, 0, 1, 4)),
+        Err(CodecError::Empty { .. })
+    ));
+    assert!(matches!(
+        encode(ImageCodec::LzRgb, &xrgb(&px, 2, 1, 4)),
+        Err(CodecError::StrideTooSmall { .. })
+    ));
+    assert!(matches!(
+        encode(ImageCodec::Lz4, &xrgb(&px, 2, 3, 8)),
+        Err(CodecError::SourceTooShort {
+            needed: 24,
+            have: 16
+        })
+    ));
+    assert!(matches!(
+        encode(ImageCodec::Bitmap, &xrgb(&px, 1 << 16, 1 << 14, 1 << 18)),
+        Err(CodecError::TooLarge { .. })
+    ));
+}
+
+#[test]
+fn choose_codec_follows_the_policy_and_client_caps() {
+    let px = vec![0u8; 64 * 16 * 4];
+    let big = xrgb(&px, 64, 16, 256);
+    let tiny = xrgb(&px[..12], 3, 1, 12);
+    let lz4 = ClientImageCaps { lz4: true };
+    let none = ClientImageCaps::default();
+    assert_eq!(
+        choose_codec(CompressionPolicy::Auto, lz4, &tiny),
+        ImageCodec::Bitmap
+    );
+    assert_eq!(
+        choose_codec(CompressionPolicy::Auto, none, &big),
+        ImageCodec::LzRgb
+    );
+    assert_eq!(
+        choose_codec(CompressionPolicy::Off, lz4, &big),
+        ImageCodec::Bitmap
+    );
+    assert_eq!(
+        choose_codec(CompressionPolicy::Lz, lz4, &big),
+        ImageCodec::LzRgb
+    );
+    assert_eq!(
+        choose_codec(CompressionPolicy::Lz4, lz4, &big),
+        ImageCodec::Lz4
+    );
+    assert_eq!(
+        choose_codec(CompressionPolicy::Lz4, none, &big),
+        ImageCodec::LzRgb
+    );
+}
