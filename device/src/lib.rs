@@ -5,10 +5,52 @@
 //! - [`mem`]: the one bounded accessor for guest memory ([`mem::GuestMemory`]);
 //! - [`decode`]: guest commands → validated Rust values;
 //! - [`render`]: the software renderer behind UPDATE_AREA and snapshots;
-//! - the device itself (PCI config, BARs, ROM/RAM, I/O ports, rings, IRQ).
+//! - the device itself: [`pci`] (config space), [`region`] (memfd BAR backing), [`rom`]
+//!   (QXLRom, modes, client monitors config), [`memslot`], [`ring`], [`vbe`] (Bochs VBE
+//!   fallback) and [`QxlDevice`] tying them together.
+//!
+//! # Using the device from a VMM
+//!
+//! ```
+//! use qxl_device::{QxlConfig, QxlDevice, NoInterrupt, DeviceEvent, BarIndex};
+//! use std::sync::{Arc, Mutex};
+//!
+//! let events: Arc<Mutex<Vec<DeviceEvent>>> = Arc::default();
+//! let mut dev = QxlDevice::new(QxlConfig::default(), Arc::new(NoInterrupt), Box::new(events.clone()))?;
+//! // Map BAR0/BAR1 from their memfds (dev.bar_regions()), trap BAR2/BAR3:
+//! let mut magic = [0u8; 4];
+//! dev.bar_read(BarIndex::Rom, 0, &mut magic);
+//! assert_eq!(&magic, b"QXRO");
+//! // vCPU thread: an I/O port write; wake the worker if asked to.
+//! let action = dev.io_write(qxl_device::abi::dev::io::NOTIFY_CMD, 0);
+//! // Worker thread:
+//! if action.wake_worker {
+//!     while dev.process().more {}
+//! }
+//! # Ok::<(), qxl_device::DeviceError>(())
+//! ```
 #![deny(missing_docs)]
 
 pub mod abi;
+pub mod config;
 pub mod decode;
+mod device;
 pub mod mem;
+pub mod memslot;
+pub mod metrics;
+pub mod pci;
+pub mod region;
 pub mod render;
+pub mod ring;
+pub mod rom;
+pub mod sink;
+#[cfg(any(test, feature = "test-utils"))]
+pub mod testing;
+pub mod vbe;
+
+pub use config::{ConfigError, Layout, QxlConfig};
+pub use device::{BarRegion, DeviceError, IoAction, Progress, QxlDevice};
+pub use metrics::Metrics;
+pub use pci::{BarIndex, BarInfo, BarMapping};
+pub use rom::ClientMonitor;
+pub use sink::{DeviceEvent, DisplaySink, GuestBug, InterruptLine, Mode, NoInterrupt, NullSink};

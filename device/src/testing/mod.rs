@@ -1,0 +1,1 @@
+//! Test helpers (feature `test-utils`).
