@@ -195,6 +195,14 @@ impl SharedRegion {
         Ok(())
     }
 
+    /// Atomically swaps the little-endian u32 at `offset` with `v`; returns the old value
+    /// (what a guest's `xchg` does).
+    pub fn swap_u32(&self, offset: u64, v: u32) -> Result<u32, RegionError> {
+        Ok(u32::from_le(
+            self.atomic_u32(offset)?.swap(v.to_le(), Ordering::SeqCst),
+        ))
+    }
+
     /// Atomically ORs `bits` into the little-endian u32 at `offset`; returns the old value.
     pub fn fetch_or_u32(&self, offset: u64, bits: u32) -> Result<u32, RegionError> {
         Ok(u32::from_le(
