@@ -1,0 +1,479 @@
+//! Driver-model suite: the Linux qxl driver's sequences (reference qxl-device.md §8) played
+//! against the device through `MockDriver`, asserting what the driver would read.
+
+use qxl_device::abi::dev::{
+    io, irq, ram_off, COMMAND_RING_SIZE, CURSOR_RING_SIZE, QXL_RAM_MAGIC, RELEASE_RING_SIZE,
+};
+use qxl_device::mem::GuestMemory;
+use qxl_device::pci::command;
+use qxl_device::testing::{MockDriver, BAR0_ADDR, BAR1_ADDR, LINUX_INT_MASK};
+use qxl_device::vbe::{enable, index, VBE_DISPI_IOPORT_DATA, VBE_DISPI_IOPORT_INDEX};
+use qxl_device::{BarIndex, ClientMonitor, DeviceEvent, Mode, QxlConfig};
+
+const QXL_CMD_NOP: u32 = 0;
+
+fn probed() -> MockDriver {
+    let mut d = MockDriver::new(QxlConfig::default()).unwrap();
+    d.probe().unwrap();
+    d
+}
+
+/// Pushes `n` NOP commands (each an 8-byte struct with a release id); returns the ids.
+fn push_nops(d: &mut MockDriver, n: usize) -> Vec<u64> {
+    (0..n)
+        .map(|_| {
+            let (addr, id) = d.put_command(&[0u8; 8]).unwrap();
+            d.push_command(QXL_CMD_NOP, addr).unwrap();
+            id
+        })
+        .collect()
+}
+
+#[test]
+fn probe_reads_rom_and_ram_header_as_linux_expects() {
+    let mut d = MockDriver::new(QxlConfig::default()).unwrap();
+    // PCI identity as the Linux pciidlist matches it.
+    let mut id = [0u8; 4];
+    d.dev.config_read(0, &mut id);
+    assert_eq!(u32::from_le_bytes(id), 0x0100_1B36);
+    d.dev.config_read(8, &mut id);
+    assert_eq!(
+        u32::from_le_bytes(id),
+        0x0300_0005,
+        "class 0x0300, revision 5"
+    );
+    d.probe().unwrap();
+    let rom = *d.rom().unwrap();
+    assert_eq!(rom.ram_header_offset.get(), (64 << 20) - 8192);
+    assert_eq!(rom.surface0_area_size.get(), 16 << 20);
+    assert_eq!(rom.num_pages.get(), 12286);
+    assert_eq!((rom.slots_start, rom.slots_end), (1, 7));
+    assert_eq!(rom.n_surfaces.get(), 1024);
+    // RAM header after RESET: magic, rings as the driver relies on (it never inits them).
+    assert_eq!(d.ram_u32(0), QXL_RAM_MAGIC);
+    for (ring, n) in [
+        (ram_off::CMD_RING, COMMAND_RING_SIZE),
+        (ram_off::CURSOR_RING, CURSOR_RING_SIZE),
+        (ram_off::RELEASE_RING, RELEASE_RING_SIZE),
+    ] {
+        assert_eq!(d.ram_u32(ring + ram_off::RING_NUM_ITEMS), n);
+        assert_eq!(d.ram_u32(ring + ram_off::RING_NOTIFY_ON_PROD), 1);
+        assert_eq!(d.ram_u32(ring + ram_off::RING_PROD), 0);
+        assert_eq!(d.ram_u32(ring + ram_off::RING_CONS), 0);
+    }
+    assert_eq!(d.ram_u32(ram_off::INT_MASK), LINUX_INT_MASK);
+    // Two MEMSLOT_ADD_ASYNC: exactly two IO_CMD interrupts, no error.
+    let c = d.irq_counts();
+    assert_eq!((c.io_cmd, c.error), (2, 0));
+    assert_eq!(d.dev.metrics().async_completed, 2);
+    let main = d.dev.memslot(1).unwrap();
+    assert_eq!(
+        (main.guest_start, main.size),
+        (BAR0_ADDR, (64 << 20) - 8192)
+    );
+    let surf = d.dev.memslot(2).unwrap();
+    assert_eq!((surf.guest_start, surf.size), (BAR1_ADDR, 64 << 20));
+    // Still VGA until CREATE_PRIMARY.
+    assert_eq!(d.dev.mode(), Mode::Vga);
+}
+
+#[test]
+fn create_primary_leaves_vga_mode_with_one_io_cmd() {
+    let mut d = probed();
+    d.take_events();
+    let before = d.irq_counts().io_cmd;
+    let mem = d.create_primary(1024, 768).unwrap();
+    assert_eq!(d.irq_counts().io_cmd, before + 1);
+    assert_eq!(d.dev.mode(), Mode::Native);
+    let p = d.dev.primary().unwrap().clone();
+    assert_eq!(
+        (p.width, p.height, p.stride, p.data),
+        (1024, 768, 4096, mem)
+    );
+    let ev = d.take_events();
+    assert!(ev
+        .iter()
+        .any(|e| matches!(e, DeviceEvent::PrimaryCreated(s) if s.width == 1024)));
+    assert!(ev
+        .iter()
+        .any(|e| matches!(e, DeviceEvent::ModeChanged(Mode::Native))));
+    // The next modeset: destroy + create, each with its own IO_CMD.
+    let before = d.irq_counts().io_cmd;
+    d.create_primary(800, 600).unwrap();
+    assert_eq!(d.irq_counts().io_cmd, before + 2);
+    assert_eq!(d.dev.primary().unwrap().width, 800);
+    assert_eq!(d.irq_counts().error, 0);
+}
+
+#[test]
+fn releases_are_published_in_bunches_of_32_and_chained_through_next() {
+    let mut d = probed();
+    d.create_primary(640, 480).unwrap();
+    let ids = push_nops(&mut d, 40);
+    // 32 releases make a bunch: one chain published, DISPLAY raised (notify_on_prod = 1).
+    assert!(d.irq_counts().display >= 1);
+    let got = d.collect_releases().unwrap();
+    assert_eq!(got, ids[..32].to_vec(), "one chain, in release order");
+    // The other 8 wait for FLUSH_RELEASE.
+    assert_eq!(d.collect_releases().unwrap(), Vec::<u64>::new());
+    d.outb(io::FLUSH_RELEASE, 0);
+    assert_eq!(d.collect_releases().unwrap(), ids[32..].to_vec());
+    assert_eq!(d.outstanding(), 0);
+    assert_eq!(d.dev.metrics().release_rejects, 0);
+}
+
+#[test]
+fn notify_oom_flushes_only_when_the_release_ring_is_empty() {
+    let mut d = probed();
+    d.create_primary(640, 480).unwrap();
+    let ids = push_nops(&mut d, 5);
+    d.outb(io::NOTIFY_OOM, 0);
+    let chains = d.dev.metrics().release_chains;
+    assert_eq!(chains, 1);
+    // Guest has not collected yet: a second OOM is a no-op (reference §10.8).
+    let more = push_nops(&mut d, 3);
+    d.outb(io::NOTIFY_OOM, 0);
+    assert_eq!(d.dev.metrics().release_chains, 1);
+    assert_eq!(d.collect_releases().unwrap(), ids);
+    d.outb(io::NOTIFY_OOM, 0);
+    assert_eq!(d.collect_releases().unwrap(), more);
+}
+
+#[test]
+fn full_release_ring_keeps_chaining_and_loses_nothing() {
+    let mut d = probed();
+    d.create_primary(640, 480).unwrap();
+    // 7 published chains fill the ring (prod − cons + 1 == 8); the rest keep chaining.
+    let mut all = Vec::new();
+    for _ in 0..10 {
+        all.extend(push_nops(&mut d, 3));
+        d.outb(io::FLUSH_RELEASE, 0);
+    }
+    assert_eq!(d.dev.metrics().release_chains, 7);
+    let prod = d.ram_u32(ram_off::RELEASE_RING + ram_off::RING_PROD);
+    assert_eq!(prod, 7);
+    let first = d.collect_releases().unwrap();
+    assert_eq!(first, all[..21].to_vec());
+    d.outb(io::FLUSH_RELEASE, 0);
+    let rest = d.collect_releases().unwrap();
+    assert_eq!(
+        rest,
+        all[21..].to_vec(),
+        "the held-back releases form one chain"
+    );
+    assert_eq!(d.outstanding(), 0);
+}
+
+#[test]
+fn command_ring_full_waits_for_consumer_notify() {
+    let mut d = probed();
+    d.create_primary(640, 480).unwrap();
+    d.set_auto_worker(false);
+    // 32 entries fill the ring; the worker is not running.
+    push_nops(&mut d, COMMAND_RING_SIZE as usize);
+    let prod = d.ram_u32(ram_off::CMD_RING + ram_off::RING_PROD);
+    assert_eq!(prod, 32);
+    assert_eq!(d.ram_u32(ram_off::CMD_RING + ram_off::RING_CONS), 0);
+    let display_before = d.irq_counts().display;
+    // The 33rd push finds the ring full, arms notify_on_cons and waits; the worker's pop of
+    // entry 1 raises DISPLAY.
+    push_nops(&mut d, 1);
+    assert!(d.irq_counts().display > display_before);
+    d.run_worker();
+    assert_eq!(d.ram_u32(ram_off::CMD_RING + ram_off::RING_CONS), 33);
+    assert_eq!(d.dev.metrics().commands, 33);
+}
+
+#[test]
+fn notify_on_prod_is_armed_when_the_ring_runs_empty() {
+    let mut d = probed();
+    d.create_primary(640, 480).unwrap();
+    push_nops(&mut d, 1);
+    // After draining, the device asks to be notified on the next push.
+    let cons = d.ram_u32(ram_off::CMD_RING + ram_off::RING_CONS);
+    assert_eq!(
+        d.ram_u32(ram_off::CMD_RING + ram_off::RING_NOTIFY_ON_PROD),
+        cons + 1
+    );
+    let writes = d.dev.metrics().io_writes;
+    push_nops(&mut d, 1);
+    assert!(d.dev.metrics().io_writes > writes, "NOTIFY_CMD was written");
+    assert_eq!(d.dev.metrics().commands, 2);
+}
+
+#[test]
+fn interrupt_line_is_pending_and_mask_and_drops_on_update_irq() {
+    let mut d = probed();
+    d.set_auto_worker(false);
+    d.set_int_mask(irq::IO_CMD);
+    // Raise IO_CMD through an async I/O, do not service it.
+    d.outb_raw(io::FLUSH_SURFACES_ASYNC, 0);
+    d.dev.process();
+    assert!(d.irq.level());
+    assert!(d.dev.irq_level());
+    let mut st = [0u8; 2];
+    d.dev.config_read(6, &mut st);
+    assert_ne!(
+        u16::from_le_bytes(st) & 0x8,
+        0,
+        "status bit 3 follows the line"
+    );
+    // INTx disable masks the line, status still shows the condition.
+    let cmd = command::IO | command::MEMORY | command::MASTER | command::INTX_DISABLE;
+    d.dev.config_write(4, &cmd.to_le_bytes());
+    assert!(!d.irq.level());
+    let cmd = command::IO | command::MEMORY | command::MASTER;
+    d.dev.config_write(4, &cmd.to_le_bytes());
+    assert!(d.irq.level());
+    // Guest clears pending and writes UPDATE_IRQ: the line drops.
+    d.xchg_int_pending();
+    let calls = d.irq.calls();
+    d.outb_raw(io::UPDATE_IRQ, 0);
+    assert!(!d.irq.level());
+    d.dev.config_read(6, &mut st);
+    assert_eq!(u16::from_le_bytes(st) & 0x8, 0);
+    // UPDATE_IRQ while the condition still holds re-reports the high level.
+    d.set_int_mask(irq::DISPLAY);
+    d.dev
+        .ram()
+        .fetch_or_u32(d.ram_header_offset() + 4, irq::DISPLAY)
+        .unwrap();
+    d.outb_raw(io::UPDATE_IRQ, 0);
+    assert!(d.irq.level());
+    let c2 = d.irq.calls();
+    d.outb_raw(io::UPDATE_IRQ, 0);
+    assert!(d.irq.calls() > c2 && d.irq.calls() > calls);
+    assert!(d.irq.level());
+    // A bit the guest masked never asserts the line.
+    d.xchg_int_pending();
+    d.outb_raw(io::UPDATE_IRQ, 0);
+    d.set_int_mask(irq::DISPLAY);
+    d.dev.set_client_capabilities(true, &[0xFF]);
+    assert!(!d.irq.level(), "CLIENT is masked");
+}
+
+#[test]
+fn client_monitors_config_in_rom_with_crc_and_interrupt() {
+    let mut d = probed();
+    let head = ClientMonitor {
+        x: 0,
+        y: 0,
+        width: 1024,
+        height: 768,
+    };
+    assert!(d.dev.set_client_monitors(&[head]));
+    d.run_worker();
+    assert_eq!(d.irq_counts().client_monitors_config, 1);
+    assert_eq!(d.client_monitors(4), Some(vec![(0, 0, 1024, 768)]));
+    let crc = u32::from_le_bytes(d.read_rom(128, 4).try_into().unwrap());
+    assert_eq!(crc, 0x3DEC_149C);
+    // Unchanged config: no interrupt.
+    assert!(!d.dev.set_client_monitors(&[head]));
+    // Two heads; Linux truncates to num_heads.
+    let h2 = ClientMonitor {
+        x: 1024,
+        y: 0,
+        width: 800,
+        height: 600,
+    };
+    assert!(d.dev.set_client_monitors(&[head, h2]));
+    d.run_worker();
+    assert_eq!(d.irq_counts().client_monitors_config, 2);
+    assert_eq!(d.client_monitors(1), Some(vec![(0, 0, 1024, 768)]));
+    assert_eq!(d.client_monitors(4).unwrap()[1], (1024, 0, 800, 600));
+    // A guest that masks everything (mask ~0, old Windows drivers) or nothing gets no
+    // interrupt, but the ROM is still updated.
+    d.set_int_mask(u32::MAX);
+    assert!(!d.dev.set_client_monitors(&[h2]));
+    d.set_int_mask(0);
+    assert!(!d.dev.set_client_monitors(&[head]));
+    assert_eq!(d.client_monitors(4), Some(vec![(0, 0, 1024, 768)]));
+    // The config survives the driver's RESET (boot resolution for the next probe).
+    d.set_int_mask(LINUX_INT_MASK);
+    d.probe().unwrap();
+    assert_eq!(d.client_monitors(4), Some(vec![(0, 0, 1024, 768)]));
+}
+
+#[test]
+fn guest_monitors_config_reaches_the_sink_with_one_io_cmd() {
+    let mut d = probed();
+    d.create_primary(1024, 768).unwrap();
+    d.take_events();
+    let before = d.irq_counts().io_cmd;
+    d.monitors_config(&[(0, 0, 1024, 768)], 4).unwrap();
+    assert_eq!(d.irq_counts().io_cmd, before + 1);
+    let ev = d.take_events();
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, DeviceEvent::MonitorsConfig(_))),
+        "{ev:?}"
+    );
+}
+
+#[test]
+fn async_ios_each_raise_exactly_one_io_cmd() {
+    let mut d = probed();
+    d.create_primary(640, 480).unwrap();
+    let mut area = Vec::new();
+    for v in [0i32, 0, 10, 10] {
+        area.extend_from_slice(&v.to_le_bytes());
+    }
+    d.set_ram_bytes(ram_off::UPDATE_AREA, &area);
+    d.set_ram_u32(ram_off::UPDATE_SURFACE, 0);
+    for (port, val) in [
+        (io::UPDATE_AREA_ASYNC, 0),
+        (io::FLUSH_SURFACES_ASYNC, 0),
+        (io::DESTROY_SURFACE_ASYNC, 5),
+        (io::DESTROY_ALL_SURFACES_ASYNC, 0),
+        (io::DESTROY_PRIMARY_ASYNC, 0),
+        (io::MONITORS_CONFIG_ASYNC, 0),
+    ] {
+        let before = d.irq_counts().io_cmd;
+        let completed = d.dev.metrics().async_completed;
+        d.async_io(port, val).unwrap();
+        d.run_worker();
+        assert_eq!(d.irq_counts().io_cmd, before + 1, "port {port}");
+        assert_eq!(
+            d.dev.metrics().async_completed,
+            completed + 1,
+            "port {port}"
+        );
+    }
+    assert_eq!(d.dev.mode(), Mode::Undefined);
+}
+
+#[test]
+fn driver_unload_and_reload() {
+    let mut d = probed();
+    d.create_primary(1024, 768).unwrap();
+    push_nops(&mut d, 3);
+    // Unload: DESTROY_PRIMARY_ASYNC.
+    d.take_events();
+    d.async_io(io::DESTROY_PRIMARY_ASYNC, 0).unwrap();
+    assert_eq!(d.dev.mode(), Mode::Undefined);
+    let ev = d.take_events();
+    assert!(ev
+        .iter()
+        .any(|e| matches!(e, DeviceEvent::PrimaryDestroyed)));
+    // Reload: RESET + probe. Slots re-added, rings reset, VGA mode until CREATE_PRIMARY.
+    d.probe().unwrap();
+    assert_eq!(d.dev.mode(), Mode::Vga);
+    assert_eq!(d.ram_u32(ram_off::CMD_RING + ram_off::RING_PROD), 0);
+    assert_eq!(d.ram_u32(ram_off::RELEASE_RING + ram_off::RING_PROD), 0);
+    assert!(d.dev.memslot(1).is_some());
+    d.create_primary(800, 600).unwrap();
+    let ids = push_nops(&mut d, 2);
+    d.outb(io::FLUSH_RELEASE, 0);
+    assert_eq!(d.collect_releases().unwrap(), ids);
+    assert_eq!(d.irq_counts().error, 0);
+}
+
+#[test]
+fn vbe_framebuffer_until_create_primary_and_back_after_reset() {
+    let mut d = MockDriver::new(QxlConfig::default()).unwrap();
+    let set = |d: &mut MockDriver, i: u16, v: u16| {
+        d.dev.vbe_io_write(VBE_DISPI_IOPORT_INDEX, i);
+        d.dev.vbe_io_write(VBE_DISPI_IOPORT_DATA, v);
+    };
+    d.dev
+        .vbe_io_write(VBE_DISPI_IOPORT_INDEX, index::VIDEO_MEMORY_64K);
+    assert_eq!(
+        d.dev.vbe_io_read(VBE_DISPI_IOPORT_DATA),
+        256,
+        "vgamem, not BAR size"
+    );
+    set(&mut d, index::XRES, 64);
+    set(&mut d, index::YRES, 32);
+    set(&mut d, index::BPP, 32);
+    set(&mut d, index::ENABLE, enable::ENABLED | enable::LFB);
+    // Firmware draws into the linear framebuffer at BAR0 offset 0.
+    let px = 0x00_12_34_56u32;
+    let off = (5 * 64 + 7) * 4;
+    d.dev.bar_write(BarIndex::Ram, off, &px.to_le_bytes());
+    let snap = d.dev.display_snapshot().unwrap();
+    assert_eq!((snap.width, snap.height), (64, 32));
+    assert_eq!(snap.pixels[5 * 64 + 7], 0xFF12_3456);
+    assert_eq!(snap.pixels[0], 0xFF00_0000);
+    // The qxl driver takes over.
+    d.probe().unwrap();
+    assert_eq!(d.dev.mode(), Mode::Vga, "RESET returns to VGA mode");
+    d.create_primary(640, 480).unwrap();
+    assert_eq!(d.dev.mode(), Mode::Native);
+    d.outb(io::RESET, 0);
+    assert_eq!(d.dev.mode(), Mode::Vga);
+    assert!(d.dev.display_snapshot().is_some());
+}
+
+#[test]
+fn secondary_device_starts_undefined_without_vbe() {
+    let cfg = QxlConfig {
+        vga: false,
+        ..Default::default()
+    };
+    let mut d = MockDriver::new(cfg).unwrap();
+    let mut b = [0u8; 4];
+    d.dev.config_read(8, &mut b);
+    assert_eq!(u32::from_le_bytes(b) >> 8, 0x03_8000);
+    assert_eq!(d.dev.mode(), Mode::Undefined);
+    assert_eq!(d.dev.vbe_io_read(VBE_DISPI_IOPORT_DATA), 0xFFFF);
+    d.probe().unwrap();
+    assert_eq!(d.dev.mode(), Mode::Undefined);
+    d.create_primary(640, 480).unwrap();
+    assert_eq!(d.dev.mode(), Mode::Native);
+}
+
+#[test]
+fn bar4_memslot_and_bar_moves() {
+    let cfg = QxlConfig {
+        vram64_size: Some(256 << 20),
+        ..Default::default()
+    };
+    let mut d = MockDriver::new(cfg).unwrap();
+    d.probe().unwrap();
+    assert_eq!(d.dev.memslot(2).unwrap().size, 256 << 20);
+    // Surfaces slot in BAR4 at 64 MiB + x: beyond what BAR1 shows, same backing.
+    let p = d.alloc_surface_mem(128 << 20).unwrap();
+    let _ = p;
+    let far = d.alloc_surface_mem(4096).unwrap();
+    d.write(far, b"deep").unwrap();
+    let mut b = [0u8; 4];
+    d.dev.guest_memory().read(far, &mut b).unwrap();
+    assert_eq!(&b, b"deep");
+    // Move BAR0: the device reports it and new memslots use the new address.
+    let moves = d.dev.config_write(0x10, &0xA000_0000u32.to_le_bytes());
+    assert_eq!(moves.len(), 1);
+    assert_eq!(moves[0].new, Some(0xA000_0000));
+    assert_eq!(moves[0].old, Some(BAR0_ADDR));
+    d.add_memslot(3, 0xA000_0000, 0xA000_1000).unwrap();
+    assert_eq!(d.dev.memslot(3).unwrap().region_offset, 0);
+    assert_eq!(d.irq_counts().error, 0);
+}
+
+#[test]
+fn guest_log_is_reported() {
+    let mut d = probed();
+    d.set_ram_bytes(ram_off::LOG_BUF, b"qxl: hello\n\0garbage");
+    d.take_events();
+    d.outb(io::LOG, 0);
+    let ev = d.take_events();
+    assert!(ev
+        .iter()
+        .any(|e| matches!(e, DeviceEvent::GuestLog(s) if s == "qxl: hello")));
+}
+
+#[test]
+fn set_mode_compat_creates_a_bottom_up_primary() {
+    let mut d = probed();
+    // Mode id 1 = 640x480x32 orientation 0.
+    d.outb(io::SET_MODE, 1);
+    assert_eq!(d.dev.mode(), Mode::Compat);
+    let p = d.dev.primary().unwrap();
+    assert_eq!((p.width, p.height, p.stride), (640, 480, -2560));
+    assert_eq!(d.dev.metrics().guest_bugs, 0);
+    // Mode ids that are not in the table are a guest bug: ERROR is pending (SET_MODE's
+    // reset cleared int_mask, so the line stays low).
+    d.outb(io::SET_MODE, 255);
+    assert_eq!(d.dev.metrics().guest_bugs, 1);
+    assert_ne!(d.xchg_int_pending() & irq::ERROR, 0);
+    assert!(!d.irq.level());
+}
