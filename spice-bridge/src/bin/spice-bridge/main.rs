@@ -2,6 +2,7 @@
 //! vfio-user and serves its screen to Spice clients. `--help` documents every flag.
 
 mod cli;
+mod qxl;
 mod vfio;
 
 use std::process::ExitCode;

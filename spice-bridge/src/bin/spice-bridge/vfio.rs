@@ -83,12 +83,14 @@ struct IntxState {
 }
 
 impl Intx {
-    /// Sets the line level; fires the eventfd on a rising edge.
+    /// Sets the line level as the device re-evaluated it. Fires the eventfd whenever the
+    /// level is reported high: on a rising edge, and again on a re-evaluation while still
+    /// high (the guest wrote UPDATE_IRQ, or new bits arrived), since the VMM may already have
+    /// ended the previous interrupt (edge-style eventfd delivery).
     pub fn set_level(&self, level: bool) {
         let mut s = lock(&self.state);
-        let rose = level && !s.level;
         s.level = level;
-        if rose {
+        if level {
             s.fire();
         }
     }
@@ -349,15 +351,16 @@ mod tests {
     }
 
     #[test]
-    fn intx_fires_on_rise_and_on_retrigger_while_high() {
+    fn intx_fires_on_rise_and_on_reevaluation_while_high() {
         let intx = Intx::default();
         let (tx, mut rx) = eventfd();
         intx.set_trigger(Some(tx));
         intx.set_level(true);
+        assert_eq!(count(&mut rx), 1, "rising edge fires");
         intx.set_level(true);
-        assert_eq!(count(&mut rx), 1, "one event per rising edge");
+        assert_eq!(count(&mut rx), 1, "re-evaluation while high fires again");
         intx.retrigger();
-        assert_eq!(count(&mut rx), 1, "UPDATE_IRQ while pending fires again");
+        assert_eq!(count(&mut rx), 1, "explicit retrigger while high fires");
         intx.set_level(false);
         intx.retrigger();
         assert_eq!(count(&mut rx), 0, "nothing while low");

@@ -1,0 +1,321 @@
+//! The QXL device as a vfio-user PCI function, and the worker thread that drains its rings.
+//!
+//! Threads (../shared/design.md "Threads"): the vfio-user thread only touches registers and
+//! wakes the worker; the worker runs [`QxlDevice::process`] and forwards [`DeviceEvent`]s to
+//! the bridge through a channel, so the guest never waits on a Spice client.
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use qxl_device::{BarIndex, DeviceEvent, InterruptLine, QxlDevice};
+use tracing::debug;
+
+use crate::vfio::{BarBacking, Intx, PciFunction};
+
+/// Wakes the device worker.
+#[derive(Debug, Default)]
+pub struct Wake {
+    flag: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl Wake {
+    /// Marks work pending and wakes the worker.
+    pub fn wake(&self) {
+        *self.flag.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.cv.notify_one();
+    }
+    /// Waits until woken or `timeout` passed; returns whether it was woken.
+    pub fn wait(&self, timeout: Duration) -> bool {
+        let guard = self.flag.lock().unwrap_or_else(|p| p.into_inner());
+        let (mut guard, _) = self
+            .cv
+            .wait_timeout_while(guard, timeout, |woken| !*woken)
+            .unwrap_or_else(|p| p.into_inner());
+        std::mem::replace(&mut *guard, false)
+    }
+}
+
+/// The device's INTx line, delivered through the vfio-user eventfd.
+pub struct IntxLine(pub Arc<Intx>);
+
+impl InterruptLine for IntxLine {
+    fn set_level(&self, asserted: bool) {
+        self.0.set_level(asserted);
+    }
+}
+
+/// [`QxlDevice`] seen as a PCI function by the vfio-user transport.
+pub struct QxlFunction {
+    /// The device.
+    pub dev: QxlDevice,
+    wake: Arc<Wake>,
+}
+
+impl QxlFunction {
+    /// Wraps `dev`; I/O that needs the worker wakes `wake`.
+    pub fn new(dev: QxlDevice, wake: Arc<Wake>) -> Self {
+        QxlFunction { dev, wake }
+    }
+}
+
+fn bar_index(bar: u32) -> Option<BarIndex> {
+    match bar {
+        0 => Some(BarIndex::Ram),
+        1 => Some(BarIndex::Vram),
+        2 => Some(BarIndex::Rom),
+        3 => Some(BarIndex::Io),
+        4 => Some(BarIndex::Vram64),
+        _ => None,
+    }
+}
+
+impl PciFunction for QxlFunction {
+    fn bars(&self) -> [BarBacking; 6] {
+        use std::os::fd::AsRawFd;
+        let mut out = [BarBacking::Absent; 6];
+        for r in self.dev.bar_regions() {
+            let i = r.info.bar as usize;
+            out[i] = match r.mmap {
+                Some((fd, offset)) => BarBacking::Mappable {
+                    size: r.info.size,
+                    fd: fd.as_raw_fd(),
+                    offset,
+                },
+                None => BarBacking::Trapped {
+                    size: r.info.size,
+                    writable: r.info.bar != BarIndex::Rom,
+                },
+            };
+        }
+        out
+    }
+
+    fn config_read(&mut self, offset: u64, data: &mut [u8]) {
+        match u16::try_from(offset) {
+            Ok(off) if off < 256 => self.dev.config_read(off, data),
+            _ => data.fill(0xff),
+        }
+    }
+
+    fn config_write(&mut self, offset: u64, data: &[u8]) {
+        if let Ok(off) = u16::try_from(offset) {
+            for m in self.dev.config_write(off, data) {
+                debug!("BAR {:?} moved {:?} -> {:?}", m.bar, m.old, m.new);
+            }
+        }
+    }
+
+    fn bar_read(&mut self, bar: u32, offset: u64, data: &mut [u8]) {
+        match bar_index(bar) {
+            Some(b) => self.dev.bar_read(b, offset, data),
+            None => data.fill(0xff),
+        }
+    }
+
+    fn bar_write(&mut self, bar: u32, offset: u64, data: &[u8]) {
+        if let Some(b) = bar_index(bar) {
+            if self.dev.bar_write(b, offset, data).wake_worker {
+                self.wake.wake();
+            }
+        }
+    }
+
+    fn reset(&mut self) {
+        self.dev.reset();
+    }
+}
+
+/// Runs the device worker until `stop` is set: drains the rings whenever woken (and every
+/// `poll` as a safety net), forwarding events through the device's sink.
+pub fn run_worker(
+    func: Arc<Mutex<QxlFunction>>,
+    wake: Arc<Wake>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    poll: Duration,
+) {
+    use std::sync::atomic::Ordering;
+    while !stop.load(Ordering::Relaxed) {
+        wake.wait(poll);
+        loop {
+            let progress = {
+                let mut f = func.lock().unwrap_or_else(|p| p.into_inner());
+                f.dev.process()
+            };
+            if !progress.more {
+                break;
+            }
+        }
+    }
+}
+
+/// Events the bridge thread receives from the device.
+pub type EventRx = std::sync::mpsc::Receiver<DeviceEvent>;
+
+#[cfg(test)]
+mod tests {
+    //! The daemon's vfio-user path end to end in one process: the `vfio_user` crate's own
+    //! client plays the VMM against our server and the real [`QxlDevice`].
+    use super::*;
+    use crate::vfio::{server_tables, VfioBackend};
+    use qxl_device::abi::dev::{io, irq, ram_off};
+    use qxl_device::{NullSink, QxlConfig};
+    use std::fs::File;
+    use std::io::Read;
+    use std::os::fd::{AsRawFd, FromRawFd};
+    use std::sync::atomic::AtomicBool;
+    use vfio_bindings::bindings::vfio::{
+        VFIO_IRQ_SET_ACTION_TRIGGER, VFIO_IRQ_SET_DATA_EVENTFD, VFIO_REGION_INFO_FLAG_MMAP,
+    };
+
+    struct Rig {
+        client: vfio_user::Client,
+        _dir: std::path::PathBuf,
+        stop: Arc<AtomicBool>,
+        wake: Arc<Wake>,
+        irq: File,
+        ram_header: u64,
+    }
+
+    impl Drop for Rig {
+        fn drop(&mut self) {
+            self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            self.wake.wake();
+            let _ = std::fs::remove_dir_all(&self._dir);
+        }
+    }
+
+    fn rig(mmap: bool) -> Rig {
+        let dir = std::env::temp_dir().join(format!(
+            "sb-vfio-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let sock = dir.join("qxl.sock");
+        let intx = Arc::new(Intx::default());
+        let wake = Arc::new(Wake::default());
+        let cfg = QxlConfig {
+            ram_size: 4 << 20,
+            vgamem_size: 1 << 20,
+            vram_size: 1 << 20,
+            ..QxlConfig::default()
+        };
+        let dev =
+            QxlDevice::new(cfg, Arc::new(IntxLine(intx.clone())), Box::new(NullSink)).unwrap();
+        let ram_header = dev.layout().ram_header_offset as u64;
+        let func = Arc::new(Mutex::new(QxlFunction::new(dev, wake.clone())));
+        let bars = func.lock().unwrap().bars();
+        let (regions, irqs) = server_tables(&bars, mmap);
+        let server = vfio_user::Server::new(&sock, true, irqs, regions).unwrap();
+        let mut backend = VfioBackend::new(func.clone(), intx);
+        std::thread::spawn(move || {
+            let _ = server.run(&mut backend);
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        {
+            let (func, wake, stop) = (func.clone(), wake.clone(), stop.clone());
+            std::thread::spawn(move || run_worker(func, wake, stop, Duration::from_millis(20)));
+        }
+        let mut client = vfio_user::Client::new(&sock).unwrap();
+        // SAFETY: eventfd returns a new descriptor or -1; checked by the assert.
+        let efd = unsafe { libc::eventfd(0, 0) };
+        assert!(efd >= 0);
+        client
+            .set_irqs(
+                0,
+                VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
+                0,
+                1,
+                &[efd],
+            )
+            .unwrap();
+        Rig {
+            client,
+            _dir: dir,
+            stop,
+            wake,
+            // SAFETY: efd is a valid descriptor owned only by this File.
+            irq: unsafe { File::from_raw_fd(efd) },
+            ram_header,
+        }
+    }
+
+    fn cfg32(c: &mut vfio_user::Client, off: u64) -> u32 {
+        let mut b = [0u8; 4];
+        c.region_read(7, off, &mut b).unwrap();
+        u32::from_le_bytes(b)
+    }
+
+    #[test]
+    fn vmm_sees_qxl_identity_bar_sizes_and_rom() {
+        let mut r = rig(true);
+        let c = &mut r.client;
+        assert_eq!(cfg32(c, 0), 0x0100_1b36, "vendor/device");
+        assert_eq!(cfg32(c, 8) >> 8, 0x030000, "class VGA");
+        assert_eq!(cfg32(c, 8) & 0xff, 5, "revision 5");
+        c.region_write(7, 0x10, &u32::MAX.to_le_bytes()).unwrap();
+        assert_eq!(
+            cfg32(c, 0x10) & !0xf,
+            !(4u32 << 20) + 1,
+            "BAR0 sizing probe"
+        );
+        let reg0 = c.region(0).unwrap();
+        assert_eq!(reg0.size, 4 << 20);
+        assert_ne!(reg0.flags & VFIO_REGION_INFO_FLAG_MMAP, 0);
+        assert!(reg0.file_offset.is_some(), "memfd handed to the VMM");
+        let mut magic = [0u8; 4];
+        c.region_read(2, 0, &mut magic).unwrap();
+        assert_eq!(&magic, b"QXRO");
+    }
+
+    #[test]
+    fn no_mmap_mode_traps_every_bar() {
+        let r = rig(false);
+        for i in 0..4 {
+            let reg = r.client.region(i).unwrap();
+            assert_eq!(reg.flags & VFIO_REGION_INFO_FLAG_MMAP, 0, "region {i}");
+            assert!(reg.file_offset.is_none());
+        }
+    }
+
+    #[test]
+    fn async_memslot_add_raises_one_intx_through_the_eventfd() {
+        let mut r = rig(false);
+        let hdr = r.ram_header;
+        let c = &mut r.client;
+        // The guest's BIOS placed BAR0 at 0xE000_0000 and enabled memory decoding.
+        c.region_write(7, 0x10, &0xE000_0000u32.to_le_bytes())
+            .unwrap();
+        c.region_write(7, 0x04, &3u16.to_le_bytes()).unwrap();
+        c.region_write(3, io::RESET as u64, &[0]).unwrap();
+        c.region_write(
+            0,
+            hdr + ram_off::INT_MASK as u64,
+            &irq::IO_CMD.to_le_bytes(),
+        )
+        .unwrap();
+        let mut slot = [0u8; 16];
+        slot[..8].copy_from_slice(&0xE000_0000u64.to_le_bytes());
+        slot[8..].copy_from_slice(&(0xE000_0000u64 + hdr).to_le_bytes());
+        c.region_write(0, hdr + ram_off::MEM_SLOT as u64, &slot)
+            .unwrap();
+        c.region_write(3, io::MEMSLOT_ADD_ASYNC as u64, &[1])
+            .unwrap();
+        let mut n = [0u8; 8];
+        r.irq.read_exact(&mut n).unwrap();
+        assert!(u64::from_ne_bytes(n) >= 1);
+        let mut pending = [0u8; 4];
+        c.region_read(0, hdr + ram_off::INT_PENDING as u64, &mut pending)
+            .unwrap();
+        assert_eq!(
+            u32::from_le_bytes(pending),
+            irq::IO_CMD,
+            "only IO_CMD pending"
+        );
+        assert!(r.irq.as_raw_fd() >= 0);
+    }
+}
