@@ -1036,14 +1036,20 @@ impl QxlDevice {
         self.guest_bug(bug);
     }
 
-    /// Reads the release id and the first bytes the core needs to decide whether to hold a
-    /// release (surface create until destroy, cursor SET until replaced, as spice-server).
-    fn peek(&self, addr: QxlPhys) -> Option<[u8; 13]> {
-        let mut b = [0u8; 13];
+    /// Copies the first `N` bytes of a command: the release id and the few bytes the core
+    /// needs to decide whether to hold a release (surface create until destroyed, cursor SET
+    /// until replaced, as spice-server does). Only that decision depends on them.
+    fn peek<const N: usize>(&self, addr: QxlPhys) -> Option<[u8; N]> {
+        let mut b = [0u8; N];
         SlotMemory::new(&self.slots, &self.ram, &self.vram)
             .read(addr, &mut b)
             .ok()
             .map(|_| b)
+    }
+
+    /// The guest's release id (first 8 bytes of every command), 0 if unreadable.
+    fn release_id(&self, addr: QxlPhys) -> u64 {
+        self.peek::<8>(addr).map_or(0, u64::from_le_bytes)
     }
 
     fn reject_log(&mut self, ring: RingKind, ty: u32, addr: QxlPhys, e: &decode::DecodeError) {
@@ -1055,14 +1061,16 @@ impl QxlDevice {
 
     fn handle_display(&mut self, ty: u32, addr: QxlPhys) {
         self.metrics.commands += 1;
-        let head = self.peek(addr);
-        let id = head.map(|h| u64::from_le_bytes([h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]]));
+        let id = self.release_id(addr);
+        // QXLSurfaceCmd: surface_id u32 @8, type u8 @12.
+        let head = if ty == QXL_CMD_SURFACE {
+            self.peek::<13>(addr)
+        } else {
+            None
+        };
         let mem = SlotMemory::new(&self.slots, &self.ram, &self.vram);
         let decoded = decode::decode_display(&mem, ty, addr, &self.limits);
-        let this = Held {
-            info: addr,
-            id: id.unwrap_or(0),
-        };
+        let this = Held { info: addr, id };
         match decoded {
             Ok(cmd) => {
                 if let Err(e) = self.renderer.draw(&cmd, &mem) {
@@ -1105,12 +1113,10 @@ impl QxlDevice {
 
     fn handle_cursor(&mut self, ty: u32, addr: QxlPhys) {
         self.metrics.cursor_commands += 1;
-        let head = self.peek(addr);
-        let id = head.map(|h| u64::from_le_bytes([h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]]));
-        let this = Held {
-            info: addr,
-            id: id.unwrap_or(0),
-        };
+        let id = self.release_id(addr);
+        // QXLCursorCmd: type u8 @8.
+        let head = self.peek::<9>(addr);
+        let this = Held { info: addr, id };
         let mem = SlotMemory::new(&self.slots, &self.ram, &self.vram);
         match decode::decode_cursor(&mem, ty, addr, &self.limits) {
             Ok(cmd) => {
