@@ -347,3 +347,165 @@ impl ReleaseState {
         Ok(Some(notify))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memslot::{Backing, MemSlots, SlotMemory, SlotWindow};
+    use crate::pci::BarIndex;
+
+    const HDR: u64 = 0x1000;
+
+    fn setup() -> (SharedRegion, SharedRegion, MemSlots) {
+        let ram = SharedRegion::new("ram", 0x4000).unwrap();
+        let vram = SharedRegion::new("vram", 0x1000).unwrap();
+        RamHeader::new(&ram, HDR).init().unwrap();
+        let mut slots = MemSlots::default();
+        let w = [SlotWindow {
+            bar: BarIndex::Ram,
+            base: 0x10_0000,
+            size: 0x4000,
+            backing: Backing::Ram,
+        }];
+        slots.add(1, 0x10_0000, 0x10_1000, &w).unwrap();
+        (ram, vram, slots)
+    }
+
+    fn push_item(ram: &SharedRegion, ring: usize, data: u64, ty: u32) {
+        let h = RamHeader::new(ram, HDR);
+        let prod = h.load(ring + ram_off::RING_PROD).unwrap();
+        let slot = (prod & 31) as usize;
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&data.to_le_bytes());
+        b[8..12].copy_from_slice(&ty.to_le_bytes());
+        ram.write(HDR + (ring + ram_off::RING_ITEMS + slot * 16) as u64, &b)
+            .unwrap();
+        h.store(ring + ram_off::RING_PROD, prod.wrapping_add(1))
+            .unwrap();
+    }
+
+    #[test]
+    fn pop_empty_arms_notify_on_prod_and_pop_notifies_on_cons() {
+        let (ram, _v, _s) = setup();
+        let h = RamHeader::new(&ram, HDR);
+        let mut r = ConsumerRing::new(RingKind::Command);
+        assert_eq!(r.pop(&h).unwrap(), Pop::Empty);
+        assert_eq!(
+            h.load(ram_off::CMD_RING + ram_off::RING_NOTIFY_ON_PROD)
+                .unwrap(),
+            1
+        );
+        push_item(&ram, ram_off::CMD_RING, 0x42, 1);
+        push_item(&ram, ram_off::CMD_RING, 0x43, 1);
+        h.store(ram_off::CMD_RING + ram_off::RING_NOTIFY_ON_CONS, 2)
+            .unwrap();
+        let Pop::Item { cmd, notify } = r.pop(&h).unwrap() else {
+            panic!("empty")
+        };
+        assert_eq!((cmd.data.get(), notify), (0x42, false));
+        let Pop::Item { cmd, notify } = r.pop(&h).unwrap() else {
+            panic!("empty")
+        };
+        assert_eq!((cmd.data.get(), notify), (0x43, true));
+        assert_eq!(h.load(ram_off::CMD_RING + ram_off::RING_CONS).unwrap(), 2);
+        assert_eq!(r.pop(&h).unwrap(), Pop::Empty);
+        assert_eq!(
+            h.load(ram_off::CMD_RING + ram_off::RING_NOTIFY_ON_PROD)
+                .unwrap(),
+            3
+        );
+    }
+
+    #[test]
+    fn indices_wrap_and_garbage_is_an_error() {
+        let (ram, _v, _s) = setup();
+        let h = RamHeader::new(&ram, HDR);
+        let mut r = ConsumerRing::new(RingKind::Cursor);
+        // 100 pushes and pops across several wraps of the 32-entry ring.
+        for i in 0..100u64 {
+            push_item(&ram, ram_off::CURSOR_RING, i + 1, 3);
+            assert!(matches!(r.pop(&h).unwrap(), Pop::Item { cmd, .. } if cmd.data.get() == i + 1));
+        }
+        // A guest-cons overwrite does not move the device's consumer.
+        h.store(ram_off::CURSOR_RING + ram_off::RING_CONS, 5)
+            .unwrap();
+        assert_eq!(r.pop(&h).unwrap(), Pop::Empty);
+        h.store(ram_off::CURSOR_RING + ram_off::RING_PROD, 100 + 33)
+            .unwrap();
+        assert!(matches!(
+            r.pop(&h),
+            Err(RingError::BadIndex {
+                prod: 133,
+                cons: 100,
+                ..
+            })
+        ));
+        // Exactly a full ring is fine.
+        h.store(ram_off::CURSOR_RING + ram_off::RING_PROD, 100 + 32)
+            .unwrap();
+        assert!(matches!(r.pop(&h), Ok(Pop::Item { .. })));
+    }
+
+    #[test]
+    fn release_chain_head_in_ring_next_in_previous_info() {
+        let (ram, vram, slots) = setup();
+        let h = RamHeader::new(&ram, HDR);
+        let mem = SlotMemory::new(&slots, &ram, &vram);
+        let mut rs = ReleaseState::new();
+        let a = QxlPhys::new(1, 0, 0x100);
+        let b = QxlPhys::new(1, 0, 0x200);
+        mem.write_u64(a, 11).unwrap();
+        mem.write_u64(b, 22).unwrap();
+        rs.push(&h, &mem, a, 11).unwrap();
+        rs.push(&h, &mem, b, 22).unwrap();
+        let item0 = HDR + (ram_off::RELEASE_RING + ram_off::RING_ITEMS) as u64;
+        let mut buf = [0u8; 8];
+        ram.read(item0, &mut buf).unwrap();
+        assert_eq!(u64::from_le_bytes(buf), 11, "head in the unpublished slot");
+        assert_eq!(mem.read_u64(a).unwrap(), 22, "a.next = b's id");
+        assert_eq!(mem.read_u64(b).unwrap(), 0, "b ends the chain");
+        // Not a bunch yet.
+        assert_eq!(rs.publish(&h, false).unwrap(), None);
+        // Flush: prod 1, notify (notify_on_prod = 1), next slot zeroed.
+        assert_eq!(rs.publish(&h, true).unwrap(), Some(true));
+        assert_eq!(
+            h.load(ram_off::RELEASE_RING + ram_off::RING_PROD).unwrap(),
+            1
+        );
+        ram.read(item0 + 8, &mut buf).unwrap();
+        assert_eq!(u64::from_le_bytes(buf), 0);
+        // Nothing pending: flush publishes nothing.
+        assert_eq!(rs.publish(&h, true).unwrap(), None);
+        // NULL, id 0 and unmapped infos are refused without writing anything.
+        assert_eq!(rs.push(&h, &mem, QxlPhys(0), 5), Err(ReleaseError::Null));
+        assert!(matches!(
+            rs.push(&h, &mem, a, 0),
+            Err(ReleaseError::ZeroId(_))
+        ));
+        assert!(matches!(
+            rs.push(&h, &mem, QxlPhys::new(3, 0, 0), 5),
+            Err(ReleaseError::Mem(_))
+        ));
+        assert_eq!(rs.pending(), 0);
+    }
+
+    #[test]
+    fn release_publish_stops_at_seven_unconsumed_chains() {
+        let (ram, vram, slots) = setup();
+        let h = RamHeader::new(&ram, HDR);
+        let mem = SlotMemory::new(&slots, &ram, &vram);
+        let mut rs = ReleaseState::new();
+        for i in 0..9u64 {
+            let a = QxlPhys::new(1, 0, 0x100 + i * 8);
+            rs.push(&h, &mem, a, i + 1).unwrap();
+            let published = rs.publish(&h, true).unwrap();
+            assert_eq!(published.is_some(), i < 7, "chain {i}");
+        }
+        assert_eq!(rs.prod(), 7);
+        assert_eq!(
+            rs.pending(),
+            2,
+            "two releases wait in the chain being built"
+        );
+    }
+}

@@ -477,3 +477,114 @@ fn set_mode_compat_creates_a_bottom_up_primary() {
     assert_ne!(d.xchg_int_pending() & irq::ERROR, 0);
     assert!(!d.irq.level());
 }
+
+/// QXLSurfaceCmd (41 bytes): create (`destroy = false`) or destroy of surface `id`.
+fn surface_cmd(id: u32, destroy: bool, w: u32, h: u32, data: qxl_device::mem::QxlPhys) -> Vec<u8> {
+    let mut b = vec![0u8; 41];
+    b[8..12].copy_from_slice(&id.to_le_bytes());
+    b[12] = destroy as u8;
+    b[17..21].copy_from_slice(&32u32.to_le_bytes()); // SPICE_SURFACE_FMT_32_xRGB
+    b[21..25].copy_from_slice(&w.to_le_bytes());
+    b[25..29].copy_from_slice(&h.to_le_bytes());
+    b[29..33].copy_from_slice(&((w * 4) as i32).to_le_bytes());
+    b[33..41].copy_from_slice(&data.0.to_le_bytes());
+    b
+}
+
+#[test]
+fn surface_create_release_is_held_until_the_surface_is_destroyed() {
+    let mut d = probed();
+    d.create_primary(640, 480).unwrap();
+    let pixels = d.alloc_surface_mem(64 * 64 * 4).unwrap();
+    let (c, create_id) = d
+        .put_command(&surface_cmd(1, false, 64, 64, pixels))
+        .unwrap();
+    d.push_command(5, c).unwrap();
+    let ev = d.take_events();
+    assert!(
+        ev.iter().any(|e| matches!(e, DeviceEvent::Display(_))),
+        "{ev:?}"
+    );
+    d.outb(io::FLUSH_RELEASE, 0);
+    d.outb(io::NOTIFY_OOM, 0);
+    assert!(d.collect_releases().unwrap().is_empty());
+    assert!(d.is_outstanding(create_id), "Linux keeps using surf_create");
+    // Destroy through the ring: create released first, then the destroy.
+    let (x, destroy_id) = d
+        .put_command(&surface_cmd(1, true, 0, 0, Default::default()))
+        .unwrap();
+    d.push_command(5, x).unwrap();
+    d.outb(io::FLUSH_RELEASE, 0);
+    assert_eq!(d.collect_releases().unwrap(), vec![create_id, destroy_id]);
+    // Destroy through DESTROY_SURFACE_WAIT and DESTROY_ALL_SURFACES releases held creates too.
+    let (c2, id2) = d
+        .put_command(&surface_cmd(2, false, 64, 64, pixels))
+        .unwrap();
+    d.push_command(5, c2).unwrap();
+    d.outb(io::DESTROY_SURFACE_WAIT, 2);
+    let (c3, id3) = d
+        .put_command(&surface_cmd(3, false, 64, 64, pixels))
+        .unwrap();
+    d.push_command(5, c3).unwrap();
+    d.async_io(io::DESTROY_ALL_SURFACES_ASYNC, 0).unwrap();
+    d.outb(io::FLUSH_RELEASE, 0);
+    assert_eq!(d.collect_releases().unwrap(), vec![id2, id3]);
+    assert_eq!(d.outstanding(), 0);
+    assert_eq!(d.dev.metrics().guest_bugs, 0);
+}
+
+/// QXLCursorCmd (150 bytes) of `ty` (SET 0 / MOVE 1 / HIDE 2) at (x, y); SET points at `shape`.
+fn cursor_cmd(ty: u8, x: i16, y: i16, shape: qxl_device::mem::QxlPhys) -> Vec<u8> {
+    let mut b = vec![0u8; 150];
+    b[8] = ty;
+    b[9..11].copy_from_slice(&x.to_le_bytes());
+    b[11..13].copy_from_slice(&y.to_le_bytes());
+    b[13] = 1;
+    b[14..22].copy_from_slice(&shape.0.to_le_bytes());
+    b
+}
+
+/// A Linux-style 64×64 ALPHA QXLCursor with one data chunk.
+fn alpha_cursor(d: &mut MockDriver) -> qxl_device::mem::QxlPhys {
+    let mut b = vec![0u8; 42 + 64 * 64 * 4];
+    b[10..12].copy_from_slice(&64u16.to_le_bytes());
+    b[12..14].copy_from_slice(&64u16.to_le_bytes());
+    b[14..16].copy_from_slice(&3u16.to_le_bytes());
+    b[16..18].copy_from_slice(&4u16.to_le_bytes());
+    b[18..22].copy_from_slice(&16384u32.to_le_bytes());
+    b[22..26].copy_from_slice(&16384u32.to_le_bytes());
+    for px in b[42..].chunks_exact_mut(4) {
+        px.copy_from_slice(&0xFF00_FF00u32.to_le_bytes());
+    }
+    let a = d.alloc_surface_mem(b.len() as u64).unwrap();
+    d.write(a, &b).unwrap();
+    a
+}
+
+#[test]
+fn cursor_set_is_held_until_replaced_move_released_at_once() {
+    let mut d = probed();
+    d.create_primary(640, 480).unwrap();
+    d.take_events();
+    let shape = alpha_cursor(&mut d);
+    let (s1, set1) = d.put_command(&cursor_cmd(0, 10, 20, shape)).unwrap();
+    d.push_cursor(3, s1).unwrap();
+    let (m, mv) = d
+        .put_command(&cursor_cmd(1, 30, 40, Default::default()))
+        .unwrap();
+    d.push_cursor(3, m).unwrap();
+    let ev = d.take_events();
+    let cursors = ev
+        .iter()
+        .filter(|e| matches!(e, DeviceEvent::Cursor(_)))
+        .count();
+    assert_eq!(cursors, 2, "{ev:?}");
+    d.outb(io::FLUSH_RELEASE, 0);
+    assert_eq!(d.collect_releases().unwrap(), vec![mv]);
+    let (s2, set2) = d.put_command(&cursor_cmd(0, 0, 0, shape)).unwrap();
+    d.push_cursor(3, s2).unwrap();
+    d.outb(io::FLUSH_RELEASE, 0);
+    assert_eq!(d.collect_releases().unwrap(), vec![set1]);
+    assert!(d.is_outstanding(set2));
+    assert_eq!(d.dev.metrics().decode_errors, 0);
+}
