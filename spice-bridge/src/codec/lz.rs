@@ -56,6 +56,8 @@ const MAX_BACK: usize = NEAR_LIMIT + 0xFFFF + 1;
 const HASH_LOG: u32 = 15;
 /// Shortest match the encoder looks for (hash prefix length).
 const MIN_MATCH: usize = 3;
+/// Largest number of positions skipped between two probes on incompressible data.
+const MAX_SKIP: usize = 15;
 
 /// LZ image types (`LzImageType` in spice-common `lz_common.h`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -466,8 +468,10 @@ fn compress<S: Symbol>(syms: &[S], table: &mut [u32], out: &mut Vec<u8>) {
             }
         };
         let Some(r) = cand else {
+            // Incompressible data: probe less often the longer nothing matched (the skipped
+            // pixels stay literals), but never jump far enough to miss much of a flat area.
             misses += 1;
-            i += 1 + (misses >> 6);
+            i += 1 + (misses >> 6).min(MAX_SKIP);
             continue;
         };
         misses = 0;

@@ -342,6 +342,23 @@ fn lz_repeated_tiles_use_far_references() {
     );
 }
 
+#[test]
+fn lz_flat_area_after_long_noise_still_compresses() {
+    // 200,000 noise pixels make the encoder probe sparsely; the flat 20,000 pixels after them
+    // must still become a run instead of literals.
+    let mut rng = Rng::new(12);
+    let mut pic = testimg::noise(200_000, 1, &mut rng);
+    let noise_only = lz::encode(&xrgb(&pic, 200_000, 1, 800_000)).unwrap().len();
+    pic.extend(testimg::solid(20_000, 1, 0x0080_8080));
+    let src = xrgb(&pic, 220_000, 1, 880_000);
+    let size = lz_roundtrip(&src);
+    assert!(
+        size < noise_only + 300,
+        "flat tail cost {} bytes",
+        size - noise_only
+    );
+}
+
 // --- the decoder against bad input -------------------------------------------------------------
 
 #[test]
@@ -680,4 +697,49 @@ fn choose_codec_follows_the_policy_and_client_caps() {
         choose_codec(CompressionPolicy::Lz4, none, &big),
         ImageCodec::LzRgb
     );
+}
+
+/// Writes the seed corpora of the fuzz targets (`fuzz/corpus/lz_decode/*.lz`,
+/// `fuzz/corpus/lz_roundtrip/*.bin`). Run it explicitly:
+/// `cargo test -p spice-bridge --lib write_fuzz_seeds -- --ignored`.
+#[test]
+#[ignore]
+fn write_fuzz_seeds() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+    let dec = root.join("lz_decode");
+    let rt = root.join("lz_roundtrip");
+    std::fs::create_dir_all(&dec).unwrap();
+    std::fs::create_dir_all(&rt).unwrap();
+    let mut rng = Rng::new(99);
+    let pictures: Vec<(&str, u32, u32, Vec<u8>)> = vec![
+        ("solid", 9, 3, testimg::solid(9, 3, 0x0011_2233)),
+        ("gradient", 16, 16, testimg::gradient(16, 16)),
+        ("text", 40, 14, testimg::text(40, 14, &mut rng)),
+        ("desktop", 60, 30, testimg::desktop(60, 30, &mut rng)),
+        ("noise", 8, 8, testimg::noise(8, 8, &mut rng)),
+        ("pixel", 1, 1, testimg::solid(1, 1, 0x00AB_CDEF)),
+    ];
+    let formats = [
+        (SourceFormat::Xrgb32, 0u8, "rgb32"),
+        (SourceFormat::Argb32, 1, "rgba"),
+        (SourceFormat::Rgb24, 2, "rgb24"),
+        (SourceFormat::Rgb16, 3, "rgb16"),
+    ];
+    for (name, w, h, pic) in &pictures {
+        for &(format, code, fname) in &formats {
+            let (data, stride) = testimg::convert(pic, *w, *h, format, 0);
+            let src = SourceImage {
+                data: &data,
+                width: *w,
+                height: *h,
+                stride,
+                format,
+            };
+            let stream = lz::encode(&src).unwrap();
+            std::fs::write(dec.join(format!("{name}-{fname}.lz")), &stream).unwrap();
+            let mut seed = vec![(*w - 1) as u8, (*h - 1) as u8, code, 0];
+            seed.extend_from_slice(&data);
+            std::fs::write(rt.join(format!("{name}-{fname}.bin")), &seed).unwrap();
+        }
+    }
 }
