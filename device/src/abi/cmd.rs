@@ -858,6 +858,14 @@ pub mod cursor_type {
     pub const COLOR32: u16 = 6;
 }
 
+/// `SPICE_LINE_FLAGS_*`.
+pub mod line_flags {
+    /// The dash pattern starts with a gap.
+    pub const START_WITH_GAP: u8 = 1 << 2;
+    /// The line is dashed (`style` holds the segments).
+    pub const STYLED: u8 = 1 << 3;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,260 @@
+//! Bounded walks of `QXLDataChunk` chains (reference §7 "Images, bitmaps, chunks"; style
+//! habit 4: every chain has a TTL, a byte cap and loop detection).
+
+use super::{read_struct, DecodeError, Limits};
+use crate::abi::cmd::QxlDataChunk;
+use crate::mem::{GuestMemory, MemError, QxlPhys};
+use std::collections::HashSet;
+
+/// Size of a `QXLDataChunk` header.
+pub(crate) const CHUNK_HEADER: u64 = 20;
+
+/// A validated list of guest byte ranges that together hold one logical byte string.
+///
+/// Every range was checked to lie inside its memslot when the chain was walked; the bytes
+/// themselves are read later, straight into their destination.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GuestChunks {
+    /// (address of the data, length) of each non-empty chunk, in order.
+    ranges: Vec<(QxlPhys, u32)>,
+    /// Logical offset of each range's first byte.
+    starts: Vec<u64>,
+    /// Sum of all lengths.
+    total: u64,
+}
+
+impl GuestChunks {
+    /// One contiguous range (a DIRECT bitmap).
+    pub(crate) fn single(
+        mem: &dyn GuestMemory,
+        addr: QxlPhys,
+        len: u64,
+    ) -> Result<Self, DecodeError> {
+        let mut c = GuestChunks::default();
+        // A DIRECT range may exceed u32; split it into u32-sized pieces.
+        let mut off = 0u64;
+        while off < len {
+            let piece = (len - off).min(u32::MAX as u64 & !0xFFF);
+            let a = addr
+                .checked_add(off)
+                .ok_or(DecodeError::AddressOverflow { addr: addr.0, len })?;
+            c.push(mem, a, piece as u32)?;
+            off += piece;
+        }
+        Ok(c)
+    }
+
+    fn push(&mut self, mem: &dyn GuestMemory, addr: QxlPhys, len: u32) -> Result<(), DecodeError> {
+        if len == 0 {
+            return Ok(());
+        }
+        probe_range(mem, addr, len as u64)?;
+        self.starts.push(self.total);
+        self.ranges.push((addr, len));
+        self.total += len as u64;
+        Ok(())
+    }
+
+    /// Total number of bytes.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// Number of non-empty chunks.
+    pub fn count(&self) -> usize {
+        self.ranges.len()
+    }
+
+    /// The `(address, length)` ranges in order.
+    pub fn ranges(&self) -> &[(QxlPhys, u32)] {
+        &self.ranges
+    }
+
+    /// Copies `dst.len()` bytes starting at logical offset `off` into `dst`.
+    pub fn read_at(&self, mem: &dyn GuestMemory, off: u64, dst: &mut [u8]) -> Result<(), MemError> {
+        let len = dst.len() as u64;
+        let end = off.checked_add(len).filter(|&e| e <= self.total);
+        if end.is_none() {
+            // Cannot happen for callers that validated sizes; report as a slot overrun.
+            let addr = self.ranges.first().map_or(0, |r| r.0 .0);
+            return Err(MemError::OutOfSlot {
+                slot: (addr >> 56) as u8,
+                addr,
+                len,
+                slot_size: self.total,
+            });
+        }
+        // First range containing `off`.
+        let mut i = match self.starts.binary_search(&off) {
+            Ok(i) => i,
+            Err(i) => i.saturating_sub(1),
+        };
+        let mut done = 0usize;
+        let mut pos = off;
+        while done < dst.len() {
+            let Some(&(addr, rlen)) = self.ranges.get(i) else {
+                break;
+            };
+            let in_range = pos - self.starts[i];
+            let avail = (rlen as u64 - in_range) as usize;
+            let n = avail.min(dst.len() - done);
+            // in_range < rlen ≤ u32::MAX, validated by `push`, so the add cannot leave the slot.
+            let a = addr.checked_add(in_range).unwrap_or(addr);
+            mem.read(a, &mut dst[done..done + n])?;
+            done += n;
+            pos += n as u64;
+            i += 1;
+        }
+        Ok(())
+    }
+
+    /// Copies all bytes into a new vector.
+    pub fn to_vec(&self, mem: &dyn GuestMemory) -> Result<Vec<u8>, MemError> {
+        let mut v = vec![0; self.total as usize];
+        self.read_at(mem, 0, &mut v)?;
+        Ok(v)
+    }
+}
+
+/// Checks that `[addr, addr+len)` is readable by reading its first and last byte (a memslot is
+/// contiguous, so both ends inside the same slot means the whole range is).
+pub(crate) fn probe_range(
+    mem: &dyn GuestMemory,
+    addr: QxlPhys,
+    len: u64,
+) -> Result<(), DecodeError> {
+    if len == 0 {
+        return Ok(());
+    }
+    let last = addr
+        .checked_add(len - 1)
+        .ok_or(DecodeError::AddressOverflow { addr: addr.0, len })?;
+    let mut b = [0u8; 1];
+    mem.read(addr, &mut b)?;
+    mem.read(last, &mut b)?;
+    Ok(())
+}
+
+/// Walks a chunk chain whose first header (already copied once by the caller) is `first`,
+/// with its data at `first_data`.
+///
+/// Bounds: at most `limits.max_chunks` chunks, at most `max_bytes` bytes in total (and at most
+/// `limits.max_data_bytes`), no chunk header visited twice (a loop), every data range inside
+/// its memslot.
+pub(crate) fn walk(
+    mem: &dyn GuestMemory,
+    first: &QxlDataChunk,
+    first_data: QxlPhys,
+    max_bytes: u64,
+    limits: &Limits,
+) -> Result<GuestChunks, DecodeError> {
+    let cap = max_bytes.min(limits.max_data_bytes);
+    let mut out = GuestChunks::default();
+    let mut seen: HashSet<u64> = HashSet::new();
+    let mut header = *first;
+    let mut data = first_data;
+    let mut n = 0u32;
+    loop {
+        n += 1;
+        if n > limits.max_chunks {
+            return Err(DecodeError::TooManyChunks {
+                max: limits.max_chunks,
+            });
+        }
+        let size = header.data_size.get();
+        let total = out.total + size as u64;
+        if total > cap {
+            return Err(DecodeError::ChunkDataTooLarge { total, max: cap });
+        }
+        out.push(mem, data, size)?;
+        let next = QxlPhys(header.next_chunk.get());
+        if next.is_null() {
+            return Ok(out);
+        }
+        if !seen.insert(next.0) {
+            return Err(DecodeError::ChunkLoop { addr: next.0 });
+        }
+        header = read_struct::<QxlDataChunk>(mem, next)?;
+        data = next
+            .checked_add(CHUNK_HEADER)
+            .ok_or(DecodeError::AddressOverflow {
+                addr: next.0,
+                len: CHUNK_HEADER,
+            })?;
+    }
+}
+
+/// Walks the chain starting at the chunk header at `addr`.
+pub(crate) fn walk_at(
+    mem: &dyn GuestMemory,
+    addr: QxlPhys,
+    max_bytes: u64,
+    limits: &Limits,
+) -> Result<GuestChunks, DecodeError> {
+    let first = read_struct::<QxlDataChunk>(mem, addr)?;
+    let data = addr
+        .checked_add(CHUNK_HEADER)
+        .ok_or(DecodeError::AddressOverflow {
+            addr: addr.0,
+            len: CHUNK_HEADER,
+        })?;
+    walk(mem, &first, data, max_bytes, limits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::testmem::VecMemory;
+
+    fn chunk(mem: &VecMemory, data: &[u8], next: u64) -> QxlPhys {
+        let mut b = Vec::new();
+        b.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        b.extend_from_slice(&0u64.to_le_bytes());
+        b.extend_from_slice(&next.to_le_bytes());
+        b.extend_from_slice(data);
+        mem.put(1, &b)
+    }
+
+    #[test]
+    fn chain_is_read_across_chunks() {
+        let m = VecMemory::with_slot(4096);
+        let c2 = chunk(&m, &[4, 5, 6], 0);
+        let c1 = chunk(&m, &[1, 2, 3], c2.0);
+        let c = walk_at(&m, c1, 100, &Limits::default()).unwrap();
+        assert_eq!(c.total(), 6);
+        assert_eq!(c.to_vec(&m).unwrap(), vec![1, 2, 3, 4, 5, 6]);
+        let mut two = [0u8; 2];
+        c.read_at(&m, 2, &mut two).unwrap();
+        assert_eq!(two, [3, 4]);
+    }
+
+    #[test]
+    fn chain_loop_is_rejected() {
+        let m = VecMemory::with_slot(4096);
+        let a = m.alloc(1, 24);
+        let b = chunk(&m, &[1], a.0);
+        // a -> b -> a
+        let mut hdr = Vec::new();
+        hdr.extend_from_slice(&1u32.to_le_bytes());
+        hdr.extend_from_slice(&0u64.to_le_bytes());
+        hdr.extend_from_slice(&b.0.to_le_bytes());
+        hdr.push(9);
+        m.write(a, &hdr).unwrap();
+        let e = walk_at(&m, a, 1 << 20, &Limits::default()).unwrap_err();
+        assert!(matches!(e, DecodeError::ChunkLoop { .. }), "{e}");
+    }
+
+    #[test]
+    fn chain_byte_cap_is_enforced() {
+        let m = VecMemory::with_slot(4096);
+        let c = chunk(&m, &[0; 100], 0);
+        let e = walk_at(&m, c, 99, &Limits::default()).unwrap_err();
+        assert_eq!(
+            e,
+            DecodeError::ChunkDataTooLarge {
+                total: 100,
+                max: 99
+            }
+        );
+    }
+}

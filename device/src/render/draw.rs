@@ -1,0 +1,1057 @@
+//! Drawing decoded drawables into host surfaces.
+
+use super::ops::{self, BRUSH_DEST, BRUSH_SRC, SRC_DEST};
+use super::{fix_endian, RenderError, Renderer, Surface};
+use crate::abi::cmd::{alpha_flags, path_flags, ropd};
+use crate::decode::{
+    Bitmap, BitmapFormat, Brush, Clip, CompositeOp, DrawOp, Drawable, GlyphString, Image,
+    ImageKind, Mask, PathSeg, Point, Rect, Repeat, SurfaceFormat, Transform,
+};
+use crate::mem::GuestMemory;
+use zerocopy::IntoBytes;
+
+/// Largest image held whole in host memory (patterns, composite sources): 16 Mi pixels.
+const MAX_WHOLE_IMAGE_PIXELS: u64 = 1 << 24;
+/// Largest number of pixels one stroke may visit.
+const MAX_STROKE_STEPS: u64 = 1 << 26;
+
+/// The pixels a source image provides.
+enum Src<'a> {
+    Bitmap(&'a Bitmap),
+    Surface(&'a Surface),
+    /// A copy (the destination surface used as its own source).
+    Owned {
+        w: u32,
+        h: u32,
+        px: Vec<u32>,
+        alpha: bool,
+    },
+}
+
+impl Src<'_> {
+    fn size(&self) -> (u32, u32) {
+        match self {
+            Src::Bitmap(b) => (b.width, b.height),
+            Src::Surface(s) => (s.width, s.height),
+            Src::Owned { w, h, .. } => (*w, *h),
+        }
+    }
+
+    fn has_alpha(&self) -> bool {
+        match self {
+            Src::Bitmap(b) => b.format.has_alpha(),
+            Src::Surface(s) => s.has_alpha(),
+            Src::Owned { alpha, .. } => *alpha,
+        }
+    }
+
+    /// Pixels `x0 .. x0+out.len()` of row `y` as 0xAARRGGBB. The caller keeps the range inside
+    /// the source.
+    fn row(
+        &self,
+        mem: &dyn GuestMemory,
+        y: u32,
+        x0: u32,
+        out: &mut [u32],
+        scratch: &mut Vec<u8>,
+    ) -> Result<(), RenderError> {
+        match self {
+            Src::Bitmap(b) => b.row_argb(mem, y, x0, out, scratch)?,
+            Src::Surface(s) => {
+                let at = y as usize * s.width as usize + x0 as usize;
+                out.copy_from_slice(&s.px[at..at + out.len()]);
+                if !s.has_alpha() {
+                    out.iter_mut().for_each(|p| *p |= 0xFF00_0000);
+                }
+            }
+            Src::Owned { w, px, alpha, .. } => {
+                let at = y as usize * *w as usize + x0 as usize;
+                out.copy_from_slice(&px[at..at + out.len()]);
+                if !alpha {
+                    out.iter_mut().for_each(|p| *p |= 0xFF00_0000);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The whole source as top-down pixels (bounded).
+    fn whole(&self, mem: &dyn GuestMemory, what: &'static str) -> Result<Vec<u32>, RenderError> {
+        let (w, h) = self.size();
+        let pixels = w as u64 * h as u64;
+        if pixels > MAX_WHOLE_IMAGE_PIXELS {
+            return Err(RenderError::ImageTooLarge {
+                what,
+                pixels,
+                max: MAX_WHOLE_IMAGE_PIXELS,
+            });
+        }
+        let mut v = vec![0u32; pixels as usize];
+        let mut scratch = Vec::new();
+        if w > 0 {
+            for (y, row) in v.chunks_exact_mut(w as usize).enumerate() {
+                self.row(mem, y as u32, 0, row, &mut scratch)?;
+            }
+        }
+        Ok(v)
+    }
+}
+
+/// A brush resolved for drawing.
+enum BrushPx {
+    None,
+    Solid(u32),
+    Tile {
+        w: u32,
+        h: u32,
+        px: Vec<u32>,
+        pos: Point,
+    },
+}
+
+impl BrushPx {
+    #[inline]
+    fn at(&self, x: i32, y: i32) -> u32 {
+        match self {
+            BrushPx::None => 0,
+            BrushPx::Solid(c) => *c,
+            BrushPx::Tile { w, h, px, pos } => {
+                let tx = (x as i64 - pos.x as i64).rem_euclid(*w as i64) as usize;
+                let ty = (y as i64 - pos.y as i64).rem_euclid(*h as i64) as usize;
+                px[ty * *w as usize + tx]
+            }
+        }
+    }
+}
+
+/// A 1-bit mask resolved for drawing.
+struct MaskPx<'a> {
+    bitmap: &'a Bitmap,
+    invers: bool,
+    /// Mask coordinate of the bbox's top-left pixel.
+    pos: Point,
+    bbox: Rect,
+}
+
+impl MaskPx<'_> {
+    /// Whether each pixel `x0 .. x0+n` of destination row `y` is drawn.
+    #[allow(clippy::too_many_arguments)]
+    fn row(
+        &self,
+        mem: &dyn GuestMemory,
+        y: i32,
+        x0: i32,
+        n: usize,
+        out: &mut Vec<bool>,
+        bits: &mut Vec<bool>,
+        scratch: &mut Vec<u8>,
+    ) -> Result<(), RenderError> {
+        out.clear();
+        let my = y as i64 - self.bbox.top as i64 + self.pos.y as i64;
+        let inside_y = my >= 0 && my < self.bitmap.height as i64;
+        if inside_y {
+            self.bitmap.mask_row(mem, my as u32, bits, scratch)?;
+        }
+        for i in 0..n {
+            let mx = (x0 as i64 + i as i64) - self.bbox.left as i64 + self.pos.x as i64;
+            let bit = inside_y && mx >= 0 && bits.get(mx as usize).copied().unwrap_or(false);
+            out.push(bit != self.invers);
+        }
+        Ok(())
+    }
+}
+
+/// The drawable's area as disjoint rectangles: bbox ∩ surface ∩ union(clip rects).
+pub(crate) fn clip_region(bbox: Rect, bounds: Rect, clip: &Clip) -> Vec<Rect> {
+    let area = bbox.intersect(&bounds);
+    if area.is_empty() {
+        return Vec::new();
+    }
+    let rects: Vec<Rect> = match clip {
+        Clip::None => return vec![area],
+        Clip::Rects(rs) => rs
+            .iter()
+            .map(|r| r.intersect(&area))
+            .filter(|r| !r.is_empty())
+            .collect(),
+    };
+    if rects.len() <= 1 {
+        return rects;
+    }
+    // Band sweep: split at every distinct top/bottom, merge x spans per band.
+    let mut ys: Vec<i32> = rects.iter().flat_map(|r| [r.top, r.bottom]).collect();
+    ys.sort_unstable();
+    ys.dedup();
+    let mut out = Vec::new();
+    let mut spans: Vec<(i32, i32)> = Vec::new();
+    for band in ys.windows(2) {
+        let (y0, y1) = (band[0], band[1]);
+        spans.clear();
+        spans.extend(
+            rects
+                .iter()
+                .filter(|r| r.top <= y0 && r.bottom >= y1)
+                .map(|r| (r.left, r.right)),
+        );
+        spans.sort_unstable();
+        let mut cur: Option<(i32, i32)> = None;
+        for &(l, r) in &spans {
+            cur = match cur {
+                Some((cl, cr)) if l <= cr => Some((cl, cr.max(r))),
+                Some((cl, cr)) => {
+                    out.push(Rect::new(cl, y0, cr, y1));
+                    Some((l, r))
+                }
+                None => Some((l, r)),
+            };
+        }
+        if let Some((cl, cr)) = cur {
+            out.push(Rect::new(cl, y0, cr, y1));
+        }
+    }
+    out
+}
+
+impl Renderer {
+    pub(super) fn draw_drawable(
+        &mut self,
+        d: &Drawable,
+        mem: &dyn GuestMemory,
+    ) -> Result<(), RenderError> {
+        let i = self.check_id(d.surface_id)?;
+        let mut dst = self.surfaces[i]
+            .take()
+            .ok_or(RenderError::NoSuchSurface(d.surface_id))?;
+        let r = self.draw_into(&mut dst, d, mem);
+        self.surfaces[i] = Some(dst);
+        r
+    }
+
+    fn resolve_src<'a>(
+        &'a self,
+        img: &'a Image,
+        dst: &Surface,
+        dst_id: u32,
+    ) -> Result<Src<'a>, RenderError> {
+        match &img.kind {
+            ImageKind::Bitmap(b) => Ok(Src::Bitmap(b)),
+            ImageKind::Surface { surface_id } if *surface_id == dst_id => Ok(Src::Owned {
+                w: dst.width,
+                h: dst.height,
+                px: dst.px.clone(),
+                alpha: dst.has_alpha(),
+            }),
+            ImageKind::Surface { surface_id } => self
+                .surface(*surface_id)
+                .map(Src::Surface)
+                .ok_or(RenderError::NoSuchSurface(*surface_id)),
+        }
+    }
+
+    fn resolve_brush(
+        &self,
+        b: &Brush,
+        dst: &Surface,
+        dst_id: u32,
+        mem: &dyn GuestMemory,
+    ) -> Result<BrushPx, RenderError> {
+        Ok(match b {
+            Brush::None => BrushPx::None,
+            Brush::Solid(c) => BrushPx::Solid(*c),
+            Brush::Pattern { image, pos } => {
+                let src = self.resolve_src(image, dst, dst_id)?;
+                let (w, h) = src.size();
+                if w == 0 || h == 0 {
+                    BrushPx::None
+                } else {
+                    BrushPx::Tile {
+                        w,
+                        h,
+                        px: src.whole(mem, "pattern brush")?,
+                        pos: *pos,
+                    }
+                }
+            }
+        })
+    }
+
+    fn draw_into(
+        &self,
+        dst: &mut Surface,
+        d: &Drawable,
+        mem: &dyn GuestMemory,
+    ) -> Result<(), RenderError> {
+        let rects = clip_region(d.bbox, dst.bounds(), &d.clip);
+        if rects.is_empty() && !matches!(d.op, DrawOp::Text { .. }) {
+            return Ok(());
+        }
+        let id = d.surface_id;
+        let bbox = d.bbox;
+
+        match &d.op {
+            DrawOp::Nop => Ok(()),
+            DrawOp::Fill { brush, rop, mask } => {
+                let b = self.resolve_brush(brush, dst, id, mem)?;
+                if matches!(b, BrushPx::None) {
+                    return Ok(());
+                }
+                let mask = mask_px(mask, bbox);
+                if let (BrushPx::Solid(c), None) = (&b, &mask) {
+                    if ops::is_plain_put(rop.0, BRUSH_DEST) {
+                        fill_rects(dst, &rects, *c);
+                        return Ok(());
+                    }
+                }
+                let r = rop.0;
+                paint(
+                    dst,
+                    &rects,
+                    bbox,
+                    mem,
+                    None,
+                    Some(&b),
+                    mask.as_ref(),
+                    |_, b, d| ops::ropd_apply(r, BRUSH_DEST, b, d),
+                )
+            }
+            DrawOp::Copy {
+                src,
+                src_area,
+                rop,
+                mask,
+                ..
+            }
+            | DrawOp::Blend {
+                src,
+                src_area,
+                rop,
+                mask,
+                ..
+            } => {
+                let s = self.resolve_src(src, dst, id)?;
+                check_area(&s, *src_area, src)?;
+                let mask = mask_px(mask, bbox);
+                if mask.is_none()
+                    && ops::is_plain_put(rop.0, SRC_DEST)
+                    && copy_fast(dst, &rects, bbox, &s, *src_area, mem)?
+                {
+                    return Ok(());
+                }
+                let r = rop.0;
+                paint(
+                    dst,
+                    &rects,
+                    bbox,
+                    mem,
+                    Some((&s, *src_area)),
+                    None,
+                    mask.as_ref(),
+                    |s, _, d| ops::ropd_apply(r, SRC_DEST, s, d),
+                )
+            }
+            DrawOp::Opaque {
+                src,
+                src_area,
+                brush,
+                rop,
+                mask,
+                ..
+            } => {
+                let s = self.resolve_src(src, dst, id)?;
+                check_area(&s, *src_area, src)?;
+                let b = self.resolve_brush(brush, dst, id, mem)?;
+                let none = matches!(b, BrushPx::None);
+                let r = rop.0;
+                paint(
+                    dst,
+                    &rects,
+                    bbox,
+                    mem,
+                    Some((&s, *src_area)),
+                    Some(&b),
+                    mask_px(mask, bbox).as_ref(),
+                    |s, b, _| {
+                        if none {
+                            s
+                        } else {
+                            ops::ropd_apply(r, BRUSH_SRC, b, s)
+                        }
+                    },
+                )
+            }
+            DrawOp::CopyBits { src_pos } => {
+                copy_bits(dst, &rects, bbox, *src_pos);
+                Ok(())
+            }
+            DrawOp::Blackness { mask } => paint(
+                dst,
+                &rects,
+                bbox,
+                mem,
+                None,
+                None,
+                mask_px(mask, bbox).as_ref(),
+                |_, _, _| 0,
+            ),
+            DrawOp::Whiteness { mask } => paint(
+                dst,
+                &rects,
+                bbox,
+                mem,
+                None,
+                None,
+                mask_px(mask, bbox).as_ref(),
+                |_, _, _| 0xFFFF_FFFF,
+            ),
+            DrawOp::Invers { mask } => paint(
+                dst,
+                &rects,
+                bbox,
+                mem,
+                None,
+                None,
+                mask_px(mask, bbox).as_ref(),
+                |_, _, d| !d,
+            ),
+            DrawOp::Rop3 {
+                src,
+                src_area,
+                brush,
+                rop3,
+                mask,
+                ..
+            } => {
+                let s = self.resolve_src(src, dst, id)?;
+                check_area(&s, *src_area, src)?;
+                let b = self.resolve_brush(brush, dst, id, mem)?;
+                let code = *rop3;
+                paint(
+                    dst,
+                    &rects,
+                    bbox,
+                    mem,
+                    Some((&s, *src_area)),
+                    Some(&b),
+                    mask_px(mask, bbox).as_ref(),
+                    |s, p, d| ops::rop3(code, p, s, d),
+                )
+            }
+            DrawOp::Transparent {
+                src,
+                src_area,
+                src_color,
+                ..
+            } => {
+                let s = self.resolve_src(src, dst, id)?;
+                check_area(&s, *src_area, src)?;
+                let key = *src_color & 0xFF_FFFF;
+                paint(
+                    dst,
+                    &rects,
+                    bbox,
+                    mem,
+                    Some((&s, *src_area)),
+                    None,
+                    None,
+                    |s, _, d| {
+                        if s & 0xFF_FFFF == key {
+                            d
+                        } else {
+                            s
+                        }
+                    },
+                )
+            }
+            DrawOp::AlphaBlend {
+                alpha_flags: f,
+                alpha,
+                src,
+                src_area,
+            } => {
+                let s = self.resolve_src(src, dst, id)?;
+                check_area(&s, *src_area, src)?;
+                let use_sa = f & alpha_flags::SRC_SURFACE_HAS_ALPHA != 0;
+                let dest_alpha = f & alpha_flags::DEST_HAS_ALPHA != 0;
+                let a = *alpha as u32;
+                paint(
+                    dst,
+                    &rects,
+                    bbox,
+                    mem,
+                    Some((&s, *src_area)),
+                    None,
+                    None,
+                    |s, _, d| {
+                        let sa = if use_sa { s >> 24 } else { 255 };
+                        ops::over_alpha(s, sa, a, d, dest_alpha)
+                    },
+                )
+            }
+            DrawOp::Stroke {
+                path,
+                brush,
+                fore_mode,
+                ..
+            } => {
+                let b = self.resolve_brush(brush, dst, id, mem)?;
+                if matches!(b, BrushPx::None) {
+                    return Ok(());
+                }
+                stroke(dst, &rects, path, &b, fore_mode.0);
+                Ok(())
+            }
+            DrawOp::Text {
+                string,
+                back_area,
+                fore_brush,
+                back_brush,
+                fore_mode,
+                back_mode,
+            } => {
+                let fb = self.resolve_brush(fore_brush, dst, id, mem)?;
+                let bb = self.resolve_brush(back_brush, dst, id, mem)?;
+                if back_mode.0 != 0 && !matches!(bb, BrushPx::None) {
+                    let back = clip_region(*back_area, dst.bounds(), &d.clip)
+                        .into_iter()
+                        .map(|r| r.intersect(&bbox))
+                        .filter(|r| !r.is_empty())
+                        .collect::<Vec<_>>();
+                    let m = back_mode.0;
+                    paint(
+                        dst,
+                        &back,
+                        *back_area,
+                        mem,
+                        None,
+                        Some(&bb),
+                        None,
+                        |_, b, d| ops::ropd_apply(m, BRUSH_DEST, b, d),
+                    )?;
+                }
+                if !matches!(fb, BrushPx::None) {
+                    text(dst, &rects, string, &fb, fore_mode.0);
+                }
+                Ok(())
+            }
+            DrawOp::Composite {
+                op,
+                src_repeat,
+                mask_repeat,
+                src,
+                src_transform,
+                mask,
+                mask_transform,
+                src_origin,
+                mask_origin,
+                ..
+            } => {
+                let s = self.resolve_src(src, dst, id)?;
+                let sp = Sampler::new(&s, mem, *src_repeat, *src_transform, *src_origin)?;
+                let mp = match mask {
+                    Some(m) => {
+                        let ms = self.resolve_src(m, dst, id)?;
+                        Some(Sampler::new(
+                            &ms,
+                            mem,
+                            *mask_repeat,
+                            *mask_transform,
+                            *mask_origin,
+                        )?)
+                    }
+                    None => None,
+                };
+                composite(dst, &rects, bbox, *op, &sp, mp.as_ref());
+                Ok(())
+            }
+        }
+    }
+}
+
+fn mask_px(m: &Option<Mask>, bbox: Rect) -> Option<MaskPx<'_>> {
+    m.as_ref().and_then(|m| {
+        m.image.bitmap().map(|b| MaskPx {
+            bitmap: b,
+            invers: m.invers,
+            pos: m.pos,
+            bbox,
+        })
+    })
+}
+
+/// Checks a source area against a surface source (bitmap areas were checked when decoding).
+fn check_area(s: &Src<'_>, area: Rect, img: &Image) -> Result<(), RenderError> {
+    let (w, h) = s.size();
+    if area.left < 0
+        || area.top < 0
+        || area.right as i64 > w as i64
+        || area.bottom as i64 > h as i64
+        || area.left > area.right
+        || area.top > area.bottom
+    {
+        let surface = match img.kind {
+            ImageKind::Surface { surface_id } => surface_id,
+            ImageKind::Bitmap(_) => u32::MAX,
+        };
+        return Err(RenderError::SourceOutOfBounds {
+            surface,
+            area,
+            width: w,
+            height: h,
+        });
+    }
+    Ok(())
+}
+
+fn fill_rects(dst: &mut Surface, rects: &[Rect], c: u32) {
+    let w = dst.width as usize;
+    for r in rects {
+        for y in r.top as usize..r.bottom as usize {
+            dst.px[y * w + r.left as usize..y * w + r.right as usize].fill(c);
+        }
+    }
+}
+
+/// Maps a destination coordinate inside the bbox to the source coordinate (nearest).
+#[inline]
+fn map(d: i32, bbox0: i32, bsize: u32, s0: i32, ssize: u32) -> u32 {
+    let off = (d as i64 - bbox0 as i64).max(0);
+    if bsize == ssize {
+        (s0 as i64 + off) as u32
+    } else {
+        (s0 as i64 + (off * ssize as i64 / bsize.max(1) as i64)) as u32
+    }
+}
+
+/// The COPY fast path: 32-bit source rows written straight into the destination, no scaling,
+/// no per-pixel work. Returns false when the case does not apply.
+fn copy_fast(
+    dst: &mut Surface,
+    rects: &[Rect],
+    bbox: Rect,
+    s: &Src<'_>,
+    area: Rect,
+    mem: &dyn GuestMemory,
+) -> Result<bool, RenderError> {
+    if area.width() != bbox.width() || area.height() != bbox.height() {
+        return Ok(false);
+    }
+    let w = dst.width as usize;
+    let dx = area.left as i64 - bbox.left as i64;
+    let dy = area.top as i64 - bbox.top as i64;
+    match s {
+        Src::Bitmap(b) => {
+            let ok = matches!(
+                (b.format, dst.format),
+                (
+                    BitmapFormat::Xrgb32 | BitmapFormat::Rgba32,
+                    SurfaceFormat::Xrgb32
+                ) | (BitmapFormat::Rgba32, SurfaceFormat::Argb32)
+            );
+            if !ok {
+                return Ok(false);
+            }
+            for r in rects {
+                for y in r.top..r.bottom {
+                    let sy = (y as i64 + dy) as u32;
+                    let sx = (r.left as i64 + dx) as usize;
+                    let row = &mut dst.px
+                        [y as usize * w + r.left as usize..y as usize * w + r.right as usize];
+                    b.read_row_bytes(mem, sy, sx * 4, row.as_mut_bytes())?;
+                    fix_endian(row);
+                }
+            }
+            Ok(true)
+        }
+        Src::Surface(src) if src.format == dst.format && src.format.bpp() == 32 => {
+            let sw = src.width as usize;
+            for r in rects {
+                for y in r.top..r.bottom {
+                    let sy = (y as i64 + dy) as usize;
+                    let sx = (r.left as i64 + dx) as usize;
+                    let n = (r.right - r.left) as usize;
+                    dst.px[y as usize * w + r.left as usize..][..n]
+                        .copy_from_slice(&src.px[sy * sw + sx..][..n]);
+                }
+            }
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
+}
+
+/// The general per-pixel loop: `f(src, brush, dest)` for every drawn pixel.
+#[allow(clippy::too_many_arguments)]
+fn paint<F>(
+    dst: &mut Surface,
+    rects: &[Rect],
+    bbox: Rect,
+    mem: &dyn GuestMemory,
+    src: Option<(&Src<'_>, Rect)>,
+    brush: Option<&BrushPx>,
+    mask: Option<&MaskPx<'_>>,
+    mut f: F,
+) -> Result<(), RenderError>
+where
+    F: FnMut(u32, u32, u32) -> u32,
+{
+    let w = dst.width as usize;
+    let (mut srow, mut full, mut scratch) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut mrow, mut mbits, mut mscratch) = (Vec::new(), Vec::new(), Vec::new());
+    let (bw, bh) = (bbox.width(), bbox.height());
+    for r in rects {
+        let n = (r.right - r.left) as usize;
+        for y in r.top..r.bottom {
+            if let Some((s, area)) = src {
+                let (sw, sh) = (area.width(), area.height());
+                srow.clear();
+                srow.resize(n, 0);
+                if sw == 0 || sh == 0 {
+                    continue;
+                }
+                let sy = map(y, bbox.top, bh, area.top, sh);
+                if sw == bw {
+                    let sx0 = map(r.left, bbox.left, bw, area.left, sw);
+                    s.row(mem, sy, sx0, &mut srow, &mut scratch)?;
+                } else {
+                    full.clear();
+                    full.resize(sw as usize, 0);
+                    s.row(mem, sy, area.left as u32, &mut full, &mut scratch)?;
+                    for (i, o) in srow.iter_mut().enumerate() {
+                        let sx = map(r.left + i as i32, bbox.left, bw, 0, sw) as usize;
+                        *o = full[sx.min(full.len() - 1)];
+                    }
+                }
+            }
+            if let Some(m) = mask {
+                m.row(mem, y, r.left, n, &mut mrow, &mut mbits, &mut mscratch)?;
+            }
+            let row = &mut dst.px[y as usize * w..(y as usize + 1) * w];
+            for i in 0..n {
+                if mask.is_some() && !mrow[i] {
+                    continue;
+                }
+                let x = r.left + i as i32;
+                let s = if src.is_some() { srow[i] } else { 0 };
+                let b = brush.map_or(0, |b| b.at(x, y));
+                let d = &mut row[x as usize];
+                *d = f(s, b, *d);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// COPY_BITS: the bbox-sized area at `src_pos` of the same surface is copied to the bbox
+/// (overlap-safe: the source is read before anything is written). Source pixels outside the
+/// surface leave their destination unchanged.
+fn copy_bits(dst: &mut Surface, rects: &[Rect], bbox: Rect, src_pos: Point) {
+    let dx = src_pos.x as i64 - bbox.left as i64;
+    let dy = src_pos.y as i64 - bbox.top as i64;
+    let (sw, sh) = (dst.width as i64, dst.height as i64);
+    let w = dst.width as usize;
+    for r in rects {
+        let n = (r.right - r.left) as usize;
+        // Copy the source rows of this rect first.
+        let mut tmp: Vec<Option<u32>> = Vec::with_capacity(n * r.height() as usize);
+        for y in r.top..r.bottom {
+            let sy = y as i64 + dy;
+            for x in r.left..r.right {
+                let sx = x as i64 + dx;
+                tmp.push(
+                    (sx >= 0 && sy >= 0 && sx < sw && sy < sh)
+                        .then(|| dst.px[sy as usize * w + sx as usize]),
+                );
+            }
+        }
+        for (k, y) in (r.top..r.bottom).enumerate() {
+            for (i, x) in (r.left..r.right).enumerate() {
+                if let Some(p) = tmp[k * n + i] {
+                    dst.px[y as usize * w + x as usize] = p;
+                }
+            }
+        }
+    }
+}
+
+fn in_rects(rects: &[Rect], x: i32, y: i32) -> bool {
+    rects
+        .iter()
+        .any(|r| x >= r.left && x < r.right && y >= r.top && y < r.bottom)
+}
+
+/// Clips the segment to `r` (Liang–Barsky, in f64); `None` if it misses.
+fn clip_line(p0: (f64, f64), p1: (f64, f64), r: Rect) -> Option<((f64, f64), (f64, f64))> {
+    let (dx, dy) = (p1.0 - p0.0, p1.1 - p0.1);
+    let (mut t0, mut t1) = (0.0f64, 1.0f64);
+    let edges = [
+        (-dx, p0.0 - r.left as f64),
+        (dx, (r.right - 1) as f64 - p0.0),
+        (-dy, p0.1 - r.top as f64),
+        (dy, (r.bottom - 1) as f64 - p0.1),
+    ];
+    for (p, q) in edges {
+        if p == 0.0 {
+            if q < 0.0 {
+                return None;
+            }
+        } else {
+            let t = q / p;
+            if p < 0.0 {
+                t0 = t0.max(t);
+            } else {
+                t1 = t1.min(t);
+            }
+        }
+    }
+    if t0 > t1 {
+        return None;
+    }
+    Some((
+        (p0.0 + t0 * dx, p0.1 + t0 * dy),
+        (p0.0 + t1 * dx, p0.1 + t1 * dy),
+    ))
+}
+
+/// Solid 1-pixel lines along the path (width and dashes are not rendered); every pixel is
+/// touched once, so XOR strokes are exact. Béziers are flattened into 16 steps.
+fn stroke(dst: &mut Surface, rects: &[Rect], path: &[PathSeg], b: &BrushPx, rop: u16) {
+    let bounds = rects.iter().fold(None::<Rect>, |acc, r| {
+        Some(match acc {
+            None => *r,
+            Some(a) => Rect::new(
+                a.left.min(r.left),
+                a.top.min(r.top),
+                a.right.max(r.right),
+                a.bottom.max(r.bottom),
+            ),
+        })
+    });
+    let Some(bounds) = bounds else { return };
+    let fx = |v: i32| v as f64 / 16.0;
+    // Build the polyline list.
+    let mut lines: Vec<((f64, f64), (f64, f64))> = Vec::new();
+    let mut cur: Option<(f64, f64)> = None;
+    let mut start: Option<(f64, f64)> = None;
+    for seg in path {
+        let pts: Vec<(f64, f64)> = seg.points.iter().map(|p| (fx(p.x), fx(p.y))).collect();
+        let mut it = pts.into_iter();
+        if seg.flags & path_flags::BEGIN != 0 || cur.is_none() {
+            cur = it.next();
+            start = cur;
+        }
+        if seg.flags & path_flags::BEZIER != 0 {
+            let rest: Vec<_> = it.collect();
+            for c in rest.chunks_exact(3) {
+                let Some(p0) = cur else { break };
+                let mut prev = p0;
+                for k in 1..=16 {
+                    let t = k as f64 / 16.0;
+                    let u = 1.0 - t;
+                    let q = (
+                        u * u * u * p0.0
+                            + 3.0 * u * u * t * c[0].0
+                            + 3.0 * u * t * t * c[1].0
+                            + t * t * t * c[2].0,
+                        u * u * u * p0.1
+                            + 3.0 * u * u * t * c[0].1
+                            + 3.0 * u * t * t * c[1].1
+                            + t * t * t * c[2].1,
+                    );
+                    lines.push((prev, q));
+                    prev = q;
+                }
+                cur = Some(c[2]);
+            }
+        } else {
+            for p in it {
+                if let Some(c) = cur {
+                    lines.push((c, p));
+                }
+                cur = Some(p);
+            }
+        }
+        if seg.flags & path_flags::END != 0 {
+            if seg.flags & path_flags::CLOSE != 0 {
+                if let (Some(c), Some(s)) = (cur, start) {
+                    lines.push((c, s));
+                }
+            }
+            cur = None;
+        }
+    }
+    let w = dst.width as usize;
+    let mut touched = std::collections::HashSet::new();
+    let mut steps = 0u64;
+    for (p0, p1) in lines {
+        let Some((a, b2)) = clip_line(p0, p1, bounds) else {
+            continue;
+        };
+        let (x0, y0) = (a.0.round() as i64, a.1.round() as i64);
+        let (x1, y1) = (b2.0.round() as i64, b2.1.round() as i64);
+        // Bresenham.
+        let (dx, dy) = ((x1 - x0).abs(), -(y1 - y0).abs());
+        let (sx, sy) = (if x0 < x1 { 1 } else { -1 }, if y0 < y1 { 1 } else { -1 });
+        let (mut x, mut y, mut err) = (x0, y0, dx + dy);
+        loop {
+            steps += 1;
+            if steps > MAX_STROKE_STEPS {
+                return;
+            }
+            if in_rects(rects, x as i32, y as i32) && touched.insert((x, y)) {
+                let d = &mut dst.px[y as usize * w + x as usize];
+                *d = ops::ropd_apply(rop, BRUSH_DEST, b.at(x as i32, y as i32), *d);
+            }
+            if x == x1 && y == y1 {
+                break;
+            }
+            let e2 = 2 * err;
+            if e2 >= dy {
+                err += dy;
+                x += sx;
+            }
+            if e2 <= dx {
+                err += dx;
+                y += sy;
+            }
+        }
+    }
+}
+
+/// Glyphs: A1 bits use the foreground rop; A4/A8 coverage blends the foreground colour over
+/// the destination (a plain PUT) or, for other rops, applies the rop where coverage ≥ 50 %.
+fn text(dst: &mut Surface, rects: &[Rect], s: &GlyphString, b: &BrushPx, rop: u16) {
+    let w = dst.width as usize;
+    let put = rop & ropd::OP_PUT != 0 && rop & (ropd::INVERS_BRUSH | ropd::INVERS_RES) == 0;
+    for g in &s.glyphs {
+        let stride = (g.width as usize * s.bpp as usize).div_ceil(8);
+        let ox = g.render_pos.x as i64 + g.glyph_origin.x as i64;
+        let oy = g.render_pos.y as i64 + g.glyph_origin.y as i64;
+        for gy in 0..g.height as usize {
+            let y = oy + gy as i64;
+            if y < i32::MIN as i64 || y > i32::MAX as i64 {
+                continue;
+            }
+            for gx in 0..g.width as usize {
+                let x = ox + gx as i64;
+                if x < i32::MIN as i64
+                    || x > i32::MAX as i64
+                    || !in_rects(rects, x as i32, y as i32)
+                {
+                    continue;
+                }
+                let row = &g.data[gy * stride..(gy + 1) * stride];
+                let cov = match s.bpp {
+                    1 => ((row[gx / 8] >> (7 - gx % 8)) & 1) as u32 * 255,
+                    4 => {
+                        let byte = row[gx / 2];
+                        let v = if gx % 2 == 0 { byte >> 4 } else { byte & 15 };
+                        v as u32 * 17
+                    }
+                    _ => row[gx] as u32,
+                };
+                if cov == 0 {
+                    continue;
+                }
+                let fg = b.at(x as i32, y as i32);
+                let d = &mut dst.px[y as usize * w + x as usize];
+                *d = if put && s.bpp != 1 {
+                    ops::lerp(fg, *d, cov)
+                } else if cov >= 128 {
+                    ops::ropd_apply(rop, BRUSH_DEST, fg, *d)
+                } else {
+                    *d
+                };
+            }
+        }
+    }
+}
+
+/// Random access to a composite source or mask, with repeat and transform.
+struct Sampler {
+    w: u32,
+    h: u32,
+    px: Vec<u32>,
+    repeat: Repeat,
+    transform: Option<[f64; 6]>,
+    origin: Point,
+}
+
+impl Sampler {
+    fn new(
+        s: &Src<'_>,
+        mem: &dyn GuestMemory,
+        repeat: Repeat,
+        t: Option<Transform>,
+        origin: Point,
+    ) -> Result<Self, RenderError> {
+        let (w, h) = s.size();
+        let mut px = s.whole(mem, "composite")?;
+        if !s.has_alpha() {
+            px.iter_mut().for_each(|p| *p |= 0xFF00_0000);
+        }
+        Ok(Sampler {
+            w,
+            h,
+            px,
+            repeat,
+            transform: t.map(|t| t.0.map(|v| v as f64 / 65536.0)),
+            origin,
+        })
+    }
+
+    /// The premultiplied pixel at source-space coordinate of destination offset (u, v).
+    fn at(&self, u: i64, v: i64) -> u32 {
+        let (mut x, mut y) = (u + self.origin.x as i64, v + self.origin.y as i64);
+        if let Some(t) = &self.transform {
+            let (fx, fy) = (x as f64 + 0.5, y as f64 + 0.5);
+            x = (t[0] * fx + t[1] * fy + t[2]).floor() as i64;
+            y = (t[3] * fx + t[4] * fy + t[5]).floor() as i64;
+        }
+        let (w, h) = (self.w as i64, self.h as i64);
+        if w == 0 || h == 0 {
+            return 0;
+        }
+        let wrap = |c: i64, n: i64| -> Option<i64> {
+            match self.repeat {
+                Repeat::None => (c >= 0 && c < n).then_some(c),
+                Repeat::Normal => Some(c.rem_euclid(n)),
+                Repeat::Pad => Some(c.clamp(0, n - 1)),
+                Repeat::Reflect => {
+                    let m = c.rem_euclid(2 * n);
+                    Some(if m < n { m } else { 2 * n - 1 - m })
+                }
+            }
+        };
+        match (wrap(x, w), wrap(y, h)) {
+            (Some(x), Some(y)) => self.px[(y * w + x) as usize],
+            _ => 0,
+        }
+    }
+}
+
+fn composite(
+    dst: &mut Surface,
+    rects: &[Rect],
+    bbox: Rect,
+    op: CompositeOp,
+    src: &Sampler,
+    mask: Option<&Sampler>,
+) {
+    let w = dst.width as usize;
+    let dst_alpha = dst.has_alpha();
+    for r in rects {
+        for y in r.top..r.bottom {
+            let v = y as i64 - bbox.top as i64;
+            for x in r.left..r.right {
+                let u = x as i64 - bbox.left as i64;
+                let mut s = src.at(u, v);
+                if let Some(m) = mask {
+                    s = ops::scale_px(s, m.at(u, v) >> 24);
+                }
+                let d = &mut dst.px[y as usize * w + x as usize];
+                let dv = if dst_alpha { *d } else { *d | 0xFF00_0000 };
+                *d = ops::composite(op.0, s, dv);
+            }
+        }
+    }
+}
