@@ -743,3 +743,65 @@ fn write_fuzz_seeds() {
         }
     }
 }
+
+/// Writes client test vectors into `$CODEC_VECTORS_DIR`: for each case `<name>.raw` (the expected
+/// screen: packed B,G,R,X rows), `<name>.img` (a complete SpiceImage: descriptor + body) and
+/// `<name>.txt` (`width height codec`). A throwaway Spice server fed with these lets the real
+/// client (spicy-screenshot) decode our encodings. Run:
+/// `CODEC_VECTORS_DIR=/tmp/v cargo test -p spice-bridge --lib write_client_vectors -- --ignored`.
+#[test]
+#[ignore]
+fn write_client_vectors() {
+    let Ok(dir) = std::env::var("CODEC_VECTORS_DIR") else {
+        return;
+    };
+    let dir = std::path::PathBuf::from(dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut rng = Rng::new(2024);
+    let cases: Vec<(&str, u32, u32, Vec<u8>)> = vec![
+        ("desktop1080", 1920, 1080, testimg::desktop(1920, 1080, &mut rng)),
+        ("text333x41", 333, 41, testimg::text(333, 41, &mut rng)),
+        ("gradient97x61", 97, 61, testimg::gradient(97, 61)),
+        ("noise50x30", 50, 30, testimg::noise(50, 30, &mut rng)),
+        ("far9000x3", 9000, 3, {
+            let row = testimg::noise(9000, 1, &mut rng);
+            row.repeat(3)
+        }),
+        ("solid1x1", 1, 1, testimg::solid(1, 1, 0x00C0_FFEE)),
+        ("solid640x480", 640, 480, testimg::solid(640, 480, 0x0012_3456)),
+    ];
+    for (name, w, h, pic) in &cases {
+        let variants: [(&str, SourceFormat, ImageCodec); 6] = [
+            ("lz", SourceFormat::Xrgb32, ImageCodec::LzRgb),
+            ("lzrgba", SourceFormat::Argb32, ImageCodec::LzRgb),
+            ("lz24", SourceFormat::Rgb24, ImageCodec::LzRgb),
+            ("lz16", SourceFormat::Rgb16, ImageCodec::LzRgb),
+            ("lz4", SourceFormat::Xrgb32, ImageCodec::Lz4),
+            ("bitmap", SourceFormat::Xrgb32, ImageCodec::Bitmap),
+        ];
+        for (suffix, format, codec) in variants {
+            let (data, stride) = testimg::convert(pic, *w, *h, format, 0);
+            let src = SourceImage {
+                data: &data,
+                width: *w,
+                height: *h,
+                stride,
+                format,
+            };
+            let img = encode(codec, &src).unwrap();
+            // What the screen must show (B, G, R, X with X ignored by the comparison).
+            let screen: Vec<u8> = expected_pixels(&src)
+                .iter()
+                .flat_map(|p| p.to_le_bytes())
+                .collect();
+            let base = dir.join(format!("{name}-{suffix}"));
+            std::fs::write(base.with_extension("raw"), &screen).unwrap();
+            std::fs::write(base.with_extension("img"), img.to_spice_image(1, 0)).unwrap();
+            std::fs::write(
+                base.with_extension("txt"),
+                format!("{w} {h} {:?} {}\n", img.codec, img.body.len()),
+            )
+            .unwrap();
+        }
+    }
+}
