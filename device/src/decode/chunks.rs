@@ -148,9 +148,20 @@ pub(crate) fn walk(
     max_bytes: u64,
     limits: &Limits,
 ) -> Result<GuestChunks, DecodeError> {
+    walk_from(mem, None, first, first_data, max_bytes, limits)
+}
+
+fn walk_from(
+    mem: &dyn GuestMemory,
+    first_addr: Option<QxlPhys>,
+    first: &QxlDataChunk,
+    first_data: QxlPhys,
+    max_bytes: u64,
+    limits: &Limits,
+) -> Result<GuestChunks, DecodeError> {
     let cap = max_bytes.min(limits.max_data_bytes);
     let mut out = GuestChunks::default();
-    let mut seen: HashSet<u64> = HashSet::new();
+    let mut seen: HashSet<u64> = first_addr.map(|a| a.0).into_iter().collect();
     let mut header = *first;
     let mut data = first_data;
     let mut n = 0u32;
@@ -198,7 +209,7 @@ pub(crate) fn walk_at(
             addr: addr.0,
             len: CHUNK_HEADER,
         })?;
-    walk(mem, &first, data, max_bytes, limits)
+    walk_from(mem, Some(addr), &first, data, max_bytes, limits)
 }
 
 #[cfg(test)]
