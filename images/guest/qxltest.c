@@ -1,0 +1,693 @@
+/*
+ * qxltest: guest-side test programs for the QXL end-to-end tests (one static binary, subcommands).
+ *
+ * Written for this project from the Linux UAPI facts (ioctl numbers and struct layouts of
+ * include/uapi/drm/drm.h, drm_mode.h and linux/fb.h); no libdrm. Every line it prints for the host
+ * starts with "QXL-TEST: " so tests can grep the serial log.
+ *
+ *   qxltest fb      [--hold S]             fill /dev/fb0 with picture "fb" (mmap), report geometry
+ *   qxltest kms     [--hold S]             dumb buffer: picture "kms0", SETCRTC, then rectangles of
+ *                                          "kms1" flushed with DIRTYFB clips
+ *   qxltest cursor  [--hold S]             kms0 on screen, 64x64 ARGB cursor via MODE_CURSOR, moves
+ *   qxltest modes   [--watch S]            list connectors/modes, print preferred mode changes
+ *   qxltest redraw  [--frames N] [--interval-ms M]  full-screen redraw loop, timed
+ *   qxltest cmos    get IDX | set IDX VAL  one CMOS RAM byte (survives a guest reboot)
+ *
+ * The pictures are functions of (x, y, width, height); tests/lib/qxlpic.py computes the same ones.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fb.h>
+#include <linux/kd.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/io.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- DRM UAPI (include/uapi/drm/drm.h, drm_mode.h) ---- */
+#define DRM_IOCTL_BASE 'd'
+#define DRM_IO_(nr) _IO(DRM_IOCTL_BASE, nr)
+#define DRM_IOWR_(nr, type) _IOWR(DRM_IOCTL_BASE, nr, type)
+
+struct drm_mode_card_res {
+	uint64_t fb_id_ptr, crtc_id_ptr, connector_id_ptr, encoder_id_ptr;
+	uint32_t count_fbs, count_crtcs, count_connectors, count_encoders;
+	uint32_t min_width, max_width, min_height, max_height;
+};
+struct drm_mode_modeinfo {
+	uint32_t clock;
+	uint16_t hdisplay, hsync_start, hsync_end, htotal, hskew;
+	uint16_t vdisplay, vsync_start, vsync_end, vtotal, vscan;
+	uint32_t vrefresh, flags, type;
+	char name[32];
+};
+struct drm_mode_crtc {
+	uint64_t set_connectors_ptr;
+	uint32_t count_connectors, crtc_id, fb_id, x, y, gamma_size, mode_valid;
+	struct drm_mode_modeinfo mode;
+};
+struct drm_mode_cursor {
+	uint32_t flags, crtc_id;
+	int32_t x, y;
+	uint32_t width, height, handle;
+};
+struct drm_mode_get_encoder {
+	uint32_t encoder_id, encoder_type, crtc_id, possible_crtcs, possible_clones;
+};
+struct drm_mode_get_connector {
+	uint64_t encoders_ptr, modes_ptr, props_ptr, prop_values_ptr;
+	uint32_t count_modes, count_props, count_encoders, encoder_id, connector_id;
+	uint32_t connector_type, connector_type_id, connection, mm_width, mm_height, subpixel, pad;
+};
+struct drm_mode_fb_cmd {
+	uint32_t fb_id, width, height, pitch, bpp, depth, handle;
+};
+struct drm_clip_rect {
+	uint16_t x1, y1, x2, y2;
+};
+struct drm_mode_fb_dirty_cmd {
+	uint32_t fb_id, flags, color, num_clips;
+	uint64_t clips_ptr;
+};
+struct drm_mode_create_dumb {
+	uint32_t height, width, bpp, flags, handle, pitch;
+	uint64_t size;
+};
+struct drm_mode_map_dumb {
+	uint32_t handle, pad;
+	uint64_t offset;
+};
+struct drm_mode_destroy_dumb {
+	uint32_t handle;
+};
+
+_Static_assert(sizeof(struct drm_mode_card_res) == 64, "card_res");
+_Static_assert(sizeof(struct drm_mode_modeinfo) == 68, "modeinfo");
+_Static_assert(sizeof(struct drm_mode_crtc) == 104, "crtc");
+_Static_assert(sizeof(struct drm_mode_cursor) == 28, "cursor");
+_Static_assert(sizeof(struct drm_mode_get_encoder) == 20, "encoder");
+_Static_assert(sizeof(struct drm_mode_get_connector) == 80, "connector");
+_Static_assert(sizeof(struct drm_mode_fb_cmd) == 28, "fb_cmd");
+_Static_assert(sizeof(struct drm_mode_fb_dirty_cmd) == 24, "dirty");
+_Static_assert(sizeof(struct drm_mode_create_dumb) == 32, "create_dumb");
+_Static_assert(sizeof(struct drm_mode_map_dumb) == 16, "map_dumb");
+
+#define DRM_IOCTL_SET_MASTER DRM_IO_(0x1e)
+#define DRM_IOCTL_MODE_GETRESOURCES DRM_IOWR_(0xA0, struct drm_mode_card_res)
+#define DRM_IOCTL_MODE_GETCRTC DRM_IOWR_(0xA1, struct drm_mode_crtc)
+#define DRM_IOCTL_MODE_SETCRTC DRM_IOWR_(0xA2, struct drm_mode_crtc)
+#define DRM_IOCTL_MODE_CURSOR DRM_IOWR_(0xA3, struct drm_mode_cursor)
+#define DRM_IOCTL_MODE_GETENCODER DRM_IOWR_(0xA6, struct drm_mode_get_encoder)
+#define DRM_IOCTL_MODE_GETCONNECTOR DRM_IOWR_(0xA7, struct drm_mode_get_connector)
+#define DRM_IOCTL_MODE_ADDFB DRM_IOWR_(0xAE, struct drm_mode_fb_cmd)
+#define DRM_IOCTL_MODE_RMFB DRM_IOWR_(0xAF, unsigned int)
+#define DRM_IOCTL_MODE_DIRTYFB DRM_IOWR_(0xB1, struct drm_mode_fb_dirty_cmd)
+#define DRM_IOCTL_MODE_CREATE_DUMB DRM_IOWR_(0xB2, struct drm_mode_create_dumb)
+#define DRM_IOCTL_MODE_MAP_DUMB DRM_IOWR_(0xB3, struct drm_mode_map_dumb)
+#define DRM_IOCTL_MODE_DESTROY_DUMB DRM_IOWR_(0xB4, struct drm_mode_destroy_dumb)
+
+#define DRM_MODE_CONNECTED 1
+#define DRM_MODE_TYPE_PREFERRED (1 << 3)
+#define DRM_MODE_CURSOR_BO 0x01
+#define DRM_MODE_CURSOR_MOVE 0x02
+
+/* ---- output ---- */
+static const char *g_test = "qxltest";
+
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void say(const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof buf, fmt, ap);
+	va_end(ap);
+	printf("QXL-TEST: %s %s\n", g_test, buf);
+	fflush(stdout);
+}
+
+static int fail(const char *what)
+{
+	say("FAIL %s: %s", what, strerror(errno));
+	return 1;
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int xioctl(int fd, unsigned long req, void *arg)
+{
+	int r;
+	do {
+		r = ioctl(fd, req, arg);
+	} while (r == -1 && (errno == EINTR || errno == EAGAIN));
+	return r;
+}
+
+/* ---- the pictures (keep in step with tests/lib/qxlpic.py) ---- */
+/* "fb": r = x & 255, g = y & 255, b = 64*(x>>8) + 16*(y>>8) + ((x^y) & 15)  (mod 256) */
+static uint32_t pic_fb(uint32_t x, uint32_t y)
+{
+	uint32_t r = x & 255, g = y & 255;
+	uint32_t b = ((x >> 8) * 64 + (y >> 8) * 16 + ((x ^ y) & 15)) & 255;
+	return (r << 16) | (g << 8) | b;
+}
+/* "kms0": r = (x + 2y) & 255, g = (3x + y) >> 2 & 255, b = 0x80 ^ (x >> 4 & 15) ^ (y & 0xf0) */
+static uint32_t pic_kms0(uint32_t x, uint32_t y)
+{
+	uint32_t r = (x + 2 * y) & 255, g = ((3 * x + y) >> 2) & 255;
+	uint32_t b = 0x80 ^ ((x >> 4) & 15) ^ (y & 0xf0);
+	return (r << 16) | (g << 8) | b;
+}
+/* "kms1" (inside the dirty rectangles): kms0 with every channel inverted */
+static uint32_t pic_kms1(uint32_t x, uint32_t y) { return pic_kms0(x, y) ^ 0xffffff; }
+/* "redraw" frame f: r = (x + f) & 255, g = (y + 3f) & 255, b = (x ^ y ^ 5f) & 255 */
+static uint32_t pic_redraw(uint32_t x, uint32_t y, uint32_t f)
+{
+	return (((x + f) & 255) << 16) | (((y + 3 * f) & 255) << 8) | ((x ^ y ^ (5 * f)) & 255);
+}
+
+/* Dirty rectangles of the kms picture, as fractions of the mode (x, y, w, h) in 1/16ths, plus a
+ * small fixed 16x16 one at (5, 7). */
+#define N_RECTS 3
+static void kms_rects(uint32_t w, uint32_t h, struct drm_clip_rect *c)
+{
+	c[0] = (struct drm_clip_rect){w * 2 / 16, h * 2 / 16, w * 6 / 16, h * 6 / 16};
+	c[1] = (struct drm_clip_rect){w * 8 / 16, h * 5 / 16, w * 13 / 16, h * 13 / 16};
+	c[2] = (struct drm_clip_rect){5, 7, 21, 23};
+}
+
+/* Switch the text console off so fbcon stops drawing over the picture. */
+static void console_graphics(void)
+{
+	int fd = open("/dev/tty1", O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		fd = open("/dev/tty0", O_RDWR | O_CLOEXEC);
+	if (fd >= 0) {
+		ioctl(fd, KDSETMODE, KD_GRAPHICS);
+		/* keep it open for the process lifetime: closing does not restore text mode anyway */
+	}
+}
+
+static long opt_num(int argc, char **argv, const char *name, long dflt)
+{
+	for (int i = 0; i + 1 < argc; i++)
+		if (!strcmp(argv[i], name))
+			return strtol(argv[i + 1], NULL, 0);
+	return dflt;
+}
+
+static void hold(long secs)
+{
+	if (secs > 0) {
+		say("HOLD %ld", secs);
+		sleep((unsigned)secs);
+	}
+}
+
+/* ---- fb ---- */
+static int cmd_fb(int argc, char **argv)
+{
+	long hold_s = opt_num(argc, argv, "--hold", 0);
+	int fd = open("/dev/fb0", O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return fail("open /dev/fb0");
+	struct fb_var_screeninfo v;
+	struct fb_fix_screeninfo f;
+	if (ioctl(fd, FBIOGET_VSCREENINFO, &v) || ioctl(fd, FBIOGET_FSCREENINFO, &f))
+		return fail("FBIOGET_*SCREENINFO");
+	say("GEOMETRY %ux%u bpp=%u stride=%u smem_len=%u virtual=%ux%u id=%.16s", v.xres, v.yres,
+	    v.bits_per_pixel, f.line_length, f.smem_len, v.xres_virtual, v.yres_virtual, f.id);
+	if (v.bits_per_pixel != 32 || f.line_length < v.xres * 4) {
+		say("FAIL unsupported format bpp=%u", v.bits_per_pixel);
+		return 1;
+	}
+	size_t len = (size_t)f.line_length * v.yres;
+	console_graphics();
+	uint8_t *fb = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (fb == MAP_FAILED)
+		return fail("mmap /dev/fb0");
+	/* Build the picture in memory first, then copy it in one go so the driver's deferred-I/O
+	 * flush sees one burst of dirty pages. */
+	uint8_t *img = malloc(len);
+	if (!img)
+		return fail("malloc");
+	for (uint32_t y = 0; y < v.yres; y++) {
+		uint32_t *row = (uint32_t *)(img + (size_t)y * f.line_length);
+		for (uint32_t x = 0; x < v.xres; x++)
+			row[x] = pic_fb(x, y);
+	}
+	double t0 = now_s();
+	memcpy(fb, img, len);
+	msync(fb, len, MS_SYNC);
+	double t1 = now_s();
+	/* Give the deferred-I/O worker (HZ/20 delay) time to flush to the device. */
+	usleep(500 * 1000);
+	uint32_t bad = 0;
+	for (uint32_t y = 0; y < v.yres; y++) {
+		uint32_t *row = (uint32_t *)(fb + (size_t)y * f.line_length);
+		for (uint32_t x = 0; x < v.xres; x++)
+			if ((row[x] & 0xffffff) != pic_fb(x, y))
+				bad++;
+	}
+	if (bad) {
+		say("FAIL readback: %u pixels differ", bad);
+		return 1;
+	}
+	say("DRAWN picture=fb %ux%u copy_ms=%.1f", v.xres, v.yres, (t1 - t0) * 1e3);
+	say("PASS");
+	hold(hold_s);
+	return 0;
+}
+
+/* ---- KMS helpers ---- */
+struct kms {
+	int fd;
+	uint32_t crtc_id, conn_id, fb_id, handle, pitch, w, h;
+	uint64_t size;
+	uint8_t *map;
+	struct drm_mode_modeinfo mode;
+};
+
+static int open_card(int *fd)
+{
+	*fd = open("/dev/dri/card0", O_RDWR | O_CLOEXEC);
+	if (*fd < 0)
+		return fail("open /dev/dri/card0");
+	/* The first opener is master already; SET_MASTER fails harmlessly if so. */
+	ioctl(*fd, DRM_IOCTL_SET_MASTER, 0);
+	return 0;
+}
+
+/* Resources: up to 16 of each. */
+struct res {
+	uint32_t crtcs[16], conns[16], encs[16];
+	uint32_t n_crtcs, n_conns, n_encs;
+};
+
+static int get_res(int fd, struct res *r)
+{
+	struct drm_mode_card_res cr;
+	memset(&cr, 0, sizeof cr);
+	if (xioctl(fd, DRM_IOCTL_MODE_GETRESOURCES, &cr))
+		return fail("GETRESOURCES");
+	memset(r, 0, sizeof *r);
+	r->n_crtcs = cr.count_crtcs > 16 ? 16 : cr.count_crtcs;
+	r->n_conns = cr.count_connectors > 16 ? 16 : cr.count_connectors;
+	r->n_encs = cr.count_encoders > 16 ? 16 : cr.count_encoders;
+	memset(&cr, 0, sizeof cr);
+	cr.crtc_id_ptr = (uintptr_t)r->crtcs;
+	cr.connector_id_ptr = (uintptr_t)r->conns;
+	cr.encoder_id_ptr = (uintptr_t)r->encs;
+	cr.count_crtcs = r->n_crtcs;
+	cr.count_connectors = r->n_conns;
+	cr.count_encoders = r->n_encs;
+	if (xioctl(fd, DRM_IOCTL_MODE_GETRESOURCES, &cr))
+		return fail("GETRESOURCES (ids)");
+	return 0;
+}
+
+/* Connector info with its mode list (probe = count_modes 0 first, which re-probes as master). */
+struct conn {
+	struct drm_mode_get_connector c;
+	struct drm_mode_modeinfo modes[64];
+	uint32_t encs[8];
+	uint32_t n_modes;
+};
+
+static int get_conn(int fd, uint32_t id, struct conn *out)
+{
+	for (int tries = 0; tries < 4; tries++) {
+		struct drm_mode_get_connector c;
+		memset(&c, 0, sizeof c);
+		c.connector_id = id;
+		if (xioctl(fd, DRM_IOCTL_MODE_GETCONNECTOR, &c))
+			return fail("GETCONNECTOR");
+		uint32_t want = c.count_modes > 64 ? 64 : c.count_modes;
+		uint32_t nenc = c.count_encoders > 8 ? 8 : c.count_encoders;
+		memset(out, 0, sizeof *out);
+		out->c.connector_id = id;
+		out->c.count_modes = want;
+		out->c.modes_ptr = (uintptr_t)out->modes;
+		out->c.count_encoders = nenc;
+		out->c.encoders_ptr = (uintptr_t)out->encs;
+		if (want == 0) {
+			/* count_modes 0 would re-probe; ask once more with a dummy buffer */
+			out->c.count_modes = 0;
+		}
+		if (xioctl(fd, DRM_IOCTL_MODE_GETCONNECTOR, &out->c))
+			return fail("GETCONNECTOR (modes)");
+		if (out->c.count_modes <= want || want == 64) {
+			out->n_modes = out->c.count_modes < want ? out->c.count_modes : want;
+			return 0;
+		}
+		/* the list grew between the two calls: try again */
+	}
+	errno = EAGAIN;
+	return fail("GETCONNECTOR (unstable mode list)");
+}
+
+static const struct drm_mode_modeinfo *preferred(const struct conn *c)
+{
+	for (uint32_t i = 0; i < c->n_modes; i++)
+		if (c->modes[i].type & DRM_MODE_TYPE_PREFERRED)
+			return &c->modes[i];
+	return c->n_modes ? &c->modes[0] : NULL;
+}
+
+/* Pick the first connected connector, its preferred mode and a CRTC; create a dumb buffer of the
+ * mode's size, map it and add a framebuffer. */
+static int kms_setup(struct kms *k)
+{
+	memset(k, 0, sizeof *k);
+	if (open_card(&k->fd))
+		return 1;
+	struct res r;
+	if (get_res(k->fd, &r))
+		return 1;
+	struct conn c;
+	int found = 0;
+	for (uint32_t i = 0; i < r.n_conns && !found; i++) {
+		if (get_conn(k->fd, r.conns[i], &c))
+			return 1;
+		if (c.c.connection == DRM_MODE_CONNECTED && c.n_modes > 0)
+			found = 1;
+	}
+	if (!found) {
+		say("FAIL no connected connector with modes");
+		return 1;
+	}
+	k->conn_id = c.c.connector_id;
+	k->mode = *preferred(&c);
+	k->crtc_id = r.n_crtcs ? r.crtcs[0] : 0;
+	if (c.c.encoder_id) {
+		struct drm_mode_get_encoder e = {.encoder_id = c.c.encoder_id};
+		if (!xioctl(k->fd, DRM_IOCTL_MODE_GETENCODER, &e) && e.crtc_id)
+			k->crtc_id = e.crtc_id;
+	}
+	k->w = k->mode.hdisplay;
+	k->h = k->mode.vdisplay;
+	struct drm_mode_create_dumb cd = {.height = k->h, .width = k->w, .bpp = 32};
+	if (xioctl(k->fd, DRM_IOCTL_MODE_CREATE_DUMB, &cd))
+		return fail("CREATE_DUMB");
+	k->handle = cd.handle;
+	k->pitch = cd.pitch;
+	k->size = cd.size;
+	struct drm_mode_fb_cmd fb = {.width = k->w, .height = k->h, .pitch = k->pitch, .bpp = 32,
+				     .depth = 24, .handle = k->handle};
+	if (xioctl(k->fd, DRM_IOCTL_MODE_ADDFB, &fb))
+		return fail("ADDFB");
+	k->fb_id = fb.fb_id;
+	struct drm_mode_map_dumb md = {.handle = k->handle};
+	if (xioctl(k->fd, DRM_IOCTL_MODE_MAP_DUMB, &md))
+		return fail("MAP_DUMB");
+	k->map = mmap(NULL, k->size, PROT_READ | PROT_WRITE, MAP_SHARED, k->fd, (off_t)md.offset);
+	if (k->map == MAP_FAILED)
+		return fail("mmap dumb");
+	say("MODE connector=%u crtc=%u %ux%u@%u pitch=%u fb=%u", k->conn_id, k->crtc_id, k->w, k->h,
+	    k->mode.vrefresh, k->pitch, k->fb_id);
+	return 0;
+}
+
+static int kms_setcrtc(struct kms *k)
+{
+	struct drm_mode_crtc cr;
+	memset(&cr, 0, sizeof cr);
+	cr.crtc_id = k->crtc_id;
+	cr.fb_id = k->fb_id;
+	cr.set_connectors_ptr = (uintptr_t)&k->conn_id;
+	cr.count_connectors = 1;
+	cr.mode = k->mode;
+	cr.mode_valid = 1;
+	if (xioctl(k->fd, DRM_IOCTL_MODE_SETCRTC, &cr))
+		return fail("SETCRTC");
+	return 0;
+}
+
+static int kms_dirty(struct kms *k, struct drm_clip_rect *clips, uint32_t n)
+{
+	struct drm_mode_fb_dirty_cmd d = {.fb_id = k->fb_id, .num_clips = n,
+					  .clips_ptr = (uintptr_t)clips};
+	if (xioctl(k->fd, DRM_IOCTL_MODE_DIRTYFB, &d)) {
+		/* ENOSYS means the driver has no dirty hook: the scanout is live anyway */
+		if (errno == ENOSYS)
+			return 0;
+		return fail("DIRTYFB");
+	}
+	return 0;
+}
+
+static void fill(struct kms *k, uint32_t (*f)(uint32_t, uint32_t), uint32_t x1, uint32_t y1,
+		 uint32_t x2, uint32_t y2)
+{
+	for (uint32_t y = y1; y < y2; y++) {
+		uint32_t *row = (uint32_t *)(k->map + (size_t)y * k->pitch);
+		for (uint32_t x = x1; x < x2; x++)
+			row[x] = f(x, y);
+	}
+}
+
+static int cmd_kms(int argc, char **argv)
+{
+	long hold_s = opt_num(argc, argv, "--hold", 0);
+	struct kms k;
+	console_graphics();
+	if (kms_setup(&k))
+		return 1;
+	fill(&k, pic_kms0, 0, 0, k.w, k.h);
+	if (kms_setcrtc(&k))
+		return 1;
+	struct drm_clip_rect full = {0, 0, (uint16_t)k.w, (uint16_t)k.h};
+	if (kms_dirty(&k, &full, 1))
+		return 1;
+	say("SHOWN picture=kms0 %ux%u", k.w, k.h);
+	usleep(300 * 1000);
+	struct drm_clip_rect c[N_RECTS];
+	kms_rects(k.w, k.h, c);
+	for (int i = 0; i < N_RECTS; i++)
+		fill(&k, pic_kms1, c[i].x1, c[i].y1, c[i].x2, c[i].y2);
+	if (kms_dirty(&k, c, N_RECTS))
+		return 1;
+	for (int i = 0; i < N_RECTS; i++)
+		say("DIRTY %u,%u-%u,%u", c[i].x1, c[i].y1, c[i].x2, c[i].y2);
+	usleep(300 * 1000);
+	say("DRAWN picture=kms %ux%u", k.w, k.h);
+	say("PASS");
+	hold(hold_s);
+	return 0;
+}
+
+/* "cursor": 64x64 ARGB; opaque where x + y < 48 (a triangle pointing up-left), else transparent.
+ * Opaque pixels: a = 255, r = 4x, g = 4y, b = 0x40. Hotspot (0,0). */
+static uint32_t pic_cursor(uint32_t x, uint32_t y)
+{
+	if (x + y >= 48)
+		return 0;
+	return 0xff000000u | ((4 * x) << 16) | ((4 * y) << 8) | 0x40;
+}
+
+static int cmd_cursor(int argc, char **argv)
+{
+	long hold_s = opt_num(argc, argv, "--hold", 0);
+	struct kms k;
+	console_graphics();
+	if (kms_setup(&k))
+		return 1;
+	fill(&k, pic_kms0, 0, 0, k.w, k.h);
+	if (kms_setcrtc(&k))
+		return 1;
+	struct drm_clip_rect full = {0, 0, (uint16_t)k.w, (uint16_t)k.h};
+	if (kms_dirty(&k, &full, 1))
+		return 1;
+	struct drm_mode_create_dumb cd = {.height = 64, .width = 64, .bpp = 32};
+	if (xioctl(k.fd, DRM_IOCTL_MODE_CREATE_DUMB, &cd))
+		return fail("CREATE_DUMB cursor");
+	struct drm_mode_map_dumb md = {.handle = cd.handle};
+	if (xioctl(k.fd, DRM_IOCTL_MODE_MAP_DUMB, &md))
+		return fail("MAP_DUMB cursor");
+	uint8_t *m = mmap(NULL, cd.size, PROT_READ | PROT_WRITE, MAP_SHARED, k.fd, (off_t)md.offset);
+	if (m == MAP_FAILED)
+		return fail("mmap cursor");
+	for (uint32_t y = 0; y < 64; y++)
+		for (uint32_t x = 0; x < 64; x++)
+			((uint32_t *)(m + (size_t)y * cd.pitch))[x] = pic_cursor(x, y);
+	struct drm_mode_cursor cur = {.flags = DRM_MODE_CURSOR_BO, .crtc_id = k.crtc_id,
+				      .width = 64, .height = 64, .handle = cd.handle};
+	if (xioctl(k.fd, DRM_IOCTL_MODE_CURSOR, &cur))
+		return fail("MODE_CURSOR (set)");
+	say("SET 64x64 picture=cursor");
+	static const int32_t pos[][2] = {{100, 100}, {200, 150}, {300, 200}};
+	for (unsigned i = 0; i < sizeof pos / sizeof pos[0]; i++) {
+		usleep(300 * 1000);
+		struct drm_mode_cursor mv = {.flags = DRM_MODE_CURSOR_MOVE, .crtc_id = k.crtc_id,
+					     .x = pos[i][0], .y = pos[i][1]};
+		if (xioctl(k.fd, DRM_IOCTL_MODE_CURSOR, &mv))
+			return fail("MODE_CURSOR (move)");
+		say("MOVED %d %d", pos[i][0], pos[i][1]);
+	}
+	say("DRAWN picture=kms0 %ux%u cursor at 300,200", k.w, k.h);
+	say("PASS");
+	hold(hold_s);
+	return 0;
+}
+
+/* ---- modes ---- */
+static int cmd_modes(int argc, char **argv)
+{
+	long watch_s = opt_num(argc, argv, "--watch", 0);
+	int fd;
+	if (open_card(&fd))
+		return 1;
+	struct res r;
+	if (get_res(fd, &r))
+		return 1;
+	say("RESOURCES crtcs=%u connectors=%u encoders=%u", r.n_crtcs, r.n_conns, r.n_encs);
+	uint32_t watch_id = 0;
+	static struct conn c;
+	for (uint32_t i = 0; i < r.n_conns; i++) {
+		if (get_conn(fd, r.conns[i], &c))
+			return 1;
+		const struct drm_mode_modeinfo *p = preferred(&c);
+		say("CONNECTOR id=%u status=%s modes=%u preferred=%ux%u", c.c.connector_id,
+		    c.c.connection == DRM_MODE_CONNECTED ? "connected" : "disconnected", c.n_modes,
+		    p ? p->hdisplay : 0, p ? p->vdisplay : 0);
+		for (uint32_t j = 0; j < c.n_modes; j++)
+			say("MODE connector=%u %ux%u@%u%s", c.c.connector_id, c.modes[j].hdisplay,
+			    c.modes[j].vdisplay, c.modes[j].vrefresh,
+			    (c.modes[j].type & DRM_MODE_TYPE_PREFERRED) ? " preferred" : "");
+		if (!watch_id && c.c.connection == DRM_MODE_CONNECTED)
+			watch_id = c.c.connector_id;
+	}
+	if (!watch_id && r.n_conns)
+		watch_id = r.conns[0];
+	if (watch_s <= 0) {
+		say("PASS");
+		return 0;
+	}
+	if (get_conn(fd, watch_id, &c))
+		return 1;
+	const struct drm_mode_modeinfo *p = preferred(&c);
+	uint32_t pw = p ? p->hdisplay : 0, ph = p ? p->vdisplay : 0;
+	say("WATCH connector=%u preferred=%ux%u for %lds", watch_id, pw, ph, watch_s);
+	double end = now_s() + (double)watch_s;
+	unsigned changes = 0;
+	while (now_s() < end) {
+		usleep(200 * 1000);
+		if (get_conn(fd, watch_id, &c))
+			return 1;
+		p = preferred(&c);
+		uint32_t nw = p ? p->hdisplay : 0, nh = p ? p->vdisplay : 0;
+		if (nw != pw || nh != ph) {
+			changes++;
+			say("PREFERRED-CHANGED connector=%u %ux%u (was %ux%u) modes=%u", watch_id, nw, nh,
+			    pw, ph, c.n_modes);
+			pw = nw;
+			ph = nh;
+		}
+	}
+	say("PASS changes=%u preferred=%ux%u", changes, pw, ph);
+	return 0;
+}
+
+/* ---- redraw loop (benchmark) ---- */
+static int cmd_redraw(int argc, char **argv)
+{
+	long frames = opt_num(argc, argv, "--frames", 100);
+	long interval_ms = opt_num(argc, argv, "--interval-ms", 0);
+	long hold_s = opt_num(argc, argv, "--hold", 0);
+	if (frames < 1 || frames > 1000000) {
+		say("FAIL bad --frames");
+		return 1;
+	}
+	struct kms k;
+	console_graphics();
+	if (kms_setup(&k))
+		return 1;
+	fill(&k, pic_kms0, 0, 0, k.w, k.h);
+	if (kms_setcrtc(&k))
+		return 1;
+	struct drm_clip_rect full = {0, 0, (uint16_t)k.w, (uint16_t)k.h};
+	say("START frames=%ld %ux%u", frames, k.w, k.h);
+	double t0 = now_s(), worst = 0;
+	for (long f = 0; f < frames; f++) {
+		double ts = now_s();
+		for (uint32_t y = 0; y < k.h; y++) {
+			uint32_t *row = (uint32_t *)(k.map + (size_t)y * k.pitch);
+			for (uint32_t x = 0; x < k.w; x++)
+				row[x] = pic_redraw(x, y, (uint32_t)f);
+		}
+		if (kms_dirty(&k, &full, 1))
+			return 1;
+		double dt = now_s() - ts;
+		if (dt > worst)
+			worst = dt;
+		if (interval_ms > 0)
+			usleep((useconds_t)interval_ms * 1000);
+	}
+	double total = now_s() - t0;
+	say("DONE frames=%ld secs=%.3f fps=%.2f worst_ms=%.1f", frames, total, (double)frames / total,
+	    worst * 1e3);
+	say("PASS");
+	hold(hold_s);
+	return 0;
+}
+
+/* ---- CMOS byte (reboot counter) ---- */
+static int cmd_cmos(int argc, char **argv)
+{
+	if (argc < 3)
+		goto usage;
+	long idx = strtol(argv[2], NULL, 0);
+	if (idx < 0x0e || idx > 0x7f)
+		goto usage;
+	if (ioperm(0x70, 2, 1))
+		return fail("ioperm");
+	if (!strcmp(argv[1], "get")) {
+		outb((unsigned char)idx, 0x70);
+		printf("%u\n", inb(0x71));
+		return 0;
+	}
+	if (!strcmp(argv[1], "set") && argc >= 4) {
+		outb((unsigned char)idx, 0x70);
+		outb((unsigned char)strtol(argv[3], NULL, 0), 0x71);
+		return 0;
+	}
+usage:
+	fprintf(stderr, "usage: qxltest cmos get IDX | set IDX VAL  (IDX 0x0e..0x7f)\n");
+	return 2;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		fprintf(stderr, "usage: qxltest fb|kms|cursor|modes|redraw|cmos [options]\n");
+		return 2;
+	}
+	const char *cmd = argv[1];
+	g_test = cmd;
+	if (!strcmp(cmd, "fb"))
+		return cmd_fb(argc - 1, argv + 1);
+	if (!strcmp(cmd, "kms"))
+		return cmd_kms(argc - 1, argv + 1);
+	if (!strcmp(cmd, "cursor"))
+		return cmd_cursor(argc - 1, argv + 1);
+	if (!strcmp(cmd, "modes"))
+		return cmd_modes(argc - 1, argv + 1);
+	if (!strcmp(cmd, "redraw"))
+		return cmd_redraw(argc - 1, argv + 1);
+	if (!strcmp(cmd, "cmos"))
+		return cmd_cmos(argc - 1, argv + 1);
+	fprintf(stderr, "qxltest: unknown command %s\n", cmd);
+	return 2;
+}

@@ -1,0 +1,182 @@
+#!/usr/bin/env bash
+# Boots a test guest (images/build-guest.sh) in QEMU 11 from the trixie root
+# (images/build-qemu-root.sh), with one of two display devices:
+#
+#   --reference            QEMU's own qxl-vga + libspice-server on 127.0.0.1:PORT (the reference)
+#   --vfio-user SOCKET     a vfio-user-pci device served by SOCKET (the spice-bridge daemon);
+#                          guest RAM is a shared memfd, -vga none. [--no-mmap] only tags the log:
+#                          the daemon decides whether BARs are mmap-able.
+#
+# Options:
+#   --dist bookworm|trixie   guest kernel (default bookworm)
+#   --test NAME              spice_test=NAME for the guest /init (default bind); see images/guest/init
+#   --append "k=v ..."       more kernel parameters (spice_hold=S, spice_frames=N, ...)
+#   --spice-port N           reference server port (default 5930)
+#   --log FILE               guest serial console log (default RUNDIR/serial.log); QEMU's own
+#                            stderr goes to FILE.qemu
+#   --timeout S              kill the guest after S seconds (default 600); exit status 124 then
+#   --accel auto|kvm|tcg     auto (default): KVM if a probe boot reaches /init within 10 s, else TCG
+#   --mem MB                 guest RAM (default 512)
+#   --allow-reboot           a guest reboot restarts it (default: QEMU exits on reboot)
+#   --taskset CPUS           pin QEMU (taskset -c CPUS), e.g. the CPU the daemon is pinned to
+#   --qemu-arg ARG           extra QEMU argument (repeatable), e.g. --qemu-arg -trace --qemu-arg 'vfio_*'
+#   --pidfile FILE           write QEMU's pid there
+#
+# Runs in the foreground until QEMU exits; kills QEMU on exit, INT or TERM. Prints the accelerator
+# it chose on stderr as "run-guest: accel=tcg|kvm". Needs root (chroot, private mount namespace).
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+rig_need_root
+
+DIST=bookworm MODE="" SOCK="" NOMMAP=0 TEST=bind APPEND="" PORT=5930 LOG="" TIMEOUT=600
+ACCEL=auto MEM=512 REBOOT=0 TASKSET="" PIDFILE="" EXTRA=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --reference) MODE=reference ;;
+    --vfio-user) MODE=vfio-user SOCK=$2; shift ;;
+    --no-mmap) NOMMAP=1 ;;
+    --dist) DIST=$2; shift ;;
+    --test) TEST=$2; shift ;;
+    --append) APPEND=$2; shift ;;
+    --spice-port) PORT=$2; shift ;;
+    --log) LOG=$2; shift ;;
+    --timeout) TIMEOUT=$2; shift ;;
+    --accel) ACCEL=$2; shift ;;
+    --mem) MEM=$2; shift ;;
+    --allow-reboot) REBOOT=1 ;;
+    --taskset) TASKSET=$2; shift ;;
+    --qemu-arg) EXTRA+=("$2"); shift ;;
+    --pidfile) PIDFILE=$2; shift ;;
+    -h | --help) sed -n '2,/^set -e/{/^set -e/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
+    *) rig_die "run-guest.sh: unknown option $1 (see --help)" ;;
+    esac
+    shift
+done
+[ -n "$MODE" ] || rig_die "run-guest.sh: give --reference or --vfio-user SOCKET"
+case "$ACCEL" in auto | kvm | tcg) ;; *) rig_die "--accel auto|kvm|tcg" ;; esac
+
+ROOT=$(bash "$RIG_IMAGES_DIR/build-qemu-root.sh")
+GUEST=$(bash "$RIG_IMAGES_DIR/build-guest.sh" "$DIST")
+RUNDIR=$(mktemp -d /tmp/spice-rs-guest.XXXXXX)
+LOG=${LOG:-$RUNDIR/serial.log}
+: >"$LOG"
+LOG=$(realpath "$LOG")
+# Mount points inside the root; each run binds its own dirs there in a private mount namespace,
+# so concurrent runs do not see each other's mounts and nothing is left mounted afterwards.
+mkdir -p "$ROOT/spice-rs/guest" "$ROOT/spice-rs/sock" "$ROOT/spice-rs/log"
+# The PVH-bootable ELF kernel when build-guest.sh could make one (5 s faster under TCG).
+KERNEL=vmlinuz
+[ -f "$GUEST/vmlinux" ] && KERNEL=vmlinux
+ln -f "$GUEST/$KERNEL" "$RUNDIR/$KERNEL" 2>/dev/null || cp "$GUEST/$KERNEL" "$RUNDIR/$KERNEL"
+ln -f "$GUEST/initrd.gz" "$RUNDIR/initrd.gz" 2>/dev/null || cp "$GUEST/initrd.gz" "$RUNDIR/initrd.gz"
+
+QPID=""
+cleanup() {
+    if [ -n "$QPID" ] && kill -0 "$QPID" 2>/dev/null; then
+        kill "$QPID" 2>/dev/null || true
+        for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$QPID" 2>/dev/null || break; sleep 0.2; done
+        kill -9 "$QPID" 2>/dev/null || true
+    fi
+    rm -rf "$RUNDIR"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# qemu_run LOGFILE ARGS...: QEMU inside the root, in the foreground of a private mount namespace.
+qemu_run() {
+    local log=$1
+    shift
+    local sockdir=/nonexistent
+    [ -n "$SOCK" ] && sockdir=$(dirname "$(realpath "$SOCK")")
+    local pre=()
+    [ -n "$TASKSET" ] && pre=(taskset -c "$TASKSET")
+    "${pre[@]}" unshare --mount --propagation private -- sh -c '
+        root=$1 rundir=$2 logdir=$3 sockdir=$4; shift 4
+        mount --rbind /dev "$root/dev" &&
+        mount --bind "$rundir" "$root/spice-rs/guest" &&
+        mount --bind "$logdir" "$root/spice-rs/log" &&
+        { [ ! -d "$sockdir" ] || mount --bind "$sockdir" "$root/spice-rs/sock"; } &&
+        exec chroot "$root" qemu-system-x86_64 "$@"' sh "$ROOT" "$RUNDIR" "$(dirname "$log")" "$sockdir" "$@" \
+        </dev/null 2>"$log.qemu" &
+    QPID=$!
+}
+
+CMDLINE="console=ttyS0 panic=-1 quiet vt.global_cursor_default=0"
+common_args() { # $1 = accel, $2 = serial log name inside /spice-rs/log
+    echo "-accel $1 -machine pc,memory-backend=mem -m $MEM -smp 1"
+    echo "-object memory-backend-memfd,id=mem,size=${MEM}M,share=on"
+    echo "-display none -monitor none -serial file:/spice-rs/log/$2"
+    echo "-kernel /spice-rs/guest/$KERNEL -initrd /spice-rs/guest/initrd.gz"
+}
+
+# --- accelerator: KVM only if a probe boot reaches /init quickly (cached per host boot) ---------
+probe_kvm() {
+    [ -c /dev/kvm ] || { echo "no /dev/kvm"; return 1; }
+    local cache="$SPICE_RS_CACHE/kvm-probe" boot
+    boot=$(cat /proc/sys/kernel/random/boot_id 2>/dev/null || echo unknown)
+    if [ -f "$cache" ] && [ "$(sed -n 1p "$cache")" = "$boot" ]; then
+        sed -n 2p "$cache"
+        [ "$(sed -n 3p "$cache")" = ok ]
+        return
+    fi
+    local plog="$RUNDIR/probe.log" t0 ok=fail why
+    : >"$plog"
+    t0=$(date +%s%N)
+    # shellcheck disable=SC2046
+    qemu_run "$plog" $(common_args kvm probe.log) -vga none -no-reboot -append "$CMDLINE spice_test=probe"
+    for _ in $(seq 1 100); do
+        grep -q 'QXL-TEST: BOOT' "$plog" 2>/dev/null && { ok=ok; break; }
+        kill -0 "$QPID" 2>/dev/null || break
+        sleep 0.1
+    done
+    why="kvm probe: reached /init in $((($(date +%s%N) - t0) / 1000000)) ms"
+    [ $ok = ok ] || why="kvm probe: guest did not reach /init within 10 s ($(head -c 200 "$plog.qemu" | tr '\n' ' '))"
+    kill "$QPID" 2>/dev/null || true
+    wait "$QPID" 2>/dev/null || true
+    QPID=""
+    printf '%s\n%s\n%s\n' "$boot" "$why" "$ok" >"$cache"
+    echo "$why"
+    [ $ok = ok ]
+}
+
+if [ "$ACCEL" = auto ]; then
+    if why=$(probe_kvm); then ACCEL=kvm; else ACCEL=tcg; fi
+    echo "run-guest: accel=$ACCEL ($why)" >&2
+else
+    echo "run-guest: accel=$ACCEL (forced)" >&2
+fi
+
+# --- the run -----------------------------------------------------------------------------------
+# shellcheck disable=SC2207
+ARGS=($(common_args "$ACCEL" "$(basename "$LOG")"))
+[ $REBOOT = 1 ] || ARGS+=(-no-reboot)
+if [ "$MODE" = reference ]; then
+    # Lossless, no video streaming: what the client shows must equal the guest's pixels.
+    ARGS+=(-vga qxl
+        -spice "port=$PORT,addr=127.0.0.1,disable-ticketing=on,image-compression=auto_glz,jpeg-wan-compression=never,zlib-glz-wan-compression=never,streaming-video=off")
+    echo "run-guest: reference qxl-vga + spice://127.0.0.1:$PORT, guest $DIST ($(sed -n 's/^KVER=//p' "$GUEST/info")), test=$TEST" >&2
+else
+    [ -S "$SOCK" ] || echo "run-guest: warning: $SOCK is not a socket (yet)" >&2
+    ARGS+=(-vga none -device "{\"driver\":\"vfio-user-pci\",\"socket\":{\"path\":\"/spice-rs/sock/$(basename "$SOCK")\",\"type\":\"unix\"}}")
+    echo "run-guest: vfio-user-pci at $SOCK$([ $NOMMAP = 1 ] && echo ' (no-mmap)'), guest $DIST ($(sed -n 's/^KVER=//p' "$GUEST/info")), test=$TEST" >&2
+fi
+qemu_run "$LOG" "${ARGS[@]}" "${EXTRA[@]}" -append "$CMDLINE spice_test=$TEST $APPEND"
+[ -n "$PIDFILE" ] && echo "$QPID" >"$PIDFILE"
+echo "run-guest: qemu pid $QPID, serial log $LOG" >&2
+
+rc=0 deadline=$(($(date +%s) + TIMEOUT))
+while kill -0 "$QPID" 2>/dev/null; do
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+        echo "run-guest: timeout after ${TIMEOUT}s" >&2
+        rc=124
+        break
+    fi
+    sleep 0.3
+done
+if [ $rc = 0 ]; then
+    wait "$QPID" || rc=$?
+    QPID=""
+    [ $rc = 0 ] || { echo "run-guest: qemu exited with $rc:" >&2; tail -5 "$LOG.qemu" >&2; }
+fi
+exit $rc
