@@ -392,7 +392,7 @@ fn alpha_blend_premultiplied_source_and_global_alpha() {
         // Premultiplied RGBA source: alpha a, channels ≤ a.
         let src = |x: u32, y: u32| -> u32 {
             let a = 40 + x * 20;
-            a << 24 | (a * x / 8) << 16 | (a * y / 8) << 8 | a / 2
+            a << 24 | (a * x / 8) << 16 | (a * y / 8) << 8 | (a / 2)
         };
         let data: Vec<u8> = (0..8u32)
             .flat_map(|y| (0..8u32).map(move |x| src(x, y)))
@@ -568,7 +568,7 @@ fn stroke_draws_solid_lines_once_per_pixel() {
         let on_l = (y == 3 && (2..=12).contains(&x)) || (x == 12 && (3..=10).contains(&y));
         if on_l {
             d0(x, y) ^ 0xFF00FF
-        } else if x >= 14 && x < 20 && x - 14 == y {
+        } else if (14..20).contains(&x) && x - 14 == y {
             0xFF00FF
         } else {
             d0(x, y)
