@@ -1,0 +1,524 @@
+//! Display channel (reference sheet §4): SET_ACK, then after the client's DISPLAY_INIT the
+//! whole current picture (INVAL_ALL_PALETTES, SURFACE_CREATE, MONITORS_CONFIG, one DRAW_COPY per
+//! surface, MARK), then every model operation as it happens.
+//!
+//! The writer encodes operations when it sends them, so the pixmap-cache mirror is always what
+//! the client has. A slow client's queue overflows into a refresh (see [`crate::model`]): known
+//! surfaces are diffed against the snapshot, so the client ends up with exactly the model's
+//! surfaces and pixels.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::Ordering;
+
+use tokio::io::AsyncWrite;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::mpsc;
+
+use super::{handle_base, read_msg, BaseAction, ChannelError, MsgWriter, Out, OUTBOX_LEN};
+use crate::model::{DisplayOp, Image as ModelImage, Monitor, RopKind, Taken};
+use crate::server::{ConnCtx, ImageCompression};
+use crate::wire::display::{
+    bitmap, cap, image_flags, rop, server_id, Bitmap, Brush, CopyBits, DisplayBase,
+    DisplayClientMessage, DrawCopy, DrawFill, DrawMaskOnly, Head, Image, ImageBody,
+    InvalAllPalettes, InvalList, Mark, MonitorsConfig, PaletteRef, QMask, Reset, SurfaceCreate,
+    SurfaceDestroy, SURFACE_FLAG_PRIMARY,
+};
+use crate::wire::types::{Clip, Rect};
+use crate::wire::{to_vec, Message};
+
+/// Largest display-channel message accepted from the client.
+pub const MAX_DISPLAY_MSG: u32 = 1024;
+/// Operations sent per writer turn before the outbox is looked at again.
+const BATCH: usize = 64;
+
+/// Server-side mirror of the client's pixmap cache (ids in LRU order, sizes in pixels).
+#[derive(Debug, Default)]
+pub(crate) struct PixmapCache {
+    capacity: u64,
+    used: u64,
+    lru: VecDeque<(u64, u64)>,
+}
+
+impl PixmapCache {
+    pub(crate) fn new(capacity: u64) -> Self {
+        PixmapCache {
+            capacity,
+            used: 0,
+            lru: VecDeque::new(),
+        }
+    }
+
+    /// True (and refreshed) if `id` is in the client's cache.
+    pub(crate) fn hit(&mut self, id: u64) -> bool {
+        if let Some(p) = self.lru.iter().position(|e| e.0 == id) {
+            if let Some(e) = self.lru.remove(p) {
+                self.lru.push_back(e);
+            }
+            return true;
+        }
+        false
+    }
+
+    /// Reserves space for `id`; returns the ids the client must drop first, or `None` if the
+    /// image cannot be cached.
+    pub(crate) fn insert(&mut self, id: u64, pixels: u64) -> Option<Vec<u64>> {
+        if id == 0 || pixels > self.capacity {
+            return None;
+        }
+        let mut evicted = Vec::new();
+        while self.used + pixels > self.capacity {
+            let (eid, ep) = self.lru.pop_front()?;
+            self.used -= ep;
+            evicted.push(eid);
+        }
+        self.lru.push_back((id, pixels));
+        self.used += pixels;
+        Some(evicted)
+    }
+}
+
+fn clip_of(v: &[Rect]) -> Clip {
+    Clip(v.to_vec())
+}
+
+/// Per-connection encoder state.
+pub(crate) struct DisplayEncoder {
+    known: BTreeMap<u32, (u32, u32, u32)>,
+    cache: PixmapCache,
+    compression: ImageCompression,
+    client_lz4: bool,
+    monitors_cap: bool,
+}
+
+/// Encoded messages for one operation.
+type Msgs = Vec<(u16, Vec<u8>)>;
+
+fn m<M: Message>(v: &M) -> (u16, Vec<u8>) {
+    (M::TYPE, to_vec(v))
+}
+
+/// The bytes of a picture as B,G,R,X rows (the Spice 32BIT bitmap layout).
+pub fn bgrx_bytes(pixels: &[u32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(pixels.len() * 4);
+    for p in pixels {
+        out.extend_from_slice(&p.to_le_bytes());
+    }
+    out
+}
+
+impl DisplayEncoder {
+    pub(crate) fn new(compression: ImageCompression, client_lz4: bool, monitors_cap: bool) -> Self {
+        DisplayEncoder {
+            known: BTreeMap::new(),
+            cache: PixmapCache::default(),
+            compression,
+            client_lz4,
+            monitors_cap,
+        }
+    }
+
+    pub(crate) fn set_cache_capacity(&mut self, pixels: u64) {
+        self.cache = PixmapCache::new(pixels);
+    }
+
+    pub(crate) fn set_compression(&mut self, c: ImageCompression) {
+        self.compression = c;
+    }
+
+    /// The image body for `img` under the current compression setting.
+    fn image_body(&self, img: &ModelImage) -> ImageBody {
+        let data = bgrx_bytes(img.pixels());
+        if let Some(body) =
+            crate::channel::display::compress(self.compression, self.client_lz4, img, &data)
+        {
+            return body;
+        }
+        ImageBody::Bitmap(Bitmap {
+            format: bitmap::FMT_32BIT,
+            flags: bitmap::TOP_DOWN,
+            width: img.width(),
+            height: img.height(),
+            stride: img.width() * 4,
+            palette: PaletteRef::None,
+            data,
+        })
+    }
+
+    fn monitors_msg(max_allowed: u16, monitors: &[Monitor]) -> (u16, Vec<u8>) {
+        m(&MonitorsConfig {
+            max_allowed,
+            heads: monitors
+                .iter()
+                .map(|mo| Head {
+                    monitor_id: mo.id,
+                    surface_id: 0,
+                    width: mo.width,
+                    height: mo.height,
+                    x: mo.x,
+                    y: mo.y,
+                    flags: 0,
+                })
+                .collect(),
+        })
+    }
+
+    /// Encodes one operation (`monitors` is the model's current layout, used after a primary
+    /// surface create). Operations on surfaces the client does not have are dropped.
+    pub(crate) fn encode(
+        &mut self,
+        op: &DisplayOp,
+        monitors: &dyn Fn() -> (u16, Vec<Monitor>),
+    ) -> Msgs {
+        let mut out = Msgs::new();
+        let base = |surface: u32, bbox: Rect, clip: &[Rect]| DisplayBase {
+            surface_id: surface,
+            bbox,
+            clip: clip_of(clip),
+        };
+        match op {
+            DisplayOp::SurfaceCreate {
+                id,
+                width,
+                height,
+                format,
+            } => {
+                let want = (*width, *height, format.wire());
+                match self.known.get(id) {
+                    Some(k) if *k == want => return out,
+                    Some(_) => out.push(m(&SurfaceDestroy { surface_id: *id })),
+                    None => {}
+                }
+                self.known.insert(*id, want);
+                out.push(m(&SurfaceCreate {
+                    surface_id: *id,
+                    width: *width,
+                    height: *height,
+                    format: format.wire(),
+                    flags: if *id == 0 { SURFACE_FLAG_PRIMARY } else { 0 },
+                }));
+                if *id == 0 && self.monitors_cap {
+                    let (max, mons) = monitors();
+                    if !mons.is_empty() {
+                        out.push(Self::monitors_msg(max, &mons));
+                    }
+                }
+            }
+            DisplayOp::SurfaceDestroy { id } => {
+                if self.known.remove(id).is_some() {
+                    out.push(m(&SurfaceDestroy { surface_id: *id }));
+                }
+            }
+            DisplayOp::Copy {
+                surface,
+                dst,
+                image,
+                clip,
+            } => {
+                if !self.known.contains_key(surface) {
+                    return out;
+                }
+                let pixels = u64::from(image.width()) * u64::from(image.height());
+                let (body, flags) = if image.id() != 0 && self.cache.hit(image.id()) {
+                    (ImageBody::FromCache, 0)
+                } else {
+                    let body = self.image_body(image);
+                    match self.cache.insert(image.id(), pixels) {
+                        Some(evicted) => {
+                            if !evicted.is_empty() {
+                                out.push(m(&InvalList(evicted)));
+                            }
+                            (body, image_flags::CACHE_ME)
+                        }
+                        None => (body, 0),
+                    }
+                };
+                out.push(m(&DrawCopy {
+                    base: base(*surface, *dst, clip),
+                    image: Image {
+                        id: image.id(),
+                        flags,
+                        width: image.width(),
+                        height: image.height(),
+                        body,
+                    },
+                    src_area: Rect::new(0, 0, image.width() as i32, image.height() as i32),
+                    rop: rop::OP_PUT,
+                    scale_mode: 0,
+                    mask: QMask::default(),
+                }));
+            }
+            DisplayOp::CopySurface {
+                src_surface,
+                src_area,
+                surface,
+                dst,
+                clip,
+            } => {
+                if !self.known.contains_key(surface) || !self.known.contains_key(src_surface) {
+                    return out;
+                }
+                out.push(m(&DrawCopy {
+                    base: base(*surface, *dst, clip),
+                    image: Image {
+                        id: 0,
+                        flags: 0,
+                        width: self.known[src_surface].0,
+                        height: self.known[src_surface].1,
+                        body: ImageBody::Surface(*src_surface),
+                    },
+                    src_area: *src_area,
+                    rop: rop::OP_PUT,
+                    scale_mode: 0,
+                    mask: QMask::default(),
+                }));
+            }
+            DisplayOp::Fill {
+                surface,
+                rect,
+                color,
+                clip,
+            } => {
+                if self.known.contains_key(surface) {
+                    out.push(m(&DrawFill {
+                        base: base(*surface, *rect, clip),
+                        brush: Brush::Solid(*color),
+                        rop: rop::OP_PUT,
+                        mask: QMask::default(),
+                    }));
+                }
+            }
+            DisplayOp::Rop {
+                surface,
+                rect,
+                kind,
+                clip,
+            } => {
+                if self.known.contains_key(surface) {
+                    let id = match kind {
+                        RopKind::Blackness => server_id::DRAW_BLACKNESS,
+                        RopKind::Whiteness => server_id::DRAW_WHITENESS,
+                        RopKind::Invert => server_id::DRAW_INVERS,
+                    };
+                    out.push((
+                        id,
+                        to_vec(&DrawMaskOnly {
+                            base: base(*surface, *rect, clip),
+                            mask: QMask::default(),
+                        }),
+                    ));
+                }
+            }
+            DisplayOp::CopyBits {
+                surface,
+                src,
+                dst,
+                clip,
+            } => {
+                if self.known.contains_key(surface) {
+                    out.push(m(&CopyBits {
+                        base: base(*surface, *dst, clip),
+                        src_pos: *src,
+                    }));
+                }
+            }
+            DisplayOp::Monitors {
+                max_allowed,
+                monitors,
+            } => {
+                if self.monitors_cap && self.known.contains_key(&0) && !monitors.is_empty() {
+                    out.push(Self::monitors_msg(*max_allowed, monitors));
+                }
+            }
+            DisplayOp::Mark => {
+                if self.known.contains_key(&0) {
+                    out.push(m(&Mark {}));
+                }
+            }
+            DisplayOp::Reset => out.push(m(&Reset {})),
+        }
+        out
+    }
+
+    /// Operations that bring the client from what it knows to `snapshot` (destroys for
+    /// surfaces the snapshot lacks first), followed by a MARK.
+    pub(crate) fn refresh_ops(&self, snapshot: Vec<DisplayOp>) -> Vec<DisplayOp> {
+        let ids: Vec<u32> = snapshot
+            .iter()
+            .filter_map(|o| match o {
+                DisplayOp::SurfaceCreate { id, .. } => Some(*id),
+                _ => None,
+            })
+            .collect();
+        let mut ops: Vec<DisplayOp> = self
+            .known
+            .keys()
+            .filter(|k| !ids.contains(k))
+            .map(|&id| DisplayOp::SurfaceDestroy { id })
+            .collect();
+        ops.extend(snapshot);
+        ops.push(DisplayOp::Mark);
+        ops
+    }
+}
+
+/// Compressed body for `img`, or `None` to send a plain BITMAP. (The LZ and LZ4 encoders of
+/// `crate::codec` plug in here.)
+pub(crate) fn compress(
+    _mode: ImageCompression,
+    _client_lz4: bool,
+    _img: &ModelImage,
+    _bgrx: &[u8],
+) -> Option<ImageBody> {
+    None
+}
+
+async fn send_all<W: AsyncWrite + Unpin>(
+    w: &mut MsgWriter<W>,
+    msgs: Msgs,
+    images: &std::sync::atomic::AtomicU64,
+) -> std::io::Result<()> {
+    for (t, b) in msgs {
+        if t == server_id::DRAW_COPY {
+            images.fetch_add(1, Ordering::Relaxed);
+        }
+        w.send(t, &b).await?;
+    }
+    Ok(())
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub(crate) async fn run(
+    ctx: ConnCtx,
+    mut rd: OwnedReadHalf,
+    wr: OwnedWriteHalf,
+) -> Result<(), ChannelError> {
+    let (out, mut out_rx) = mpsc::channel::<Out>(OUTBOX_LEN);
+    let model = ctx.shared.model.clone();
+    let feed = model.subscribe_display();
+    let bytes = ctx.shared.stats.display_bytes.clone();
+    let mut w = MsgWriter::new(wr, ctx.linked.header, bytes);
+    w.start_acks().await?;
+    w.flush().await?;
+    *lock(&ctx.session.display_tx) = Some(out.clone());
+    let mut enc = DisplayEncoder::new(
+        ctx.shared.config.compression,
+        ctx.linked.channel_caps.has(cap::LZ4_COMPRESSION),
+        ctx.linked.channel_caps.has(cap::MONITORS_CONFIG),
+    );
+    let shared = ctx.shared.clone();
+    let feed2 = feed.clone();
+    let writer = async move {
+        let mut active = false;
+        let mut pending: VecDeque<DisplayOp> = VecDeque::new();
+        let monitors = || model.current_monitors();
+        loop {
+            let open = w.window_open();
+            let ready = active && open && !pending.is_empty();
+            tokio::select! {
+                biased;
+                item = out_rx.recv() => match item {
+                    None => break,
+                    Some(Out::Ack) => w.acked(),
+                    Some(Out::Msg(t, b)) => w.send(t, &b).await?,
+                    Some(Out::Ping(id)) => w.send_msg(&crate::wire::base::Ping { id, timestamp: 0, padding: 0 }).await?,
+                    Some(Out::Compression(c)) => enc.set_compression(match c {
+                        1 => ImageCompression::Off,
+                        7 => ImageCompression::Lz4,
+                        _ => ImageCompression::Lz,
+                    }),
+                    Some(Out::DisplayInit(init)) => {
+                        enc.set_cache_capacity(init.pixmap_cache_size.max(0) as u64);
+                        w.send_msg(&InvalAllPalettes {}).await?;
+                        active = true;
+                        feed2.notify.notify_one();
+                    }
+                },
+                _ = std::future::ready(()), if ready => {
+                    for _ in 0..BATCH {
+                        if !w.window_open() { break; }
+                        let Some(op) = pending.pop_front() else { break };
+                        let msgs = enc.encode(&op, &monitors);
+                        send_all(&mut w, msgs, &shared.stats.images_sent).await?;
+                    }
+                }
+                _ = feed2.notify.notified(), if active && open && pending.is_empty() => {
+                    match feed2.take() {
+                        Taken::Items(v) => pending.extend(v),
+                        Taken::Refresh => {
+                            pending.clear();
+                            let snap = model.display_refresh(&feed2);
+                            pending.extend(enc.refresh_ops(snap));
+                        }
+                    }
+                }
+            }
+            if out_rx.is_empty() && (pending.is_empty() || !w.window_open()) {
+                w.flush().await?;
+            }
+        }
+        Ok::<(), ChannelError>(())
+    };
+    let reader = async {
+        let mut synced = false;
+        let mut inited = false;
+        while let Some((t, body)) = read_msg(&mut rd, ctx.linked.header, MAX_DISPLAY_MSG).await? {
+            match handle_base(t, &body, true, &mut synced)? {
+                BaseAction::NotBase => {}
+                BaseAction::Ack => {
+                    super::push(&out, Out::Ack)?;
+                    continue;
+                }
+                BaseAction::Pong(id) => {
+                    if let Some(tx) = lock(&ctx.session.pongs).remove(&id) {
+                        let _ = tx.send(());
+                    }
+                    continue;
+                }
+                BaseAction::Done => continue,
+            }
+            let msg = DisplayClientMessage::parse(t, &body).map_err(|err| match err {
+                crate::wire::WireError::UnknownMessage { .. } => ChannelError::Unknown(t),
+                err => ChannelError::Malformed { msg_type: t, err },
+            })?;
+            match msg {
+                DisplayClientMessage::Init(i) => {
+                    if inited {
+                        return Err(ChannelError::OutOfOrder("second DISPLAY_INIT".into()));
+                    }
+                    inited = true;
+                    super::push(&out, Out::DisplayInit(i))?;
+                }
+                _ if !inited => {
+                    return Err(ChannelError::OutOfOrder(format!(
+                        "display message {t} before DISPLAY_INIT"
+                    )))
+                }
+                DisplayClientMessage::PreferredCompression(p) => {
+                    super::push(&out, Out::Compression(p.image_compression))?
+                }
+                DisplayClientMessage::PreferredVideoCodecType(_) => {}
+                DisplayClientMessage::StreamReport(_) => {
+                    return Err(ChannelError::OutOfOrder(
+                        "STREAM_REPORT without an active stream".into(),
+                    ))
+                }
+            }
+        }
+        Ok::<(), ChannelError>(())
+    };
+    let r = tokio::select! {
+        r = reader => r,
+        r = writer => r,
+    };
+    feed.close();
+    {
+        let mut d = lock(&ctx.session.display_tx);
+        if d.as_ref().is_some_and(|tx| tx.same_channel(&out)) {
+            *d = None;
+        }
+    }
+    r
+}

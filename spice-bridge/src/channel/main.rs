@@ -1,0 +1,267 @@
+//! Main channel (reference sheet §3): MAIN_INIT, NAME/UUID, CHANNELS_LIST, mouse modes, agent
+//! messages with token flow control.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::mpsc;
+use tracing::{debug, info};
+
+use super::{
+    handle_base, msg, push, read_msg, BaseAction, ChannelError, MsgWriter, Out, OUTBOX_LEN,
+};
+use crate::input::MouseMode as InputMouseMode;
+use crate::server::{ConnCtx, ServerError, Session};
+use crate::wire::main::{
+    cap, mouse_mode, AgentConnected, AgentConnectedTokens, AgentDisconnected, AgentToken,
+    ChannelsList, MainClientMessage, MainInit, MouseMode, MultiMediaTime, Name, Uuid,
+    AGENT_DATA_MAX, SERVER_AGENT_DATA,
+};
+
+/// AGENT_DATA messages a client may send before tokens come back (`REDS_AGENT_WINDOW_SIZE`).
+pub const AGENT_WINDOW: u32 = 10;
+/// Tokens are returned in bunches of this many (`REDS_TOKENS_TO_SEND`).
+pub const TOKENS_TO_SEND: u32 = 5;
+/// Largest main-channel message accepted.
+pub const MAX_MAIN_MSG: u32 = 4096;
+
+fn mm_time() -> u32 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u32
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Tells the session's client that the guest agent (dis)connected.
+pub(crate) fn agent_state_changed(s: &Session, connected: bool) {
+    if let Some(tx) = lock(&s.main_tx).as_ref() {
+        let m = if !connected {
+            msg(&AgentDisconnected { error_code: 0 })
+        } else if s.agent_tokens_cap.load(Ordering::Relaxed) {
+            msg(&AgentConnectedTokens {
+                num_tokens: AGENT_WINDOW,
+            })
+        } else {
+            msg(&AgentConnected {})
+        };
+        let _ = tx.try_send(m);
+    }
+}
+
+/// Sends agent stream bytes to the session's client, one token per chunk.
+pub(crate) fn send_agent_data(s: &Session, data: &[u8]) -> Result<(), ServerError> {
+    if !s.agent_started.load(Ordering::Relaxed) {
+        return Err(ServerError::NoAgentClient);
+    }
+    let chunks = data.chunks(AGENT_DATA_MAX).count() as u64;
+    s.server_agent_tokens
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| {
+            t.checked_sub(chunks)
+        })
+        .map_err(|_| ServerError::NoTokens)?;
+    let guard = lock(&s.main_tx);
+    let tx = guard.as_ref().ok_or(ServerError::NoAgentClient)?;
+    for c in data.chunks(AGENT_DATA_MAX) {
+        tx.try_send(Out::Msg(SERVER_AGENT_DATA, c.to_vec()))
+            .map_err(|_| ServerError::Busy)?;
+    }
+    Ok(())
+}
+
+struct MainState {
+    attached: bool,
+    client_tokens: u32,
+    consumed: u32,
+}
+
+fn handle(
+    ctx: &ConnCtx,
+    st: &mut MainState,
+    out: &mpsc::Sender<Out>,
+    m: MainClientMessage,
+) -> Result<(), ChannelError> {
+    let shared = &ctx.shared;
+    match m {
+        MainClientMessage::ClientInfo(_) => {}
+        MainClientMessage::AttachChannels => {
+            if st.attached {
+                return Err(ChannelError::OutOfOrder("second ATTACH_CHANNELS".into()));
+            }
+            st.attached = true;
+            push(out, msg(&ChannelsList(vec![(2, 0), (3, 0), (4, 0)])))?;
+        }
+        MainClientMessage::MouseModeRequest(r) => {
+            let supported = shared.supported_mouse_modes();
+            match r.mode {
+                mouse_mode::SERVER | mouse_mode::CLIENT if supported & r.mode != 0 => {
+                    shared.mouse_mode.store(r.mode, Ordering::Relaxed);
+                    shared.input.mouse_mode(if r.mode == mouse_mode::CLIENT {
+                        InputMouseMode::Client
+                    } else {
+                        InputMouseMode::Server
+                    });
+                    info!(peer = %ctx.peer, mode = r.mode, "mouse mode set");
+                }
+                mouse_mode::SERVER | mouse_mode::CLIENT => {
+                    info!(peer = %ctx.peer, mode = r.mode, "mouse mode not allowed; unchanged");
+                }
+                other => {
+                    return Err(ChannelError::OutOfOrder(format!(
+                        "MOUSE_MODE_REQUEST for invalid mode {other}"
+                    )))
+                }
+            }
+            push(
+                out,
+                msg(&MouseMode {
+                    supported_modes: supported,
+                    current_mode: shared.mouse_mode.load(Ordering::Relaxed),
+                }),
+            )?;
+        }
+        MainClientMessage::AgentStart(a) => {
+            if ctx.session.agent_started.swap(true, Ordering::Relaxed) {
+                return Err(ChannelError::OutOfOrder("second AGENT_START".into()));
+            }
+            ctx.session
+                .server_agent_tokens
+                .store(a.num_tokens.into(), Ordering::Relaxed);
+            shared.agent.client_started();
+        }
+        MainClientMessage::AgentToken(t) => {
+            if !ctx.session.agent_started.load(Ordering::Relaxed) {
+                return Err(ChannelError::OutOfOrder(
+                    "AGENT_TOKEN before AGENT_START".into(),
+                ));
+            }
+            let _ = ctx.session.server_agent_tokens.fetch_update(
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+                |v| {
+                    Some(
+                        v.saturating_add(t.num_tokens.into())
+                            .min(u64::from(u32::MAX) * 2),
+                    )
+                },
+            );
+        }
+        MainClientMessage::AgentData(d) => {
+            if !ctx.session.agent_started.load(Ordering::Relaxed) {
+                return Err(ChannelError::OutOfOrder(
+                    "AGENT_DATA before AGENT_START".into(),
+                ));
+            }
+            if st.client_tokens == 0 {
+                return Err(ChannelError::OutOfOrder(
+                    "AGENT_DATA without a token (flow control violated)".into(),
+                ));
+            }
+            st.client_tokens -= 1;
+            shared.agent.client_data(&d.0);
+            st.consumed += 1;
+            if st.consumed >= TOKENS_TO_SEND {
+                st.client_tokens += st.consumed;
+                push(
+                    out,
+                    msg(&AgentToken {
+                        num_tokens: st.consumed,
+                    }),
+                )?;
+                st.consumed = 0;
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(crate) async fn run(
+    ctx: ConnCtx,
+    mut rd: OwnedReadHalf,
+    wr: OwnedWriteHalf,
+) -> Result<(), ChannelError> {
+    let shared = ctx.shared.clone();
+    let (out, mut out_rx) = mpsc::channel::<Out>(OUTBOX_LEN);
+    ctx.session.agent_tokens_cap.store(
+        ctx.linked.channel_caps.has(cap::AGENT_CONNECTED_TOKENS),
+        Ordering::Relaxed,
+    );
+    let mut w = MsgWriter::new(wr, ctx.linked.header, Arc::default());
+    // MAIN_INIT must be first (sheet §3.3).
+    w.send_msg(&MainInit {
+        session_id: ctx.session.id,
+        display_channels_hint: 1,
+        supported_mouse_modes: shared.supported_mouse_modes().into(),
+        current_mouse_mode: shared.mouse_mode.load(Ordering::Relaxed).into(),
+        agent_connected: shared.agent_connected.load(Ordering::Relaxed).into(),
+        agent_tokens: AGENT_WINDOW,
+        multi_media_time: mm_time(),
+        ram_hint: 0,
+    })
+    .await?;
+    if ctx.linked.channel_caps.has(cap::NAME_AND_UUID) {
+        if let Some(n) = &shared.config.name {
+            w.send_msg(&Name(n.clone())).await?;
+        }
+        if let Some(u) = shared.config.uuid {
+            w.send_msg(&Uuid { uuid: u }).await?;
+        }
+    }
+    w.send_msg(&MultiMediaTime { time: mm_time() }).await?;
+    w.flush().await?;
+    *lock(&ctx.session.main_tx) = Some(out.clone());
+
+    let writer = async move {
+        while let Some(item) = out_rx.recv().await {
+            match item {
+                Out::Msg(t, b) => w.send(t, &b).await?,
+                Out::Ping(id) => {
+                    w.send_msg(&crate::wire::base::Ping {
+                        id,
+                        timestamp: 0,
+                        padding: 0,
+                    })
+                    .await?
+                }
+                _ => {}
+            }
+            if out_rx.is_empty() {
+                w.flush().await?;
+            }
+        }
+        Ok::<(), ChannelError>(())
+    };
+    let reader = async {
+        let mut st = MainState {
+            attached: false,
+            client_tokens: AGENT_WINDOW,
+            consumed: 0,
+        };
+        let mut synced = false;
+        while let Some((t, body)) = read_msg(&mut rd, ctx.linked.header, MAX_MAIN_MSG).await? {
+            match handle_base(t, &body, false, &mut synced)? {
+                BaseAction::NotBase => {}
+                BaseAction::Pong(id) => {
+                    debug!(id, "main pong");
+                    continue;
+                }
+                _ => continue,
+            }
+            let m = MainClientMessage::parse(t, &body).map_err(|err| match err {
+                crate::wire::WireError::UnknownMessage { .. } => ChannelError::Unknown(t),
+                err => ChannelError::Malformed { msg_type: t, err },
+            })?;
+            handle(&ctx, &mut st, &out, m)?;
+        }
+        Ok::<(), ChannelError>(())
+    };
+    let r = tokio::select! {
+        r = reader => r,
+        r = writer => r,
+    };
+    *lock(&ctx.session.main_tx) = None;
+    r
+}

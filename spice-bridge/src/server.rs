@@ -1,0 +1,585 @@
+//! The server: tokio accept loop, link driver, sessions (one client per session) and shutdown.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinSet;
+use tracing::{debug, info, warn};
+
+use crate::channel::{self, ChannelError, Out};
+use crate::input::{AgentSink, InputSink, LockKeys};
+use crate::link::{
+    ExpectAuth, ExpectHeader, ExpectTicket, LinkError, Linked, TicketKey, TicketPolicy,
+};
+use crate::model::DisplayModel;
+use crate::wire::link::{link_err, LinkReply};
+use crate::wire::main::mouse_mode;
+use crate::wire::types::ChannelType;
+
+/// How long a client may take for the whole link stage.
+pub const LINK_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long shutdown waits for connections to end.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Simultaneous TCP connections accepted (a session uses 4).
+pub const MAX_CONNECTIONS: usize = 64;
+
+/// Image compression the display channel uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageCompression {
+    /// plain BITMAP
+    Off,
+    /// LZ_RGB (falls back to BITMAP until the codec is present)
+    Lz,
+    /// LZ4 when the client announced it, else LZ_RGB
+    Lz4,
+}
+
+/// Server configuration.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address to listen on (port 0 = any free port).
+    pub listen: SocketAddr,
+    /// Ticket (password) policy.
+    pub ticket: TicketPolicy,
+    /// VM name sent to clients with NAME_AND_UUID.
+    pub name: Option<String>,
+    /// VM UUID sent to clients with NAME_AND_UUID.
+    pub uuid: Option<[u8; 16]>,
+    /// Offer client (absolute) mouse mode (needs an absolute pointer in the guest).
+    pub client_mouse: bool,
+    /// Image compression.
+    pub compression: ImageCompression,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 5900)),
+            ticket: TicketPolicy::Disabled,
+            name: None,
+            uuid: None,
+            client_mouse: true,
+            compression: ImageCompression::Lz,
+        }
+    }
+}
+
+/// Counters kept by the server (read with [`ServerHandle::stats`]).
+#[derive(Debug, Default)]
+pub struct ServerStats {
+    /// TCP connections accepted
+    pub connections: AtomicU64,
+    /// channels linked
+    pub links_ok: AtomicU64,
+    /// links refused (bad ticket, bad connection id, ...)
+    pub links_refused: AtomicU64,
+    /// connections closed for a protocol violation
+    pub protocol_errors: AtomicU64,
+    /// sessions started
+    pub sessions: AtomicU64,
+    /// sessions replaced by a new client
+    pub sessions_replaced: AtomicU64,
+    /// bytes sent on display channels
+    pub display_bytes: Arc<AtomicU64>,
+    /// display messages that carried an image
+    pub images_sent: AtomicU64,
+}
+
+/// Per-session state shared by its channel connections.
+pub(crate) struct Session {
+    pub id: u32,
+    cancel: watch::Sender<bool>,
+    pub main_tx: Mutex<Option<mpsc::Sender<Out>>>,
+    pub inputs_tx: Mutex<Option<mpsc::Sender<Out>>>,
+    pub display_tx: Mutex<Option<mpsc::Sender<Out>>>,
+    pub pongs: Mutex<HashMap<u32, oneshot::Sender<()>>>,
+    /// AGENT_DATA messages the server may still send the client (from AGENT_START/TOKEN)
+    pub server_agent_tokens: AtomicU64,
+    /// true after AGENT_START
+    pub agent_started: AtomicBool,
+    /// client has AGENT_CONNECTED_TOKENS
+    pub agent_tokens_cap: AtomicBool,
+}
+
+pub(crate) struct Shared {
+    pub config: ServerConfig,
+    pub key: TicketKey,
+    pub model: DisplayModel,
+    pub input: Arc<dyn InputSink>,
+    pub agent: Arc<dyn AgentSink>,
+    pub stats: ServerStats,
+    pub session: Mutex<Option<Arc<Session>>>,
+    pub leds: AtomicU16,
+    pub agent_connected: AtomicBool,
+    pub mouse_mode: AtomicU16,
+    pub next_ping: AtomicU32,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Shared {
+    pub(crate) fn supported_mouse_modes(&self) -> u16 {
+        if self.config.client_mouse {
+            mouse_mode::SERVER | mouse_mode::CLIENT
+        } else {
+            mouse_mode::SERVER
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Context a channel connection runs with.
+pub(crate) struct ConnCtx {
+    pub shared: Arc<Shared>,
+    pub session: Arc<Session>,
+    pub linked: Linked,
+    pub peer: SocketAddr,
+}
+
+/// Entry point: [`Server::start`].
+#[derive(Debug)]
+pub struct Server;
+
+/// Why the server could not start or an agent message could not be sent.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// Socket error.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// Key generation failed.
+    #[error("{0}")]
+    Link(#[from] LinkError),
+    /// No client, or the client has not started its agent channel (AGENT_START).
+    #[error("no client agent session")]
+    NoAgentClient,
+    /// The client has granted no more agent tokens.
+    #[error("no agent tokens left")]
+    NoTokens,
+    /// The client is not reading fast enough (main channel outbox full).
+    #[error("client outbox full")]
+    Busy,
+}
+
+impl Server {
+    /// Binds, generates the ticket key and starts serving `model` on the current tokio runtime.
+    pub async fn start(
+        config: ServerConfig,
+        model: DisplayModel,
+        input: Arc<dyn InputSink>,
+        agent: Arc<dyn AgentSink>,
+    ) -> Result<ServerHandle, ServerError> {
+        let key = TicketKey::generate()?;
+        Self::start_with_key(config, key, model, input, agent).await
+    }
+
+    /// Like [`Server::start`] with a given ticket key.
+    pub async fn start_with_key(
+        config: ServerConfig,
+        key: TicketKey,
+        model: DisplayModel,
+        input: Arc<dyn InputSink>,
+        agent: Arc<dyn AgentSink>,
+    ) -> Result<ServerHandle, ServerError> {
+        let listener = TcpListener::bind(config.listen).await?;
+        let addr = listener.local_addr()?;
+        let (shutdown, _) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            config,
+            key,
+            model,
+            input,
+            agent,
+            stats: ServerStats::default(),
+            session: Mutex::new(None),
+            leds: AtomicU16::new(0),
+            agent_connected: AtomicBool::new(false),
+            mouse_mode: AtomicU16::new(mouse_mode::SERVER),
+            next_ping: AtomicU32::new(1),
+            shutdown,
+        });
+        info!(%addr, "spice server listening");
+        let task = tokio::spawn(accept_loop(listener, shared.clone()));
+        Ok(ServerHandle {
+            shared,
+            addr,
+            task: Mutex::new(Some(task)),
+        })
+    }
+}
+
+/// A running server.
+pub struct ServerHandle {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ServerHandle({})", self.addr)
+    }
+}
+
+/// A copy of the server counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    /// TCP connections accepted
+    pub connections: u64,
+    /// channels linked
+    pub links_ok: u64,
+    /// links refused
+    pub links_refused: u64,
+    /// connections closed for protocol violations
+    pub protocol_errors: u64,
+    /// sessions started
+    pub sessions: u64,
+    /// sessions replaced
+    pub sessions_replaced: u64,
+    /// display bytes sent
+    pub display_bytes: u64,
+    /// images sent
+    pub images_sent: u64,
+}
+
+impl ServerHandle {
+    /// The address clients connect to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The display model being served.
+    pub fn model(&self) -> &DisplayModel {
+        &self.shared.model
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> StatsSnapshot {
+        let s = &self.shared.stats;
+        StatsSnapshot {
+            connections: s.connections.load(Ordering::Relaxed),
+            links_ok: s.links_ok.load(Ordering::Relaxed),
+            links_refused: s.links_refused.load(Ordering::Relaxed),
+            protocol_errors: s.protocol_errors.load(Ordering::Relaxed),
+            sessions: s.sessions.load(Ordering::Relaxed),
+            sessions_replaced: s.sessions_replaced.load(Ordering::Relaxed),
+            display_bytes: s.display_bytes.load(Ordering::Relaxed),
+            images_sent: s.images_sent.load(Ordering::Relaxed),
+        }
+    }
+
+    /// True while a client session exists.
+    pub fn has_client(&self) -> bool {
+        lock(&self.shared.session).is_some()
+    }
+
+    /// True while a display channel is connected.
+    pub fn has_display(&self) -> bool {
+        lock(&self.shared.session)
+            .as_ref()
+            .is_some_and(|s| lock(&s.display_tx).is_some())
+    }
+
+    /// Sets the guest keyboard LEDs; the connected client is told (KEY_MODIFIERS).
+    pub fn set_keyboard_leds(&self, leds: LockKeys) {
+        self.shared.leds.store(leds.0, Ordering::Relaxed);
+        if let Some(s) = lock(&self.shared.session).clone() {
+            if let Some(tx) = lock(&s.inputs_tx).as_ref() {
+                let _ = tx.try_send(channel::msg(&crate::wire::inputs::KeyModifiers {
+                    modifiers: leds.0,
+                }));
+            }
+        }
+    }
+
+    /// Tells the client whether a guest agent is connected.
+    pub fn set_agent_connected(&self, connected: bool) {
+        self.shared
+            .agent_connected
+            .store(connected, Ordering::Relaxed);
+        if let Some(s) = lock(&self.shared.session).clone() {
+            channel::main::agent_state_changed(&s, connected);
+        }
+    }
+
+    /// Sends VDAgent stream bytes to the client (split into 2048-byte AGENT_DATA messages, each
+    /// costing one client token).
+    pub fn send_agent_data(&self, data: &[u8]) -> Result<(), ServerError> {
+        let s = lock(&self.shared.session)
+            .clone()
+            .ok_or(ServerError::NoAgentClient)?;
+        channel::main::send_agent_data(&s, data)
+    }
+
+    /// Sends a PING on the display channel and waits for the PONG. Because the client handles
+    /// messages in order, this returns once every earlier display message has been processed.
+    pub async fn display_round_trip(&self) -> Option<Duration> {
+        let s = lock(&self.shared.session).clone()?;
+        let id = self.shared.next_ping.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        lock(&s.pongs).insert(id, tx);
+        let start = std::time::Instant::now();
+        let dtx = lock(&s.display_tx).clone()?;
+        dtx.send(Out::Ping(id)).await.ok()?;
+        rx.await.ok()?;
+        Some(start.elapsed())
+    }
+
+    /// Stops accepting, closes every connection and waits for their tasks.
+    pub async fn shutdown(&self) {
+        let _ = self.shared.shutdown.send(true);
+        let task = lock(&self.task).take();
+        if let Some(t) = task {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Resolves once the flag is set (or its sender is gone).
+async fn until_true(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|v| *v).await;
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    let mut shutdown = shared.shutdown.subscribe();
+    let mut tasks = JoinSet::new();
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        tokio::select! {
+            _ = until_true(&mut shutdown) => break,
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            r = listener.accept() => match r {
+                Ok((stream, peer)) => {
+                    backoff = Duration::from_millis(10);
+                    if tasks.len() >= MAX_CONNECTIONS {
+                        warn!(%peer, "refusing connection: {MAX_CONNECTIONS} connections open");
+                        continue;
+                    }
+                    shared.stats.connections.fetch_add(1, Ordering::Relaxed);
+                    let sh = shared.clone();
+                    tasks.spawn(async move { handle_connection(stream, peer, sh).await });
+                }
+                Err(e) => {
+                    warn!("accept failed: {e}; retrying in {backoff:?}");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+    drop(listener);
+    if let Some(s) = lock(&shared.session).take() {
+        let _ = s.cancel.send(true);
+    }
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    tasks.abort_all();
+    info!("spice server stopped");
+}
+
+/// Runs the link stage on `stream`. On failure the client has been told (reply or result) and
+/// the error is returned for logging.
+async fn link(stream: &mut TcpStream, shared: &Shared) -> Result<Linked, (LinkError, bool)> {
+    let io_err = |_| {
+        (
+            LinkError::Malformed(crate::wire::WireError::Truncated {
+                needed: 0,
+                available: 0,
+            }),
+            true,
+        )
+    };
+    let mut hb = [0u8; ExpectHeader::LEN];
+    stream.read_exact(&mut hb).await.map_err(io_err)?;
+    let s = match ExpectHeader.handle(&hb) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = stream
+                .write_all(&LinkReply::error(e.code()).to_bytes_with_header())
+                .await;
+            return Err((e, false));
+        }
+    };
+    let mut mb = vec![0u8; s.len()];
+    stream.read_exact(&mut mb).await.map_err(io_err)?;
+    let (auth, reply): (ExpectAuth, Vec<u8>) = match s.handle(&mb, &shared.key) {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = stream
+                .write_all(&LinkReply::error(e.code()).to_bytes_with_header())
+                .await;
+            return Err((e, false));
+        }
+    };
+    stream.write_all(&reply).await.map_err(io_err)?;
+    let ticket_state: ExpectTicket = if auth.expects_mechanism() {
+        let mut b = [0u8; ExpectAuth::LEN];
+        stream.read_exact(&mut b).await.map_err(io_err)?;
+        match auth.handle(&b) {
+            Ok(t) => t,
+            Err(e) => {
+                let _ = stream.write_all(&e.code().to_le_bytes()).await;
+                return Err((e, false));
+            }
+        }
+    } else {
+        auth.skip_mechanism()
+    };
+    let mut tb = [0u8; ExpectTicket::LEN];
+    stream.read_exact(&mut tb).await.map_err(io_err)?;
+    match ticket_state.handle(&tb, &shared.key, &shared.config.ticket, SystemTime::now()) {
+        Ok(l) => Ok(l),
+        Err(e) => {
+            let _ = stream.write_all(&e.code().to_le_bytes()).await;
+            Err((e, false))
+        }
+    }
+}
+
+fn new_session(shared: &Shared) -> Arc<Session> {
+    let mut cur = lock(&shared.session);
+    let mut id: u32 = rand::random();
+    while id == 0 || cur.as_ref().is_some_and(|s| s.id == id) {
+        id = rand::random();
+    }
+    let (cancel, _) = watch::channel(false);
+    let s = Arc::new(Session {
+        id,
+        cancel,
+        main_tx: Mutex::new(None),
+        inputs_tx: Mutex::new(None),
+        display_tx: Mutex::new(None),
+        pongs: Mutex::new(HashMap::new()),
+        server_agent_tokens: AtomicU64::new(0),
+        agent_started: AtomicBool::new(false),
+        agent_tokens_cap: AtomicBool::new(false),
+    });
+    if let Some(old) = cur.replace(s.clone()) {
+        info!(
+            old = old.id,
+            new = id,
+            "new client replaces the previous session"
+        );
+        shared
+            .stats
+            .sessions_replaced
+            .fetch_add(1, Ordering::Relaxed);
+        let _ = old.cancel.send(true);
+    }
+    shared.stats.sessions.fetch_add(1, Ordering::Relaxed);
+    s
+}
+
+fn join_session(shared: &Shared, l: &Linked) -> Result<Arc<Session>, LinkError> {
+    let cur = lock(&shared.session);
+    match cur.as_ref() {
+        Some(s) if s.id == l.connection_id => {}
+        _ => return Err(LinkError::BadConnectionId(l.connection_id)),
+    }
+    match (l.channel_type, l.channel_id) {
+        (ChannelType::Display | ChannelType::Inputs | ChannelType::Cursor, 0) => {}
+        (t, id) => return Err(LinkError::ChannelNotAvailable(t.into(), id)),
+    }
+    cur.clone()
+        .ok_or(LinkError::BadConnectionId(l.connection_id))
+}
+
+async fn handle_connection(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    let _ = stream.set_nodelay(true);
+    let linked = match tokio::time::timeout(LINK_TIMEOUT, link(&mut stream, &shared)).await {
+        Err(_) => {
+            shared.stats.links_refused.fetch_add(1, Ordering::Relaxed);
+            warn!(%peer, "link refused: timed out after {LINK_TIMEOUT:?}");
+            return;
+        }
+        Ok(Err((_, true))) => {
+            debug!(%peer, "connection closed during link");
+            return;
+        }
+        Ok(Err((e, false))) => {
+            shared.stats.links_refused.fetch_add(1, Ordering::Relaxed);
+            warn!(%peer, code = e.code(), "link refused: {e}");
+            return;
+        }
+        Ok(Ok(l)) => l,
+    };
+    let session = if linked.channel_type == ChannelType::Main {
+        if linked.channel_id != 0 {
+            let e = LinkError::ChannelNotAvailable(1, linked.channel_id);
+            let _ = stream.write_all(&e.code().to_le_bytes()).await;
+            shared.stats.links_refused.fetch_add(1, Ordering::Relaxed);
+            warn!(%peer, "link refused: {e}");
+            return;
+        }
+        new_session(&shared)
+    } else {
+        match join_session(&shared, &linked) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = stream.write_all(&e.code().to_le_bytes()).await;
+                shared.stats.links_refused.fetch_add(1, Ordering::Relaxed);
+                warn!(%peer, "link refused: {e}");
+                return;
+            }
+        }
+    };
+    if stream.write_all(&link_err::OK.to_le_bytes()).await.is_err() {
+        return;
+    }
+    shared.stats.links_ok.fetch_add(1, Ordering::Relaxed);
+    info!(%peer, channel = ?linked.channel_type, session = session.id, "channel linked");
+    let mut cancel = session.cancel.subscribe();
+    let mut shutdown = shared.shutdown.subscribe();
+    let ctype = linked.channel_type;
+    let ctx = ConnCtx {
+        shared: shared.clone(),
+        session: session.clone(),
+        linked,
+        peer,
+    };
+    let (rd, wr) = stream.into_split();
+    let run = async move {
+        match ctype {
+            ChannelType::Main => channel::main::run(ctx, rd, wr).await,
+            ChannelType::Display => channel::display::run(ctx, rd, wr).await,
+            ChannelType::Inputs => channel::inputs::run(ctx, rd, wr).await,
+            ChannelType::Cursor => channel::cursor::run(ctx, rd, wr).await,
+            ChannelType::Other(_) => Ok(()),
+        }
+    };
+    let result = tokio::select! {
+        r = run => r,
+        _ = until_true(&mut cancel) => Ok(()),
+        _ = until_true(&mut shutdown) => Ok(()),
+    };
+    match result {
+        Ok(()) => info!(%peer, channel = ?ctype, "channel closed"),
+        Err(ChannelError::Io(e)) => info!(%peer, channel = ?ctype, "channel closed: {e}"),
+        Err(e) => {
+            shared.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
+            warn!(%peer, channel = ?ctype, "closing client connection: {e}");
+        }
+    }
+    if ctype == ChannelType::Main {
+        // closing the main channel ends the session (as in spice-gtk and spice-server)
+        let mut cur = lock(&shared.session);
+        if cur.as_ref().is_some_and(|s| Arc::ptr_eq(s, &session)) {
+            *cur = None;
+        }
+        drop(cur);
+        let _ = session.cancel.send(true);
+        if session.agent_started.load(Ordering::Relaxed) {
+            shared.agent.client_gone();
+        }
+    }
+}
