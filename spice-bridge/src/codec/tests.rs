@@ -759,7 +759,12 @@ fn write_client_vectors() {
     std::fs::create_dir_all(&dir).unwrap();
     let mut rng = Rng::new(2024);
     let cases: Vec<(&str, u32, u32, Vec<u8>)> = vec![
-        ("desktop1080", 1920, 1080, testimg::desktop(1920, 1080, &mut rng)),
+        (
+            "desktop1080",
+            1920,
+            1080,
+            testimg::desktop(1920, 1080, &mut rng),
+        ),
         ("text333x41", 333, 41, testimg::text(333, 41, &mut rng)),
         ("gradient97x61", 97, 61, testimg::gradient(97, 61)),
         ("noise50x30", 50, 30, testimg::noise(50, 30, &mut rng)),
@@ -768,7 +773,12 @@ fn write_client_vectors() {
             row.repeat(3)
         }),
         ("solid1x1", 1, 1, testimg::solid(1, 1, 0x00C0_FFEE)),
-        ("solid640x480", 640, 480, testimg::solid(640, 480, 0x0012_3456)),
+        (
+            "solid640x480",
+            640,
+            480,
+            testimg::solid(640, 480, 0x0012_3456),
+        ),
     ];
     for (name, w, h, pic) in &cases {
         let variants: [(&str, SourceFormat, ImageCodec); 6] = [
