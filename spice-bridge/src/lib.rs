@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod channel;
+pub mod codec;
 pub mod input;
 pub mod link;
 pub mod model;
