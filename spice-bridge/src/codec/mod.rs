@@ -386,6 +386,21 @@ pub struct ClientImageCaps {
     pub lz4: bool,
 }
 
+/// Bit number of DISPLAY_CAP_LZ4_COMPRESSION in the display channel caps (sheet §1.3).
+pub const DISPLAY_CAP_LZ4_COMPRESSION: u32 = 5;
+
+impl ClientImageCaps {
+    /// From the display channel capability words the client sent in its SpiceLinkMess
+    /// (bit n = word n / 32, bit n % 32).
+    pub fn from_display_caps(words: &[u32]) -> Self {
+        let bit = DISPLAY_CAP_LZ4_COMPRESSION;
+        let lz4 = words
+            .get((bit / 32) as usize)
+            .is_some_and(|w| w & (1 << (bit % 32)) != 0);
+        Self { lz4 }
+    }
+}
+
 /// Chooses a codec for one image, following spice-server's rules in simplified form (sheet
 /// §9.2, §9.8):
 ///
@@ -393,6 +408,10 @@ pub struct ClientImageCaps {
 /// * `Off` → BITMAP; `Lz` → LZ; `Lz4` → LZ4 if the client announced it, else LZ;
 /// * `Auto` → LZ (spice-server would pick QUIC for photographic content and GLZ for drawables;
 ///   neither exists here, and LZ is its documented fallback for both).
+///
+/// spice-html5 decodes BITMAP only in the 32BIT/RGBA formats and LZ only as RGB32/RGBA, and has
+/// no LZ4: feed it [`SourceFormat::Xrgb32`]/[`SourceFormat::Argb32`] pictures (the primary
+/// surface always is) and it never announces LZ4, so every choice made here suits it.
 pub fn choose_codec(
     policy: CompressionPolicy,
     caps: ClientImageCaps,

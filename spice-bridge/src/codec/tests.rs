@@ -699,6 +699,18 @@ fn choose_codec_follows_the_policy_and_client_caps() {
     );
 }
 
+#[test]
+fn client_caps_lz4_is_display_cap_bit_5() {
+    // spice-gtk 0.42 display caps word: SIZED_STREAM, MONITORS_CONFIG, COMPOSITE, A8_SURFACE,
+    // STREAM_REPORT, LZ4_COMPRESSION, MULTI_CODEC, CODEC_MJPEG.
+    let gtk = (1 << 0) | (1 << 1) | (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 8) | (1 << 9);
+    assert!(ClientImageCaps::from_display_caps(&[gtk]).lz4);
+    // spice-html5: SIZED_STREAM, STREAM_REPORT, MULTI_CODEC, CODEC_MJPEG.
+    let html5 = (1 << 0) | (1 << 4) | (1 << 8) | (1 << 9);
+    assert!(!ClientImageCaps::from_display_caps(&[html5]).lz4);
+    assert!(!ClientImageCaps::from_display_caps(&[]).lz4);
+}
+
 /// Writes the seed corpora of the fuzz targets (`fuzz/corpus/lz_decode/*.lz`,
 /// `fuzz/corpus/lz_roundtrip/*.bin`). Run it explicitly:
 /// `cargo test -p spice-bridge --lib write_fuzz_seeds -- --ignored`.
