@@ -26,6 +26,33 @@
 //! placed anywhere in the message: the caller only has to put the *offset of the descriptor* in
 //! the draw message's `SpiceImage *` field (sheet §0).
 //!
+//! # Example: a damaged rectangle of the primary surface as a DRAW_COPY image
+//!
+//! ```
+//! use spice_bridge::codec::{choose_codec, encode, ClientImageCaps, CompressionPolicy,
+//!     ImageCodec, SourceFormat, SourceImage};
+//!
+//! // A 640x480 xRGB primary surface (B, G, R, X bytes), stride 2560.
+//! let surface = vec![0x80u8; 640 * 480 * 4];
+//! // The 100x20 rectangle at (x 30, y 40): start at its first pixel, keep the surface stride.
+//! let (x, y, w, h, stride) = (30usize, 40usize, 100u32, 20u32, 640 * 4);
+//! let src = SourceImage {
+//!     data: &surface[y * stride + x * 4..],
+//!     width: w,
+//!     height: h,
+//!     stride,
+//!     format: SourceFormat::Xrgb32,
+//! };
+//! let caps = ClientImageCaps::from_display_caps(&[1 << 5]); // the client announced LZ4
+//! let codec = choose_codec(CompressionPolicy::Auto, caps, &src);
+//! assert_eq!(codec, ImageCodec::LzRgb);
+//! let img = encode(codec, &src).unwrap();
+//! // Put this at the offset the DRAW_COPY's src_bitmap field points to (57 with clip NONE).
+//! let spice_image = img.to_spice_image(0, 0);
+//! assert_eq!(spice_image[8], 101); // SPICE_IMAGE_TYPE_LZ_RGB
+//! assert_eq!(&spice_image[10..18], &[100, 0, 0, 0, 20, 0, 0, 0]);
+//! ```
+//!
 //! All three encodings describe the picture top row first (BITMAP with the TOP_DOWN flag, LZ with
 //! `top_down = 1`, LZ4 with its top-down byte set), so the client draws them the right way up.
 //!
