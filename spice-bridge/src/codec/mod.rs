@@ -457,4 +457,6 @@ pub fn choose_codec(
 }
 
 #[cfg(test)]
+mod client_check;
+#[cfg(test)]
 mod tests;

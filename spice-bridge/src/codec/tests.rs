@@ -18,7 +18,7 @@ fn xrgb<'a>(data: &'a [u8], width: u32, height: u32, stride: usize) -> SourceIma
 
 /// What the client shows for a source pixel of `format` at (x, y): 0xAARRGGBB, A = 0 unless the
 /// format carries alpha (the LZ decoder writes 0 into the pad byte of RGB32).
-fn expected_pixels(src: &SourceImage<'_>) -> Vec<u32> {
+pub(super) fn expected_pixels(src: &SourceImage<'_>) -> Vec<u32> {
     let bpp = src.format.bytes_per_pixel();
     let mut v = Vec::new();
     for y in 0..src.height as usize {
