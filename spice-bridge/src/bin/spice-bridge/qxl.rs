@@ -7,7 +7,7 @@
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use qxl_device::{BarIndex, DeviceEvent, InterruptLine, QxlDevice};
+use qxl_device::{BarIndex, InterruptLine, QxlDevice};
 use tracing::debug;
 
 use crate::vfio::{BarBacking, Intx, PciFunction};
@@ -148,9 +148,6 @@ pub fn run_worker(
         }
     }
 }
-
-/// Events the bridge thread receives from the device.
-pub type EventRx = std::sync::mpsc::Receiver<DeviceEvent>;
 
 #[cfg(test)]
 mod tests {

@@ -65,7 +65,7 @@ pub trait PciFunction: Send {
 ///
 /// The device reports its line level on every re-evaluation through [`Intx::set_level`];
 /// we fire the eventfd when the level rises, and again when the guest acknowledges
-/// (`retrigger`) while the level is still high: QEMU ends the interrupt at the guest's first
+/// (the device re-evaluates on UPDATE_IRQ) while the level is still high: QEMU ends the interrupt at the guest's first
 /// BAR access, before the guest cleared the device's pending bits (test-rigs.md §3).
 #[derive(Debug, Default)]
 pub struct Intx {
@@ -91,13 +91,6 @@ impl Intx {
         let mut s = lock(&self.state);
         s.level = level;
         if level {
-            s.fire();
-        }
-    }
-    /// Fires again if the line is still high (the guest wrote UPDATE_IRQ, or the VMM unmasked).
-    pub fn retrigger(&self) {
-        let mut s = lock(&self.state);
-        if s.level {
             s.fire();
         }
     }
@@ -311,7 +304,7 @@ impl<D: PciFunction> ServerBackend for VfioBackend<D> {
             }
             VFIO_IRQ_SET_ACTION_UNMASK | VFIO_IRQ_SET_ACTION_MASK => {
                 // An UNMASK eventfd (KVM resample) needs no action from us: the line is re-fired
-                // by retrigger() when the guest acknowledges while still pending.
+                // by set_level(true) when the guest acknowledges while still pending.
                 debug!("INTx mask/unmask via eventfd accepted");
             }
             other => {
@@ -359,11 +352,9 @@ mod tests {
         assert_eq!(count(&mut rx), 1, "rising edge fires");
         intx.set_level(true);
         assert_eq!(count(&mut rx), 1, "re-evaluation while high fires again");
-        intx.retrigger();
-        assert_eq!(count(&mut rx), 1, "explicit retrigger while high fires");
         intx.set_level(false);
-        intx.retrigger();
         assert_eq!(count(&mut rx), 0, "nothing while low");
+        assert_eq!(intx.fired(), 2);
     }
 
     #[test]
