@@ -164,3 +164,421 @@ pub fn test_cursor() -> CursorShape {
     }
     CursorShape::new(77, CursorKind::Alpha, 32, 32, (0, 0), data).expect("cursor")
 }
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::wire::display::{
+    self as wd, Brush, CopyBits, DrawCopy, DrawFill, DrawMaskOnly, ImageBody, SurfaceCreate,
+    SurfaceDestroy,
+};
+use crate::wire::header::HeaderKind;
+use crate::wire::link::{LinkHeader, LinkMess, LinkReply, SPICE_MAGIC};
+use crate::wire::types::Caps;
+use crate::wire::{decode_exact, to_vec, Message};
+
+/// How long a scripted client waits for any single message.
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Caps spice-gtk 0.42 announces: (common, channel) for a channel type.
+pub fn spice_gtk_caps(channel_type: u8) -> (Caps, Caps) {
+    let chan = match channel_type {
+        1 => Caps(vec![0x0f]),
+        2 => Caps::from_bits(&[0, 1, 2, 3, 4, 5, 8, 9]),
+        _ => Caps::default(),
+    };
+    (Caps(vec![0x0d]), chan)
+}
+
+/// A scripted in-process Spice client connection (one channel).
+#[derive(Debug)]
+pub struct ScriptedClient {
+    stream: TcpStream,
+    header: HeaderKind,
+    serial: u64,
+}
+
+/// Outcome of a link attempt.
+#[derive(Debug)]
+pub struct LinkOutcome {
+    /// the server's link reply
+    pub reply: LinkReply,
+    /// the final 4-byte link result (`None` if the server closed before sending it)
+    pub result: Option<u32>,
+    /// the connection, when the result was OK
+    pub client: Option<ScriptedClient>,
+}
+
+impl ScriptedClient {
+    /// Links a channel: header + link message, reply, mechanism (AUTH_SPICE), OAEP ticket.
+    pub async fn link(
+        addr: SocketAddr,
+        channel_type: u8,
+        connection_id: u32,
+        password: &str,
+        caps: (Caps, Caps),
+    ) -> std::io::Result<LinkOutcome> {
+        let mut s = TcpStream::connect(addr).await?;
+        let mess = to_vec(&LinkMess {
+            connection_id,
+            channel_type,
+            channel_id: 0,
+            common_caps: caps.0.clone(),
+            channel_caps: caps.1,
+        });
+        let mut out = to_vec(&LinkHeader {
+            magic: SPICE_MAGIC,
+            major_version: 2,
+            minor_version: 2,
+            size: mess.len() as u32,
+        });
+        out.extend_from_slice(&mess);
+        s.write_all(&out).await?;
+        let mut h = [0u8; 16];
+        s.read_exact(&mut h).await?;
+        let hdr: LinkHeader = decode_exact(&h).map_err(std::io::Error::other)?;
+        let mut body = vec![0u8; hdr.size.min(4096) as usize];
+        s.read_exact(&mut body).await?;
+        let reply: LinkReply = decode_exact(&body).map_err(std::io::Error::other)?;
+        if reply.error != 0 {
+            return Ok(LinkOutcome {
+                reply,
+                result: None,
+                client: None,
+            });
+        }
+        let mut t = Vec::new();
+        if caps.0.has(crate::wire::types::common_cap::AUTH_SELECTION) {
+            t.extend_from_slice(&1u32.to_le_bytes());
+        }
+        t.extend_from_slice(&encrypt_ticket(&reply.pub_key, password));
+        s.write_all(&t).await?;
+        let mut r = [0u8; 4];
+        let result = match s.read_exact(&mut r).await {
+            Ok(_) => Some(u32::from_le_bytes(r)),
+            Err(_) => None,
+        };
+        let header = if caps.0.has(crate::wire::types::common_cap::MINI_HEADER) {
+            HeaderKind::Mini
+        } else {
+            HeaderKind::Full
+        };
+        let client = (result == Some(0)).then_some(ScriptedClient {
+            stream: s,
+            header,
+            serial: 0,
+        });
+        Ok(LinkOutcome {
+            reply,
+            result,
+            client,
+        })
+    }
+
+    /// Links and panics unless the result is OK (test helper).
+    pub async fn connect(
+        addr: SocketAddr,
+        channel_type: u8,
+        connection_id: u32,
+        password: &str,
+    ) -> ScriptedClient {
+        let o = Self::link(
+            addr,
+            channel_type,
+            connection_id,
+            password,
+            spice_gtk_caps(channel_type),
+        )
+        .await
+        .expect("link i/o");
+        assert_eq!(o.result, Some(0), "link result");
+        o.client.expect("linked client")
+    }
+
+    /// Sends a raw message.
+    pub async fn send(&mut self, msg_type: u16, body: &[u8]) -> std::io::Result<()> {
+        self.serial += 1;
+        let mut b = Vec::new();
+        self.header
+            .encode(self.serial, msg_type, body.len() as u32, &mut b);
+        b.extend_from_slice(body);
+        self.stream.write_all(&b).await
+    }
+
+    /// Sends a raw header announcing `size` bytes, and nothing else.
+    pub async fn send_header_only(&mut self, msg_type: u16, size: u32) -> std::io::Result<()> {
+        let mut b = Vec::new();
+        self.header.encode(1, msg_type, size, &mut b);
+        self.stream.write_all(&b).await
+    }
+
+    /// Sends a typed message.
+    pub async fn send_msg<M: Message>(&mut self, m: &M, msg_type: u16) -> std::io::Result<()> {
+        self.send(msg_type, &to_vec(m)).await
+    }
+
+    /// Receives one message (errors on EOF or after [`CLIENT_TIMEOUT`]).
+    pub async fn recv(&mut self) -> std::io::Result<(u16, Vec<u8>)> {
+        tokio::time::timeout(CLIENT_TIMEOUT, async {
+            let mut h = vec![0u8; self.header.size()];
+            self.stream.read_exact(&mut h).await?;
+            let hd = self.header.decode(&h).map_err(std::io::Error::other)?;
+            let mut b = vec![0u8; hd.size as usize];
+            self.stream.read_exact(&mut b).await?;
+            Ok((hd.msg_type, b))
+        })
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no message"))?
+    }
+
+    /// Receives messages until one of type `t` arrives (others are returned too, in order).
+    pub async fn recv_until(&mut self, t: u16) -> std::io::Result<Vec<(u16, Vec<u8>)>> {
+        let mut v = Vec::new();
+        loop {
+            let m = self.recv().await?;
+            let done = m.0 == t;
+            v.push(m);
+            if done {
+                return Ok(v);
+            }
+        }
+    }
+
+    /// True once the server closed the connection (reads until EOF, within the timeout).
+    pub async fn closed_by_server(&mut self) -> bool {
+        let mut buf = [0u8; 4096];
+        let r = tokio::time::timeout(CLIENT_TIMEOUT, async {
+            loop {
+                match self.stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => return true,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        r.unwrap_or(false)
+    }
+
+    /// Shuts the connection down.
+    pub async fn close(mut self) {
+        let _ = self.stream.shutdown().await;
+    }
+}
+
+/// A client-side canvas: applies display messages to pixels the way a Spice client does, to
+/// check in-process what a client would show.
+#[derive(Debug, Default)]
+pub struct ClientCanvas {
+    /// surfaces: id → (width, height, pixels)
+    pub surfaces: HashMap<u32, (u32, u32, Vec<u32>)>,
+    /// pixmap cache
+    pub cache: HashMap<u64, (u32, u32, Vec<u32>)>,
+    /// MARKs seen
+    pub marks: usize,
+    /// images received by type
+    pub image_types: HashMap<u8, usize>,
+}
+
+fn regions(bbox: &Rect, clip: &[Rect], w: u32, h: u32) -> Vec<Rect> {
+    let b = bbox.intersect(&Rect::new(0, 0, w as i32, h as i32));
+    if clip.is_empty() {
+        return vec![b];
+    }
+    clip.iter()
+        .map(|c| c.intersect(&b))
+        .filter(|r| !r.is_empty())
+        .collect()
+}
+
+impl ClientCanvas {
+    /// Applies one display message; unknown types are ignored. Panics on malformed messages
+    /// (test tool).
+    pub fn apply(&mut self, t: u16, body: &[u8]) {
+        use wd::server_id::*;
+        match t {
+            SURFACE_CREATE => {
+                let s: SurfaceCreate = decode_exact(body).expect("surface create");
+                self.surfaces.insert(
+                    s.surface_id,
+                    (s.width, s.height, vec![0; (s.width * s.height) as usize]),
+                );
+            }
+            SURFACE_DESTROY => {
+                let s: SurfaceDestroy = decode_exact(body).expect("surface destroy");
+                self.surfaces.remove(&s.surface_id);
+            }
+            MARK => self.marks += 1,
+            INVAL_LIST => {
+                let l: wd::InvalList = decode_exact(body).expect("inval list");
+                for id in l.0 {
+                    self.cache.remove(&id);
+                }
+            }
+            DRAW_FILL => {
+                let f: DrawFill = decode_exact(body).expect("fill");
+                let Brush::Solid(c) = f.brush else { return };
+                self.paint(&f.base, |_, _, p| *p = c);
+            }
+            DRAW_BLACKNESS | DRAW_WHITENESS | DRAW_INVERS => {
+                let f: DrawMaskOnly = decode_exact(body).expect("rop");
+                self.paint(&f.base, |_, _, p| {
+                    *p = match t {
+                        DRAW_BLACKNESS => 0,
+                        DRAW_WHITENESS => 0xffffff,
+                        _ => *p ^ 0xffffff,
+                    }
+                });
+            }
+            COPY_BITS => {
+                let c: CopyBits = decode_exact(body).expect("copy bits");
+                let (w, _, px) = &self.surfaces[&c.base.surface_id];
+                let (w, src) = (*w, px.clone());
+                let (dx, dy) = (c.base.bbox.left, c.base.bbox.top);
+                self.paint(&c.base, |x, y, p| {
+                    let sx = (c.src_pos.x + x - dx) as u32;
+                    let sy = (c.src_pos.y + y - dy) as u32;
+                    *p = src[(sy * w + sx) as usize];
+                });
+            }
+            DRAW_COPY => {
+                let d: DrawCopy = decode_exact(body).expect("draw copy");
+                let img = self.image(&d);
+                let (iw, ipx) = (img.0, img.2);
+                let (dx, dy) = (d.base.bbox.left, d.base.bbox.top);
+                let (ox, oy) = (d.src_area.left, d.src_area.top);
+                self.paint(&d.base, |x, y, p| {
+                    let sx = (x - dx + ox) as u32;
+                    let sy = (y - dy + oy) as u32;
+                    *p = ipx[(sy * iw + sx) as usize];
+                });
+            }
+            _ => {}
+        }
+    }
+
+    fn image(&mut self, d: &DrawCopy) -> (u32, u32, Vec<u32>) {
+        let i = &d.image;
+        let ty = match &i.body {
+            ImageBody::Bitmap(_) => 0,
+            ImageBody::LzRgb(_) => 101,
+            ImageBody::Lz4(_) => 109,
+            ImageBody::FromCache => 103,
+            ImageBody::Surface(_) => 104,
+        };
+        *self.image_types.entry(ty).or_default() += 1;
+        let decoded = match &i.body {
+            ImageBody::Bitmap(b) => {
+                assert_eq!(b.format, wd::bitmap::FMT_32BIT);
+                let px = (0..b.height as usize)
+                    .flat_map(|y| {
+                        let row = &b.data[y * b.stride as usize..];
+                        (0..b.width as usize).map(move |x| {
+                            u32::from_le_bytes([row[x * 4], row[x * 4 + 1], row[x * 4 + 2], 0])
+                        })
+                    })
+                    .collect();
+                (b.width, b.height, px)
+            }
+            ImageBody::LzRgb(data) => {
+                let dec = crate::codec::lz::decode(data, 1 << 28).expect("lz decode");
+                let px = dec.pixels.iter().map(|p| p & 0xffffff).collect();
+                (i.width, i.height, px)
+            }
+            ImageBody::Lz4(data) => {
+                let dec = crate::codec::lz4::decode(data, i.width, i.height, 1 << 30).expect("lz4");
+                let px = dec
+                    .data
+                    .chunks_exact(4)
+                    .map(|c| u32::from_le_bytes([c[0], c[1], c[2], 0]))
+                    .collect();
+                (i.width, i.height, px)
+            }
+            ImageBody::FromCache => self.cache.get(&i.id).cloned().expect("image in cache"),
+            ImageBody::Surface(s) => self.surfaces.get(s).cloned().expect("source surface"),
+        };
+        if i.flags & wd::image_flags::CACHE_ME != 0 {
+            self.cache.insert(i.id, decoded.clone());
+        }
+        decoded
+    }
+
+    fn paint(&mut self, base: &wd::DisplayBase, mut f: impl FnMut(i32, i32, &mut u32)) {
+        let Some((w, h, px)) = self.surfaces.get_mut(&base.surface_id) else {
+            return;
+        };
+        let (w, h) = (*w, *h);
+        for r in regions(&base.bbox, &base.clip.0, w, h) {
+            for y in r.top..r.bottom {
+                for x in r.left..r.right {
+                    f(x, y, &mut px[(y as u32 * w + x as u32) as usize]);
+                }
+            }
+        }
+    }
+
+    /// Surface `id` with the X byte cleared.
+    pub fn surface(&self, id: u32) -> Option<(u32, u32, Vec<u32>)> {
+        self.surfaces
+            .get(&id)
+            .map(|(w, h, p)| (*w, *h, p.iter().map(|v| v & 0xffffff).collect()))
+    }
+}
+
+/// Model surface `id` with the X byte cleared (to compare with what a client shows).
+pub fn model_surface_rgb(m: &DisplayModel, id: u32) -> Option<(u32, u32, Vec<u32>)> {
+    m.read_surface(id)
+        .map(|(w, h, p)| (w, h, p.iter().map(|v| v & 0xffffff).collect()))
+}
+
+/// Scene 3 drawn live for a client that is already connected: many small draws and a
+/// COPY_BITS scroll on off-screen surface 1, then the primary surface is created and surface 1
+/// copied onto it in one DRAW_COPY (so spicy-screenshot's first invalidate shows the result).
+pub fn scene_scroll_offscreen(m: &DisplayModel) {
+    m.create_surface(1, 800, 600, SurfaceFormat::Xrgb32)
+        .expect("surface 1");
+    m.fill(1, Rect::new(0, 0, 800, 600), 0x00ff_ffff, &[])
+        .expect("bg");
+    let glyphs: Vec<Image> = (0..16)
+        .map(|g| pattern_image(2000 + g, 8, 16, g as u32 * 13))
+        .collect();
+    for row in 0..30 {
+        for col in 0..40 {
+            let g = &glyphs[(row * 7 + col * 3) % glyphs.len()];
+            m.draw_copy(
+                1,
+                Rect::new(col as i32 * 10 + 5, row as i32 * 20, 8, 16),
+                g,
+                &[],
+            )
+            .expect("glyph");
+        }
+    }
+    m.copy_bits(1, Point { x: 0, y: 40 }, Rect::new(0, 0, 800, 560), &[])
+        .expect("copy bits");
+    m.fill(1, Rect::new(0, 560, 800, 40), 0x0020_2020, &[])
+        .expect("clear");
+    for col in 0..40 {
+        m.draw_copy(
+            1,
+            Rect::new(col * 10 + 5, 570, 8, 16),
+            &glyphs[col as usize % 16],
+            &[],
+        )
+        .expect("glyph");
+    }
+    m.create_surface(0, 800, 600, SurfaceFormat::Xrgb32)
+        .expect("primary");
+    m.copy_surface(
+        1,
+        Rect::new(0, 0, 800, 600),
+        0,
+        Rect::new(0, 0, 800, 600),
+        &[],
+    )
+    .expect("copy surface");
+    m.mark();
+}

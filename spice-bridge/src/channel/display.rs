@@ -361,15 +361,37 @@ impl DisplayEncoder {
     }
 }
 
-/// Compressed body for `img`, or `None` to send a plain BITMAP. (The LZ and LZ4 encoders of
-/// `crate::codec` plug in here.)
+/// Compressed body for `img` (its pixels as B,G,R,X in `bgrx`), or `None` to send a plain
+/// BITMAP (compression off, a tiny image, or compression not smaller).
 pub(crate) fn compress(
-    _mode: ImageCompression,
-    _client_lz4: bool,
-    _img: &ModelImage,
-    _bgrx: &[u8],
+    mode: ImageCompression,
+    client_lz4: bool,
+    img: &ModelImage,
+    bgrx: &[u8],
 ) -> Option<ImageBody> {
-    None
+    use crate::codec::{encode, ImageCodec, SourceFormat, SourceImage, MIN_SIZE_TO_COMPRESS};
+    let codec = match mode {
+        ImageCompression::Off => return None,
+        ImageCompression::Lz4 if client_lz4 => ImageCodec::Lz4,
+        ImageCompression::Lz | ImageCompression::Lz4 => ImageCodec::LzRgb,
+    };
+    if (bgrx.len() as u64) < MIN_SIZE_TO_COMPRESS {
+        return None;
+    }
+    let src = SourceImage {
+        data: bgrx,
+        width: img.width(),
+        height: img.height(),
+        stride: img.width() as usize * 4,
+        format: SourceFormat::Xrgb32,
+    };
+    let e = encode(codec, &src).ok()?;
+    let data = e.body.get(4..)?.to_vec();
+    match e.codec {
+        ImageCodec::LzRgb => Some(ImageBody::LzRgb(data)),
+        ImageCodec::Lz4 => Some(ImageBody::Lz4(data)),
+        ImageCodec::Bitmap => None,
+    }
 }
 
 async fn send_all<W: AsyncWrite + Unpin>(

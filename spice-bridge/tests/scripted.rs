@@ -1,0 +1,498 @@
+//! In-process tests with a scripted client: link stage, main channel, display (pixels compared
+//! through a client-side canvas), cursor, inputs, agent, hostile and slow clients, reconnects.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use spice_bridge::input::{AgentSink, Buttons, InputSink, KeyEvent, MouseButton};
+use spice_bridge::link::TicketPolicy;
+use spice_bridge::model::{Rect, SurfaceFormat};
+use spice_bridge::server::{ImageCompression, ServerHandle};
+use spice_bridge::testing::*;
+use spice_bridge::wire::decode_exact;
+use spice_bridge::wire::display::server_id as ds;
+use spice_bridge::wire::main::{ChannelsList, MainInit, Name};
+use spice_bridge::{DisplayModel, Server, ServerConfig};
+
+#[derive(Default)]
+struct Rec {
+    events: Mutex<Vec<String>>,
+}
+
+impl InputSink for Rec {
+    fn key(&self, e: KeyEvent) {
+        self.events
+            .lock()
+            .unwrap()
+            .push(format!("key {:#x} {}", e.scancode, e.pressed));
+    }
+    fn mouse_motion(&self, dx: i32, dy: i32, b: Buttons) {
+        self.events
+            .lock()
+            .unwrap()
+            .push(format!("motion {dx} {dy} {}", b.0));
+    }
+    fn mouse_position(&self, x: u32, y: u32, d: u8, b: Buttons) {
+        self.events
+            .lock()
+            .unwrap()
+            .push(format!("pos {x} {y} {d} {}", b.0));
+    }
+    fn mouse_button(&self, bt: MouseButton, p: bool, b: Buttons) {
+        self.events
+            .lock()
+            .unwrap()
+            .push(format!("button {bt:?} {p} {}", b.0));
+    }
+}
+
+impl AgentSink for Rec {
+    fn client_data(&self, d: &[u8]) {
+        self.events
+            .lock()
+            .unwrap()
+            .push(format!("agent {}", d.len()));
+    }
+}
+
+async fn start(
+    model: DisplayModel,
+    password: Option<&str>,
+    compression: ImageCompression,
+) -> (ServerHandle, Arc<Rec>) {
+    let rec = Arc::new(Rec::default());
+    let config = ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ticket: match password {
+            Some(p) => TicketPolicy::Password {
+                password: p.into(),
+                expires: None,
+            },
+            None => TicketPolicy::Disabled,
+        },
+        name: Some("test-vm".into()),
+        uuid: Some([7; 16]),
+        compression,
+        ..Default::default()
+    };
+    let key = spice_bridge::link::TicketKey::from_private(test_private_key()).unwrap();
+    let h = Server::start_with_key(config, key, model, rec.clone(), rec.clone())
+        .await
+        .unwrap();
+    (h, rec)
+}
+
+fn test_private_key() -> rsa::RsaPrivateKey {
+    use std::sync::OnceLock;
+    static K: OnceLock<rsa::RsaPrivateKey> = OnceLock::new();
+    K.get_or_init(|| rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 1024).unwrap())
+        .clone()
+}
+
+/// Links main, reads MAIN_INIT (+NAME/UUID/MM time), attaches; returns (client, session id).
+async fn main_session(h: &ServerHandle, pw: &str) -> (ScriptedClient, u32) {
+    let mut m = ScriptedClient::connect(h.local_addr(), 1, 0, pw).await;
+    let (t, b) = m.recv().await.unwrap();
+    assert_eq!(t, 103, "MAIN_INIT first");
+    let init: MainInit = decode_exact(&b).unwrap();
+    m.send(104, &[]).await.unwrap();
+    let msgs = m.recv_until(104).await.unwrap();
+    let (_, list) = msgs.last().unwrap();
+    assert_eq!(
+        decode_exact::<ChannelsList>(list).unwrap().0,
+        vec![(2, 0), (3, 0), (4, 0)]
+    );
+    (m, init.session_id)
+}
+
+async fn wait_for(mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "condition not reached"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn main_channel_init_name_uuid_channels_and_mouse_mode() {
+    let (h, _) = start(DisplayModel::new(), Some("pw"), ImageCompression::Lz).await;
+    let mut m = ScriptedClient::connect(h.local_addr(), 1, 0, "pw").await;
+    let (t, b) = m.recv().await.unwrap();
+    assert_eq!(t, 103);
+    let init: MainInit = decode_exact(&b).unwrap();
+    assert_ne!(init.session_id, 0);
+    assert_eq!(init.supported_mouse_modes, 3);
+    assert_eq!(init.agent_tokens, 10);
+    let (t, b) = m.recv().await.unwrap();
+    assert_eq!(
+        (t, decode_exact::<Name>(&b).unwrap().0.as_str()),
+        (113, "test-vm")
+    );
+    let (t, b) = m.recv().await.unwrap();
+    assert_eq!((t, b), (114, vec![7; 16]));
+    m.send(105, &2u16.to_le_bytes()).await.unwrap();
+    let msgs = m.recv_until(105).await.unwrap();
+    assert_eq!(msgs.last().unwrap().1, vec![3, 0, 2, 0]);
+    m.send(104, &[]).await.unwrap();
+    let msgs = m.recv_until(104).await.unwrap();
+    assert_eq!(msgs.last().unwrap().1, vec![3, 0, 0, 0, 2, 0, 3, 0, 4, 0]);
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn wrong_password_is_refused_with_permission_denied() {
+    let (h, _) = start(DisplayModel::new(), Some("right"), ImageCompression::Lz).await;
+    let o = ScriptedClient::link(h.local_addr(), 1, 0, "wrong", spice_gtk_caps(1))
+        .await
+        .unwrap();
+    assert_eq!(o.result, Some(7));
+    assert!(o.client.is_none());
+    assert_eq!(h.stats().links_refused, 1);
+    assert!(!h.has_client());
+    let o = ScriptedClient::link(h.local_addr(), 1, 0, "right", spice_gtk_caps(1))
+        .await
+        .unwrap();
+    assert_eq!(o.result, Some(0));
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn secondary_channels_need_the_session_id_and_a_known_type() {
+    let (h, _) = start(DisplayModel::new(), None, ImageCompression::Lz).await;
+    let (_m, sid) = main_session(&h, "").await;
+    let o = ScriptedClient::link(h.local_addr(), 2, sid ^ 1, "", spice_gtk_caps(2))
+        .await
+        .unwrap();
+    assert_eq!(o.result, Some(8), "BAD_CONNECTION_ID");
+    let o = ScriptedClient::link(h.local_addr(), 5, sid, "", spice_gtk_caps(5))
+        .await
+        .unwrap();
+    assert_eq!(o.result, Some(9), "CHANNEL_NOT_AVAILABLE");
+    let o = ScriptedClient::link(h.local_addr(), 2, sid, "", spice_gtk_caps(2))
+        .await
+        .unwrap();
+    assert_eq!(o.result, Some(0));
+    h.shutdown().await;
+}
+
+async fn display_client(h: &ServerHandle, sid: u32) -> ScriptedClient {
+    let mut d = ScriptedClient::connect(h.local_addr(), 2, sid, "").await;
+    let (t, _) = d.recv().await.unwrap();
+    assert_eq!(t, 3, "SET_ACK first");
+    // ACK_SYNC, then DISPLAY_INIT (1, 20 Mi pixels, 1, 3 Mi)
+    d.send(1, &1u32.to_le_bytes()).await.unwrap();
+    let mut init = vec![1u8];
+    init.extend_from_slice(&20_971_520i64.to_le_bytes());
+    init.push(1);
+    init.extend_from_slice(&3_145_728i32.to_le_bytes());
+    d.send(101, &init).await.unwrap();
+    d
+}
+
+/// Reads display messages into `canvas` until a MARK, ACKing every 20 messages.
+async fn read_to_mark(d: &mut ScriptedClient, canvas: &mut ClientCanvas, count: &mut u32) {
+    loop {
+        let (t, b) = d.recv().await.unwrap();
+        canvas.apply(t, &b);
+        *count += 1;
+        if *count % 20 == 0 {
+            d.send(2, &[]).await.unwrap();
+        }
+        if t == ds::MARK {
+            return;
+        }
+    }
+}
+
+#[tokio::test]
+async fn display_snapshot_and_live_draws_match_the_model_pixel_for_pixel() {
+    for comp in [
+        ImageCompression::Off,
+        ImageCompression::Lz,
+        ImageCompression::Lz4,
+    ] {
+        let model = DisplayModel::new();
+        scene_gradient(&model);
+        let (h, _) = start(model.clone(), None, comp).await;
+        let (_m, sid) = main_session(&h, "").await;
+        let mut d = display_client(&h, sid).await;
+        let mut canvas = ClientCanvas::default();
+        let mut n = 0;
+        read_to_mark(&mut d, &mut canvas, &mut n).await;
+        assert_eq!(
+            canvas.surface(0),
+            model_surface_rgb(&model, 0),
+            "{comp:?} snapshot"
+        );
+        // live: odd scene replaces the primary, then the off-screen scroll scene
+        scene_odd(&model);
+        read_to_mark(&mut d, &mut canvas, &mut n).await;
+        assert_eq!(
+            canvas.surface(0),
+            model_surface_rgb(&model, 0),
+            "{comp:?} odd"
+        );
+        model.destroy_surface(0).unwrap();
+        scene_scroll_offscreen(&model);
+        read_to_mark(&mut d, &mut canvas, &mut n).await;
+        assert_eq!(
+            canvas.surface(1),
+            model_surface_rgb(&model, 1),
+            "{comp:?} offscreen"
+        );
+        assert_eq!(
+            canvas.surface(0),
+            model_surface_rgb(&model, 0),
+            "{comp:?} scroll"
+        );
+        // glyph images were cached after first use
+        assert!(
+            canvas.image_types.get(&103).copied().unwrap_or(0) > 1000,
+            "{:?}",
+            canvas.image_types
+        );
+        let want = match comp {
+            ImageCompression::Off => 0,
+            ImageCompression::Lz => 101,
+            ImageCompression::Lz4 => 109,
+        };
+        assert!(
+            canvas.image_types.get(&want).copied().unwrap_or(0) > 0,
+            "{comp:?}: {:?}",
+            canvas.image_types
+        );
+        h.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn slow_client_never_blocks_the_model_and_gets_a_full_refresh() {
+    let model = DisplayModel::with_queue_limit(256 * 1024);
+    model
+        .create_surface(0, 320, 200, SurfaceFormat::Xrgb32)
+        .unwrap();
+    let (h, _) = start(model.clone(), None, ImageCompression::Off).await;
+    let (_m, sid) = main_session(&h, "").await;
+    let mut d = display_client(&h, sid).await;
+    let mut canvas = ClientCanvas::default();
+    let mut n = 0;
+    read_to_mark(&mut d, &mut canvas, &mut n).await;
+    // the client stops reading; the model keeps drawing full frames
+    let t = Instant::now();
+    for i in 0..300u32 {
+        model
+            .draw_copy(
+                0,
+                Rect::new(0, 0, 320, 200),
+                &pattern_image(0, 320, 200, i),
+                &[],
+            )
+            .unwrap();
+    }
+    assert!(t.elapsed() < Duration::from_secs(5), "model calls blocked");
+    assert!(model.stats().overflows >= 1, "queue should have overflowed");
+    model
+        .fill(0, Rect::new(10, 10, 5, 5), 0xabcdef, &[])
+        .unwrap();
+    model.mark();
+    // now read until the client shows the model
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        read_to_mark(&mut d, &mut canvas, &mut n).await;
+        if canvas.surface(0) == model_surface_rgb(&model, 0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "client never caught up");
+    }
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn inputs_reach_the_sink_and_motion_is_acked_every_four() {
+    let (h, rec) = start(DisplayModel::new(), None, ImageCompression::Lz).await;
+    let (_m, sid) = main_session(&h, "").await;
+    let mut i = ScriptedClient::connect(h.local_addr(), 3, sid, "").await;
+    let (t, b) = i.recv().await.unwrap();
+    assert_eq!((t, b), (101, vec![0, 0]), "INPUTS_INIT");
+    i.send(101, &0x1eu32.to_le_bytes()).await.unwrap(); // 'a' down
+    i.send(102, &0x9eu32.to_le_bytes()).await.unwrap(); // 'a' up
+    i.send(101, &0x1de0u32.to_le_bytes()).await.unwrap(); // right ctrl down
+    i.send(104, &[0xe0, 0x48, 0xe0, 0xc8]).await.unwrap(); // up arrow press+release
+    for k in 0i32..8 {
+        let mut b = k.to_le_bytes().to_vec();
+        b.extend_from_slice(&(-1i32).to_le_bytes());
+        b.extend_from_slice(&0u16.to_le_bytes());
+        i.send(111, &b).await.unwrap();
+    }
+    let mut p = 100u32.to_le_bytes().to_vec();
+    p.extend_from_slice(&50u32.to_le_bytes());
+    p.extend_from_slice(&0u16.to_le_bytes());
+    p.push(0);
+    i.send(112, &p).await.unwrap();
+    i.send(113, &[1, 1, 0]).await.unwrap();
+    i.send(114, &[1, 0, 0]).await.unwrap();
+    i.send(113, &[5, 16, 0]).await.unwrap();
+    let (t, _) = i.recv().await.unwrap();
+    assert_eq!(t, 111);
+    let (t, _) = i.recv().await.unwrap();
+    assert_eq!(t, 111, "two acks for 8 motions");
+    wait_for(|| rec.events.lock().unwrap().len() >= 17).await;
+    let ev = rec.events.lock().unwrap().clone();
+    assert_eq!(
+        &ev[..5],
+        &[
+            "key 0x1e true",
+            "key 0x1e false",
+            "key 0xe01d true",
+            "key 0xe048 true",
+            "key 0xe048 false"
+        ]
+    );
+    assert_eq!(ev[5], "motion 0 -1 0");
+    assert_eq!(ev[13], "pos 100 50 0 0");
+    assert_eq!(
+        &ev[14..],
+        &[
+            "button Left true 1",
+            "button Left false 0",
+            "button WheelDown true 16"
+        ]
+    );
+    h.set_keyboard_leds(spice_bridge::input::LockKeys(4));
+    let (t, b) = i.recv().await.unwrap();
+    assert_eq!((t, b), (102, vec![4, 0]));
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn cursor_init_set_and_cache() {
+    let model = DisplayModel::new();
+    let (h, _) = start(model.clone(), None, ImageCompression::Lz).await;
+    let (_m, sid) = main_session(&h, "").await;
+    let mut c = ScriptedClient::connect(h.local_addr(), 4, sid, "").await;
+    assert_eq!(c.recv().await.unwrap().0, 3);
+    let (t, b) = c.recv().await.unwrap();
+    assert_eq!(t, 101, "CURSOR_INIT");
+    assert_eq!(&b[9..11], &1u16.to_le_bytes(), "no cursor yet: flags NONE");
+    model.set_cursor(test_cursor());
+    let (t, b) = c.recv().await.unwrap();
+    assert_eq!(t, 103);
+    assert_eq!(&b[5..7], &2u16.to_le_bytes(), "CACHE_ME");
+    assert_eq!(b.len(), 5 + 2 + 17 + 32 * 32 * 4);
+    model.move_cursor(10, 20);
+    assert_eq!(c.recv().await.unwrap(), (104, vec![10, 0, 20, 0]));
+    model.set_cursor(test_cursor());
+    let (t, b) = c.recv().await.unwrap();
+    assert_eq!(t, 103);
+    assert_eq!(&b[5..7], &4u16.to_le_bytes(), "FROM_CACHE");
+    assert_eq!(b.len(), 5 + 2 + 17);
+    model.hide_cursor();
+    assert_eq!(c.recv().await.unwrap().0, 105);
+    model.set_cursor_trail(3, 4);
+    assert_eq!(c.recv().await.unwrap(), (106, vec![3, 0, 4, 0]));
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn agent_data_flows_with_tokens() {
+    let (h, rec) = start(DisplayModel::new(), None, ImageCompression::Lz).await;
+    let (mut m, _) = main_session(&h, "").await;
+    assert!(h.send_agent_data(&[1; 10]).is_err(), "no AGENT_START yet");
+    m.send(106, &u32::MAX.to_le_bytes()).await.unwrap();
+    for _ in 0..5 {
+        m.send(107, &[9; 100]).await.unwrap();
+    }
+    let msgs = m.recv_until(110).await.unwrap();
+    assert_eq!(msgs.last().unwrap().1, 5u32.to_le_bytes().to_vec());
+    wait_for(|| rec.events.lock().unwrap().len() == 5).await;
+    h.send_agent_data(&[3; 5000]).unwrap();
+    let mut sizes = vec![];
+    for _ in 0..3 {
+        let (t, b) = m.recv().await.unwrap();
+        assert_eq!(t, 109);
+        sizes.push(b.len());
+    }
+    assert_eq!(sizes, vec![2048, 2048, 904]);
+    // AGENT_DATA before AGENT_START is out of order and closes the connection
+    drop(m);
+    let (mut m, _) = main_session(&h, "").await;
+    m.send(107, &[1]).await.unwrap();
+    assert!(m.closed_by_server().await);
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn hostile_messages_close_only_that_connection() {
+    let (h, _) = start(DisplayModel::new(), None, ImageCompression::Lz).await;
+    let (mut m, sid) = main_session(&h, "").await;
+    // oversized: header announcing 1 GiB on the inputs channel, no body sent
+    let mut i = ScriptedClient::connect(h.local_addr(), 3, sid, "").await;
+    i.recv().await.unwrap();
+    i.send_header_only(111, 1 << 30).await.unwrap();
+    assert!(i.closed_by_server().await);
+    // unknown message type
+    let mut i = ScriptedClient::connect(h.local_addr(), 3, sid, "").await;
+    i.recv().await.unwrap();
+    i.send(999, &[]).await.unwrap();
+    assert!(i.closed_by_server().await);
+    // truncated body
+    let mut i = ScriptedClient::connect(h.local_addr(), 3, sid, "").await;
+    i.recv().await.unwrap();
+    i.send(111, &[1, 2, 3]).await.unwrap();
+    assert!(i.closed_by_server().await);
+    // display message before DISPLAY_INIT
+    let mut d = ScriptedClient::connect(h.local_addr(), 2, sid, "").await;
+    d.recv().await.unwrap();
+    d.send(103, &[6]).await.unwrap();
+    assert!(d.closed_by_server().await);
+    // ACK without SET_ACK on main
+    assert_eq!(h.stats().protocol_errors, 4);
+    // the main channel is still fine
+    m.send(105, &1u16.to_le_bytes()).await.unwrap();
+    assert_eq!(m.recv_until(105).await.unwrap().last().unwrap().0, 105);
+    m.send(2, &[]).await.unwrap();
+    assert!(m.closed_by_server().await);
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn garbage_link_gets_an_error_reply() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (h, _) = start(DisplayModel::new(), None, ImageCompression::Lz).await;
+    let mut s = tokio::net::TcpStream::connect(h.local_addr())
+        .await
+        .unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+    let mut b = vec![0u8; 194];
+    s.read_exact(&mut b).await.unwrap();
+    assert_eq!(&b[16..20], &2u32.to_le_bytes(), "INVALID_MAGIC");
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn new_client_replaces_old_and_twenty_reconnects_work() {
+    let model = DisplayModel::new();
+    scene_odd(&model);
+    let (h, _) = start(model.clone(), None, ImageCompression::Lz).await;
+    let (mut old, _) = main_session(&h, "").await;
+    let (_new, sid) = main_session(&h, "").await;
+    assert!(old.closed_by_server().await, "old client dropped");
+    assert_eq!(h.stats().sessions_replaced, 1);
+    drop(_new);
+    let _ = sid;
+    for _ in 0..20 {
+        let (m, sid) = main_session(&h, "").await;
+        let mut d = display_client(&h, sid).await;
+        let mut canvas = ClientCanvas::default();
+        let mut n = 0;
+        read_to_mark(&mut d, &mut canvas, &mut n).await;
+        assert_eq!(canvas.surface(0), model_surface_rgb(&model, 0));
+        d.close().await;
+        m.close().await;
+    }
+    wait_for(|| !h.has_client()).await;
+    h.shutdown().await;
+}
