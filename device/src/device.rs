@@ -584,7 +584,10 @@ impl QxlDevice {
                 }
             }
             io::RESET => self.hard_reset(),
-            io::SET_MODE => self.set_mode(value),
+            io::SET_MODE => {
+                self.set_mode(value);
+                return wake;
+            }
             io::LOG => self.guest_log(),
             io::MEMSLOT_DEL => {
                 if let Err(e) = self.slots.del(value as u32) {
@@ -604,6 +607,10 @@ impl QxlDevice {
                 let op = self.read_op(port, value);
                 if let Err(bug) = self.execute(op) {
                     self.guest_bug(bug);
+                }
+                // Leaving VGA mode may have made queued ring entries consumable.
+                if port == io::CREATE_PRIMARY {
+                    return wake;
                 }
             }
             p if async_port(p) => {
@@ -1252,6 +1259,24 @@ impl QxlDevice {
     // ----------------------------------------------------------------------------------
     // VBE and snapshots
     // ----------------------------------------------------------------------------------
+
+    /// A guest write to a legacy VGA register port (0x3B4/5, 0x3BA, 0x3C0–0x3CF, 0x3D4/5,
+    /// 0x3DA), reported by a VMM that emulates the VGA core. Revision ≤ 4 only: outside VGA
+    /// mode it destroys the primary and returns to VGA mode (QEMU's soft reset, the reason
+    /// Linux grabs vgaarb for revision < 5). Revision 5 ignores it.
+    pub fn legacy_vga_write(&mut self, port: u16) {
+        let vga_port = matches!(
+            port,
+            0x3B4 | 0x3B5 | 0x3BA | 0x3C0..=0x3CF | 0x3D4 | 0x3D5 | 0x3DA
+        );
+        if !vga_port || self.cfg.revision > 4 || !self.cfg.vga || self.mode == Mode::Vga {
+            return;
+        }
+        self.destroy_primary();
+        self.halted = false;
+        self.pending_async = None;
+        self.set_mode_state(Mode::Vga);
+    }
 
     /// Bochs VBE port read (0x1CE index / 0x1CF data). Secondary devices (class 0x0380)
     /// have no VGA ports and read 0xFFFF.

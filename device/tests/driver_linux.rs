@@ -588,3 +588,21 @@ fn cursor_set_is_held_until_replaced_move_released_at_once() {
     assert!(d.is_outstanding(set2));
     assert_eq!(d.dev.metrics().decode_errors, 0);
 }
+
+#[test]
+fn legacy_vga_writes_kick_revision_4_back_to_vga_only() {
+    for (rev, expect) in [(4u8, Mode::Vga), (5, Mode::Native)] {
+        let cfg = QxlConfig {
+            revision: rev,
+            ..Default::default()
+        };
+        let mut d = MockDriver::new(cfg).unwrap();
+        d.probe().unwrap();
+        d.create_primary(640, 480).unwrap();
+        d.dev.legacy_vga_write(0x1CE); // not a VGA register port
+        assert_eq!(d.dev.mode(), Mode::Native);
+        d.dev.legacy_vga_write(0x3C0);
+        assert_eq!(d.dev.mode(), expect, "revision {rev}");
+        assert_eq!(d.dev.primary().is_some(), rev == 5);
+    }
+}
