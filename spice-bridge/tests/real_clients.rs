@@ -1,0 +1,530 @@
+//! End-to-end tests against the real spice-gtk 0.42 clients (spicy-screenshot, remote-viewer
+//! under Xvfb, driven with xdotool). Ignored by default; `tests/e2e/spice-clients.sh` runs
+//! them with `--ignored --test-threads=1`. A missing client binary is a failure, never a skip.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use spice_bridge::input::{Buttons, InputSink, KeyEvent, MouseButton, NullAgent};
+use spice_bridge::link::TicketPolicy;
+use spice_bridge::model::{Rect, SurfaceFormat};
+use spice_bridge::server::{ImageCompression, ServerHandle};
+use spice_bridge::testing::*;
+use spice_bridge::{DisplayModel, Server, ServerConfig};
+
+fn require(bin: &str) -> PathBuf {
+    for dir in std::env::var("PATH").unwrap_or_default().split(':') {
+        let p = Path::new(dir).join(bin);
+        if p.is_file() {
+            return p;
+        }
+    }
+    panic!("required client binary `{bin}` is not installed (run images/install-host-deps.sh)");
+}
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("spice-e2e-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+async fn wait_child(c: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let t = Instant::now();
+    loop {
+        if let Ok(Some(s)) = c.try_wait() {
+            return Some(s);
+        }
+        if t.elapsed() > limit {
+            let _ = c.kill();
+            let _ = c.wait();
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        assert!(t.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[derive(Default)]
+struct Rec(Mutex<Vec<String>>);
+impl InputSink for Rec {
+    fn key(&self, e: KeyEvent) {
+        self.0.lock().unwrap().push(format!(
+            "key {:#x} {}",
+            e.scancode,
+            if e.pressed { "down" } else { "up" }
+        ));
+    }
+    fn mouse_motion(&self, dx: i32, dy: i32, _: Buttons) {
+        self.0.lock().unwrap().push(format!("motion {dx} {dy}"));
+    }
+    fn mouse_position(&self, x: u32, y: u32, _: u8, _: Buttons) {
+        self.0.lock().unwrap().push(format!("pos {x} {y}"));
+    }
+    fn mouse_button(&self, b: MouseButton, p: bool, s: Buttons) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("button {b:?} {p} {}", s.0));
+    }
+}
+
+async fn serve(
+    model: DisplayModel,
+    pw: Option<&str>,
+    comp: ImageCompression,
+    rec: Arc<Rec>,
+) -> ServerHandle {
+    let config = ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ticket: match pw {
+            Some(p) => TicketPolicy::Password {
+                password: p.into(),
+                expires: None,
+            },
+            None => TicketPolicy::Disabled,
+        },
+        name: Some("e2e".into()),
+        compression: comp,
+        ..Default::default()
+    };
+    Server::start(config, model, rec, Arc::new(NullAgent))
+        .await
+        .unwrap()
+}
+
+fn read_ppm(p: &Path) -> (u32, u32, Vec<u32>) {
+    let b = std::fs::read(p).unwrap_or_else(|e| panic!("screenshot {p:?}: {e}"));
+    // "P6\n<w> <h>\n255\n" then RGB
+    let mut fields = Vec::new();
+    let mut i = 0;
+    while fields.len() < 4 {
+        while b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        let s = i;
+        while !b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        fields.push(String::from_utf8_lossy(&b[s..i]).to_string());
+    }
+    i += 1;
+    assert_eq!(fields[0], "P6");
+    let w: u32 = fields[1].parse().unwrap();
+    let h: u32 = fields[2].parse().unwrap();
+    let px = b[i..]
+        .chunks_exact(3)
+        .map(|c| (u32::from(c[0]) << 16) | (u32::from(c[1]) << 8) | u32::from(c[2]))
+        .collect::<Vec<_>>();
+    assert_eq!(px.len(), (w * h) as usize, "ppm size");
+    (w, h, px)
+}
+
+fn spicy_screenshot(h: &ServerHandle, out: &Path, pw: Option<&str>) -> Child {
+    let mut c = Command::new(require("spicy-screenshot"));
+    c.args([
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &h.local_addr().port().to_string(),
+        "-o",
+    ])
+    .arg(out)
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    if let Some(p) = pw {
+        c.args(["-w", p]);
+    }
+    c.spawn().expect("spawn spicy-screenshot")
+}
+
+fn assert_same(shot: &(u32, u32, Vec<u32>), want: &(u32, u32, Vec<u32>), what: &str) {
+    assert_eq!((shot.0, shot.1), (want.0, want.1), "{what}: size");
+    let diff = shot.2.iter().zip(&want.2).filter(|(a, b)| a != b).count();
+    assert_eq!(diff, 0, "{what}: {diff} pixels differ");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs spice-client-gtk; run by tests/e2e/spice-clients.sh"]
+async fn spicy_screenshot_returns_each_scene_pixel_for_pixel() {
+    let dir = tmpdir("shots");
+    // 1: 640x480 snapshot picture, LZ
+    // 2: 333x211 (not multiples of 16), plain BITMAP
+    for (name, comp, scene) in [
+        (
+            "gradient-lz",
+            ImageCompression::Lz,
+            scene_gradient as fn(&DisplayModel),
+        ),
+        ("odd-bitmap", ImageCompression::Off, scene_odd),
+        ("odd-lz4", ImageCompression::Lz4, scene_odd),
+    ] {
+        let model = DisplayModel::new();
+        scene(&model);
+        let h = serve(model.clone(), None, comp, Arc::default()).await;
+        let out = dir.join(format!("{name}.ppm"));
+        let mut c = spicy_screenshot(&h, &out, None);
+        let st = wait_child(&mut c, Duration::from_secs(30)).await;
+        assert!(
+            st.is_some_and(|s| s.success()),
+            "{name}: spicy-screenshot failed: {st:?}"
+        );
+        let want = model_surface_rgb(&model, 0).unwrap();
+        assert_same(&read_ppm(&out), &want, name);
+        eprintln!("{name}: {}x{} identical", want.0, want.1);
+        h.shutdown().await;
+    }
+    // 3: many small draws, cached glyphs and a COPY_BITS scroll, sent live while the client
+    //    is connected (off-screen surface, then one copy to the new primary surface)
+    for comp in [ImageCompression::Off, ImageCompression::Lz] {
+        let model = DisplayModel::new();
+        let h = serve(model.clone(), None, comp, Arc::default()).await;
+        let out = dir.join(format!("scroll-{comp:?}.ppm"));
+        let mut c = spicy_screenshot(&h, &out, None);
+        wait_for("display channel", Duration::from_secs(20), || {
+            h.has_display()
+        })
+        .await;
+        h.display_round_trip().await.expect("client answers pings");
+        let images_before = h.stats().images_sent;
+        scene_scroll_offscreen(&model);
+        let st = wait_child(&mut c, Duration::from_secs(30)).await;
+        assert!(
+            st.is_some_and(|s| s.success()),
+            "scroll: spicy-screenshot failed: {st:?}"
+        );
+        assert!(
+            h.stats().images_sent - images_before > 1000,
+            "small draws went over the wire"
+        );
+        assert_same(
+            &read_ppm(&out),
+            &model_surface_rgb(&model, 0).unwrap(),
+            "scroll",
+        );
+        eprintln!(
+            "scroll ({comp:?}): 800x600 identical after {} draws",
+            h.stats().images_sent - images_before
+        );
+        h.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs spice-client-gtk; run by tests/e2e/spice-clients.sh"]
+async fn wrong_password_fails_and_right_password_works() {
+    let dir = tmpdir("pw");
+    let model = DisplayModel::new();
+    scene_gradient(&model);
+    let h = serve(
+        model.clone(),
+        Some("Secr3t"),
+        ImageCompression::Lz,
+        Arc::default(),
+    )
+    .await;
+    let out = dir.join("wrong.ppm");
+    let mut c = spicy_screenshot(&h, &out, Some("wrong"));
+    let st = wait_child(&mut c, Duration::from_secs(30)).await;
+    assert!(
+        st.is_some_and(|s| !s.success()),
+        "wrong password must fail: {st:?}"
+    );
+    assert!(!out.exists());
+    assert!(h.stats().links_refused >= 1);
+    let out = dir.join("right.ppm");
+    let mut c = spicy_screenshot(&h, &out, Some("Secr3t"));
+    let st = wait_child(&mut c, Duration::from_secs(30)).await;
+    assert!(st.is_some_and(|s| s.success()), "right password: {st:?}");
+    assert_same(
+        &read_ppm(&out),
+        &model_surface_rgb(&model, 0).unwrap(),
+        "right password",
+    );
+    h.shutdown().await;
+}
+
+fn rss_kib() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap();
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs spice-client-gtk; run by tests/e2e/spice-clients.sh"]
+async fn twenty_connect_disconnect_cycles_keep_serving_with_flat_memory() {
+    let dir = tmpdir("cycles");
+    let model = DisplayModel::new();
+    scene_gradient(&model);
+    let h = serve(model.clone(), None, ImageCompression::Lz, Arc::default()).await;
+    let want = model_surface_rgb(&model, 0).unwrap();
+    let mut rss = Vec::new();
+    for i in 0..23 {
+        let out = dir.join(format!("c{i}.ppm"));
+        let mut c = spicy_screenshot(&h, &out, None);
+        let st = wait_child(&mut c, Duration::from_secs(30)).await;
+        assert!(st.is_some_and(|s| s.success()), "cycle {i}: {st:?}");
+        assert_same(&read_ppm(&out), &want, "cycle");
+        std::fs::remove_file(&out).unwrap();
+        wait_for("session end", Duration::from_secs(10), || !h.has_client()).await;
+        rss.push(rss_kib());
+    }
+    // 3 warm-up cycles, then 20 measured ones
+    let (base, last) = (rss[2], rss[22]);
+    eprintln!("RSS KiB after each cycle: {rss:?}");
+    assert!(
+        last <= base + 4096,
+        "RSS grew from {base} KiB to {last} KiB over 20 cycles"
+    );
+    assert_eq!(h.stats().sessions, 23);
+    h.shutdown().await;
+}
+
+struct Xvfb {
+    child: Child,
+    display: String,
+    fb: PathBuf,
+}
+
+impl Drop for Xvfb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start_xvfb(dir: &Path, w: u32, h: u32) -> Xvfb {
+    let bin = require("Xvfb");
+    for n in 90..120 {
+        if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
+            || Path::new(&format!("/tmp/.X{n}-lock")).exists()
+        {
+            continue;
+        }
+        let child = Command::new(&bin)
+            .args([
+                format!(":{n}"),
+                "-screen".into(),
+                "0".into(),
+                format!("{w}x{h}x24"),
+                "-fbdir".into(),
+            ])
+            .arg(dir)
+            .args(["-nolisten", "tcp"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn Xvfb");
+        let x = Xvfb {
+            child,
+            display: format!(":{n}"),
+            fb: dir.join("Xvfb_screen0"),
+        };
+        let sock = format!("/tmp/.X11-unix/X{n}");
+        wait_for("Xvfb socket", Duration::from_secs(10), || {
+            Path::new(&sock).exists()
+        })
+        .await;
+        return x;
+    }
+    panic!("no free X display");
+}
+
+fn xdotool(x: &Xvfb, args: &[&str]) -> String {
+    let o = Command::new(require("xdotool"))
+        .args(args)
+        .env("DISPLAY", &x.display)
+        .output()
+        .expect("xdotool");
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+/// Reads pixel (x, y) of the Xvfb frame buffer (XWD file, 32 bpp), cursor sprite included.
+fn fb_pixel(x: &Xvfb, px: u32, py: u32) -> u32 {
+    let b = std::fs::read(&x.fb).expect("Xvfb fb file");
+    let be = |o: usize| u32::from_be_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+    let header_size = be(0) as usize;
+    let bytes_per_line = be(48) as usize;
+    let ncolors = be(76) as usize;
+    let byte_order = be(28); // 0 = LSBFirst
+    let off = header_size + ncolors * 12 + py as usize * bytes_per_line + px as usize * 4;
+    let v = [b[off], b[off + 1], b[off + 2], b[off + 3]];
+    let v = if byte_order == 0 {
+        u32::from_le_bytes(v)
+    } else {
+        u32::from_be_bytes(v)
+    };
+    v & 0xff_ffff
+}
+
+/// A picture whose pixel colour encodes its own coordinates: `x << 12 | y`.
+fn coord_image(w: u32, h: u32) -> spice_bridge::model::Image {
+    let px = (0..h)
+        .flat_map(|y| (0..w).map(move |x| (x << 12) | y))
+        .collect();
+    spice_bridge::model::Image::new(0, w, h, px).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs virt-viewer, xvfb, xdotool; run by tests/e2e/spice-clients.sh"]
+async fn remote_viewer_keys_clicks_and_cursor() {
+    let dir = tmpdir("rv");
+    let (w, hgt) = (640u32, 480u32);
+    let x = start_xvfb(&dir, 1024, 768).await;
+    let model = DisplayModel::new();
+    model
+        .create_surface(0, w, hgt, SurfaceFormat::Xrgb32)
+        .unwrap();
+    model
+        .draw_copy(
+            0,
+            Rect::new(0, 0, w as i32, hgt as i32),
+            &coord_image(w, hgt),
+            &[],
+        )
+        .unwrap();
+    model.mark();
+    model.set_cursor(test_cursor());
+    let rec = Arc::new(Rec::default());
+    let h = serve(model.clone(), None, ImageCompression::Lz, rec.clone()).await;
+    let mut rv = Command::new(require("remote-viewer"))
+        .args(["-t", "e2e-viewer"])
+        .arg(format!("spice://127.0.0.1:{}", h.local_addr().port()))
+        .env("DISPLAY", &x.display)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn remote-viewer");
+    wait_for("display channel", Duration::from_secs(30), || {
+        h.has_display()
+    })
+    .await;
+    // Where is the guest picture on the X screen? Read a pixel away from the pointer and
+    // decode the guest coordinates its colour encodes (the client shows the picture 1:1).
+    let probe = (100u32, 120u32);
+    wait_for("picture on screen", Duration::from_secs(30), || {
+        std::fs::metadata(&x.fb).is_ok() && {
+            let v = fb_pixel(&x, probe.0, probe.1);
+            (v >> 12) < w && (v & 0xfff) < hgt && v != 0
+        }
+    })
+    .await;
+    let v = fb_pixel(&x, probe.0, probe.1);
+    let (ox, oy) = (probe.0 - (v >> 12), probe.1 - (v & 0xfff));
+    assert_eq!(
+        fb_pixel(&x, probe.0 + 37, probe.1 + 11),
+        ((v >> 12) + 37) << 12 | ((v & 0xfff) + 11),
+        "1:1 picture"
+    );
+    eprintln!("guest picture at screen offset ({ox}, {oy})");
+    let win = xdotool(&x, &["search", "--name", "e2e-viewer"]);
+    let win = win
+        .lines()
+        .last()
+        .expect("remote-viewer window")
+        .to_string();
+    xdotool(&x, &["windowfocus", "--sync", &win]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    rec.0.lock().unwrap().clear();
+
+    // keys: "hello" = set-1 make codes 23 12 26 26 18, each press then release
+    xdotool(&x, &["type", "--delay", "50", "hello"]);
+    let want_keys: Vec<String> = [0x23, 0x12, 0x26, 0x26, 0x18]
+        .iter()
+        .flat_map(|c| [format!("key {c:#x} down"), format!("key {c:#x} up")])
+        .collect();
+    wait_for("typed keys", Duration::from_secs(10), || {
+        rec.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e.starts_with("key"))
+            .count()
+            >= 10
+    })
+    .await;
+    let keys: Vec<String> = rec
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e.starts_with("key"))
+        .cloned()
+        .collect();
+    assert_eq!(keys, want_keys, "scancodes of \"hello\"");
+
+    // click at guest (300, 200)
+    let (sx, sy) = (ox + 300, oy + 200);
+    xdotool(
+        &x,
+        &["mousemove", "--sync", &sx.to_string(), &sy.to_string()],
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    xdotool(&x, &["click", "1"]);
+    wait_for("click", Duration::from_secs(10), || {
+        rec.0
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| e == "button Left false 0")
+    })
+    .await;
+    let ev = rec.0.lock().unwrap().clone();
+    let last_pos = ev.iter().rev().find(|e| e.starts_with("pos")).cloned();
+    assert_eq!(last_pos.as_deref(), Some("pos 300 200"), "events: {ev:?}");
+    assert!(
+        ev.iter().any(|e| e == "button Left true 1"),
+        "events: {ev:?}"
+    );
+    eprintln!("inputs: {ev:?}");
+
+    // cursor shape (32x32: black border, red body, transparent 8x8 hole at 12..20, hot spot
+    // 0,0) drawn by the client at the pointer: read the X frame buffer (sprite included)
+    let (cx, cy) = (ox + 400, oy + 300);
+    xdotool(
+        &x,
+        &["mousemove", "--sync", &cx.to_string(), &cy.to_string()],
+    );
+    wait_for("cursor shape on screen", Duration::from_secs(10), || {
+        fb_pixel(&x, cx + 5, cy + 5) == 0xff_0000
+    })
+    .await;
+    assert_eq!(fb_pixel(&x, cx, cy), 0, "black border at the hot spot");
+    assert_eq!(
+        fb_pixel(&x, cx + 31, cy + 31),
+        0,
+        "black border bottom-right"
+    );
+    assert_eq!(fb_pixel(&x, cx + 25, cy + 8), 0xff_0000, "red body");
+    assert_eq!(
+        fb_pixel(&x, cx + 15, cy + 15),
+        (415 << 12) | 315,
+        "hole shows the guest picture"
+    );
+    assert_eq!(
+        fb_pixel(&x, cx + 40, cy + 40),
+        (440 << 12) | 340,
+        "outside the cursor"
+    );
+    // a new shape through the model replaces it: hide → the picture shows at the pointer
+    model.hide_cursor();
+    wait_for("cursor hidden", Duration::from_secs(10), || {
+        fb_pixel(&x, cx + 5, cy + 5) == (405 << 12) | 305
+    })
+    .await;
+    let _ = rv.kill();
+    let _ = rv.wait();
+    h.shutdown().await;
+}
