@@ -606,3 +606,171 @@ fn legacy_vga_writes_kick_revision_4_back_to_vga_only() {
         assert_eq!(d.dev.primary().is_some(), rev == 5);
     }
 }
+
+fn rect_bytes(left: i32, top: i32, right: i32, bottom: i32) -> Vec<u8> {
+    [top, left, bottom, right]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect()
+}
+
+/// A QXLImage BITMAP 32BIT TOP_DOWN of `w`×`h` xRGB pixels with one data chunk, the way
+/// Linux `qxl_image_alloc_objects` lays it out. Returns the image address.
+fn linux_image(d: &mut MockDriver, w: u32, h: u32, px: &[u32]) -> qxl_device::mem::QxlPhys {
+    let stride = w * 4;
+    let mut chunk = Vec::new();
+    chunk.extend_from_slice(&(stride * h).to_le_bytes());
+    chunk.extend_from_slice(&[0u8; 16]); // prev, next
+    for p in px {
+        chunk.extend_from_slice(&p.to_le_bytes());
+    }
+    let chunk_addr = d.alloc(chunk.len() as u64).unwrap();
+    d.write(chunk_addr, &chunk).unwrap();
+    let mut img = vec![0u8; 48];
+    img[10..14].copy_from_slice(&w.to_le_bytes());
+    img[14..18].copy_from_slice(&h.to_le_bytes());
+    img[18] = 8; // SPICE_BITMAP_FMT_32BIT
+    img[19] = 4; // QXL_BITMAP_TOP_DOWN
+    img[20..24].copy_from_slice(&w.to_le_bytes());
+    img[24..28].copy_from_slice(&h.to_le_bytes());
+    img[28..32].copy_from_slice(&stride.to_le_bytes());
+    img[40..48].copy_from_slice(&chunk_addr.0.to_le_bytes());
+    let a = d.alloc(48).unwrap();
+    d.write(a, &img).unwrap();
+    a
+}
+
+/// QXLClipRects with an inline chunk.
+fn clip_rects(d: &mut MockDriver, rects: &[[i32; 4]]) -> qxl_device::mem::QxlPhys {
+    let mut b = Vec::new();
+    b.extend_from_slice(&(rects.len() as u32).to_le_bytes());
+    b.extend_from_slice(&((rects.len() * 16) as u32).to_le_bytes());
+    b.extend_from_slice(&[0u8; 16]);
+    for r in rects {
+        b.extend(rect_bytes(r[0], r[1], r[2], r[3]));
+    }
+    let a = d.alloc(b.len() as u64).unwrap();
+    d.write(a, &b).unwrap();
+    a
+}
+
+/// A Linux DRAW_COPY (effect OPAQUE, ROPD_OP_PUT, clip RECTS) of `image` (`w`×`h`) to
+/// `bbox` = [left, top, right, bottom] on `surface`. Returns (command address, release id).
+fn draw_copy(
+    d: &mut MockDriver,
+    surface: u32,
+    image: qxl_device::mem::QxlPhys,
+    w: i32,
+    h: i32,
+    bbox: [i32; 4],
+    clip: qxl_device::mem::QxlPhys,
+) -> (qxl_device::mem::QxlPhys, u64) {
+    let mut b = vec![0u8; 191];
+    b[8..12].copy_from_slice(&surface.to_le_bytes());
+    b[12] = 1; // QXL_EFFECT_OPAQUE
+    b[13] = 3; // QXL_DRAW_COPY
+    b[31..47].copy_from_slice(&rect_bytes(bbox[0], bbox[1], bbox[2], bbox[3]));
+    b[47..51].copy_from_slice(&1u32.to_le_bytes()); // SPICE_CLIP_TYPE_RECTS
+    b[51..59].copy_from_slice(&clip.0.to_le_bytes());
+    for i in 0..3 {
+        b[63 + i * 4..67 + i * 4].copy_from_slice(&(-1i32).to_le_bytes());
+    }
+    let u = 123;
+    b[u..u + 8].copy_from_slice(&image.0.to_le_bytes());
+    b[u + 8..u + 24].copy_from_slice(&rect_bytes(0, 0, w, h));
+    b[u + 24..u + 26].copy_from_slice(&8u16.to_le_bytes()); // SPICE_ROPD_OP_PUT
+    d.put_command(&b).unwrap()
+}
+
+#[test]
+fn draw_copy_with_clip_rects_renders_and_update_area_writes_guest_memory() {
+    let mut d = probed();
+    let (w, h) = (64u32, 48u32);
+    let primary = d.create_primary(w, h).unwrap();
+    // A 16×16 image: pixel (x, y) = 0x00RRGGBB with R = x, G = y, B = 0x80.
+    let px: Vec<u32> = (0..16 * 16)
+        .map(|i| ((i % 16) << 16) | ((i / 16) << 8) | 0x80)
+        .collect();
+    let img = linux_image(&mut d, 16, 16, &px);
+    // Draw at (10,10)-(26,26), clipped to its left half (10,10)-(18,26).
+    let clip = clip_rects(&mut d, &[[10, 10, 18, 26]]);
+    let (cmd, id) = draw_copy(&mut d, 0, img, 16, 16, [10, 10, 26, 26], clip);
+    d.push_command(1, cmd).unwrap();
+    assert_eq!(d.dev.metrics().decode_errors, 0);
+    let snap = d.dev.surface_snapshot(0).unwrap();
+    let at = |x: u32, y: u32| snap.pixels[(y * w + x) as usize] & 0x00FF_FFFF;
+    assert_eq!(at(10, 10), 0x80);
+    assert_eq!(at(17, 25), (7 << 16) | (15 << 8) | 0x80);
+    assert_eq!(at(18, 10), 0, "clipped away");
+    assert_eq!(at(9, 10), 0, "outside bbox");
+    // The device has not written the primary's guest memory yet ...
+    let row10 = |d: &mut MockDriver| {
+        let b = d.read(primary.checked_add(10 * 256).unwrap(), 256).unwrap();
+        u32::from_le_bytes(b[10 * 4..11 * 4].try_into().unwrap()) & 0x00FF_FFFF
+    };
+    // ... UPDATE_AREA (sync) leaves the rendered pixels there before the outb returns.
+    d.set_ram_bytes(ram_off::UPDATE_AREA, &rect_bytes(0, 0, w as i32, h as i32));
+    d.set_ram_u32(ram_off::UPDATE_SURFACE, 0);
+    d.outb_raw(io::UPDATE_AREA, 0);
+    assert_eq!(row10(&mut d), 0x80);
+    d.outb(io::FLUSH_RELEASE, 0);
+    assert_eq!(d.collect_releases().unwrap(), vec![id]);
+}
+
+#[test]
+fn update_area_renders_pending_commands_first() {
+    let mut d = probed();
+    let primary = d.create_primary(32, 32).unwrap();
+    // The worker is not running: the draw is still on the ring when UPDATE_AREA arrives.
+    d.set_auto_worker(false);
+    let img = linux_image(&mut d, 4, 4, &[0x00AB_CDEF; 16]);
+    let clip = clip_rects(&mut d, &[[0, 0, 4, 4]]);
+    let (cmd, _) = draw_copy(&mut d, 0, img, 4, 4, [0, 0, 4, 4], clip);
+    d.push_command(1, cmd).unwrap();
+    assert_eq!(d.dev.metrics().commands, 0);
+    d.set_ram_bytes(ram_off::UPDATE_AREA, &rect_bytes(0, 0, 4, 4));
+    d.set_ram_u32(ram_off::UPDATE_SURFACE, 0);
+    d.outb_raw(io::UPDATE_AREA, 0);
+    assert_eq!(d.dev.metrics().commands, 1);
+    let b = d.read(primary, 4).unwrap();
+    assert_eq!(
+        u32::from_le_bytes(b.try_into().unwrap()) & 0xFF_FFFF,
+        0xAB_CDEF
+    );
+}
+
+#[test]
+fn surface_eviction_update_area_async_then_destroy() {
+    // Linux evicting an off-screen surface: UPDATE_AREA_ASYNC of the whole surface, then the
+    // destroy command. The pixels must be in the surface's guest memory afterwards.
+    let mut d = probed();
+    d.create_primary(64, 64).unwrap();
+    let smem = d.alloc_surface_mem(8 * 8 * 4).unwrap();
+    let (c, create_id) = d.put_command(&surface_cmd(1, false, 8, 8, smem)).unwrap();
+    d.push_command(5, c).unwrap();
+    let img = linux_image(&mut d, 8, 8, &[0x0012_3456; 64]);
+    let clip = clip_rects(&mut d, &[[0, 0, 8, 8]]);
+    let (cmd, draw_id) = draw_copy(&mut d, 1, img, 8, 8, [0, 0, 8, 8], clip);
+    d.push_command(1, cmd).unwrap();
+    d.set_ram_bytes(ram_off::UPDATE_AREA, &rect_bytes(0, 0, 8, 8));
+    d.set_ram_u32(ram_off::UPDATE_SURFACE, 1);
+    let io_cmd = d.irq_counts().io_cmd;
+    d.async_io(io::UPDATE_AREA_ASYNC, 0).unwrap();
+    assert_eq!(d.irq_counts().io_cmd, io_cmd + 1);
+    let b = d
+        .read(smem.checked_add(7 * 32 + 7 * 4).unwrap(), 4)
+        .unwrap();
+    assert_eq!(
+        u32::from_le_bytes(b.try_into().unwrap()) & 0xFF_FFFF,
+        0x12_3456
+    );
+    let (x, destroy_id) = d
+        .put_command(&surface_cmd(1, true, 0, 0, Default::default()))
+        .unwrap();
+    d.push_command(5, x).unwrap();
+    d.outb(io::FLUSH_RELEASE, 0);
+    let mut got = d.collect_releases().unwrap();
+    got.sort();
+    assert_eq!(got, vec![create_id, draw_id, destroy_id]);
+    assert!(d.dev.surface_snapshot(1).is_none());
+}
