@@ -161,7 +161,8 @@ fn walk_from(
 ) -> Result<GuestChunks, DecodeError> {
     let cap = max_bytes.min(limits.max_data_bytes);
     let mut out = GuestChunks::default();
-    let mut seen: HashSet<u64> = first_addr.map(|a| a.0).into_iter().collect();
+    // Allocated only when a chain has more than one chunk (the common case has one).
+    let mut seen: Option<HashSet<u64>> = None;
     let mut header = *first;
     let mut data = first_data;
     let mut n = 0u32;
@@ -182,7 +183,8 @@ fn walk_from(
         if next.is_null() {
             return Ok(out);
         }
-        if !seen.insert(next.0) {
+        let set = seen.get_or_insert_with(|| first_addr.map(|a| a.0).into_iter().collect());
+        if !set.insert(next.0) {
             return Err(DecodeError::ChunkLoop { addr: next.0 });
         }
         header = read_struct::<QxlDataChunk>(mem, next)?;

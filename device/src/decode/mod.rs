@@ -19,6 +19,8 @@ pub mod build;
 mod chunks;
 mod cursor;
 mod draw;
+#[cfg(any(test, feature = "test-utils"))]
+pub mod fuzz;
 mod image;
 mod monitors;
 mod surface;
@@ -38,7 +40,7 @@ pub use surface::{SurfaceCommand, SurfaceFormat};
 use crate::abi::cmd::{self, QxlUpdateCmd};
 use crate::mem::{GuestMemory, MemError, QxlPhys};
 use thiserror::Error;
-use zerocopy::FromBytes;
+use zerocopy::{FromBytes, IntoBytes};
 
 /// Bounds applied while decoding (all from the device configuration).
 #[derive(Clone, Debug)]
@@ -384,22 +386,13 @@ pub enum DisplayCommand {
 }
 
 /// Copies one wire struct out of guest memory (the single read of those bytes).
-pub(crate) fn read_struct<T: FromBytes>(
+pub(crate) fn read_struct<T: FromBytes + IntoBytes>(
     mem: &dyn GuestMemory,
     addr: QxlPhys,
 ) -> Result<T, MemError> {
-    let mut buf = vec![0u8; core::mem::size_of::<T>()];
-    mem.read(addr, &mut buf)?;
-    // The buffer has exactly size_of::<T>() bytes, so this cannot fail.
-    match T::read_from_bytes(&buf) {
-        Ok(v) => Ok(v),
-        Err(_) => Err(MemError::OutOfSlot {
-            slot: addr.slot(),
-            addr: addr.0,
-            len: buf.len() as u64,
-            slot_size: 0,
-        }),
-    }
+    let mut v = T::new_zeroed();
+    mem.read(addr, v.as_mut_bytes())?;
+    Ok(v)
 }
 
 /// Checks a surface id against `n_surfaces`.

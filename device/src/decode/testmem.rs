@@ -91,6 +91,14 @@ impl VecMemory {
         a
     }
 
+    /// The bytes of slot `id` up to the allocator's high-water mark (for fuzz seeds).
+    pub fn used_bytes(&self, id: u8) -> Vec<u8> {
+        self.slot(id).map_or_else(Vec::new, |s| {
+            let d = s.data.borrow();
+            d[..(s.next.get() as usize).min(d.len())].to_vec()
+        })
+    }
+
     /// Copies `len` bytes out. Panics on a bad range (test helper).
     pub fn bytes(&self, addr: QxlPhys, len: usize) -> Vec<u8> {
         let mut v = vec![0; len];
