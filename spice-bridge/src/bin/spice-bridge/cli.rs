@@ -22,6 +22,7 @@ OPTIONS:
     --qxl-vram-mib N         size of the QXL VRAM BAR (BAR1) in MiB, power of two (default 64)
     --qxl-vgamem-mib N       surface-0 / VGA framebuffer area in MiB, power of two (default 16)
     --qxl-secondary          present class 0x0380 (secondary display) instead of VGA 0x0300
+    --control-socket PATH    line-based control socket (\"monitors WxH[+X+Y] ...\", \"status\")
     --name NAME              VM name shown by clients (default \"spice-bridge\")
     -h, --help               print this help
     -V, --version            print the version
@@ -63,6 +64,8 @@ pub struct Options {
     pub secondary: bool,
     /// VM name.
     pub name: String,
+    /// Control socket path.
+    pub control_socket: Option<PathBuf>,
 }
 
 /// What the command line asks for.
@@ -89,6 +92,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
     let mut vgamem_mib = 16;
     let mut secondary = false;
     let mut name = "spice-bridge".to_string();
+    let mut control_socket = None;
 
     while let Some(arg) = it.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -119,6 +123,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
             "--qxl-vgamem-mib" => vgamem_mib = mib(&flag, &value(&mut it)?, 8, 256)?,
             "--qxl-secondary" => secondary = true,
             "--name" => name = value(&mut it)?,
+            "--control-socket" => control_socket = Some(PathBuf::from(value(&mut it)?)),
             other => return Err(format!("unknown argument '{other}' (see --help)")),
         }
     }
@@ -149,6 +154,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
         vgamem_mib,
         secondary,
         name,
+        control_socket,
     })))
 }
 

@@ -7,6 +7,7 @@
 
 mod bridge;
 mod cli;
+mod control;
 mod qxl;
 mod vfio;
 
@@ -167,6 +168,19 @@ fn run(opts: cli::Options) -> anyhow::Result<()> {
             .context("vfio-user thread")?;
     }
 
+    if let Some(path) = &opts.control_socket {
+        if path.exists() {
+            anyhow::bail!("--control-socket {}: path exists", path.display());
+        }
+        let listener = std::os::unix::net::UnixListener::bind(path)
+            .with_context(|| format!("--control-socket {}", path.display()))?;
+        let func = func.clone();
+        std::thread::Builder::new()
+            .name("control".into())
+            .spawn(move || control::serve(listener, func))
+            .context("control thread")?;
+    }
+
     // Run until SIGINT/SIGTERM, then remove the socket and stop.
     rt.block_on(async {
         use tokio::signal::unix::{signal, SignalKind};
@@ -182,6 +196,9 @@ fn run(opts: cli::Options) -> anyhow::Result<()> {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     wake.wake();
     let _ = std::fs::remove_file(&opts.qxl_socket);
+    if let Some(path) = &opts.control_socket {
+        let _ = std::fs::remove_file(path);
+    }
     info!("stopped");
     // The vfio-user thread may be blocked in accept(); leave without joining it.
     std::process::exit(0);

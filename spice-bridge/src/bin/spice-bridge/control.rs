@@ -1,0 +1,170 @@
+//! The daemon's control socket (`--control-socket PATH`): one text command per line, one
+//! reply line (`ok ...` or `error ...`). It is the host-side API for what a Spice client would
+//! otherwise ask through its agent, so tests and management tools can drive it:
+//!
+//! - `monitors WxH[+X+Y] [WxH[+X+Y] ...]`: the client's monitor layout. Written into the QXL
+//!   ROM with its CRC; CLIENT_MONITORS_CONFIG is raised when the guest unmasked it, after
+//!   which the guest driver lists the new preferred mode (reference qxl-device.md §3).
+//! - `status`: mode, primary surface size, whether a Spice client is connected.
+//!
+//! Lines are bounded (4 KiB); bad lines get an `error` reply and a log line.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::{Arc, Mutex};
+
+use qxl_device::ClientMonitor;
+use tracing::{info, warn};
+
+use crate::qxl::QxlFunction;
+
+const MAX_LINE: u64 = 4096;
+
+/// Parses `WxH[+X+Y]`.
+fn parse_head(s: &str) -> Result<ClientMonitor, String> {
+    let (size, pos) = match s.find('+') {
+        Some(i) => (&s[..i], Some(&s[i + 1..])),
+        None => (s, None),
+    };
+    let (w, h) = size
+        .split_once('x')
+        .ok_or_else(|| format!("'{s}': expected WxH[+X+Y]"))?;
+    let num = |v: &str| -> Result<u32, String> {
+        v.parse::<u32>()
+            .map_err(|_| format!("'{s}': '{v}' is not a number"))
+    };
+    let (width, height) = (num(w)?, num(h)?);
+    if width == 0 || height == 0 || width > 16384 || height > 16384 {
+        return Err(format!("'{s}': size must be 1..=16384"));
+    }
+    let (x, y) = match pos {
+        Some(p) => {
+            let (x, y) = p
+                .split_once('+')
+                .ok_or_else(|| format!("'{s}': expected +X+Y"))?;
+            (num(x)?, num(y)?)
+        }
+        None => (0, 0),
+    };
+    Ok(ClientMonitor {
+        x,
+        y,
+        width,
+        height,
+    })
+}
+
+/// Executes one command line; returns the reply line (without newline).
+pub fn execute(func: &Mutex<QxlFunction>, line: &str) -> String {
+    let mut words = line.split_whitespace();
+    match words.next() {
+        Some("monitors") => {
+            let heads: Result<Vec<_>, _> = words.map(parse_head).collect();
+            match heads {
+                Ok(h) if h.is_empty() || h.len() > 64 => {
+                    "error monitors: give 1 to 64 heads".to_string()
+                }
+                Ok(h) => {
+                    let raised = func
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .dev
+                        .set_client_monitors(&h);
+                    info!(heads = h.len(), raised, "client monitors config set");
+                    format!(
+                        "ok interrupt={}",
+                        if raised { "raised" } else { "not-raised" }
+                    )
+                }
+                Err(e) => format!("error monitors: {e}"),
+            }
+        }
+        Some("status") => {
+            let f = func.lock().unwrap_or_else(|p| p.into_inner());
+            let primary = f
+                .dev
+                .primary()
+                .map(|p| format!("{}x{}", p.width, p.height))
+                .unwrap_or_else(|| "none".into());
+            format!("ok mode={:?} primary={primary}", f.dev.mode())
+        }
+        Some(other) => format!("error unknown command '{other}' (monitors, status)"),
+        None => "error empty line".to_string(),
+    }
+}
+
+fn serve_conn(func: &Mutex<QxlFunction>, conn: UnixStream) -> std::io::Result<()> {
+    let mut out = conn.try_clone()?;
+    let mut reader = BufReader::new(conn);
+    loop {
+        let mut line = String::new();
+        let n = (&mut reader).take(MAX_LINE).read_line(&mut line)?;
+        if n == 0 {
+            return Ok(());
+        }
+        if !line.ends_with('\n') && n as u64 >= MAX_LINE {
+            warn!("control socket: line longer than {MAX_LINE} bytes; closing");
+            writeln!(out, "error line too long")?;
+            return Ok(());
+        }
+        let reply = execute(func, line.trim());
+        if reply.starts_with("error") {
+            warn!("control socket: {}: {reply}", line.trim());
+        }
+        writeln!(out, "{reply}")?;
+    }
+}
+
+/// Serves `listener` forever (one connection at a time is enough for a control socket).
+pub fn serve(listener: UnixListener, func: Arc<Mutex<QxlFunction>>) {
+    for conn in listener.incoming() {
+        match conn {
+            Ok(c) => {
+                if let Err(e) = serve_conn(&func, c) {
+                    warn!("control socket connection: {e}");
+                }
+            }
+            Err(e) => warn!("control socket accept: {e}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heads_parse_and_bad_ones_are_refused() {
+        assert_eq!(
+            parse_head("1280x800").unwrap(),
+            ClientMonitor {
+                x: 0,
+                y: 0,
+                width: 1280,
+                height: 800
+            }
+        );
+        assert_eq!(
+            parse_head("800x600+1280+0").unwrap(),
+            ClientMonitor {
+                x: 1280,
+                y: 0,
+                width: 800,
+                height: 600
+            }
+        );
+        for bad in [
+            "",
+            "x",
+            "10x",
+            "0x10",
+            "10x10+",
+            "10x10+1",
+            "axb",
+            "99999x10",
+            "10x10+-1+0",
+        ] {
+            assert!(parse_head(bad).is_err(), "{bad}");
+        }
+    }
+}
