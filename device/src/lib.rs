@@ -29,6 +29,34 @@
 //! }
 //! # Ok::<(), qxl_device::DeviceError>(())
 //! ```
+//!
+//! # Threads
+//!
+//! [`QxlDevice`] is a plain state machine (`&mut self`); keep it behind a mutex. vCPU
+//! threads call [`QxlDevice::io_write`] / [`QxlDevice::bar_write`] /
+//! [`QxlDevice::config_write`], which only touch registers and return
+//! [`IoAction::wake_worker`]; one worker thread per device calls [`QxlDevice::process`]
+//! until [`Progress::more`] is false. Ring decoding and rendering happen on the worker,
+//! except for the synchronous I/Os QEMU also runs on the vCPU (UPDATE_AREA, CREATE_PRIMARY,
+//! DESTROY_*, MEMSLOT_ADD).
+//!
+//! # What the VMM receives
+//!
+//! - [`InterruptLine::set_level`] on every re-evaluation of `(int_pending & int_mask) != 0`;
+//! - [`DeviceEvent`]s through a [`DisplaySink`]: decoded display and cursor commands (after
+//!   the software renderer applied them), primary/surface create and destroy, monitors
+//!   config, mode and VBE changes, guest log lines, resets and [`GuestBug`]s;
+//! - [`BarMapping`] changes from config-space writes.
+//!
+//! # Guest bugs
+//!
+//! A guest bug (bad I/O argument, second async I/O, unknown port, garbage ring indices, ...)
+//! raises `QXL_INTERRUPT_ERROR`, is logged, counted in [`Metrics::guest_bugs`] and reported
+//! as [`DeviceEvent::GuestBug`]. By default the offending operation is rejected and the
+//! device keeps serving (an async I/O still gets its one IO_CMD, a ring with garbage indices
+//! is parked until reset), so a Linux guest — which never resets after an error — does not
+//! freeze. [`QxlConfig::halt_on_guest_bug`] selects QEMU's behaviour instead: every I/O but
+//! RESET is ignored and the rings are not consumed until RESET.
 #![deny(missing_docs)]
 
 pub mod abi;
