@@ -6,6 +6,8 @@ PKGS=(
     spice-client-gtk virt-viewer xvfb xdotool x11-apps imagemagick
     # guest images and the trixie root that carries QEMU >= 10.1
     mmdebstrap busybox-static cpio gzip xz-utils
+    # guest test programs (gcc -static) and the picture comparison (python3)
+    gcc libc6-dev python3
     # helpers used by tests
     netcat-openbsd procps psmisc
 )
