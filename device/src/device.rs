@@ -30,6 +30,12 @@ use std::sync::Arc;
 use thiserror::Error;
 use tracing::{debug, info, warn};
 
+// The device moves between the vCPU and worker threads behind the VMM's mutex.
+const _: fn() = || {
+    fn assert_send<T: Send>() {}
+    assert_send::<QxlDevice>();
+};
+
 /// `QXL_CMD_CURSOR`.
 const QXL_CMD_CURSOR: u32 = 3;
 /// `QXL_CMD_SURFACE`.
@@ -366,9 +372,11 @@ impl QxlDevice {
 
     /// Writes PCI config space; returns the BAR mapping changes the VMM must apply.
     pub fn config_write(&mut self, offset: u16, data: &[u8]) -> Vec<BarMapping> {
+        let intx_before = self.pci.intx_disabled();
         let changes = self.pci.write(offset, data);
-        // INTx disable may have changed.
-        self.update_irq();
+        if self.pci.intx_disabled() != intx_before {
+            self.update_irq();
+        }
         changes
     }
 

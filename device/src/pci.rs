@@ -395,6 +395,33 @@ mod tests {
     }
 
     #[test]
+    fn bar4_high_dword_io_decode_and_direct_programming() {
+        let mut c = cfg();
+        c.write(0x04, &[(command::MEMORY | command::IO) as u8, 0]);
+        c.write(0x20, &0x0000_0000u32.to_le_bytes());
+        let ch = c.write(0x24, &0x80u32.to_le_bytes());
+        assert_eq!(ch[0].new, Some(0x80_0000_0000));
+        assert_eq!(c.read_u32(0x20), 0xC);
+        assert_eq!(c.read_u32(0x24), 0x80);
+        // I/O BAR decodes in I/O space only with the I/O bit, below 64 KiB.
+        c.write(0x1C, &0xC000u32.to_le_bytes());
+        assert_eq!(c.bar_address(BarIndex::Io), Some(0xC000));
+        assert_eq!(c.read_u32(0x1C), 0xC001);
+        c.write(0x04, &[command::MEMORY as u8, 0]);
+        assert_eq!(c.bar_address(BarIndex::Io), None);
+        // A VMM that allocates BARs itself.
+        let ch = c.set_bar_address(BarIndex::Ram, 0xE000_1234);
+        assert_eq!(ch[0].new, Some(0xE000_0000), "aligned down to the BAR size");
+        assert_eq!(c.read_u32(0x10), 0xE000_0000);
+        // Unknown offsets: reads past 256 are 0xFF, writes to read-only fields are ignored.
+        let mut b = [0u8; 2];
+        c.read(255, &mut b);
+        assert_eq!(b[1], 0xFF);
+        c.write(0, &[0, 0, 0, 0]);
+        assert_eq!(c.read_u32(0), 0x0100_1B36);
+    }
+
+    #[test]
     fn mapping_changes_follow_decode_and_address() {
         let mut c = cfg();
         assert!(c.write(0x10, &0xE000_0000u32.to_le_bytes()).is_empty());
