@@ -701,3 +701,38 @@ fn random_guest_behaviour_never_breaks_the_device() {
         assert_eq!(d.collect_releases().unwrap(), vec![id], "seed {seed}");
     }
 }
+
+#[test]
+fn async_arguments_are_copied_once_at_the_io_write() {
+    // The guest changes ram.create_surface / ram.mem_slot after the outb but before the
+    // worker runs: the device must use what was there at the I/O (copy once, reference §9).
+    let mut d = probed();
+    d.set_auto_worker(false);
+    let mem = d.alloc_surface_mem(640 * 480 * 4).unwrap();
+    let mut c = [0u8; 40];
+    c[0..4].copy_from_slice(&640u32.to_le_bytes());
+    c[4..8].copy_from_slice(&480u32.to_le_bytes());
+    c[8..12].copy_from_slice(&2560i32.to_le_bytes());
+    c[12..16].copy_from_slice(&32u32.to_le_bytes());
+    c[32..40].copy_from_slice(&mem.0.to_le_bytes());
+    d.set_ram_bytes(ram_off::CREATE_SURFACE, &c);
+    d.outb_raw(io::CREATE_PRIMARY_ASYNC, 0);
+    // Now a 16 MiB+ surface with a bogus address.
+    let mut evil = c;
+    evil[0..4].copy_from_slice(&100_000u32.to_le_bytes());
+    evil[32..40].copy_from_slice(&u64::MAX.to_le_bytes());
+    d.set_ram_bytes(ram_off::CREATE_SURFACE, &evil);
+    d.run_worker();
+    assert_eq!(d.dev.primary().unwrap().width, 640);
+    assert_eq!(d.dev.metrics().guest_bugs, 0);
+    // Same for MEMSLOT_ADD_ASYNC.
+    let mut s = [0u8; 16];
+    s[..8].copy_from_slice(&(BAR1_ADDR + 4096).to_le_bytes());
+    s[8..].copy_from_slice(&(BAR1_ADDR + 8192).to_le_bytes());
+    d.set_ram_bytes(ram_off::MEM_SLOT, &s);
+    d.outb_raw(io::MEMSLOT_ADD_ASYNC, 4);
+    d.set_ram_bytes(ram_off::MEM_SLOT, &[0xFF; 16]);
+    d.run_worker();
+    let slot = d.dev.memslot(4).unwrap();
+    assert_eq!((slot.guest_start, slot.size), (BAR1_ADDR + 4096, 4096));
+}
