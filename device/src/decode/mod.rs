@@ -66,8 +66,9 @@ impl Default for Limits {
     }
 }
 
-/// Largest number of clip rectangles accepted in one drawable.
-pub const MAX_CLIP_RECTS: u32 = 65_536;
+/// Largest number of clip rectangles accepted in one drawable (Linux sends at most 256, the
+/// DRM dirty-clip limit; the bound keeps the renderer's region work small).
+pub const MAX_CLIP_RECTS: u32 = 4096;
 /// Largest cursor width or height (QEMU's fix for CVE-2021-4206 uses the same bound).
 pub const MAX_CURSOR_SIDE: u16 = 512;
 /// Largest number of glyphs in one TEXT string.

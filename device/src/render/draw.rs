@@ -13,7 +13,7 @@ use zerocopy::IntoBytes;
 /// Largest image held whole in host memory (patterns, composite sources): 16 Mi pixels.
 const MAX_WHOLE_IMAGE_PIXELS: u64 = 1 << 24;
 /// Largest number of pixels one stroke may visit.
-const MAX_STROKE_STEPS: u64 = 1 << 26;
+const MAX_STROKE_STEPS: u64 = 1 << 24;
 
 /// The pixels a source image provides.
 enum Src<'a> {
@@ -546,12 +546,12 @@ impl Renderer {
                 ..
             } => {
                 let s = self.resolve_src(src, dst, id)?;
-                let sp = Sampler::new(&s, mem, *src_repeat, *src_transform, *src_origin)?;
+                let sp = Sampler::new(s, mem, *src_repeat, *src_transform, *src_origin)?;
                 let mp = match mask {
                     Some(m) => {
                         let ms = self.resolve_src(m, dst, id)?;
                         Some(Sampler::new(
-                            &ms,
+                            ms,
                             mem,
                             *mask_repeat,
                             *mask_transform,
@@ -773,10 +773,57 @@ fn copy_bits(dst: &mut Surface, rects: &[Rect], bbox: Rect, src_pos: Point) {
     }
 }
 
-fn in_rects(rects: &[Rect], x: i32, y: i32) -> bool {
-    rects
-        .iter()
-        .any(|r| x >= r.left && x < r.right && y >= r.top && y < r.bottom)
+/// Membership of a pixel in a set of disjoint rectangles, as a bitset over their bounds
+/// (at most the surface's size), so per-pixel tests are O(1).
+struct Coverage {
+    bounds: Rect,
+    bits: Vec<u64>,
+}
+
+impl Coverage {
+    fn new(rects: &[Rect]) -> Option<Self> {
+        let bounds = rects.iter().copied().reduce(|a, r| {
+            Rect::new(
+                a.left.min(r.left),
+                a.top.min(r.top),
+                a.right.max(r.right),
+                a.bottom.max(r.bottom),
+            )
+        })?;
+        let w = bounds.width() as usize;
+        let mut bits = vec![0u64; (w * bounds.height() as usize).div_ceil(64)];
+        for r in rects {
+            for y in r.top..r.bottom {
+                for x in r.left..r.right {
+                    let i = (y - bounds.top) as usize * w + (x - bounds.left) as usize;
+                    bits[i / 64] |= 1 << (i % 64);
+                }
+            }
+        }
+        Some(Coverage { bounds, bits })
+    }
+
+    #[inline]
+    fn contains(&self, x: i64, y: i64) -> bool {
+        let b = &self.bounds;
+        if x < b.left as i64 || y < b.top as i64 || x >= b.right as i64 || y >= b.bottom as i64 {
+            return false;
+        }
+        let i = (y - b.top as i64) as usize * b.width() as usize + (x - b.left as i64) as usize;
+        self.bits[i / 64] & (1 << (i % 64)) != 0
+    }
+
+    /// Marks a pixel as no longer drawable; returns whether it was.
+    #[inline]
+    fn take(&mut self, x: i64, y: i64) -> bool {
+        if !self.contains(x, y) {
+            return false;
+        }
+        let b = &self.bounds;
+        let i = (y - b.top as i64) as usize * b.width() as usize + (x - b.left as i64) as usize;
+        self.bits[i / 64] &= !(1 << (i % 64));
+        true
+    }
 }
 
 /// Clips the segment to `r` (Liang–Barsky, in f64); `None` if it misses.
@@ -815,18 +862,11 @@ fn clip_line(p0: (f64, f64), p1: (f64, f64), r: Rect) -> Option<((f64, f64), (f6
 /// Solid 1-pixel lines along the path (width and dashes are not rendered); every pixel is
 /// touched once, so XOR strokes are exact. Béziers are flattened into 16 steps.
 fn stroke(dst: &mut Surface, rects: &[Rect], path: &[PathSeg], b: &BrushPx, rop: u16) {
-    let bounds = rects.iter().fold(None::<Rect>, |acc, r| {
-        Some(match acc {
-            None => *r,
-            Some(a) => Rect::new(
-                a.left.min(r.left),
-                a.top.min(r.top),
-                a.right.max(r.right),
-                a.bottom.max(r.bottom),
-            ),
-        })
-    });
-    let Some(bounds) = bounds else { return };
+    // Each clip pixel is drawn at most once: taken out of the coverage when drawn.
+    let Some(mut cov) = Coverage::new(rects) else {
+        return;
+    };
+    let bounds = cov.bounds;
     let fx = |v: i32| v as f64 / 16.0;
     // Build the polyline list.
     let mut lines: Vec<((f64, f64), (f64, f64))> = Vec::new();
@@ -880,7 +920,6 @@ fn stroke(dst: &mut Surface, rects: &[Rect], path: &[PathSeg], b: &BrushPx, rop:
         }
     }
     let w = dst.width as usize;
-    let mut touched = std::collections::HashSet::new();
     let mut steps = 0u64;
     for (p0, p1) in lines {
         let Some((a, b2)) = clip_line(p0, p1, bounds) else {
@@ -897,7 +936,7 @@ fn stroke(dst: &mut Surface, rects: &[Rect], path: &[PathSeg], b: &BrushPx, rop:
             if steps > MAX_STROKE_STEPS {
                 return;
             }
-            if in_rects(rects, x as i32, y as i32) && touched.insert((x, y)) {
+            if cov.take(x, y) {
                 let d = &mut dst.px[y as usize * w + x as usize];
                 *d = ops::ropd_apply(rop, BRUSH_DEST, b.at(x as i32, y as i32), *d);
             }
@@ -920,23 +959,26 @@ fn stroke(dst: &mut Surface, rects: &[Rect], path: &[PathSeg], b: &BrushPx, rop:
 /// Glyphs: A1 bits use the foreground rop; A4/A8 coverage blends the foreground colour over
 /// the destination (a plain PUT) or, for other rops, applies the rop where coverage ≥ 50 %.
 fn text(dst: &mut Surface, rects: &[Rect], s: &GlyphString, b: &BrushPx, rop: u16) {
+    let Some(clip) = Coverage::new(rects) else {
+        return;
+    };
+    let bounds = clip.bounds;
     let w = dst.width as usize;
     let put = rop & ropd::OP_PUT != 0 && rop & (ropd::INVERS_BRUSH | ropd::INVERS_RES) == 0;
     for g in &s.glyphs {
         let stride = (g.width as usize * s.bpp as usize).div_ceil(8);
         let ox = g.render_pos.x as i64 + g.glyph_origin.x as i64;
         let oy = g.render_pos.y as i64 + g.glyph_origin.y as i64;
-        for gy in 0..g.height as usize {
+        // Only the part of the glyph inside the clip bounds is visited.
+        let gy0 = (bounds.top as i64 - oy).clamp(0, g.height as i64) as usize;
+        let gy1 = (bounds.bottom as i64 - oy).clamp(0, g.height as i64) as usize;
+        let gx0 = (bounds.left as i64 - ox).clamp(0, g.width as i64) as usize;
+        let gx1 = (bounds.right as i64 - ox).clamp(0, g.width as i64) as usize;
+        for gy in gy0..gy1 {
             let y = oy + gy as i64;
-            if y < i32::MIN as i64 || y > i32::MAX as i64 {
-                continue;
-            }
-            for gx in 0..g.width as usize {
+            for gx in gx0..gx1 {
                 let x = ox + gx as i64;
-                if x < i32::MIN as i64
-                    || x > i32::MAX as i64
-                    || !in_rects(rects, x as i32, y as i32)
-                {
+                if !clip.contains(x, y) {
                     continue;
                 }
                 let row = &g.data[gy * stride..(gy + 1) * stride];
@@ -967,32 +1009,37 @@ fn text(dst: &mut Surface, rects: &[Rect], s: &GlyphString, b: &BrushPx, rop: u1
 }
 
 /// Random access to a composite source or mask, with repeat and transform.
-struct Sampler {
+struct Sampler<'a> {
     w: u32,
     h: u32,
-    px: Vec<u32>,
+    /// Borrowed for surface sources (no copy per draw), owned for bitmaps.
+    px: std::borrow::Cow<'a, [u32]>,
+    force_alpha: bool,
     repeat: Repeat,
     transform: Option<[f64; 6]>,
     origin: Point,
 }
 
-impl Sampler {
+impl<'a> Sampler<'a> {
     fn new(
-        s: &Src<'_>,
+        s: Src<'a>,
         mem: &dyn GuestMemory,
         repeat: Repeat,
         t: Option<Transform>,
         origin: Point,
     ) -> Result<Self, RenderError> {
         let (w, h) = s.size();
-        let mut px = s.whole(mem, "composite")?;
-        if !s.has_alpha() {
-            px.iter_mut().for_each(|p| *p |= 0xFF00_0000);
-        }
+        let force_alpha = !s.has_alpha();
+        let px = match s {
+            Src::Surface(surf) => std::borrow::Cow::Borrowed(&surf.px[..]),
+            Src::Owned { px, .. } => std::borrow::Cow::Owned(px),
+            other => std::borrow::Cow::Owned(other.whole(mem, "composite")?),
+        };
         Ok(Sampler {
             w,
             h,
             px,
+            force_alpha,
             repeat,
             transform: t.map(|t| t.0.map(|v| v as f64 / 65536.0)),
             origin,
@@ -1023,7 +1070,14 @@ impl Sampler {
             }
         };
         match (wrap(x, w), wrap(y, h)) {
-            (Some(x), Some(y)) => self.px[(y * w + x) as usize],
+            (Some(x), Some(y)) => {
+                let p = self.px[(y * w + x) as usize];
+                if self.force_alpha {
+                    p | 0xFF00_0000
+                } else {
+                    p
+                }
+            }
             _ => 0,
         }
     }
