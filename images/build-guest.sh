@@ -98,9 +98,10 @@ tar -xf "$WORK/k.tar" -C "$WORK" $(grep -E '/vmlinuz-[^/]+$' "$WORK/k.list")
 VMLINUZ=$(find "$WORK" -name 'vmlinuz-*' -type f | head -1)
 [ -n "$VMLINUZ" ] || rig_die "no vmlinuz in $DEB"
 KVER=${VMLINUZ##*/vmlinuz-}
+KVER_RE=$(printf "%s" "$KVER" | sed "s/[+.]/\\\\&/g")
 ko_path() { # module name -> archive path (names use _ where file names may use -)
     local re=${1//_/[-_]}
-    grep -E "/lib/modules/$KVER/.*/$re\.ko(\.xz|\.zst)?$" "$WORK/k.list" | head -1
+    grep -E "/lib/modules/$KVER_RE/.*/$re\.ko(\.xz|\.zst)?$" "$WORK/k.list" | head -1
 }
 ko_depends() { # archive path -> its depends= list, comma separated
     local f="$WORK/$1"
