@@ -584,121 +584,33 @@ impl Rng {
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
-/// Random guest behaviour: port writes, RAM-header and ring scribbles, random ring entries
-/// and command bytes, config-space and VBE writes. The device must never panic or spin, and
-/// a RESET + re-probe must bring it back to a working state.
+/// Random guest behaviour (`testing::run_guest_ops`): port writes, RAM-header and ring
+/// scribbles, random ring entries and command bytes, config-space and VBE writes. The device
+/// must never panic or spin, and a RESET + re-probe must bring it back to a working state.
+/// The same interpreter is the `device_io` fuzz target.
 #[test]
 fn random_guest_behaviour_never_breaks_the_device() {
     for seed in 1..=SEEDS {
         let mut r = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-        let cfg = QxlConfig {
-            n_surfaces: 64,
-            render_budget_bytes: 64 << 20,
-            ..Default::default()
-        };
-        let mut d = MockDriver::new(cfg).unwrap();
-        d.probe().unwrap();
-        d.create_primary(320, 200).unwrap();
-        let hdr = d.ram_header_offset();
-        let slot_size = d.dev.memslot(1).unwrap().size;
-        for _ in 0..OPS {
-            match r.below(10) {
-                0 => {
-                    let port = r.below(34) as u8;
-                    // Keep RESET rare so the rest of the state machine gets exercised.
-                    if port != io::RESET || r.below(20) == 0 {
-                        d.dev
-                            .bar_write(BarIndex::Io, port as u64, &[r.next() as u8]);
-                    }
-                }
-                1 => {
-                    // Scribble a header field (rings, mem_slot, create_surface, update_area...).
-                    let off = 4 + r.below(5340 / 4) * 4;
-                    let v = match r.below(3) {
-                        0 => r.next() as u32,
-                        1 => r.below(64) as u32,
-                        _ => u32::MAX - r.below(4) as u32,
-                    };
-                    d.dev.bar_write(BarIndex::Ram, hdr + off, &v.to_le_bytes());
-                }
-                2 | 3 => {
-                    // A plausible command: random bytes in the main slot, maybe a valid id.
-                    let len = 8 + r.below(256);
-                    let off = r.below(slot_size - len);
-                    let bytes: Vec<u8> = (0..len).map(|_| r.next() as u8).collect();
-                    d.dev.bar_write(BarIndex::Ram, off, &bytes);
-                    let addr = if r.below(4) == 0 {
-                        QxlPhys(r.next())
-                    } else {
-                        QxlPhys::new(1, 0, off)
-                    };
-                    let ty = r.below(8) as u32;
-                    let _ = if r.below(2) == 0 {
-                        d.push_command(ty, addr)
-                    } else {
-                        d.push_cursor(ty, addr)
-                    };
-                }
-                4 => {
-                    let off = r.below(64) as u16 * 4;
-                    let v = r.next() as u32;
-                    if off != 4 {
-                        d.dev.config_write(off, &v.to_le_bytes());
-                    }
-                }
-                5 => {
-                    d.dev
-                        .vbe_io_write(VBE_DISPI_IOPORT_INDEX, r.below(12) as u16);
-                    d.dev.vbe_io_write(VBE_DISPI_IOPORT_DATA, r.next() as u16);
-                    let _ = d.dev.vbe_snapshot();
-                }
-                6 => {
-                    let n = r.below(70) as usize;
-                    let heads: Vec<_> = (0..n)
-                        .map(|_| qxl_device::ClientMonitor {
-                            x: r.next() as u32,
-                            y: r.next() as u32,
-                            width: r.next() as u32,
-                            height: r.next() as u32,
-                        })
-                        .collect();
-                    d.dev.set_client_monitors(&heads);
-                }
-                7 => {
-                    let _ = d.collect_releases();
-                }
-                _ => {
-                    for _ in 0..8 {
-                        if !d.dev.process().more {
-                            break;
-                        }
-                    }
-                    d.service_irq();
-                }
+        let bytes: Vec<u8> = (0..OPS * 64).map(|_| r.next() as u8).collect();
+        let cfg = if seed % 2 == 0 {
+            qxl_device::testing::small_config()
+        } else {
+            QxlConfig {
+                n_surfaces: 64,
+                render_budget_bytes: 64 << 20,
+                ..Default::default()
             }
-        }
+        };
+        let m = qxl_device::testing::run_guest_ops(cfg, &bytes);
         // The run really exercised the rings and the reject paths.
-        let m = d.dev.metrics();
         assert!(m.commands + m.cursor_commands > 50, "seed {seed}: {m:?}");
         assert!(
             m.guest_bugs > 0 && m.decode_errors > 0,
             "seed {seed}: {m:?}"
         );
-        // Recovery: firmware restores the BARs, the driver reloads.
-        d.config_write32(0x10, qxl_device::testing::BAR0_ADDR as u32);
-        d.config_write32(0x14, qxl_device::testing::BAR1_ADDR as u32);
-        d.dev.config_write(4, &7u16.to_le_bytes());
-        d.probe().unwrap();
-        d.create_primary(640, 480).unwrap();
-        let (a, id) = d.put_command(&[0u8; 8]).unwrap();
-        d.push_command(QXL_CMD_NOP, a).unwrap();
-        d.outb(io::FLUSH_RELEASE, 0);
-        assert_eq!(d.collect_releases().unwrap(), vec![id], "seed {seed}");
     }
 }
 

@@ -640,3 +640,160 @@ impl MockDriver {
         Some(v)
     }
 }
+
+/// Reads fuzz / PRNG bytes as parameters; yields zeros once exhausted.
+#[derive(Debug)]
+struct OpReader<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl OpReader<'_> {
+    fn done(&self) -> bool {
+        self.pos >= self.data.len()
+    }
+    fn u8(&mut self) -> u8 {
+        let v = self.data.get(self.pos).copied().unwrap_or(0);
+        self.pos += 1;
+        v
+    }
+    fn u16(&mut self) -> u16 {
+        u16::from_le_bytes([self.u8(), self.u8()])
+    }
+    fn u32(&mut self) -> u32 {
+        u32::from_le_bytes([self.u8(), self.u8(), self.u8(), self.u8()])
+    }
+    fn u64(&mut self) -> u64 {
+        (self.u32() as u64) | ((self.u32() as u64) << 32)
+    }
+}
+
+/// A small configuration for fuzzing (fast to create: 2 MiB RAM, 64 KiB VRAM).
+pub fn small_config() -> QxlConfig {
+    QxlConfig {
+        ram_size: 2 << 20,
+        vgamem_size: 1 << 20,
+        vram_size: 64 << 10,
+        n_surfaces: 64,
+        render_budget_bytes: 16 << 20,
+        ..Default::default()
+    }
+}
+
+/// Plays `data` as a sequence of hostile guest actions against a probed device with a
+/// primary: I/O port writes, RAM-header scribbles (rings, arguments), command and cursor
+/// ring entries pointing at random bytes, config-space, VBE and client-monitors writes,
+/// release collection and worker runs. Used by the randomized hostile-guest test and the
+/// `device_io` fuzz target. The device must never panic or hang; afterwards a RESET and
+/// re-probe must give a working device (checked here; a failure panics, which is what the
+/// fuzzer reports). Returns the device's counters from before the recovery.
+pub fn run_guest_ops(cfg: QxlConfig, data: &[u8]) -> crate::Metrics {
+    let Ok(mut d) = MockDriver::new(cfg) else {
+        return crate::Metrics::default();
+    };
+    d.probe().expect("probe of a fresh device");
+    let _ = d.create_primary(64, 48);
+    let hdr = d.ram_header_offset();
+    let slot_size = d.dev.memslot(1).map_or(0, |s| s.size);
+    let mut r = OpReader { data, pos: 0 };
+    let mut ops = 0;
+    while !r.done() && ops < 10_000 {
+        ops += 1;
+        match r.u8() % 11 {
+            0 => {
+                let port = r.u8() % 34;
+                let value = r.u8();
+                // RESET only rarely, so the rest of the state machine gets exercised.
+                if port != io::RESET || value % 16 == 0 {
+                    d.dev.bar_write(BarIndex::Io, port as u64, &[value]);
+                }
+            }
+            1 => {
+                let off = 4 + (r.u16() as u64 % (5340 / 4)) * 4;
+                let v = r.u32();
+                d.dev.bar_write(BarIndex::Ram, hdr + off, &v.to_le_bytes());
+            }
+            2 | 3 => {
+                let len = 8 + (r.u8() as u64);
+                let off = if slot_size > len {
+                    r.u32() as u64 % (slot_size - len)
+                } else {
+                    0
+                };
+                let bytes: Vec<u8> = (0..len).map(|_| r.u8()).collect();
+                d.dev.bar_write(BarIndex::Ram, off, &bytes);
+                let addr = if r.u8() % 4 == 0 {
+                    QxlPhys(r.u64())
+                } else {
+                    QxlPhys::new(1, 0, off)
+                };
+                let ty = (r.u8() % 8) as u32;
+                let _ = if r.u8() % 2 == 0 {
+                    d.push_command(ty, addr)
+                } else {
+                    d.push_cursor(ty, addr)
+                };
+            }
+            4 => {
+                let off = (r.u8() % 64) as u16 * 4;
+                let v = r.u32();
+                // Keep I/O and memory decode on (off 4 is the command register).
+                if off != 4 {
+                    d.dev.config_write(off, &v.to_le_bytes());
+                }
+            }
+            5 => {
+                d.dev
+                    .vbe_io_write(crate::vbe::VBE_DISPI_IOPORT_INDEX, r.u8() as u16 % 12);
+                d.dev
+                    .vbe_io_write(crate::vbe::VBE_DISPI_IOPORT_DATA, r.u16());
+                let _ = d.dev.vbe_snapshot();
+            }
+            6 => {
+                let n = r.u8() as usize % 70;
+                let heads: Vec<_> = (0..n)
+                    .map(|_| crate::ClientMonitor {
+                        x: r.u32(),
+                        y: r.u32(),
+                        width: r.u32(),
+                        height: r.u32(),
+                    })
+                    .collect();
+                d.dev.set_client_monitors(&heads);
+            }
+            7 => {
+                let _ = d.collect_releases();
+            }
+            8 => {
+                // The driver (re)creates its primary, as after a modeset.
+                if d.dev.mode() != crate::Mode::Native {
+                    let _ = d.create_primary(64, 48);
+                }
+            }
+            _ => {
+                for _ in 0..8 {
+                    if !d.dev.process().more {
+                        break;
+                    }
+                }
+                d.service_irq();
+            }
+        }
+    }
+    let metrics = d.dev.metrics();
+    // Recovery: firmware restores the BARs, the driver reloads, one command round-trips.
+    d.config_write32(0x10, BAR0_ADDR as u32);
+    d.config_write32(0x14, BAR1_ADDR as u32);
+    d.dev.config_write(4, &7u16.to_le_bytes());
+    d.probe().expect("re-probe after RESET");
+    d.create_primary(64, 48).expect("primary after RESET");
+    let (a, id) = d.put_command(&[0u8; 8]).expect("command memory");
+    d.push_command(0, a).expect("push after RESET");
+    d.outb(io::FLUSH_RELEASE, 0);
+    assert_eq!(
+        d.collect_releases(),
+        Ok(vec![id]),
+        "device works after RESET"
+    );
+    metrics
+}
