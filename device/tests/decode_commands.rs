@@ -780,3 +780,26 @@ fn garbage_never_panics() {
         }
     }
 }
+
+#[test]
+fn load_pixels_makes_a_command_independent_of_guest_memory() {
+    let m = VecMemory::with_slot(1 << 16);
+    let b = Builder::new(&m);
+    let img = b.argb_image(2, 1, &[0x10, 0x20]);
+    let c = copy_member(img, Rect::new(0, 0, 2, 1), ropd::OP_PUT, 0, no_mask());
+    let a = b.drawable(0, draw_type::COPY, Rect::new(0, 0, 2, 1), QxlPhys(0), &c);
+    let mut cmd = decode_display(&m, cmd_type::DRAW, a, &limits()).unwrap();
+    cmd.load_pixels(&m).unwrap();
+    let DisplayCommand::Draw(d) = cmd else {
+        panic!()
+    };
+    let DrawOp::Copy { src, .. } = &d.op else {
+        panic!()
+    };
+    let bm = src.bitmap().unwrap();
+    assert!(matches!(bm.data, PixelData::Owned(_)));
+    assert_eq!(
+        bm.to_argb(&VecMemory::new()).unwrap(),
+        vec![0xFF000010, 0xFF000020]
+    );
+}

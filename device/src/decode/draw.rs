@@ -892,3 +892,77 @@ fn decode_string(
     }
     Ok(GlyphString { bpp, glyphs })
 }
+
+fn load_image(img: &mut Image, mem: &dyn GuestMemory) -> Result<(), crate::mem::MemError> {
+    if let ImageKind::Bitmap(b) = &mut img.kind {
+        if matches!(b.data, super::PixelData::Guest(_)) {
+            *b = b.load(mem)?;
+        }
+    }
+    Ok(())
+}
+
+fn load_brush(b: &mut Brush, mem: &dyn GuestMemory) -> Result<(), crate::mem::MemError> {
+    if let Brush::Pattern { image, .. } = b {
+        load_image(image, mem)?;
+    }
+    Ok(())
+}
+
+fn load_mask(m: &mut Option<Mask>, mem: &dyn GuestMemory) -> Result<(), crate::mem::MemError> {
+    if let Some(m) = m {
+        load_image(&mut m.image, mem)?;
+    }
+    Ok(())
+}
+
+impl Drawable {
+    /// Copies every bitmap this drawable references from guest memory to the host
+    /// ([`super::PixelData::Owned`]), so the value stays valid after the command is released
+    /// and the guest reuses the memory. Call it before handing the drawable to another thread.
+    pub fn load_pixels(&mut self, mem: &dyn GuestMemory) -> Result<(), crate::mem::MemError> {
+        match &mut self.op {
+            DrawOp::Fill { brush, mask, .. } => {
+                load_brush(brush, mem)?;
+                load_mask(mask, mem)
+            }
+            DrawOp::Opaque {
+                src, brush, mask, ..
+            }
+            | DrawOp::Rop3 {
+                src, brush, mask, ..
+            } => {
+                load_image(src, mem)?;
+                load_brush(brush, mem)?;
+                load_mask(mask, mem)
+            }
+            DrawOp::Copy { src, mask, .. } | DrawOp::Blend { src, mask, .. } => {
+                load_image(src, mem)?;
+                load_mask(mask, mem)
+            }
+            DrawOp::Blackness { mask } | DrawOp::Whiteness { mask } | DrawOp::Invers { mask } => {
+                load_mask(mask, mem)
+            }
+            DrawOp::Stroke { brush, .. } => load_brush(brush, mem),
+            DrawOp::Text {
+                fore_brush,
+                back_brush,
+                ..
+            } => {
+                load_brush(fore_brush, mem)?;
+                load_brush(back_brush, mem)
+            }
+            DrawOp::Transparent { src, .. } | DrawOp::AlphaBlend { src, .. } => {
+                load_image(src, mem)
+            }
+            DrawOp::Composite { src, mask, .. } => {
+                load_image(src, mem)?;
+                if let Some(m) = mask {
+                    load_image(m, mem)?;
+                }
+                Ok(())
+            }
+            DrawOp::Nop | DrawOp::CopyBits { .. } => Ok(()),
+        }
+    }
+}

@@ -386,6 +386,20 @@ pub enum DisplayCommand {
     Message,
 }
 
+impl DisplayCommand {
+    /// Copies every bitmap the command references into host memory (see
+    /// [`Drawable::load_pixels`]); a no-op for commands without images. Decoding leaves pixel
+    /// bytes in guest memory (validated ranges) so the renderer can copy them once, straight
+    /// into a surface; call this before the command is released if the value must outlive it
+    /// (e.g. before queueing it to the Spice bridge).
+    pub fn load_pixels(&mut self, mem: &dyn GuestMemory) -> Result<(), MemError> {
+        match self {
+            DisplayCommand::Draw(d) => d.load_pixels(mem),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Copies one wire struct out of guest memory (the single read of those bytes).
 pub(crate) fn read_struct<T: FromBytes + IntoBytes>(
     mem: &dyn GuestMemory,
