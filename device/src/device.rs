@@ -9,7 +9,7 @@
 //! work inside `io_write`.
 
 use crate::abi::dev::{
-    io, irq, ram_off, rom_off, QxlMemSlot, QxlRect, QxlSurfaceCreate, LOG_BUF_SIZE, NUM_MEMSLOTS,
+    io, irq, ram_off, rom_off, QxlMemSlot, QxlRect, QxlSurfaceCreate, LOG_BUF_SIZE,
     QXL_SURF_FLAG_KEEP_DATA,
 };
 use crate::config::{ConfigError, Layout, QxlConfig};
@@ -1042,11 +1042,15 @@ impl QxlDevice {
             crate::ring::RingError::BadIndex { ring, prod, cons } => {
                 GuestBug::RingIndices { ring, prod, cons }
             }
-            other => GuestBug::RingIndices {
-                ring: ring.name(),
-                prod: 0,
-                cons: other.to_string().len() as u32,
-            },
+            other => {
+                // Cannot happen with a validated layout; report it as a parked ring anyway.
+                warn!(target: "qxl", "{} ring: {other}", ring.name());
+                GuestBug::RingIndices {
+                    ring: ring.name(),
+                    prod: 0,
+                    cons: 0,
+                }
+            }
         };
         self.guest_bug(bug);
     }
@@ -1328,7 +1332,4 @@ impl QxlDevice {
             Mode::Undefined => None,
         }
     }
-
-    /// Number of memslots.
-    pub const NUM_MEMSLOTS: u8 = NUM_MEMSLOTS;
 }
