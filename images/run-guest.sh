@@ -106,7 +106,7 @@ CMDLINE="console=ttyS0 panic=-1 quiet vt.global_cursor_default=0"
 common_args() { # $1 = accel, $2 = serial log name inside /spice-rs/log
     echo "-accel $1 -machine pc,memory-backend=mem -m $MEM -smp 1"
     echo "-object memory-backend-memfd,id=mem,size=${MEM}M,share=on"
-    echo "-display none -monitor none -serial file:/spice-rs/log/$2"
+    echo "-nic none -display none -monitor none -serial file:/spice-rs/log/$2"
     echo "-kernel /spice-rs/guest/$KERNEL -initrd /spice-rs/guest/initrd.gz"
 }
 
