@@ -22,7 +22,8 @@
 #   --qemu-arg ARG           extra QEMU argument (repeatable), e.g. --qemu-arg -trace --qemu-arg 'vfio_*'
 #   --pidfile FILE           write QEMU's pid there
 #
-# Runs in the foreground until QEMU exits; kills QEMU on exit, INT or TERM. Prints the accelerator
+# Runs in the foreground until QEMU exits; kills QEMU on exit, INT or TERM (and QEMU gets SIGKILL
+# if this script is killed outright). Prints the accelerator
 # it chose on stderr as "run-guest: accel=tcg|kvm". Needs root (chroot, private mount namespace).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -97,7 +98,7 @@ qemu_run() {
         mount --bind "$rundir" "$root/spice-rs/guest" &&
         mount --bind "$logdir" "$root/spice-rs/log" &&
         { [ ! -d "$sockdir" ] || mount --bind "$sockdir" "$root/spice-rs/sock"; } &&
-        exec chroot "$root" qemu-system-x86_64 "$@"' sh "$ROOT" "$RUNDIR" "$(dirname "$log")" "$sockdir" "$@" \
+        exec setpriv --pdeathsig KILL chroot "$root" qemu-system-x86_64 "$@"' sh "$ROOT" "$RUNDIR" "$(dirname "$log")" "$sockdir" "$@" \
         </dev/null 2>"$log.qemu" &
     QPID=$!
 }
