@@ -34,6 +34,9 @@ pub struct Bridge {
     func: Arc<Mutex<QxlFunction>>,
     primary: Option<(u32, u32)>,
     dirty: Vec<Rect>,
+    /// A MARK ("the picture is complete") is owed to clients after the first flush of a new
+    /// primary: spice-gtk's widget (remote-viewer) shows nothing until it gets one.
+    mark_pending: bool,
 }
 
 impl Bridge {
@@ -44,6 +47,7 @@ impl Bridge {
             func,
             primary: None,
             dirty: Vec::new(),
+            mark_pending: false,
         }
     }
 
@@ -90,6 +94,7 @@ impl Bridge {
                             "primary surface created"
                         );
                         self.primary = Some((desc.width, desc.height));
+                        self.mark_pending = true;
                         // KEEP_DATA: whatever the renderer holds is the first picture.
                         self.mark_dirty(QRect {
                             top: 0,
@@ -200,6 +205,9 @@ impl Bridge {
                 }
                 Err(e) => warn!("dirty area {r:?} not sent: {e}"),
             }
+        }
+        if std::mem::take(&mut self.mark_pending) {
+            self.model.mark();
         }
     }
 
