@@ -15,10 +15,9 @@ pub(crate) const CHUNK_HEADER: u64 = 20;
 /// themselves are read later, straight into their destination.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GuestChunks {
-    /// (address of the data, length) of each non-empty chunk, in order.
-    ranges: Vec<(QxlPhys, u32)>,
-    /// Logical offset of each range's first byte.
-    starts: Vec<u64>,
+    /// (address of the data, length, logical offset of its first byte) of each non-empty
+    /// chunk, in order.
+    ranges: Vec<(QxlPhys, u32, u64)>,
     /// Sum of all lengths.
     total: u64,
 }
@@ -49,8 +48,7 @@ impl GuestChunks {
             return Ok(());
         }
         probe_range(mem, addr, len as u64)?;
-        self.starts.push(self.total);
-        self.ranges.push((addr, len));
+        self.ranges.push((addr, len, self.total));
         self.total += len as u64;
         Ok(())
     }
@@ -66,8 +64,8 @@ impl GuestChunks {
     }
 
     /// The `(address, length)` ranges in order.
-    pub fn ranges(&self) -> &[(QxlPhys, u32)] {
-        &self.ranges
+    pub fn ranges(&self) -> impl Iterator<Item = (QxlPhys, u32)> + '_ {
+        self.ranges.iter().map(|&(a, l, _)| (a, l))
     }
 
     /// Copies `dst.len()` bytes starting at logical offset `off` into `dst`.
@@ -85,17 +83,17 @@ impl GuestChunks {
             });
         }
         // First range containing `off`.
-        let mut i = match self.starts.binary_search(&off) {
+        let mut i = match self.ranges.binary_search_by_key(&off, |r| r.2) {
             Ok(i) => i,
             Err(i) => i.saturating_sub(1),
         };
         let mut done = 0usize;
         let mut pos = off;
         while done < dst.len() {
-            let Some(&(addr, rlen)) = self.ranges.get(i) else {
+            let Some(&(addr, rlen, start)) = self.ranges.get(i) else {
                 break;
             };
-            let in_range = pos - self.starts[i];
+            let in_range = pos - start;
             let avail = (rlen as u64 - in_range) as usize;
             let n = avail.min(dst.len() - done);
             // in_range < rlen ≤ u32::MAX, validated by `push`, so the add cannot leave the slot.

@@ -211,12 +211,23 @@ pub(crate) fn fix_endian(row: &mut [u32]) {
     }
 }
 
+/// Pixels per guest-memory copy in the 32-bit paths.
+pub(crate) const PIECE_PX: usize = 480;
+
 fn write_u32s(mem: &dyn GuestMemory, at: QxlPhys, px: &[u32]) -> Result<(), MemError> {
     if cfg!(target_endian = "big") {
         let b: Vec<u8> = px.iter().flat_map(|p| p.to_le_bytes()).collect();
         mem.write(at, &b)
     } else {
-        mem.write(at, px.as_bytes())
+        // Pieces of 1 KiB: glibc's `rep movsb` path for larger copies is several times
+        // slower when the destination sits a few bytes after the source modulo 4 KiB (seen
+        // here: 2.4 ms instead of 0.34 ms for a 1080p write-back).
+        let mut a = at;
+        for piece in px.chunks(PIECE_PX) {
+            mem.write(a, piece.as_bytes())?;
+            a = a.checked_add(PIECE_PX as u64 * 4).unwrap_or(a);
+        }
+        Ok(())
     }
 }
 
