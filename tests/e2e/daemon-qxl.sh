@@ -1,0 +1,461 @@
+#!/usr/bin/env bash
+# End-to-end proofs of issue 4: the spice-bridge daemon serves a QXL device over vfio-user to QEMU 11
+# (images/run-guest.sh --vfio-user), the real Linux qxl driver binds in a Debian guest, and the real
+# spice-gtk clients (spicy-screenshot, remote-viewer under Xvfb) see what the guest draws.
+#
+# Cases (each prints PASS or FAIL with its time; the script exits 1 if any failed or if a piece of
+# the rig or a client is missing -- nothing is skipped):
+#   bind           bookworm: "[drm] Initialized qxl", /dev/dri/card0 + /dev/fb0, and the first
+#                  modeset reaches the client (spicy-screenshot picture of the guest's mode size)
+#   kms            a KMS dumb-buffer picture updated with DIRTYFB clip rectangles, pixel for pixel
+#   cursor         a 64x64 ARGB cursor set with the DRM cursor ioctl and moved to (300,200) shows,
+#                  pixel for pixel, at that place in remote-viewer's window (Xvfb frame buffer)
+#   monitors       "monitors 1280x800" on the control socket: the guest's connector lists 1280x800
+#                  as its preferred mode (and back to 1024x768)
+#   fb             a picture written to /dev/fb0 comes back pixel for pixel
+#   reload         rmmod qxl; modprobe qxl (twice): the picture comes back after each
+#   reboot         a guest reboot (QEMU keeps running, the device is reset): the picture comes back
+#   client-kill    remote-viewer killed (SIGKILL) mid-frame while the guest redraws full screen; a
+#                  new client sees the current picture; the guest never waits on the client
+#   trixie-fb      trixie 6.12 guest: driver binds, fb picture pixel for pixel
+#   mmap           the daemon with mmap-able BARs (no --qxl-no-mmap): bind and fb picture
+#   shutdown       SIGTERM: the daemon exits within 5 s and removes its sockets; no panic logged
+#
+# One daemon serves all the no-mmap guests in turn (each QEMU connects, runs, disconnects).
+# Env: DAEMON_E2E_KEEP=1 keeps the work dir; DAEMON_E2E_CASES="bind kms ..." runs a subset
+# (cases sharing a guest boot run together); DAEMON_E2E_TASKSET=CPU pins QEMU and the daemon.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+. tests/lib/rig.sh
+. tests/lib/daemon.sh
+
+T_START=$(rig_now_ms)
+say() { printf '[daemon-qxl %s] %s\n' "$(date -u +%T)" "$*" >&2; }
+die() { # a missing piece of the rig: not a skip, a failure
+    echo "FAIL: $*" >&2
+    exit 1
+}
+
+[ "$(id -u)" = 0 ] || die "needs root (QEMU runs in a chroot)"
+for tool in cargo python3 spicy-screenshot remote-viewer Xvfb xdotool mmdebstrap gcc; do
+    command -v "$tool" >/dev/null || die "$tool missing: run images/install-host-deps.sh"
+done
+
+OUT=$(mktemp -d /tmp/daemon-qxl.XXXXXX)
+cleanup() {
+    daemon_cleanup
+    if [ "${DAEMON_E2E_KEEP:-0}" = 1 ] || [ "${FAILED:-0}" -gt 0 ]; then
+        say "work dir kept: $OUT"
+    else
+        rm -rf "$OUT"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+WANT=${DAEMON_E2E_CASES:-"bind kms cursor monitors fb reload reboot client-kill trixie-fb mmap shutdown"}
+wanted() { case " $WANT " in *" $1 "*) return 0 ;; esac; return 1; }
+
+say "building the daemon and the rig (cached)"
+t0=$(rig_now_ms)
+daemon_build || die "cargo build -p spice-bridge --bin spice-bridge failed"
+bash images/build-qemu-root.sh >/dev/null || die "images/build-qemu-root.sh failed"
+bash images/build-guest.sh bookworm >/dev/null || die "images/build-guest.sh bookworm failed"
+if wanted trixie-fb; then
+    bash images/build-guest.sh trixie >/dev/null || die "images/build-guest.sh trixie failed"
+fi
+say "ready in $(($(rig_now_ms) - t0)) ms (daemon: $DAEMON_BIN)"
+
+PIN=()
+[ -n "${DAEMON_E2E_TASKSET:-}" ] && PIN=(taskset -c "$DAEMON_E2E_TASKSET")
+GUEST_PIN=()
+[ -n "${DAEMON_E2E_TASKSET:-}" ] && GUEST_PIN=(--taskset "$DAEMON_E2E_TASKSET")
+
+# --- case bookkeeping -----------------------------------------------------------------------------
+RESULTS=() FAILED=0 WHY="" CASE_T0=0 CASE_NAME=""
+case_begin() { CASE_NAME=$1 CASE_T0=$(rig_now_ms) WHY=""; say "case $1: $2"; }
+# case_end STATUS(0 = pass)
+case_end() {
+    local rc=$1 ms line
+    ms=$(($(rig_now_ms) - CASE_T0))
+    if [ "$rc" = 0 ]; then
+        line=$(printf 'PASS %-12s %6.1f s' "$CASE_NAME" "$(echo "$ms/1000" | bc -l)")
+    else
+        line=$(printf 'FAIL %-12s %6.1f s  %s' "$CASE_NAME" "$(echo "$ms/1000" | bc -l)" "$WHY")
+        FAILED=$((FAILED + 1))
+    fi
+    echo "$line"
+    RESULTS+=("$line")
+}
+# why MSG: record the reason of a failure (use as `check || { why "..."; return 1; }`)
+why() {
+    WHY=$*
+    say "  FAIL: $*"
+    if [ -n "$RIG_GUEST_LOG" ] && [ -f "$RIG_GUEST_LOG" ]; then
+        say "  guest log tail ($RIG_GUEST_LOG):"
+        grep -a 'QXL-TEST\|QXL-LOG\|qxl\|drm' "$RIG_GUEST_LOG" | tail -8 | sed 's/^/    /' >&2
+    fi
+    say "  daemon log tail:"
+    tail -5 "$DAEMON_LOG" | sed 's/^/    /' >&2
+}
+
+# ensure_daemon [FLAGS]: the shared no-mmap daemon is running (restarted, and noted, if it died).
+DAEMON_FLAGS=(--disable-ticketing --qxl-no-mmap)
+ensure_daemon() {
+    if ! daemon_alive; then
+        [ -n "$DAEMON_PID" ] && say "  the daemon died (pid $DAEMON_PID); restarting it"
+        DAEMON_PID=""
+        mkdir -p "$OUT/d"
+        daemon_start_pinned "$OUT/d" "${DAEMON_FLAGS[@]}" || die "the daemon did not start (see $OUT/d/daemon.log)"
+    fi
+}
+daemon_start_pinned() {
+    if [ ${#PIN[@]} -gt 0 ]; then
+        local real=$DAEMON_BIN
+        DAEMON_BIN="$OUT/pinned-daemon.sh"
+        printf '#!/bin/sh\nexec %s %s "$@"\n' "${PIN[*]}" "$real" >"$DAEMON_BIN"
+        chmod +x "$DAEMON_BIN"
+        daemon_start "$@"
+        local rc=$?
+        DAEMON_BIN=$real
+        return $rc
+    fi
+    daemon_start "$@"
+}
+
+# boot NAME DIST TEST APPEND [run-guest args...]: start a guest on the current daemon.
+boot() {
+    local name=$1 dist=$2 test=$3 append=$4
+    shift 4
+    rig_stop_guest
+    rig_start_guest "$OUT/$name.log" --dist "$dist" --vfio-user "$DAEMON_SOCK" --no-mmap \
+        --test "$test" --append "$append" --timeout 400 "${GUEST_PIN[@]}" "$@"
+}
+
+# wait_guest REGEX SECS WHAT: wait for a guest marker; a FAIL marker of the test ends the wait.
+wait_guest() {
+    rig_wait_marker "$RIG_GUEST_LOG" "$1|QXL-TEST: [a-z]+ FAIL" "$2" || { why "no '$1' within $2 s ($3)"; return 1; }
+    if grep -qE 'QXL-TEST: [a-z]+ FAIL' "$RIG_GUEST_LOG"; then
+        why "guest test failed: $(grep -E 'QXL-TEST: [a-z]+ FAIL' "$RIG_GUEST_LOG" | head -1)"
+        return 1
+    fi
+}
+
+# check_bind: driver init line, bind marker with card0 + fb0.
+check_bind() {
+    wait_guest 'QXL-TEST: bind PASS' 180 "qxl bind" || return 1
+    grep -qaE '\[drm\] Initialized qxl [0-9.]+ [0-9]+ for ' "$RIG_GUEST_LOG" || { why "no '[drm] Initialized qxl' line"; return 1; }
+    grep -qa 'QXL-TEST: bind PASS driver=qxl card0 fb0' "$RIG_GUEST_LOG" || { why "bind marker lacks driver=qxl card0 fb0"; return 1; }
+    say "  $(grep -aoE '\[drm\] Initialized qxl .*' "$RIG_GUEST_LOG" | head -1 | tr -d '\r')"
+    say "  $(grep -a 'QXL-TEST: bind PASS' "$RIG_GUEST_LOG" | tail -1)"
+}
+
+# shot_compare PICTURE WxH TAG: spicy-screenshot, pixel compare; 4 tries (a flush may be late).
+shot_compare() {
+    local pic=$1 size=$2 tag=$3 i shot
+    for i in 1 2 3 4; do
+        shot="$OUT/$tag-$i.ppm"
+        if ! rig_screenshot "$DAEMON_PORT" "$shot" 30; then
+            say "  screenshot try $i failed: $(tail -1 "$shot.log" 2>/dev/null)"
+            sleep 1
+            continue
+        fi
+        if python3 tests/lib/qxlpic.py compare "$pic" "$shot" --size "$size" >"$shot.cmp"; then
+            say "  $(cat "$shot.cmp")"
+            return 0
+        fi
+        say "  try $i: $(cat "$shot.cmp")"
+        sleep 1
+    done
+    why "the client's picture is not '$pic' $size (see $OUT/$tag-*.ppm)"
+    return 1
+}
+
+# nth_geom N TEST: WxH of the N-th "TEST DRAWN picture=P WxH" line
+nth_geom() { grep -a "QXL-TEST: $2 DRAWN picture=" "$RIG_GUEST_LOG" | sed -n "$1{s/.*picture=[a-z0-9]* \([0-9]*x[0-9]*\).*/\1/p}"; }
+
+daemon_no_panic() {
+    ! grep -qiE 'panicked|RUST_BACKTRACE' "$DAEMON_LOG" || { why "the daemon log shows a panic"; return 1; }
+}
+
+ensure_daemon
+say "daemon pid $DAEMON_PID: spice://127.0.0.1:$DAEMON_PORT, vfio-user $DAEMON_SOCK, control $DAEMON_CTL"
+
+# --- bind + kms (one boot) ------------------------------------------------------------------------
+case_bind() {
+    boot bookworm-kms bookworm kms "spice_hold=30"
+    check_bind || return 1
+    # The first modeset: the daemon's primary surface and the client's picture have the mode size.
+    wait_guest 'QXL-TEST: kms MODE ' 60 "kms mode line" || return 1
+    local mode shot
+    mode=$(sed -n 's/^QXL-TEST: kms MODE .* \([0-9]*x[0-9]*\)@.*/\1/p' "$RIG_GUEST_LOG" | head -1)
+    grep -qE "primary surface created width=${mode%x*} height=${mode#*x}" "$DAEMON_LOG" ||
+        { why "daemon log has no primary surface of the mode size $mode"; return 1; }
+    shot="$OUT/bind.ppm"
+    rig_screenshot "$DAEMON_PORT" "$shot" 30 || { why "spicy-screenshot failed: $(tail -1 "$shot.log")"; return 1; }
+    local got
+    got=$(head -c 20 "$shot" | tr '\n' ' ' | awk '{print $2 "x" $3}')
+    [ "$got" = "$mode" ] || { why "client picture is $got, the guest mode is $mode"; return 1; }
+    say "  guest mode $mode (connector's preferred), client picture $got, $(grep -o 'run-guest: accel=[a-z]*' "$RIG_GUEST_LOG.run")"
+}
+case_kms() {
+    wait_guest 'QXL-TEST: kms DRAWN' 90 "kms picture" || return 1
+    grep -a 'QXL-TEST: kms DIRTY' "$RIG_GUEST_LOG" | sed 's/^/    /' >&2
+    shot_compare kms "$(nth_geom 1 kms)" kms
+}
+if wanted bind || wanted kms; then
+    ensure_daemon
+    case_begin bind "bookworm guest: qxl binds, first modeset reaches the client"
+    case_bind
+    case_end $?
+    case_begin kms "KMS dumb buffer + DIRTYFB rectangles, pixel for pixel"
+    case_kms
+    case_end $?
+    rig_stop_guest
+fi
+
+# --- cursor ---------------------------------------------------------------------------------------
+case_cursor() {
+    # The client connects first (the daemon serves Spice before any VMM): spice-gtk learns the
+    # guest's cursor position only from CURSOR_MOVE messages (it ignores the INIT position).
+    xvfb_start "$OUT/x-cursor" 1280 1024 || { why "Xvfb did not start"; return 1; }
+    DISPLAY=$XVFB_DISPLAY remote-viewer --spice-debug -t e2e-cursor "spice://127.0.0.1:$DAEMON_PORT" \
+        >"$OUT/rv-cursor.log" 2>&1 &
+    local rv=$! pos="" i mode
+    bg_track $rv
+    boot bookworm-cursor bookworm cursor "spice_hold=120"
+    check_bind || return 1
+    wait_guest 'QXL-TEST: cursor DRAWN' 90 "cursor set and moved" || return 1
+    mode=$(nth_geom 1 cursor)
+    for i in $(seq 40); do
+        pos=$(python3 tests/lib/daemon_xwd.py find-kms0 "$XVFB_FB" "${mode%x*}" "${mode#*x}" 2>/dev/null) && break
+        pos=""
+        sleep 1
+    done
+    [ -n "$pos" ] || { why "the guest picture kms0 ($mode) did not appear 1:1 in remote-viewer's window"; return 1; }
+    local px=${pos% *} py=${pos#* }
+    say "  guest picture at screen ($px,$py) in remote-viewer's window"
+    grep -q 'set_cursor: type alpha(0), [0-9]*, 64x64' "$OUT/rv-cursor.log" ||
+        { why "remote-viewer's cursor channel got no 64x64 alpha cursor (see $OUT/rv-cursor.log)"; return 1; }
+    say "  client cursor channel: $(grep -o 'set_cursor: type alpha(0), [0-9]*, 64x64' "$OUT/rv-cursor.log" | head -1)"
+    # Server mouse mode: after a click grabs the pointer, spice-gtk draws the guest's cursor itself
+    # at the guest's cursor position -- where the guest moved it: (300,200), hot spot (0,0).
+    DISPLAY=$XVFB_DISPLAY xdotool mousemove --sync $((px + ${mode%x*} - 60)) $((py + ${mode#*x} - 40)) click 1
+    local ok=1
+    for i in $(seq 15); do
+        sleep 1
+        if python3 tests/lib/daemon_xwd.py cursor "$XVFB_FB" "$px" "$py" $((px + 300)) $((py + 200)) >"$OUT/cursor.cmp"; then
+            ok=0
+            break
+        fi
+    done
+    say "  $(cat "$OUT/cursor.cmp")"
+    python3 tests/lib/daemon_xwd.py ppm "$XVFB_FB" "$OUT/cursor-screen.ppm" || true
+    [ $ok = 0 ] || { why "cursor not drawn at the guest position (screen dump $OUT/cursor-screen.ppm)"; return 1; }
+    kill_wait $rv
+    kill_wait "$XVFB_PID"
+    XVFB_PID=""
+}
+if wanted cursor; then
+    ensure_daemon
+    case_begin cursor "DRM cursor ioctl -> client cursor channel -> remote-viewer's screen"
+    case_cursor
+    case_end $?
+    rig_stop_guest
+fi
+
+# --- monitors -------------------------------------------------------------------------------------
+case_monitors() {
+    boot bookworm-modes bookworm modes "spice_watch=60"
+    check_bind || return 1
+    wait_guest 'QXL-TEST: modes WATCH connector=' 60 "modes watch" || return 1
+    say "  $(grep -a 'QXL-TEST: modes WATCH' "$RIG_GUEST_LOG")"
+    local r
+    r=$(daemon_ctl "monitors 1280x800") || { why "control socket: no reply"; return 1; }
+    say "  control: monitors 1280x800 -> $r"
+    wait_guest 'QXL-TEST: modes PREFERRED-CHANGED connector=[0-9]+ 1280x800' 30 "preferred mode 1280x800" || return 1
+    say "  $(grep -a 'PREFERRED-CHANGED' "$RIG_GUEST_LOG" | tail -1)"
+    r=$(daemon_ctl "monitors 1024x768") || { why "control socket: no reply"; return 1; }
+    say "  control: monitors 1024x768 -> $r"
+    wait_guest 'QXL-TEST: modes PREFERRED-CHANGED connector=[0-9]+ 1024x768 \(was 1280x800\)' 30 "back to 1024x768" || return 1
+    say "  $(grep -a 'PREFERRED-CHANGED' "$RIG_GUEST_LOG" | tail -1)"
+    r=$(daemon_ctl status) && say "  control: status -> $r"
+}
+if wanted monitors; then
+    ensure_daemon
+    case_begin monitors "client monitors config -> guest connector's preferred mode"
+    case_monitors
+    case_end $?
+    rig_stop_guest
+fi
+
+# --- fb + reload (one boot: guest test "reload" draws fb, reloads qxl, draws again) ---------------
+RELOAD_LOOPS=2
+case_fb() {
+    boot bookworm-reload bookworm reload "spice_hold=8 spice_loops=$RELOAD_LOOPS"
+    check_bind || return 1
+    wait_guest 'QXL-TEST: fb DRAWN' 120 "fb picture" || return 1
+    say "  $(grep -a 'QXL-TEST: fb GEOMETRY' "$RIG_GUEST_LOG" | head -1)"
+    shot_compare fb "$(nth_geom 1 fb)" fb
+}
+case_reload() {
+    local n
+    for n in $(seq 2 $((RELOAD_LOOPS + 1))); do
+        wait_count "$RIG_GUEST_LOG" 'QXL-TEST: fb DRAWN' "$n" 150 ||
+            { why "no fb picture after reload $((n - 1))"; return 1; }
+        say "  reload $((n - 1)): $(grep -a 'QXL-TEST: reload UNLOADED' "$RIG_GUEST_LOG" | sed -n "$((n - 1))p"), $(grep -a 'QXL-TEST: bind PASS' "$RIG_GUEST_LOG" | sed -n "${n}p" | grep -o 'bound_at=.*')"
+        shot_compare fb "$(nth_geom "$n" fb)" "reload$((n - 1))" || return 1
+    done
+    wait_guest "QXL-TEST: reload PASS cycles=$RELOAD_LOOPS" 60 "reload PASS" || return 1
+}
+if wanted fb || wanted reload; then
+    ensure_daemon
+    case_begin fb "/dev/fb0 picture, pixel for pixel"
+    case_fb
+    rc=$?
+    case_end $rc
+    if [ $rc = 0 ]; then
+        case_begin reload "rmmod qxl; modprobe qxl x$RELOAD_LOOPS: the picture comes back each time"
+        case_reload
+        case_end $?
+    fi
+    rig_stop_guest
+fi
+
+# --- reboot ---------------------------------------------------------------------------------------
+case_reboot() {
+    boot bookworm-reboot bookworm reboot "spice_hold=8 spice_loops=2" --allow-reboot
+    check_bind || return 1
+    local n
+    for n in 1 2; do
+        wait_count "$RIG_GUEST_LOG" 'QXL-TEST: fb DRAWN' "$n" 180 || { why "no fb picture in boot $n"; return 1; }
+        say "  $(grep -a 'QXL-TEST: reboot BOOT' "$RIG_GUEST_LOG" | sed -n "${n}p")"
+        shot_compare fb "$(nth_geom "$n" fb)" "reboot$n" || return 1
+    done
+    wait_guest 'QXL-TEST: reboot PASS boots=2' 60 "reboot PASS" || return 1
+    say "  daemon: $(grep -c 'device reset' "$DAEMON_LOG") device resets logged so far"
+}
+if wanted reboot; then
+    ensure_daemon
+    case_begin reboot "guest reboot (device reset, same QEMU): the picture comes back"
+    case_reboot
+    case_end $?
+    rig_stop_guest
+fi
+
+# --- client killed mid-frame ----------------------------------------------------------------------
+REDRAW_FRAMES=${DAEMON_E2E_REDRAW_FRAMES:-40}
+case_client_kill() {
+    boot bookworm-redraw bookworm redraw "spice_frames=$REDRAW_FRAMES spice_hold=60"
+    check_bind || return 1
+    wait_guest 'QXL-TEST: redraw START' 60 "redraw start" || return 1
+    xvfb_start "$OUT/x-kill" 1280 1024 || { why "Xvfb did not start"; return 1; }
+    local pport
+    pport=$(rig_free_port)
+    python3 tests/lib/daemon_spiceproxy.py --listen "$pport" --upstream "$DAEMON_PORT" \
+        --events "$OUT/kill-proxy.events" >"$OUT/kill-proxy.log" 2>&1 &
+    local proxy=$! rv i n0 n1
+    bg_track $proxy
+    sleep 0.5
+    DISPLAY=$XVFB_DISPLAY remote-viewer -t e2e-kill "spice://127.0.0.1:$pport" >"$OUT/rv-kill.log" 2>&1 &
+    rv=$!
+    bg_track $rv
+    # Wait until full-screen frames stream to the client, then kill it while they still flow.
+    for i in $(seq 60); do
+        n0=$(grep -c '^display .* draw ' "$OUT/kill-proxy.events" 2>/dev/null)
+        [ "${n0:-0}" -ge 3 ] && break
+        sleep 0.5
+    done
+    [ "${n0:-0}" -ge 3 ] || { why "remote-viewer received no frames (proxy events: $OUT/kill-proxy.events)"; return 1; }
+    grep -qa 'QXL-TEST: redraw DONE' "$RIG_GUEST_LOG" && { why "the redraw loop ended before the client was killed: raise DAEMON_E2E_REDRAW_FRAMES"; return 1; }
+    kill -9 $rv
+    n1=$(grep -c '^display .* draw ' "$OUT/kill-proxy.events")
+    say "  remote-viewer killed (SIGKILL) after $n1 draws received, guest still redrawing"
+    # A new client while the guest still redraws: it gets a picture of the mode size.
+    local shot="$OUT/kill-during.ppm" mode
+    mode=$(sed -n 's/^QXL-TEST: redraw MODE .* \([0-9]*x[0-9]*\)@.*/\1/p' "$RIG_GUEST_LOG" | head -1)
+    rig_screenshot "$DAEMON_PORT" "$shot" 30 || { why "reconnect during the redraw: spicy-screenshot failed"; return 1; }
+    local during=1
+    grep -qa 'QXL-TEST: redraw DONE' "$RIG_GUEST_LOG" && during=0
+    say "  reconnected client got a $(head -c 20 "$shot" | tr '\n' ' ' | awk '{print $2 "x" $3}') picture $([ $during = 1 ] && echo 'while the guest was still redrawing' || echo '(the redraw had ended)')"
+    # The guest was never held up: the loop finishes and its worst frame stays short.
+    wait_guest 'QXL-TEST: redraw DONE' 300 "redraw loop end" || return 1
+    local done worst
+    done=$(grep -a 'QXL-TEST: redraw DONE' "$RIG_GUEST_LOG")
+    worst=$(echo "$done" | sed -n 's/.*worst_ms=\([0-9]*\).*/\1/p')
+    say "  $done"
+    [ "${worst:-99999}" -lt 3000 ] || { why "the guest stalled: worst frame ${worst} ms"; return 1; }
+    # And the current picture is the last frame, pixel for pixel.
+    shot_compare "redraw:$((REDRAW_FRAMES - 1))" "$mode" kill-after || return 1
+    kill_wait $proxy
+    kill_wait "$XVFB_PID"
+    XVFB_PID=""
+}
+if wanted client-kill; then
+    ensure_daemon
+    case_begin client-kill "client killed mid-frame, reconnect sees the current picture, guest never stalls"
+    case_client_kill
+    case_end $?
+    rig_stop_guest
+fi
+
+# --- trixie ---------------------------------------------------------------------------------------
+case_trixie() {
+    boot trixie-fb trixie fb "spice_hold=30"
+    check_bind || return 1
+    say "  $(grep -a 'QXL-TEST: BOOT' "$RIG_GUEST_LOG" | head -1)"
+    wait_guest 'QXL-TEST: fb DRAWN' 120 "fb picture" || return 1
+    shot_compare fb "$(nth_geom 1 fb)" trixie-fb
+}
+if wanted trixie-fb; then
+    ensure_daemon
+    case_begin trixie-fb "trixie 6.12 guest: qxl binds, fb picture pixel for pixel"
+    case_trixie
+    case_end $?
+    rig_stop_guest
+fi
+
+# --- shutdown of the shared daemon ----------------------------------------------------------------
+case_shutdown() {
+    daemon_alive || { why "the daemon is not running any more"; return 1; }
+    daemon_no_panic || return 1
+    local log=$DAEMON_LOG ctl=$DAEMON_CTL
+    daemon_stop || { why "no clean exit on SIGTERM: $(tail -1 "$log")"; return 1; }
+    [ ! -e "$ctl" ] || { why "control socket left behind"; return 1; }
+    say "  exited on SIGTERM, $DAEMON_SOCK and $ctl removed"
+}
+if wanted shutdown; then
+    case_begin shutdown "the shared daemon served every guest above; SIGTERM ends it cleanly"
+    case_shutdown
+    case_end $?
+fi
+daemon_stop >/dev/null 2>&1 || true
+
+# --- mmap mode ------------------------------------------------------------------------------------
+case_mmap() {
+    mkdir -p "$OUT/m"
+    daemon_start_pinned "$OUT/m" --disable-ticketing || { why "daemon (mmap mode) did not start"; return 1; }
+    grep -q 'mmap=true' "$DAEMON_LOG" || { why "daemon log does not say mmap=true"; return 1; }
+    rig_stop_guest
+    rig_start_guest "$OUT/mmap-fb.log" --dist bookworm --vfio-user "$DAEMON_SOCK" \
+        --test fb --append "spice_hold=30" --timeout 400 "${GUEST_PIN[@]}"
+    check_bind || return 1
+    wait_guest 'QXL-TEST: fb DRAWN' 240 "fb picture" || return 1
+    say "  $(grep -a 'QXL-TEST: fb DRAWN' "$RIG_GUEST_LOG")"
+    shot_compare fb "$(nth_geom 1 fb)" mmap-fb || return 1
+    daemon_no_panic
+}
+if wanted mmap; then
+    case_begin mmap "mmap-able BARs (no --qxl-no-mmap): bind and fb picture"
+    case_mmap
+    case_end $?
+    rig_stop_guest
+    daemon_stop >/dev/null 2>&1 || true
+fi
+
+echo
+echo "== daemon-qxl summary ($(grep -ho 'run-guest: accel=[a-z]*' "$OUT"/*.log.run 2>/dev/null | sort -u | tr '\n' ' '))"
+for r in "${RESULTS[@]}"; do echo "$r"; done
+echo "total $(echo "($(rig_now_ms) - $T_START)/1000" | bc) s, $FAILED failed"
+[ "$FAILED" = 0 ] && [ ${#RESULTS[@]} -gt 0 ]

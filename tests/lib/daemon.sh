@@ -1,0 +1,148 @@
+# Helpers for the tests that run the spice-bridge daemon against a real guest (source it after
+# tests/lib/rig.sh). Everything started here is recorded so daemon_cleanup can stop it.
+#
+#   daemon_build [--release]           cargo build the daemon; sets DAEMON_BIN
+#   daemon_start DIR [FLAGS...]        start it: vfio-user socket DIR/qxl.sock, control socket
+#                                      DIR/ctl.sock, Spice on a free 127.0.0.1 port, log DIR/daemon.log;
+#                                      sets DAEMON_PID DAEMON_PORT DAEMON_SOCK DAEMON_CTL DAEMON_LOG
+#   daemon_alive                       the daemon process still runs
+#   daemon_stop                        SIGTERM, wait (SIGKILL after 5 s); checks the socket is gone
+#   daemon_ctl LINE                    one control-socket command; prints the reply line
+#   daemon_wait_log REGEX SECS         wait for a daemon log line
+#   xvfb_start DIR W H                 an Xvfb with its frame buffer file under DIR; sets XVFB_PID,
+#                                      XVFB_DISPLAY, XVFB_FB (the XWD file, cursor sprite included)
+#   bg_track PID                       remember a background process for daemon_cleanup
+#   daemon_cleanup                     stop everything started through these helpers
+#   wait_count LOG REGEX N SECS        wait until N lines of LOG match REGEX (guest must stay alive)
+
+DAEMON_PID="" DAEMON_PORT="" DAEMON_SOCK="" DAEMON_CTL="" DAEMON_LOG="" DAEMON_BIN=""
+XVFB_PID="" XVFB_DISPLAY="" XVFB_FB=""
+DAEMON_BG=()
+
+daemon_build() {
+    local profile=debug args=()
+    if [ "${1:-}" = --release ]; then profile=release args=(--release); fi
+    local tdir=${CARGO_TARGET_DIR:-$RIG_REPO/target}
+    (cd "$RIG_REPO" && CARGO_TARGET_DIR=$tdir cargo build -q -p spice-bridge --bin spice-bridge "${args[@]}") ||
+        return 1
+    DAEMON_BIN=$tdir/$profile/spice-bridge
+    [ -x "$DAEMON_BIN" ]
+}
+
+daemon_start() {
+    local dir=$1
+    shift
+    DAEMON_SOCK=$dir/qxl.sock DAEMON_CTL=$dir/ctl.sock DAEMON_LOG=$dir/daemon.log
+    DAEMON_PORT=$(rig_free_port)
+    : >>"$DAEMON_LOG"
+    echo "--- daemon start $(date -u +%T) port $DAEMON_PORT flags: $*" >>"$DAEMON_LOG"
+    RUST_LOG=${DAEMON_RUST_LOG:-info} NO_COLOR=1 "$DAEMON_BIN" --qxl-socket "$DAEMON_SOCK" \
+        --control-socket "$DAEMON_CTL" --spice-addr "127.0.0.1:$DAEMON_PORT" "$@" >>"$DAEMON_LOG" 2>&1 &
+    DAEMON_PID=$!
+    local i
+    for i in $(seq 100); do
+        [ -S "$DAEMON_SOCK" ] && [ -S "$DAEMON_CTL" ] && return 0
+        kill -0 "$DAEMON_PID" 2>/dev/null || return 1
+        sleep 0.1
+    done
+    return 1
+}
+
+daemon_alive() { [ -n "$DAEMON_PID" ] && kill -0 "$DAEMON_PID" 2>/dev/null; }
+
+daemon_stop() {
+    [ -n "$DAEMON_PID" ] || return 0
+    local i rc=0
+    kill -TERM "$DAEMON_PID" 2>/dev/null || true
+    for i in $(seq 50); do kill -0 "$DAEMON_PID" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$DAEMON_PID" 2>/dev/null; then
+        echo "daemon did not exit 5 s after SIGTERM" >>"$DAEMON_LOG"
+        kill -KILL "$DAEMON_PID" 2>/dev/null || true
+        rc=1
+    fi
+    wait "$DAEMON_PID" 2>/dev/null || true
+    DAEMON_PID=""
+    [ ! -e "$DAEMON_SOCK" ] || { echo "socket $DAEMON_SOCK left behind" >>"$DAEMON_LOG"; rc=1; }
+    return $rc
+}
+
+daemon_ctl() {
+    python3 - "$DAEMON_CTL" "$1" <<'EOF'
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(10)
+s.connect(sys.argv[1])
+s.sendall(sys.argv[2].encode() + b"\n")
+buf = b""
+while not buf.endswith(b"\n"):
+    d = s.recv(4096)
+    if not d:
+        break
+    buf += d
+print(buf.decode(errors="replace").strip())
+EOF
+}
+
+daemon_wait_log() {
+    local re=$1 secs=$2 end
+    end=$(($(date +%s) + secs))
+    while [ "$(date +%s)" -lt "$end" ]; do
+        grep -qE "$re" "$DAEMON_LOG" 2>/dev/null && return 0
+        sleep 0.2
+    done
+    return 1
+}
+
+xvfb_start() {
+    local dir=$1 w=$2 h=$3 n i
+    mkdir -p "$dir"
+    rm -f "$dir/displayfd"
+    Xvfb -displayfd 3 -screen 0 "${w}x${h}x24" -fbdir "$dir" -nolisten tcp 3>"$dir/displayfd" \
+        >"$dir/xvfb.log" 2>&1 &
+    XVFB_PID=$!
+    for i in $(seq 100); do
+        n=$(head -1 "$dir/displayfd" 2>/dev/null)
+        [ -n "$n" ] && break
+        sleep 0.1
+    done
+    [ -n "$n" ] || return 1
+    XVFB_DISPLAY=:$n XVFB_FB=$dir/Xvfb_screen0
+    for i in $(seq 50); do [ -s "$XVFB_FB" ] && return 0; sleep 0.1; done
+    return 1
+}
+
+bg_track() { DAEMON_BG+=("$1"); }
+
+# kill_wait PID: TERM, then KILL after 3 s.
+kill_wait() {
+    local pid=$1 i
+    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return 0; }
+    kill "$pid" 2>/dev/null || true
+    for i in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+daemon_cleanup() {
+    local p
+    rig_stop_guest
+    for p in "${DAEMON_BG[@]}"; do kill_wait "$p"; done
+    DAEMON_BG=()
+    [ -z "$XVFB_PID" ] || kill_wait "$XVFB_PID"
+    XVFB_PID=""
+    daemon_stop || true
+}
+
+wait_count() {
+    local log=$1 re=$2 n=$3 secs=$4 end
+    end=$(($(date +%s) + secs))
+    while [ "$(date +%s)" -lt "$end" ]; do
+        [ "$(grep -cE "$re" "$log" 2>/dev/null)" -ge "$n" ] && return 0
+        if [ -n "$RIG_GUEST_PID" ] && ! kill -0 "$RIG_GUEST_PID" 2>/dev/null; then
+            [ "$(grep -cE "$re" "$log" 2>/dev/null)" -ge "$n" ]
+            return
+        fi
+        sleep 0.2
+    done
+    return 1
+}

@@ -1,0 +1,149 @@
+#!/usr/bin/env python3
+"""Xvfb frame buffer (XWD file written by `Xvfb -fbdir DIR`, 24/32 bpp TrueColor) tools for the
+daemon end-to-end tests. The file holds what the X server scans out, the cursor sprite included
+(an `import -window root` capture leaves the cursor out).
+
+    daemon_xwd.py ppm XWD OUT.ppm
+        convert the frame buffer to a binary PPM
+    daemon_xwd.py find-kms0 XWD W H
+        find where the guest picture "kms0" (W x H, tests/lib/qxlpic.py) sits on the X screen,
+        1:1, and print "X Y" of its top-left corner; exit 1 when it is not on screen
+    daemon_xwd.py cursor XWD PICX PICY CX CY
+        with the guest picture's top-left at screen (PICX, PICY), check that the guest's 64x64
+        "cursor" picture (images/guest/qxltest.c pic_cursor, hot spot 0,0) is drawn with its
+        hot spot at screen (CX, CY) over the "kms0" picture: every opaque cursor pixel has the
+        cursor's colour, every transparent one shows kms0. Prints a summary; exit 0 on a match.
+
+Exit status 2 on bad input.
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import qxlpic  # noqa: E402
+
+
+def read_xwd(path):
+    data = open(path, "rb").read()
+
+    def be(o):
+        return int.from_bytes(data[o : o + 4], "big")
+
+    header_size = be(0)
+    if be(4) != 7:
+        raise ValueError(f"{path}: not an XWD version 7 file")
+    w, h = be(16), be(20)
+    byte_order = be(28)
+    bpp = be(44)
+    bytes_per_line = be(48)
+    ncolors = be(76)
+    if bpp != 32:
+        raise ValueError(f"{path}: {bpp} bits per pixel, only 32 handled")
+    off = header_size + ncolors * 12
+    need = off + bytes_per_line * h
+    if len(data) < need:
+        raise ValueError(f"{path}: truncated ({len(data)} < {need})")
+    return w, h, byte_order, bytes_per_line, data, off
+
+
+class Frame:
+    def __init__(self, path):
+        self.w, self.h, self.order, self.bpl, self.data, self.off = read_xwd(path)
+
+    def px(self, x, y):
+        o = self.off + y * self.bpl + x * 4
+        b = self.data[o : o + 4]
+        v = int.from_bytes(b, "little" if self.order == 0 else "big")
+        return ((v >> 16) & 255, (v >> 8) & 255, v & 255)
+
+    def ppm(self):
+        out = bytearray()
+        for y in range(self.h):
+            for x in range(self.w):
+                out += bytes(self.px(x, y))
+        return bytes(out)
+
+
+def cursor_px(x, y):
+    """qxltest.c pic_cursor: None where transparent, else (r, g, b)."""
+    if x + y >= 48:
+        return None
+    return ((4 * x) & 255, (4 * y) & 255, 0x40)
+
+
+def find_kms0(fr, w, h):
+    # kms0 is not periodic in a small window: a 4x4 block match pins the offset. Scan a sparse
+    # grid of screen points, and for each try every guest (gx, gy) consistent with the colour.
+    want = {}
+    for gy in range(h):
+        for gx in range(w):
+            want.setdefault(qxlpic.pic_kms0(gx, gy), []).append((gx, gy))
+    for sy in range(0, fr.h, 7):
+        for sx in range(0, fr.w, 7):
+            for gx, gy in want.get(fr.px(sx, sy), ()):
+                ox, oy = sx - gx, sy - gy
+                if ox < 0 or oy < 0 or ox + w > fr.w or oy + h > fr.h:
+                    continue
+                ok = all(
+                    fr.px(ox + x, oy + y) == qxlpic.pic_kms0(x, y)
+                    for x, y in ((1, 1), (w - 2, 1), (1, h - 2), (w - 2, h - 2), (w // 2, h // 3), (w // 3, h // 2))
+                )
+                if ok:
+                    return ox, oy
+    return None
+
+
+def check_cursor(fr, picx, picy, cx, cy):
+    bad, opaque, first = 0, 0, []
+    for y in range(64):
+        for x in range(64):
+            sx, sy = cx + x, cy + y
+            if sx >= fr.w or sy >= fr.h:
+                continue
+            c = cursor_px(x, y)
+            if c is None:
+                gx, gy = sx - picx, sy - picy
+                want = qxlpic.pic_kms0(gx, gy)
+            else:
+                want = c
+                opaque += 1
+            got = fr.px(sx, sy)
+            if got != want:
+                bad += 1
+                if len(first) < 5:
+                    first.append(f"cursor ({x},{y}) screen ({sx},{sy}) got {got} want {want}")
+    return bad, opaque, first
+
+
+def main(argv):
+    try:
+        if len(argv) == 3 and argv[0] == "ppm":
+            fr = Frame(argv[1])
+            qxlpic.write_ppm(argv[2], fr.w, fr.h, fr.ppm())
+            return 0
+        if len(argv) == 4 and argv[0] == "find-kms0":
+            fr = Frame(argv[1])
+            r = find_kms0(fr, int(argv[2]), int(argv[3]))
+            if r is None:
+                print("NOTFOUND")
+                return 1
+            print(f"{r[0]} {r[1]}")
+            return 0
+        if len(argv) == 6 and argv[0] == "cursor":
+            fr = Frame(argv[1])
+            picx, picy, cx, cy = (int(a) for a in argv[2:])
+            bad, opaque, first = check_cursor(fr, picx, picy, cx, cy)
+            if bad == 0:
+                print(f"OK cursor 64x64 ({opaque} opaque pixels) at screen ({cx},{cy}) matches pixel for pixel")
+                return 0
+            print(f"FAIL cursor at screen ({cx},{cy}): {bad} of 4096 pixels differ; first: " + "; ".join(first))
+            return 1
+    except (ValueError, OSError) as e:
+        print(f"ERROR {e}")
+        return 2
+    print(__doc__)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
