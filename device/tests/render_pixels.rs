@@ -865,3 +865,67 @@ fn draw_to_missing_surface_or_from_missing_source_is_an_error() {
     check(&g.px(), d0);
     let _ = g.prim;
 }
+
+#[test]
+fn composite_src_repeat_normal_and_translate_transform() {
+    let mut g = rig();
+    // A 2x3 RGBA bitmap tiled (REPEAT_NORMAL) over a 7x5 bbox with SRC, origin (1, 0).
+    let src = |x: u32, y: u32| 0x8000_0000u32 | (x * 0x40) << 16 | (y * 0x30) << 8 | 0x20;
+    let data: Vec<u8> = (0..3u32)
+        .flat_map(|y| (0..2u32).map(move |x| src(x, y)))
+        .flat_map(|p| p.to_le_bytes())
+        .collect();
+    let img = g.b().bitmap_image(
+        bitmap_fmt::RGBA,
+        bitmap_flags::TOP_DOWN,
+        2,
+        3,
+        8,
+        QxlPhys(0),
+        &data,
+        0,
+    );
+    // Translation by (0, +1) in 16.16 fixed point.
+    let mut t = Vec::new();
+    for v in [0x10000u32, 0, 0, 0, 0x10000, 0x10000] {
+        t.extend_from_slice(&v.to_le_bytes());
+    }
+    let tf = g.b().put(&t);
+    let c = QxlComposite {
+        flags: (1u32 | 1 << 14).into(), // SRC, src repeat NORMAL
+        src: img.0.into(),
+        src_transform: tf.0.into(),
+        mask: 0.into(),
+        mask_transform: 0.into(),
+        src_origin: QxlPoint16 {
+            x: 1.into(),
+            y: 0.into(),
+        },
+        mask_origin: QxlPoint16 {
+            x: 0.into(),
+            y: 0.into(),
+        },
+    };
+    let bbox = Rect::new(3, 2, 10, 7);
+    let a = g
+        .b()
+        .drawable(0, draw_type::COMPOSITE, bbox, QxlPhys(0), c.as_bytes());
+    g.run(a);
+    let px = g.px();
+    for y in 0..H {
+        for x in 0..W {
+            let want = if inside(bbox, x, y) {
+                let (u, v) = (x - 3 + 1, y - 2 + 1);
+                src(u % 2, v % 3)
+            } else {
+                d0(x, y)
+            };
+            // SRC replaces all four channels (the primary is xRGB: compare colour only).
+            assert_eq!(
+                px[(y * W + x) as usize] & 0xFF_FFFF,
+                want & 0xFF_FFFF,
+                "({x},{y})"
+            );
+        }
+    }
+}
