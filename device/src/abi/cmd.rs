@@ -246,7 +246,7 @@ wire! {
         pub width: I32,
         /// Miter limit (28.4).
         pub miter_limit: I32,
-        /// Style segments (QXLFIXED[style_nseg]).
+        /// Style segments (`QXLFIXED[style_nseg]`).
         pub style: Phys,
     } = 20
 }

@@ -10,7 +10,7 @@
 //!
 //! Pixel data of bitmaps is not copied while decoding: a decoded [`Bitmap`] holds the
 //! validated list of guest ranges ([`GuestChunks`]) and the renderer (or the Spice bridge, via
-//! [`Bitmap::load`] / [`Image::to_argb`]) copies the rows once, straight into their
+//! [`Bitmap::load`] / [`Bitmap::to_argb`] / [`DisplayCommand::load_pixels`]) copies the rows once, straight into their
 //! destination. Every size, count and address used to find those bytes was copied and
 //! validated here; the pixel values themselves are not trusted for anything.
 
