@@ -8,6 +8,8 @@ PKGS=(
     mmdebstrap busybox-static cpio gzip xz-utils
     # guest test programs (gcc -static) and the picture comparison (python3)
     gcc libc6-dev python3
+    # spice-gtk's GObject bindings for the cursor-channel probe (run with /usr/bin/python3)
+    python3-gi gir1.2-spiceclientglib-2.0
     # helpers used by tests
     netcat-openbsd procps psmisc
 )

@@ -8,7 +8,8 @@
  *   qxltest fb      [--hold S]             fill /dev/fb0 with picture "fb" (mmap), report geometry
  *   qxltest kms     [--hold S]             dumb buffer: picture "kms0", SETCRTC, then rectangles of
  *                                          "kms1" flushed with DIRTYFB clips
- *   qxltest cursor  [--hold S]             kms0 on screen, 64x64 ARGB cursor via MODE_CURSOR, moves
+ *   qxltest cursor  [--hold S] [--wait-ms M]  kms0 on screen, M ms (default 2000) later a 64x64
+ *                                          ARGB cursor via MODE_CURSOR, then 3 moves 300 ms apart
  *   qxltest modes   [--watch S]            list connectors/modes, print preferred mode changes
  *   qxltest redraw  [--frames N] [--interval-ms M]  full-screen redraw loop, timed
  *   qxltest cmos    get IDX | set IDX VAL  one CMOS RAM byte (survives a guest reboot)
@@ -500,6 +501,9 @@ static uint32_t pic_cursor(uint32_t x, uint32_t y)
 static int cmd_cursor(int argc, char **argv)
 {
 	long hold_s = opt_num(argc, argv, "--hold", 0);
+	long wait_ms = opt_num(argc, argv, "--wait-ms", 2000);
+	if (wait_ms < 0 || wait_ms > 600000)
+		wait_ms = 2000;
 	struct kms k;
 	console_graphics();
 	if (kms_setup(&k))
@@ -510,6 +514,9 @@ static int cmd_cursor(int argc, char **argv)
 	struct drm_clip_rect full = {0, 0, (uint16_t)k.w, (uint16_t)k.h};
 	if (kms_dirty(&k, &full, 1))
 		return 1;
+	/* Give a client that connects on "SHOWN" time to be there for the SET and every MOVE. */
+	say("SHOWN picture=kms0 %ux%u (cursor in %ld ms)", k.w, k.h, wait_ms);
+	usleep((useconds_t)wait_ms * 1000);
 	struct drm_mode_create_dumb cd = {.height = 64, .width = 64, .bpp = 32};
 	if (xioctl(k.fd, DRM_IOCTL_MODE_CREATE_DUMB, &cd))
 		return fail("CREATE_DUMB cursor");

@@ -9,6 +9,15 @@
 #   rig_screenshot PORT OUT.ppm [SECS] spicy-screenshot from 127.0.0.1:PORT into OUT.ppm
 #   rig_fail MSG                       print "FAIL: MSG" with the guest log's tail, and exit 1
 #   rig_now_ms                         milliseconds since the epoch
+#   rig_picture_test LABEL PORT TEST PICTURE [RUN-GUEST ARGS...]
+#                                      boot a guest running TEST (fb | kms), check the qxl bind,
+#                                      wait for DRAWN, screenshot the Spice server at PORT and
+#                                      compare with PICTURE pixel for pixel (3 tries); stops the
+#                                      guest; rig_fail on any failure
+#   rig_cursor_test LABEL PORT [RUN-GUEST ARGS...]
+#                                      boot the "cursor" test, watch the cursor channel with
+#                                      spice-gtk (spice_cursor_probe.py): shape and 3 moves
+# RIG_OUT (a directory) receives logs and screenshots; rig_step prints progress.
 
 RIG_TESTS_LIB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 RIG_REPO=$(cd "$RIG_TESTS_LIB/../.." && pwd)
@@ -67,4 +76,68 @@ rig_fail() {
         cat "$RIG_GUEST_LOG.run" "$RIG_GUEST_LOG.qemu" 2>/dev/null | tail -15 >&2
     fi
     exit 1
+}
+
+RIG_OUT=${RIG_OUT:-/tmp}
+rig_step() { printf '[%s] %s\n' "${RIG_NAME:-rig}" "$*" >&2; }
+
+# Wait for the guest's qxl bind check and the driver's init line.
+rig_expect_bind() {
+    local label=$1 log=$2 t0=$3
+    rig_wait_marker "$log" 'QXL-TEST: bind (PASS|FAIL)' 120 || rig_fail "$label: guest did not reach the qxl bind check"
+    grep -q 'QXL-TEST: bind PASS' "$log" || rig_fail "$label: qxl did not bind"
+    grep -qE '\[drm\] Initialized qxl ' "$log" || rig_fail "$label: no '[drm] Initialized qxl' line in the guest log"
+    rig_step "$label: qxl bound (card0, fb0) $(($(rig_now_ms) - t0)) ms after start, $(grep -o 'accel=[a-z]*' "$log.run" | head -1)"
+}
+
+rig_picture_test() {
+    local label=$1 port=$2 test=$3 pic=$4 log t0 geom shot i ok=0
+    shift 4
+    log="$RIG_OUT/$label.log"
+    t0=$(rig_now_ms)
+    rig_start_guest "$log" --test "$test" --timeout 300 "$@"
+    rig_expect_bind "$label" "$log" "$t0"
+    rig_wait_marker "$log" "QXL-TEST: $test (DRAWN|FAIL)" 120 || rig_fail "$label: guest did not draw"
+    grep -q "QXL-TEST: $test DRAWN" "$log" || rig_fail "$label: guest test failed"
+    geom=$(sed -n "s/^QXL-TEST: $test DRAWN picture=[a-z0-9]* \([0-9]*x[0-9]*\).*/\1/p" "$log" | head -1)
+    [ -n "$geom" ] || rig_fail "$label: no geometry in the DRAWN line"
+    rig_step "$label: guest drew picture '$pic' ($geom) $(($(rig_now_ms) - t0)) ms after start"
+    # spicy-screenshot saves the first draw after the primary surface is created; a client that
+    # connects after the guest drew gets the whole current surface. Retry in case a flush was late.
+    for i in 1 2 3; do
+        shot="$RIG_OUT/$label-$i.ppm"
+        if ! rig_screenshot "$port" "$shot" 30; then
+            rig_step "$label: screenshot attempt $i failed: $(tail -1 "$shot.log" 2>/dev/null)"
+            sleep 1
+            continue
+        fi
+        if python3 "$RIG_TESTS_LIB/qxlpic.py" compare "$pic" "$shot" --size "$geom" \
+            --expected-out "$RIG_OUT/$label-expected.ppm" >"$shot.cmp"; then
+            ok=1
+            break
+        fi
+        rig_step "$label: attempt $i: $(cat "$shot.cmp")"
+        sleep 1
+    done
+    [ $ok = 1 ] || rig_fail "$label: the client's picture differs from the guest's (see $RIG_OUT)"
+    rig_step "$label: $(cat "$shot.cmp") ($(($(rig_now_ms) - t0)) ms after start)"
+    rig_stop_guest
+}
+
+rig_cursor_test() {
+    local label=$1 port=$2 log t0 out
+    shift 2
+    log="$RIG_OUT/$label.log"
+    out="$RIG_OUT/$label.cursor"
+    t0=$(rig_now_ms)
+    rig_start_guest "$log" --test cursor --timeout 300 "$@"
+    rig_expect_bind "$label" "$log" "$t0"
+    rig_wait_marker "$log" "QXL-TEST: cursor (SHOWN|FAIL)" 120 || rig_fail "$label: guest did not show its picture"
+    # the guest waits 2 s after SHOWN before it sets the cursor: connect now
+    timeout 60 /usr/bin/python3 "$RIG_TESTS_LIB/spice_cursor_probe.py" --port "$port" --timeout 40 \
+        --expect-moves 3 >"$out" 2>&1 || { cat "$out" >&2; rig_fail "$label: the client did not see the guest's cursor"; }
+    grep -q 'QXL-TEST: cursor PASS' "$log" || rig_fail "$label: guest cursor test failed"
+    grep -q '^OK .*last=(300, 200)' "$out" || { cat "$out" >&2; rig_fail "$label: the client's last cursor position is not 300,200"; }
+    rig_step "$label: client saw $(grep -c CURSOR-SET "$out") cursor shape(s) matching the guest's and $(grep -c CURSOR-MOVE "$out") moves, last at 300,200 ($(($(rig_now_ms) - t0)) ms after start)"
+    rig_stop_guest
 }
