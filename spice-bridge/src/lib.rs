@@ -9,6 +9,34 @@
 //! - [`model`]: the display model the QXL device drives (surfaces, draws, cursor, monitors);
 //! - [`input`]: the [`input::InputSink`] trait that receives keyboard and mouse events, and the
 //!   [`input::AgentSink`] hook for VDAgent traffic.
+//!
+//! # Serving a picture
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use spice_bridge::input::{NullAgent, NullInput};
+//! use spice_bridge::model::{Image, Rect, SurfaceFormat};
+//! use spice_bridge::{DisplayModel, Server, ServerConfig};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let model = DisplayModel::new();
+//! model.create_surface(0, 640, 480, SurfaceFormat::Xrgb32)?;
+//! model.fill(0, Rect::new(0, 0, 640, 480), 0x00_20_40_80, &[])?;
+//! let img = Image::new(0, 2, 1, vec![0x00ff_0000, 0x0000_ff00])?;
+//! model.draw_copy(0, Rect::new(10, 10, 2, 1), &img, &[])?;
+//! model.mark();
+//! let server = Server::start(
+//!     ServerConfig::default(),
+//!     model.clone(),
+//!     Arc::new(NullInput),
+//!     Arc::new(NullAgent),
+//! )
+//! .await?;
+//! // ... the QXL device keeps calling `model` methods from its worker thread ...
+//! server.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 

@@ -286,6 +286,9 @@ pub(crate) enum DisplayOp {
     },
     Mark,
     Reset,
+    /// Not produced by the model: a display channel's round-trip probe, ordered after the
+    /// operations queued before it.
+    Ping(u32),
 }
 
 /// Mask-only raster operations.

@@ -496,3 +496,21 @@ async fn new_client_replaces_old_and_twenty_reconnects_work() {
     wait_for(|| !h.has_client()).await;
     h.shutdown().await;
 }
+
+#[tokio::test]
+async fn full_data_header_when_the_client_lacks_mini_header() {
+    let (h, _) = start(DisplayModel::new(), None, ImageCompression::Lz).await;
+    let caps = (
+        spice_bridge::wire::types::Caps(vec![0x3]),
+        spice_bridge::wire::types::Caps(vec![]),
+    );
+    let o = ScriptedClient::link(h.local_addr(), 1, 0, "", caps)
+        .await
+        .unwrap();
+    let mut m = o.client.expect("linked");
+    let (t, b) = m.recv().await.unwrap();
+    assert_eq!((t, b.len()), (103, 32), "MAIN_INIT in a full header");
+    m.send(104, &[]).await.unwrap();
+    assert_eq!(m.recv_until(104).await.unwrap().last().unwrap().0, 104);
+    h.shutdown().await;
+}

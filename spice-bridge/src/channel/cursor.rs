@@ -184,3 +184,34 @@ pub(crate) async fn run(
     feed.close();
     r
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{CursorKind, CursorShape};
+
+    fn state(id: u64) -> CursorState {
+        CursorState {
+            shape: Some(std::sync::Arc::new(
+                CursorShape::new(id, CursorKind::Mono, 8, 1, (0, 0), vec![0, 0xff]).unwrap(),
+            )),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn cursor_cache_sends_once_then_from_cache_and_evicts_the_oldest() {
+        let mut c = CursorCache::default();
+        let (cur, ev) = c.cursor_for(&state(1));
+        assert_eq!((cur.flags, cur.data.len(), ev), (flags::CACHE_ME, 2, None));
+        let (cur, _) = c.cursor_for(&state(1));
+        assert_eq!((cur.flags, cur.data.len()), (flags::FROM_CACHE, 0));
+        for id in 2..=CURSOR_CACHE_SIZE as u64 {
+            assert_eq!(c.cursor_for(&state(id)).1, None);
+        }
+        let (_, ev) = c.cursor_for(&state(9999));
+        assert_eq!(ev, Some(1));
+        let (cur, _) = c.cursor_for(&CursorState::default());
+        assert_eq!(cur.flags, flags::NONE);
+    }
+}

@@ -335,6 +335,11 @@ impl DisplayEncoder {
                 }
             }
             DisplayOp::Reset => out.push(m(&Reset {})),
+            DisplayOp::Ping(id) => out.push(m(&crate::wire::base::Ping {
+                id: *id,
+                timestamp: 0,
+                padding: 0,
+            })),
         }
         out
     }
@@ -434,6 +439,7 @@ pub(crate) async fn run(
     let feed2 = feed.clone();
     let writer = async move {
         let mut active = false;
+        let mut deferred_pings: Vec<u32> = Vec::new();
         let mut pending: VecDeque<DisplayOp> = VecDeque::new();
         let monitors = || model.current_monitors();
         loop {
@@ -445,7 +451,21 @@ pub(crate) async fn run(
                     None => break,
                     Some(Out::Ack) => w.acked(),
                     Some(Out::Msg(t, b)) => w.send(t, &b).await?,
-                    Some(Out::Ping(id)) => w.send_msg(&crate::wire::base::Ping { id, timestamp: 0, padding: 0 }).await?,
+                    // a ping before DISPLAY_INIT waits until the first snapshot is taken, so its
+                    // PONG proves the client is past the initial picture
+                    Some(Out::Ping(id)) if !active => deferred_pings.push(id),
+                    Some(Out::Ping(id)) => {
+                        // after everything the model queued so far
+                        match feed2.take() {
+                            Taken::Items(v) => pending.extend(v),
+                            Taken::Refresh => {
+                                pending.retain(|o| matches!(o, DisplayOp::Ping(_)));
+                                let snap = model.display_refresh(&feed2);
+                                pending.extend(enc.refresh_ops(snap));
+                            }
+                        }
+                        pending.push_back(DisplayOp::Ping(id));
+                    }
                     Some(Out::Compression(c)) => enc.set_compression(match c {
                         1 => ImageCompression::Off,
                         7 => ImageCompression::Lz4,
@@ -455,7 +475,16 @@ pub(crate) async fn run(
                         enc.set_cache_capacity(init.pixmap_cache_size.max(0) as u64);
                         w.send_msg(&InvalAllPalettes {}).await?;
                         active = true;
-                        feed2.notify.notify_one();
+                        match feed2.take() {
+                            Taken::Refresh => {
+                                let snap = model.display_refresh(&feed2);
+                                pending.extend(enc.refresh_ops(snap));
+                            }
+                            Taken::Items(v) => pending.extend(v),
+                        }
+                        for id in deferred_pings.drain(..) {
+                            w.send_msg(&crate::wire::base::Ping { id, timestamp: 0, padding: 0 }).await?;
+                        }
                     }
                 },
                 _ = std::future::ready(()), if ready => {
@@ -470,7 +499,7 @@ pub(crate) async fn run(
                     match feed2.take() {
                         Taken::Items(v) => pending.extend(v),
                         Taken::Refresh => {
-                            pending.clear();
+                            pending.retain(|o| matches!(o, DisplayOp::Ping(_)));
                             let snap = model.display_refresh(&feed2);
                             pending.extend(enc.refresh_ops(snap));
                         }
@@ -543,4 +572,21 @@ pub(crate) async fn run(
         }
     }
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pixmap_cache_evicts_least_recently_used_and_refuses_oversize() {
+        let mut c = PixmapCache::new(100);
+        assert_eq!(c.insert(1, 40), Some(vec![]));
+        assert_eq!(c.insert(2, 40), Some(vec![]));
+        assert!(c.hit(1));
+        assert_eq!(c.insert(3, 40), Some(vec![2]));
+        assert!(c.hit(1) && c.hit(3) && !c.hit(2));
+        assert_eq!(c.insert(4, 101), None);
+        assert_eq!(c.insert(0, 1), None, "id 0 is never cached");
+    }
 }

@@ -24,6 +24,8 @@ use crate::wire::main::{
 pub const AGENT_WINDOW: u32 = 10;
 /// Tokens are returned in bunches of this many (`REDS_TOKENS_TO_SEND`).
 pub const TOKENS_TO_SEND: u32 = 5;
+/// Interval of the main-channel keep-alive PING (`PING_TEST_TIMEOUT_MS`).
+pub const PING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(15);
 /// Largest main-channel message accepted.
 pub const MAX_MAIN_MSG: u32 = 4096;
 
@@ -215,13 +217,24 @@ pub(crate) async fn run(
     *lock(&ctx.session.main_tx) = Some(out.clone());
 
     let writer = async move {
-        while let Some(item) = out_rx.recv().await {
+        let mut ping =
+            tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);
+        let mut ping_id = 0u32;
+        loop {
+            let item = tokio::select! {
+                item = out_rx.recv() => item,
+                _ = ping.tick() => {
+                    ping_id = ping_id.wrapping_add(1);
+                    Some(Out::Ping(ping_id))
+                }
+            };
+            let Some(item) = item else { break };
             match item {
                 Out::Msg(t, b) => w.send(t, &b).await?,
                 Out::Ping(id) => {
                     w.send_msg(&crate::wire::base::Ping {
                         id,
-                        timestamp: 0,
+                        timestamp: u64::from(mm_time()) * 1000,
                         padding: 0,
                     })
                     .await?

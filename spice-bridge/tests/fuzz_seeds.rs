@@ -1,0 +1,128 @@
+//! Writes the seed corpora of the fuzz targets in `fuzz/corpus/<target>/` (run with
+//! `cargo test -p spice-bridge --test fuzz_seeds -- --ignored`). Each seed is a valid message as
+//! a real client sends it.
+
+use std::path::PathBuf;
+
+use spice_bridge::wire::link::{LinkHeader, LinkMess, SPICE_MAGIC};
+use spice_bridge::wire::to_vec;
+use spice_bridge::wire::types::Caps;
+
+fn framed(t: u16, body: &[u8]) -> Vec<u8> {
+    let mut v = t.to_le_bytes().to_vec();
+    v.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    v.extend_from_slice(body);
+    v
+}
+
+fn write(target: &str, name: &str, bytes: &[u8]) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(format!("seed-{name}")), bytes).unwrap();
+}
+
+#[test]
+#[ignore = "writes files into fuzz/corpus"]
+fn write_fuzz_seeds() {
+    for (ct, caps) in [
+        (1u8, vec![0x0f]),
+        (2, vec![0x33f]),
+        (3, vec![]),
+        (4, vec![]),
+    ] {
+        let mess = to_vec(&LinkMess {
+            connection_id: if ct == 1 { 0 } else { 0x1234 },
+            channel_type: ct,
+            channel_id: 0,
+            common_caps: Caps(vec![0x0d]),
+            channel_caps: Caps(caps),
+        });
+        let mut v = to_vec(&LinkHeader {
+            magic: SPICE_MAGIC,
+            major_version: 2,
+            minor_version: 2,
+            size: mess.len() as u32,
+        });
+        v.extend_from_slice(&mess);
+        v.extend_from_slice(&1u32.to_le_bytes());
+        v.extend_from_slice(&[0x5a; 128]);
+        write("link", &format!("channel{ct}"), &v);
+    }
+    let mut init = vec![1u8];
+    init.extend_from_slice(&20_971_520i64.to_le_bytes());
+    init.push(1);
+    init.extend_from_slice(&3_145_728i32.to_le_bytes());
+    write("client_display", "init", &framed(101, &init));
+    write("client_display", "pref-compression", &framed(103, &[6]));
+    write("client_display", "pref-codec", &framed(105, &[2, 1, 3]));
+    write("client_display", "stream-report", &framed(102, &[0; 32]));
+    write("client_main", "attach", &framed(104, &[]));
+    write(
+        "client_main",
+        "mouse-mode",
+        &framed(105, &2u16.to_le_bytes()),
+    );
+    write(
+        "client_main",
+        "agent-start",
+        &framed(106, &u32::MAX.to_le_bytes()),
+    );
+    write(
+        "client_main",
+        "agent-data",
+        &framed(107, &[1, 0, 0, 0, 6, 0, 0, 0]),
+    );
+    write(
+        "client_main",
+        "agent-token",
+        &framed(108, &5u32.to_le_bytes()),
+    );
+    write("client_main", "client-info", &framed(101, &[0; 8]));
+    write(
+        "client_inputs",
+        "key-down",
+        &framed(101, &0x1eu32.to_le_bytes()),
+    );
+    write(
+        "client_inputs",
+        "key-up-ext",
+        &framed(102, &0x9de0u32.to_le_bytes()),
+    );
+    write(
+        "client_inputs",
+        "modifiers",
+        &framed(103, &4u16.to_le_bytes()),
+    );
+    write(
+        "client_inputs",
+        "scancode",
+        &framed(104, &[0xe0, 0x48, 0xe0, 0xc8]),
+    );
+    write(
+        "client_inputs",
+        "motion",
+        &framed(111, &[1, 0, 0, 0, 255, 255, 255, 255, 0, 0]),
+    );
+    write(
+        "client_inputs",
+        "position",
+        &framed(112, &[100, 0, 0, 0, 50, 0, 0, 0, 1, 0, 0]),
+    );
+    write("client_inputs", "press", &framed(113, &[1, 1, 0]));
+    write("client_inputs", "release", &framed(114, &[1, 0, 0]));
+    write("client_base", "ack-sync", &framed(1, &1u32.to_le_bytes()));
+    write("client_base", "ack", &framed(2, &[]));
+    write(
+        "client_base",
+        "pong",
+        &framed(3, &[1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+    );
+    write("client_base", "disconnecting", &framed(6, &[0; 12]));
+    write(
+        "client_base",
+        "pause-scancode",
+        &framed(99, &[0xe1, 0x1d, 0x45, 0xe1, 0x9d, 0xc5]),
+    );
+}
