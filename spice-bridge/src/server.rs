@@ -34,7 +34,7 @@ pub const MAX_CONNECTIONS: usize = 64;
 pub enum ImageCompression {
     /// plain BITMAP
     Off,
-    /// LZ_RGB (falls back to BITMAP until the codec is present)
+    /// LZ_RGB (BITMAP when LZ would not be smaller, or for images under 54 bytes)
     Lz,
     /// LZ4 when the client announced it, else LZ_RGB
     Lz4,
@@ -226,6 +226,13 @@ pub struct ServerHandle {
 impl std::fmt::Debug for ServerHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "ServerHandle({})", self.addr)
+    }
+}
+
+impl Drop for ServerHandle {
+    /// Dropping the handle stops the server (connections close; tasks end on their own).
+    fn drop(&mut self) {
+        let _ = self.shared.shutdown.send(true);
     }
 }
 

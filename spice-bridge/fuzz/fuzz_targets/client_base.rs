@@ -15,6 +15,9 @@ fuzz_target!(|data: &[u8]| {
     };
     let _ = BaseClientMessage::parse(hdr.msg_type, body);
     for e in spice_bridge::input::decode_scancodes(body) {
-        assert!(e.scancode & 0x80 == 0, "release bit never leaks into the scancode");
+        assert!(
+            e.scancode & 0x80 == 0,
+            "release bit never leaks into the scancode"
+        );
     }
 });

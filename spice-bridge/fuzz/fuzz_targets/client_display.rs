@@ -3,8 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use spice_bridge::wire::header::HeaderKind;
 use spice_bridge::wire::display::DisplayClientMessage;
+use spice_bridge::wire::header::HeaderKind;
 
 fuzz_target!(|data: &[u8]| {
     let _ = HeaderKind::Full.decode(data.get(..18).unwrap_or(data));

@@ -14,11 +14,15 @@ fuzz_target!(|data: &[u8]| {
     let Some((h, rest)) = data.split_at_checked(ExpectHeader::LEN) else {
         return;
     };
-    let Ok(s) = ExpectHeader.handle(h) else { return };
+    let Ok(s) = ExpectHeader.handle(h) else {
+        return;
+    };
     let Some((m, rest)) = rest.split_at_checked(s.len()) else {
         return;
     };
-    let Ok((auth, reply)) = s.handle(m, key) else { return };
+    let Ok((auth, reply)) = s.handle(m, key) else {
+        return;
+    };
     assert!(reply.len() >= 16 + 178);
     let (t, rest): (ExpectTicket, &[u8]) = if auth.expects_mechanism() {
         let Some((mech, rest)) = rest.split_at_checked(ExpectAuth::LEN) else {
