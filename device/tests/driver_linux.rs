@@ -614,74 +614,6 @@ fn rect_bytes(left: i32, top: i32, right: i32, bottom: i32) -> Vec<u8> {
         .collect()
 }
 
-/// A QXLImage BITMAP 32BIT TOP_DOWN of `w`×`h` xRGB pixels with one data chunk, the way
-/// Linux `qxl_image_alloc_objects` lays it out. Returns the image address.
-fn linux_image(d: &mut MockDriver, w: u32, h: u32, px: &[u32]) -> qxl_device::mem::QxlPhys {
-    let stride = w * 4;
-    let mut chunk = Vec::new();
-    chunk.extend_from_slice(&(stride * h).to_le_bytes());
-    chunk.extend_from_slice(&[0u8; 16]); // prev, next
-    for p in px {
-        chunk.extend_from_slice(&p.to_le_bytes());
-    }
-    let chunk_addr = d.alloc(chunk.len() as u64).unwrap();
-    d.write(chunk_addr, &chunk).unwrap();
-    let mut img = vec![0u8; 48];
-    img[10..14].copy_from_slice(&w.to_le_bytes());
-    img[14..18].copy_from_slice(&h.to_le_bytes());
-    img[18] = 8; // SPICE_BITMAP_FMT_32BIT
-    img[19] = 4; // QXL_BITMAP_TOP_DOWN
-    img[20..24].copy_from_slice(&w.to_le_bytes());
-    img[24..28].copy_from_slice(&h.to_le_bytes());
-    img[28..32].copy_from_slice(&stride.to_le_bytes());
-    img[40..48].copy_from_slice(&chunk_addr.0.to_le_bytes());
-    let a = d.alloc(48).unwrap();
-    d.write(a, &img).unwrap();
-    a
-}
-
-/// QXLClipRects with an inline chunk.
-fn clip_rects(d: &mut MockDriver, rects: &[[i32; 4]]) -> qxl_device::mem::QxlPhys {
-    let mut b = Vec::new();
-    b.extend_from_slice(&(rects.len() as u32).to_le_bytes());
-    b.extend_from_slice(&((rects.len() * 16) as u32).to_le_bytes());
-    b.extend_from_slice(&[0u8; 16]);
-    for r in rects {
-        b.extend(rect_bytes(r[0], r[1], r[2], r[3]));
-    }
-    let a = d.alloc(b.len() as u64).unwrap();
-    d.write(a, &b).unwrap();
-    a
-}
-
-/// A Linux DRAW_COPY (effect OPAQUE, ROPD_OP_PUT, clip RECTS) of `image` (`w`×`h`) to
-/// `bbox` = [left, top, right, bottom] on `surface`. Returns (command address, release id).
-fn draw_copy(
-    d: &mut MockDriver,
-    surface: u32,
-    image: qxl_device::mem::QxlPhys,
-    w: i32,
-    h: i32,
-    bbox: [i32; 4],
-    clip: qxl_device::mem::QxlPhys,
-) -> (qxl_device::mem::QxlPhys, u64) {
-    let mut b = vec![0u8; 191];
-    b[8..12].copy_from_slice(&surface.to_le_bytes());
-    b[12] = 1; // QXL_EFFECT_OPAQUE
-    b[13] = 3; // QXL_DRAW_COPY
-    b[31..47].copy_from_slice(&rect_bytes(bbox[0], bbox[1], bbox[2], bbox[3]));
-    b[47..51].copy_from_slice(&1u32.to_le_bytes()); // SPICE_CLIP_TYPE_RECTS
-    b[51..59].copy_from_slice(&clip.0.to_le_bytes());
-    for i in 0..3 {
-        b[63 + i * 4..67 + i * 4].copy_from_slice(&(-1i32).to_le_bytes());
-    }
-    let u = 123;
-    b[u..u + 8].copy_from_slice(&image.0.to_le_bytes());
-    b[u + 8..u + 24].copy_from_slice(&rect_bytes(0, 0, w, h));
-    b[u + 24..u + 26].copy_from_slice(&8u16.to_le_bytes()); // SPICE_ROPD_OP_PUT
-    d.put_command(&b).unwrap()
-}
-
 #[test]
 fn draw_copy_with_clip_rects_renders_and_update_area_writes_guest_memory() {
     let mut d = probed();
@@ -691,10 +623,12 @@ fn draw_copy_with_clip_rects_renders_and_update_area_writes_guest_memory() {
     let px: Vec<u32> = (0..16 * 16)
         .map(|i| ((i % 16) << 16) | ((i / 16) << 8) | 0x80)
         .collect();
-    let img = linux_image(&mut d, 16, 16, &px);
+    let img = d.put_image_32(16, 16, &px).unwrap();
     // Draw at (10,10)-(26,26), clipped to its left half (10,10)-(18,26).
-    let clip = clip_rects(&mut d, &[[10, 10, 18, 26]]);
-    let (cmd, id) = draw_copy(&mut d, 0, img, 16, 16, [10, 10, 26, 26], clip);
+    let clip = d.put_clip_rects(&[[10, 10, 18, 26]]).unwrap();
+    let (cmd, id) = d
+        .put_draw_copy(0, img, 16, 16, [10, 10, 26, 26], clip)
+        .unwrap();
     d.push_command(1, cmd).unwrap();
     assert_eq!(d.dev.metrics().decode_errors, 0);
     let snap = d.dev.surface_snapshot(0).unwrap();
@@ -723,9 +657,9 @@ fn update_area_renders_pending_commands_first() {
     let primary = d.create_primary(32, 32).unwrap();
     // The worker is not running: the draw is still on the ring when UPDATE_AREA arrives.
     d.set_auto_worker(false);
-    let img = linux_image(&mut d, 4, 4, &[0x00AB_CDEF; 16]);
-    let clip = clip_rects(&mut d, &[[0, 0, 4, 4]]);
-    let (cmd, _) = draw_copy(&mut d, 0, img, 4, 4, [0, 0, 4, 4], clip);
+    let img = d.put_image_32(4, 4, &[0x00AB_CDEF; 16]).unwrap();
+    let clip = d.put_clip_rects(&[[0, 0, 4, 4]]).unwrap();
+    let (cmd, _) = d.put_draw_copy(0, img, 4, 4, [0, 0, 4, 4], clip).unwrap();
     d.push_command(1, cmd).unwrap();
     assert_eq!(d.dev.metrics().commands, 0);
     d.set_ram_bytes(ram_off::UPDATE_AREA, &rect_bytes(0, 0, 4, 4));
@@ -748,9 +682,9 @@ fn surface_eviction_update_area_async_then_destroy() {
     let smem = d.alloc_surface_mem(8 * 8 * 4).unwrap();
     let (c, create_id) = d.put_command(&surface_cmd(1, false, 8, 8, smem)).unwrap();
     d.push_command(5, c).unwrap();
-    let img = linux_image(&mut d, 8, 8, &[0x0012_3456; 64]);
-    let clip = clip_rects(&mut d, &[[0, 0, 8, 8]]);
-    let (cmd, draw_id) = draw_copy(&mut d, 1, img, 8, 8, [0, 0, 8, 8], clip);
+    let img = d.put_image_32(8, 8, &[0x0012_3456; 64]).unwrap();
+    let clip = d.put_clip_rects(&[[0, 0, 8, 8]]).unwrap();
+    let (cmd, draw_id) = d.put_draw_copy(1, img, 8, 8, [0, 0, 8, 8], clip).unwrap();
     d.push_command(1, cmd).unwrap();
     d.set_ram_bytes(ram_off::UPDATE_AREA, &rect_bytes(0, 0, 8, 8));
     d.set_ram_u32(ram_off::UPDATE_SURFACE, 1);

@@ -591,6 +591,79 @@ impl MockDriver {
         }
     }
 
+    // ------------------------------------------------------------------ Linux draw commands
+
+    /// A QXLImage BITMAP 32BIT TOP_DOWN of `w`×`h` xRGB pixels (`w * h` entries) with one data
+    /// chunk in the main slot, as Linux `qxl_image_alloc_objects` lays it out.
+    pub fn put_image_32(&mut self, w: u32, h: u32, px: &[u32]) -> Result<QxlPhys, MockError> {
+        let stride = w.checked_mul(4).ok_or(MockError::OutOfMemory(u64::MAX))?;
+        let data_len = (stride as u64) * (h as u64);
+        let chunk_addr = self.alloc(20 + data_len)?;
+        let mut chunk = Vec::with_capacity(20 + data_len as usize);
+        chunk.extend_from_slice(&(data_len as u32).to_le_bytes());
+        chunk.extend_from_slice(&[0u8; 16]); // prev_chunk, next_chunk
+        for p in px.iter().take((w as usize) * (h as usize)) {
+            chunk.extend_from_slice(&p.to_le_bytes());
+        }
+        chunk.resize(20 + data_len as usize, 0);
+        self.write(chunk_addr, &chunk)?;
+        let mut img = [0u8; 48];
+        img[10..14].copy_from_slice(&w.to_le_bytes());
+        img[14..18].copy_from_slice(&h.to_le_bytes());
+        img[18] = 8; // SPICE_BITMAP_FMT_32BIT
+        img[19] = 4; // QXL_BITMAP_TOP_DOWN
+        img[20..24].copy_from_slice(&w.to_le_bytes());
+        img[24..28].copy_from_slice(&h.to_le_bytes());
+        img[28..32].copy_from_slice(&stride.to_le_bytes());
+        img[40..48].copy_from_slice(&chunk_addr.0.to_le_bytes());
+        let a = self.alloc(48)?;
+        self.write(a, &img)?;
+        Ok(a)
+    }
+
+    /// QXLClipRects (inline chunk) of `rects` = [left, top, right, bottom] in the main slot.
+    pub fn put_clip_rects(&mut self, rects: &[[i32; 4]]) -> Result<QxlPhys, MockError> {
+        let mut b = Vec::new();
+        b.extend_from_slice(&(rects.len() as u32).to_le_bytes());
+        b.extend_from_slice(&((rects.len() * 16) as u32).to_le_bytes());
+        b.extend_from_slice(&[0u8; 16]);
+        for r in rects {
+            b.extend(qxl_rect(*r));
+        }
+        let a = self.alloc(b.len() as u64)?;
+        self.write(a, &b)?;
+        Ok(a)
+    }
+
+    /// A Linux DRAW_COPY (effect OPAQUE, ROPD_OP_PUT, clip RECTS, src_area = whole image)
+    /// of `image` (`w`×`h`) to `bbox` = [left, top, right, bottom] of `surface`, with a fresh
+    /// release id. Push it with `push_command(1, addr)`. Returns (address, release id).
+    pub fn put_draw_copy(
+        &mut self,
+        surface: u32,
+        image: QxlPhys,
+        w: i32,
+        h: i32,
+        bbox: [i32; 4],
+        clip: QxlPhys,
+    ) -> Result<(QxlPhys, u64), MockError> {
+        let mut b = vec![0u8; 191];
+        b[8..12].copy_from_slice(&surface.to_le_bytes());
+        b[12] = 1; // QXL_EFFECT_OPAQUE
+        b[13] = 3; // QXL_DRAW_COPY
+        b[31..47].copy_from_slice(&qxl_rect(bbox));
+        b[47..51].copy_from_slice(&1u32.to_le_bytes()); // SPICE_CLIP_TYPE_RECTS
+        b[51..59].copy_from_slice(&clip.0.to_le_bytes());
+        for i in 0..3 {
+            b[63 + i * 4..67 + i * 4].copy_from_slice(&(-1i32).to_le_bytes());
+        }
+        let u = 123;
+        b[u..u + 8].copy_from_slice(&image.0.to_le_bytes());
+        b[u + 8..u + 24].copy_from_slice(&qxl_rect([0, 0, w, h]));
+        b[u + 24..u + 26].copy_from_slice(&8u16.to_le_bytes()); // SPICE_ROPD_OP_PUT
+        self.put_command(&b)
+    }
+
     // ------------------------------------------------------------------ monitors
 
     /// Writes a QXLMonitorsConfig (count heads of (x, y, w, h), max_allowed 4) into the
@@ -639,6 +712,15 @@ impl MockDriver {
         }
         Some(v)
     }
+}
+
+/// A wire QXLRect (top, left, bottom, right) from [left, top, right, bottom].
+pub fn qxl_rect(r: [i32; 4]) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    for (i, v) in [r[1], r[0], r[3], r[2]].iter().enumerate() {
+        b[i * 4..i * 4 + 4].copy_from_slice(&v.to_le_bytes());
+    }
+    b
 }
 
 /// Reads fuzz / PRNG bytes as parameters; yields zeros once exhausted.
