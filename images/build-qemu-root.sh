@@ -36,6 +36,9 @@ trap 'rm -rf "$TMP"' EXIT
 # trixie kernel package with the root's own apt.
 mmdebstrap --variant=minbase --mode=root --quiet \
     --skip=cleanup/apt/lists \
+    --dpkgopt=force-unsafe-io \
+    --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
+    --dpkgopt='path-exclude=/usr/share/locale/*' \
     --customize-hook="chroot \"\$1\" apt-get install -y -q --no-install-recommends -t trixie-backports $PKGS" \
     trixie "$TMP" "deb $MIRROR trixie main" "deb $MIRROR trixie-backports main" >&2
 verify "$TMP" || rig_die "the new trixie root has no working vfio-user-pci/qxl-vga"

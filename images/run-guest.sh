@@ -15,7 +15,7 @@
 #   --log FILE               guest serial console log (default RUNDIR/serial.log); QEMU's own
 #                            stderr goes to FILE.qemu
 #   --timeout S              kill the guest after S seconds (default 600); exit status 124 then
-#   --accel auto|kvm|tcg     auto (default): KVM if a probe boot reaches /init within 10 s, else TCG
+#   --accel auto|kvm|tcg     auto (default): KVM if a probe boot reaches /init within 6 s, else TCG
 #   --mem MB                 guest RAM (default 512)
 #   --allow-reboot           a guest reboot restarts it (default: QEMU exits on reboot)
 #   --taskset CPUS           pin QEMU (taskset -c CPUS), e.g. the CPU the daemon is pinned to
@@ -126,13 +126,13 @@ probe_kvm() {
     t0=$(date +%s%N)
     # shellcheck disable=SC2046
     qemu_run "$plog" $(common_args kvm probe.log) -vga none -no-reboot -append "$CMDLINE spice_test=probe"
-    for _ in $(seq 1 100); do
+    for _ in $(seq 1 60); do
         grep -q 'QXL-TEST: BOOT' "$plog" 2>/dev/null && { ok=ok; break; }
         kill -0 "$QPID" 2>/dev/null || break
         sleep 0.1
     done
     why="kvm probe: reached /init in $((($(date +%s%N) - t0) / 1000000)) ms"
-    [ $ok = ok ] || why="kvm probe: guest did not reach /init within 10 s ($(head -c 200 "$plog.qemu" | tr '\n' ' '))"
+    [ $ok = ok ] || why="kvm probe: guest did not reach /init within 6 s ($(head -c 200 "$plog.qemu" | tr '\n' ' '))"
     kill "$QPID" 2>/dev/null || true
     wait "$QPID" 2>/dev/null || true
     QPID=""
