@@ -80,9 +80,9 @@ case_end() {
     local rc=$1 ms line
     ms=$(($(rig_now_ms) - CASE_T0))
     if [ "$rc" = 0 ]; then
-        line=$(printf 'PASS %-12s %6.1f s' "$CASE_NAME" "$(echo "$ms/1000" | bc -l)")
+        line=$(printf 'PASS %-12s %4d.%d s' "$CASE_NAME" $((ms / 1000)) $((ms % 1000 / 100)))
     else
-        line=$(printf 'FAIL %-12s %6.1f s  %s' "$CASE_NAME" "$(echo "$ms/1000" | bc -l)" "$WHY")
+        line=$(printf 'FAIL %-12s %4d.%d s  %s' "$CASE_NAME" $((ms / 1000)) $((ms % 1000 / 100)) "$WHY")
         FAILED=$((FAILED + 1))
     fi
     echo "$line"
@@ -145,7 +145,7 @@ wait_guest() {
 # check_bind: driver init line, bind marker with card0 + fb0.
 check_bind() {
     wait_guest 'QXL-TEST: bind PASS' 180 "qxl bind" || return 1
-    grep -qaE '\[drm\] Initialized qxl [0-9.]+ [0-9]+ for ' "$RIG_GUEST_LOG" || { why "no '[drm] Initialized qxl' line"; return 1; }
+    grep -qaE '\[drm\] Initialized qxl [0-9.]+ ([0-9]+ )?for ' "$RIG_GUEST_LOG" || { why "no '[drm] Initialized qxl' line"; return 1; }
     grep -qa 'QXL-TEST: bind PASS driver=qxl card0 fb0' "$RIG_GUEST_LOG" || { why "bind marker lacks driver=qxl card0 fb0"; return 1; }
     say "  $(grep -aoE '\[drm\] Initialized qxl .*' "$RIG_GUEST_LOG" | head -1 | tr -d '\r')"
     say "  $(grep -a 'QXL-TEST: bind PASS' "$RIG_GUEST_LOG" | tail -1)"
@@ -291,7 +291,9 @@ if wanted monitors; then
 fi
 
 # --- fb + reload (one boot: guest test "reload" draws fb, reloads qxl, draws again) ---------------
-RELOAD_LOOPS=2
+# One reload: Debian 6.1's qxl leaves its (shared) IRQ handler registered on rmmod, and the guest
+# panics in qxl_irq_handler during the second reload -- with QEMU's own qxl device too.
+RELOAD_LOOPS=${DAEMON_E2E_RELOAD_LOOPS:-1}
 case_fb() {
     boot bookworm-reload bookworm reload "spice_hold=8 spice_loops=$RELOAD_LOOPS"
     check_bind || return 1
@@ -345,7 +347,7 @@ if wanted reboot; then
 fi
 
 # --- client killed mid-frame ----------------------------------------------------------------------
-REDRAW_FRAMES=${DAEMON_E2E_REDRAW_FRAMES:-40}
+REDRAW_FRAMES=${DAEMON_E2E_REDRAW_FRAMES:-16}
 case_client_kill() {
     boot bookworm-redraw bookworm redraw "spice_frames=$REDRAW_FRAMES spice_hold=60"
     check_bind || return 1
@@ -370,6 +372,7 @@ case_client_kill() {
     [ "${n0:-0}" -ge 3 ] || { why "remote-viewer received no frames (proxy events: $OUT/kill-proxy.events)"; return 1; }
     grep -qa 'QXL-TEST: redraw DONE' "$RIG_GUEST_LOG" && { why "the redraw loop ended before the client was killed: raise DAEMON_E2E_REDRAW_FRAMES"; return 1; }
     kill -9 $rv
+    wait $rv 2>/dev/null
     n1=$(grep -c '^display .* draw ' "$OUT/kill-proxy.events")
     say "  remote-viewer killed (SIGKILL) after $n1 draws received, guest still redrawing"
     # A new client while the guest still redraws: it gets a picture of the mode size.
@@ -381,11 +384,14 @@ case_client_kill() {
     say "  reconnected client got a $(head -c 20 "$shot" | tr '\n' ' ' | awk '{print $2 "x" $3}') picture $([ $during = 1 ] && echo 'while the guest was still redrawing' || echo '(the redraw had ended)')"
     # The guest was never held up: the loop finishes and its worst frame stays short.
     wait_guest 'QXL-TEST: redraw DONE' 300 "redraw loop end" || return 1
-    local done worst
+    local done worst avg
     done=$(grep -a 'QXL-TEST: redraw DONE' "$RIG_GUEST_LOG")
     worst=$(echo "$done" | sed -n 's/.*worst_ms=\([0-9]*\).*/\1/p')
-    say "  $done"
-    [ "${worst:-99999}" -lt 3000 ] || { why "the guest stalled: worst frame ${worst} ms"; return 1; }
+    avg=$(echo "$done" | awk '{for (i = 1; i <= NF; i++) if ($i ~ /^fps=/) { split($i, a, "="); if (a[2] > 0) printf "%d", 1000 / a[2] }}')
+    say "  $done (mean frame ${avg:-?} ms)"
+    # Under TCG a frame takes seconds (every pixel goes through a trapped BAR); a guest held up by
+    # the client would block for good, so: the loop ends, and no frame took 3x the mean (+1 s).
+    [ "${worst:-99999}" -lt $((3 * ${avg:-0} + 1000)) ] || { why "the guest stalled: worst frame ${worst} ms, mean ${avg} ms"; return 1; }
     # And the current picture is the last frame, pixel for pixel.
     shot_compare "redraw:$((REDRAW_FRAMES - 1))" "$mode" kill-after || return 1
     kill_wait $proxy
@@ -457,5 +463,5 @@ fi
 echo
 echo "== daemon-qxl summary ($(grep -ho 'run-guest: accel=[a-z]*' "$OUT"/*.log.run 2>/dev/null | sort -u | tr '\n' ' '))"
 for r in "${RESULTS[@]}"; do echo "$r"; done
-echo "total $(echo "($(rig_now_ms) - $T_START)/1000" | bc) s, $FAILED failed"
+echo "total $((($(rig_now_ms) - T_START) / 1000)) s, $FAILED failed"
 [ "$FAILED" = 0 ] && [ ${#RESULTS[@]} -gt 0 ]

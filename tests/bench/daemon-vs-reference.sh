@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# Benchmark (issue 4 "Figures to report"): the spice-bridge daemon (QXL over vfio-user, release
+# build, --qxl-no-mmap) against QEMU's own `-vga qxl -spice` (Debian's libspice-server), same
+# guest, same workload, same client:
+#
+#   guest    bookworm 6.1, real qxl driver, guest test "redraw": N full-screen frames drawn into a
+#            KMS dumb buffer, each flushed with DIRTYFB (images/guest/qxltest.c)
+#   client   remote-viewer under Xvfb, connected through tests/lib/daemon_spiceproxy.py, a proxy
+#            that forwards every byte unchanged and logs each server message with its time
+#
+# Figures, per side:
+#   boot->1st frame  QEMU start to the first draw message the client receives on the guest's
+#                    native mode surface (the first picture after the qxl driver's modeset)
+#   client fps       full-screen draw messages the client received during the loop / their span
+#   frames rx        full-screen draws received (of N drawn by the guest)
+#   guest fps        the guest's own loop rate (from its DONE line)
+#   KiB/frame        display-channel bytes (headers included) during the loop / frames received
+#   CPU s/100 fr     display side CPU during the loop per 100 received frames: the daemon's whole
+#                    process; for the reference, QEMU's non-vCPU threads (libspice-server's worker
+#                    thread + main loop; QXL's I/O handlers run on the vCPU thread under TCG)
+#   QEMU CPU s/100   all of QEMU's CPU during the loop per 100 received frames, for scale
+#
+# Usage: tests/bench/daemon-vs-reference.sh [--frames N] [--out FILE.md]   (root; 4-6 minutes)
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+. tests/lib/rig.sh
+. tests/lib/daemon.sh
+
+FRAMES=60 OUTMD=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --frames) FRAMES=$2; shift ;;
+    --out) OUTMD=$2; shift ;;
+    -h | --help) sed -n '2,/^set -uo/{/^set -uo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+say() { printf '[bench %s] %s\n' "$(date -u +%T)" "$*" >&2; }
+die() { echo "FAIL: $*" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || die "needs root"
+for t in cargo python3 remote-viewer Xvfb; do command -v $t >/dev/null || die "$t missing (images/install-host-deps.sh)"; done
+
+OUT=$(mktemp -d /tmp/bench.XXXXXX)
+trap 'daemon_cleanup; [ "${BENCH_KEEP:-0}" = 1 ] || rm -rf "$OUT"' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+say "building (release daemon, rig)"
+daemon_build --release || die "cargo build --release failed"
+bash images/build-qemu-root.sh >/dev/null || die "build-qemu-root.sh failed"
+bash images/build-guest.sh bookworm >/dev/null || die "build-guest.sh failed"
+xvfb_start "$OUT/x" 1280 1024 || die "Xvfb did not start"
+
+# cpu_ticks PID [nonvcpu]: utime+stime of the process (or of its threads not named "CPU n/...")
+cpu_ticks() {
+    local pid=$1 mode=${2:-all} t sum=0 comm
+    if [ "$mode" = all ]; then
+        awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0
+        return
+    fi
+    for t in /proc/"$pid"/task/*; do
+        comm=$(cat "$t/comm" 2>/dev/null) || continue
+        case "$comm" in CPU\ *) continue ;; esac
+        sum=$((sum + $(awk '{ s = $0; sub(/^.*\) /, "", s); split(s, f, " "); print f[12] + f[13] }' "$t/stat" 2>/dev/null || echo 0)))
+    done
+    echo $sum
+}
+threads() { for t in /proc/"$1"/task/*; do printf '%s ' "$(tr ' ' _ <"$t/comm")"; done; }
+HZ=$(getconf CLK_TCK)
+calc() { python3 -c "print($1)"; }
+
+# run_side NAME: sets R_* figures
+run_side() {
+    local side=$1 upstream pport log qpid proxy rv t0 i
+    log="$OUT/$side.log"
+    rm -f "$OUT/$side.events"
+    pport=$(rig_free_port)
+    local guest_args=(--test redraw --append "spice_frames=$FRAMES spice_hold=4" --timeout 400 --pidfile "$OUT/$side.qpid")
+    if [ "$side" = daemon ]; then
+        mkdir -p "$OUT/d"
+        daemon_start "$OUT/d" --disable-ticketing --qxl-no-mmap || die "daemon did not start"
+        upstream=$DAEMON_PORT
+        guest_args+=(--vfio-user "$DAEMON_SOCK" --no-mmap)
+    else
+        upstream=$(rig_free_port)
+        guest_args+=(--reference --spice-port "$upstream")
+    fi
+    python3 tests/lib/daemon_spiceproxy.py --listen "$pport" --upstream "$upstream" \
+        --events "$OUT/$side.events" >"$OUT/$side.proxy.log" 2>&1 &
+    proxy=$!
+    bg_track $proxy
+    sleep 0.5
+    t0=$(date +%s.%N)
+    rig_start_guest "$log" "${guest_args[@]}"
+    DISPLAY=$XVFB_DISPLAY remote-viewer -t "bench-$side" "spice://127.0.0.1:$pport" >"$OUT/$side.rv.log" 2>&1 &
+    rv=$!
+    bg_track $rv
+    rig_wait_marker "$log" 'QXL-TEST: redraw (START|FAIL)' 240 || die "$side: no redraw START (see $log)"
+    grep -qa 'QXL-TEST: redraw START' "$log" || die "$side: $(grep -a FAIL "$log")"
+    local t_start c0_all c0_sel pid_sel mode
+    t_start=$(date +%s.%N)
+    qpid=$(cat "$OUT/$side.qpid")
+    if [ "$side" = daemon ]; then pid_sel=$DAEMON_PID; c0_sel=$(cpu_ticks "$DAEMON_PID"); else pid_sel=$qpid; c0_sel=$(cpu_ticks "$qpid" nonvcpu); fi
+    c0_all=$(cpu_ticks "$qpid")
+    mode=$(sed -n 's/^QXL-TEST: redraw START frames=[0-9]* \([0-9]*x[0-9]*\).*/\1/p' "$log" | head -1)
+    rig_wait_marker "$log" 'QXL-TEST: redraw DONE' 600 || die "$side: no redraw DONE"
+    # let the last frames reach the client (it may lag behind the guest)
+    local n_prev=-1 n_now
+    for i in $(seq 40); do
+        sleep 0.5
+        n_now=$(wc -l <"$OUT/$side.events")
+        [ "$n_now" = "$n_prev" ] && break
+        n_prev=$n_now
+    done
+    local t_end c1_all c1_sel
+    t_end=$(date +%s.%N)
+    if [ "$side" = daemon ]; then c1_sel=$(cpu_ticks "$DAEMON_PID"); else c1_sel=$(cpu_ticks "$qpid" nonvcpu); fi
+    c1_all=$(cpu_ticks "$qpid")
+    [ "$side" = reference ] && say "reference QEMU threads: $(threads "$qpid")"
+    local s_all s_loop
+    s_all=$(python3 tests/lib/daemon_spiceproxy.py summary "$OUT/$side.events" --size "$mode")
+    s_loop=$(python3 tests/lib/daemon_spiceproxy.py summary "$OUT/$side.events" --size "$mode" --from "$t_start" --to "$t_end")
+    say "$side: all: $s_all"
+    say "$side: loop: $s_loop"
+    # shellcheck disable=SC2046
+    eval $(echo "$s_all" | tr ' ' '\n' | sed 's/^/A_/')
+    # shellcheck disable=SC2046
+    eval $(echo "$s_loop" | tr ' ' '\n' | sed 's/^/L_/')
+    R_ACCEL=$(grep -o 'accel=[a-z]*' "$log.run" | head -1 | cut -d= -f2)
+    R_MODE=$mode
+    R_BOOT=$(calc "$A_t_first_draw - $t0")
+    R_FRAMES=$L_full_draws
+    R_FPS=$(calc "($L_full_draws - 1) / ($L_t_last_full - $L_t_first_full) if $L_t_last_full > $L_t_first_full else 0")
+    R_GFPS=$(sed -n 's/.*redraw DONE .* fps=\([0-9.]*\).*/\1/p' "$log")
+    R_KIB=$(calc "$L_display_bytes / $L_full_draws / 1024 if $L_full_draws > 0 else 0")
+    R_CPU=$(calc "($c1_sel - $c0_sel) / $HZ / $L_full_draws * 100 if $L_full_draws > 0 else 0")
+    R_QCPU=$(calc "($c1_all - $c0_all) / $HZ / $L_full_draws * 100 if $L_full_draws > 0 else 0")
+    say "$side: boot->first frame ${R_BOOT}s, ${R_FRAMES} frames rx, client fps $R_FPS, guest fps $R_GFPS, KiB/frame $R_KIB, CPU/100 $R_CPU, QEMU CPU/100 $R_QCPU"
+    kill_wait $rv
+    rig_stop_guest
+    kill_wait $proxy
+    [ "$side" = daemon ] && daemon_stop
+    return 0
+}
+
+row() { printf '| %-34s | %14s | %14s |\n' "$1" "$2" "$3"; }
+declare -A D R
+for side in daemon reference; do
+    say "=== $side"
+    run_side $side
+    declare -n X=$([ $side = daemon ] && echo D || echo R)
+    X[accel]=$R_ACCEL X[mode]=$R_MODE X[boot]=$(printf '%.1f' "$R_BOOT") X[frames]="$R_FRAMES / $FRAMES"
+    X[fps]=$(printf '%.2f' "$R_FPS") X[gfps]=$R_GFPS X[kib]=$(printf '%.0f' "$R_KIB")
+    X[cpu]=$(printf '%.2f' "$R_CPU") X[qcpu]=$(printf '%.2f' "$R_QCPU")
+    unset -n X
+done
+
+{
+    echo "Benchmark: $(date -u +'%F %T') UTC, $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+    echo "Guest: bookworm $(sed -n 's/^KVER=//p' "$(rig_guest_dir bookworm)/info" 2>/dev/null), test redraw, $FRAMES full-screen frames, ${D[mode]}; client: remote-viewer (spice-gtk 0.42) under Xvfb via a counting proxy"
+    echo
+    row "" "spice-bridge" "QEMU qxl+spice"
+    row "----------------------------------" "--------------" "--------------"
+    row "accelerator" "${D[accel]}" "${R[accel]}"
+    row "guest boot -> first frame at client (s)" "${D[boot]}" "${R[boot]}"
+    row "frames received (of drawn)" "${D[frames]}" "${R[frames]}"
+    row "client frames per second" "${D[fps]}" "${R[fps]}"
+    row "guest loop frames per second" "${D[gfps]}" "${R[gfps]}"
+    row "bytes on the wire per frame (KiB)" "${D[kib]}" "${R[kib]}"
+    row "display-side CPU s per 100 frames" "${D[cpu]}" "${R[cpu]}"
+    row "QEMU CPU s per 100 frames" "${D[qcpu]}" "${R[qcpu]}"
+} | tee "$OUT/table.md"
+[ -n "$OUTMD" ] && cp "$OUT/table.md" "$OUTMD"
+exit 0
