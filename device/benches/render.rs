@@ -134,6 +134,29 @@ fn main() {
     });
     let _ = mem.read_u32(prim);
 
+    // Hostile: a FILL with MAX_CLIP_RECTS tall, overlapping clip rects with distinct tops.
+    let rects: Vec<Rect> = (0..MAX_CLIP_RECTS as i32)
+        .map(|i| {
+            Rect::new(
+                (i * 7) % (W as i32 - 64),
+                i / 4,
+                (i * 7) % (W as i32 - 64) + 64,
+                H as i32,
+            )
+        })
+        .collect();
+    let clip = b.clip_rects(&rects);
+    let f = fill_member(
+        solid_brush(0x777777),
+        ropd::OP_XOR,
+        qmask(false, 0, 0, QxlPhys(0)),
+    );
+    let hostile_cmd = b.drawable(0, draw_type::FILL, full, clip, &f);
+    let hostile = best(3, 1, || {
+        let cmd = decode_display(&mem, cmd_type::DRAW, hostile_cmd, &limits).unwrap();
+        r.draw(&cmd, &mem).unwrap();
+    });
+
     let rows = [
         Row {
             case: "memcpy 1920x1080x4",
@@ -176,6 +199,13 @@ fn main() {
             bytes_per_op: 1024,
             ops_unit: true,
             baseline: memcpy_small,
+        },
+        Row {
+            case: "hostile FILL, 4096 overlapping clip rects",
+            per_op: hostile,
+            bytes_per_op: frame_bytes as u64,
+            ops_unit: false,
+            baseline: memcpy_frame,
         },
         Row {
             case: "16x16 DRAW_FILL decode+render",
