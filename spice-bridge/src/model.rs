@@ -87,6 +87,24 @@ impl SurfaceFormat {
     }
 }
 
+/// A colour palette for 8-bit images.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Palette {
+    /// Cache key (0 = never cache); the same non-zero key must always mean the same entries.
+    pub unique: u64,
+    /// 0x00RRGGBB entries (at most 256).
+    pub entries: Vec<u32>,
+}
+
+/// An 8-bit palette picture as it came from the guest (sent as a palette BITMAP).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaletteImage {
+    /// the palette
+    pub palette: Arc<Palette>,
+    /// one index per pixel, rows top first
+    pub indices: Arc<[u8]>,
+}
+
 /// A source picture for [`DisplayModel::draw_copy`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Image {
@@ -94,6 +112,7 @@ pub struct Image {
     width: u32,
     height: u32,
     pixels: Arc<[u32]>,
+    palette: Option<PaletteImage>,
 }
 
 impl Image {
@@ -116,7 +135,46 @@ impl Image {
             width,
             height,
             pixels: pixels.into(),
+            palette: None,
         })
+    }
+
+    /// A `width` x `height` 8-bit picture: `indices` (one per pixel, rows top first) into
+    /// `palette`. Every index must be below the palette length.
+    pub fn with_palette(
+        id: u64,
+        width: u32,
+        height: u32,
+        indices: Vec<u8>,
+        palette: Arc<Palette>,
+    ) -> Result<Image, ModelError> {
+        if palette.entries.is_empty() || palette.entries.len() > 256 {
+            return Err(ModelError::TooMany("palette entries"));
+        }
+        if let Some(&bad) = indices
+            .iter()
+            .find(|&&i| usize::from(i) >= palette.entries.len())
+        {
+            return Err(ModelError::BufferSize {
+                need: palette.entries.len(),
+                got: usize::from(bad) + 1,
+            });
+        }
+        let pixels = indices
+            .iter()
+            .map(|&i| palette.entries[usize::from(i)] & 0x00ff_ffff)
+            .collect();
+        let mut img = Image::new(id, width, height, pixels)?;
+        img.palette = Some(PaletteImage {
+            palette,
+            indices: indices.into(),
+        });
+        Ok(img)
+    }
+
+    /// The palette form, for pictures made with [`Image::with_palette`].
+    pub fn palette(&self) -> Option<&PaletteImage> {
+        self.palette.as_ref()
     }
     /// Cache key (0 = none).
     pub fn id(&self) -> u64 {
@@ -306,7 +364,7 @@ impl DisplayOp {
     fn cost(&self) -> usize {
         match self {
             DisplayOp::Copy { image, clip, .. } => {
-                OP_COST + image.pixels.len() * 4 + clip.len() * 16
+                OP_COST + image.pixels.len() * 5 + clip.len() * 16
             }
             DisplayOp::Fill { clip, .. }
             | DisplayOp::Rop { clip, .. }
@@ -1002,6 +1060,7 @@ impl DisplayModel {
                     width: s.width,
                     height: s.height,
                     pixels: s.pixels.clone().into(),
+                    palette: None,
                 },
                 clip: vec![],
             });
@@ -1100,6 +1159,13 @@ mod tests {
         };
         assert!(m.fill(0, inverted, 1, &[]).is_err());
         assert!(Image::new(0, 2, 2, vec![0; 3]).is_err());
+        let pal = Arc::new(Palette {
+            unique: 1,
+            entries: vec![0x10, 0x20],
+        });
+        assert!(Image::with_palette(0, 2, 1, vec![0, 2], pal.clone()).is_err());
+        let img = Image::with_palette(0, 2, 1, vec![1, 0], pal).unwrap();
+        assert_eq!(img.pixels(), &[0x20, 0x10]);
         assert!(CursorShape::new(1, CursorKind::Alpha, 2, 2, (0, 0), vec![0; 15]).is_err());
         assert!(CursorShape::new(1, CursorKind::Mono, 9, 1, (0, 0), vec![0; 4]).is_ok());
     }

@@ -379,8 +379,10 @@ pub struct ClientCanvas {
     pub cache: HashMap<u64, (u32, u32, Vec<u32>)>,
     /// MARKs seen
     pub marks: usize,
-    /// images received by type
+    /// images received by type (200 counts palettes taken from the palette cache)
     pub image_types: HashMap<u8, usize>,
+    /// palette cache
+    pub palettes: HashMap<u64, Vec<u32>>,
 }
 
 fn regions(bbox: &Rect, clip: &[Rect], w: u32, h: u32) -> Vec<Rect> {
@@ -412,6 +414,14 @@ impl ClientCanvas {
                 self.surfaces.remove(&s.surface_id);
             }
             MARK => self.marks += 1,
+            INVAL_PALETTE => {
+                let p: wd::InvalPalette = decode_exact(body).expect("inval palette");
+                assert!(
+                    self.palettes.remove(&p.id).is_some(),
+                    "server invalidated an unknown palette"
+                );
+            }
+            INVAL_ALL_PALETTES => self.palettes.clear(),
             INVAL_LIST => {
                 let l: wd::InvalList = decode_exact(body).expect("inval list");
                 for id in l.0 {
@@ -471,6 +481,29 @@ impl ClientCanvas {
         };
         *self.image_types.entry(ty).or_default() += 1;
         let decoded = match &i.body {
+            ImageBody::Bitmap(b) if b.format == wd::bitmap::FMT_8BIT => {
+                let pal = match &b.palette {
+                    wd::PaletteRef::Inline(p) => {
+                        if b.flags & wd::bitmap::PAL_CACHE_ME != 0 {
+                            self.palettes.insert(p.unique, p.entries.clone());
+                        }
+                        p.entries.clone()
+                    }
+                    wd::PaletteRef::FromCache(u) => {
+                        *self.image_types.entry(200).or_default() += 1;
+                        self.palettes.get(u).cloned().expect("palette in cache")
+                    }
+                    wd::PaletteRef::None => panic!("8-bit bitmap without palette"),
+                };
+                let px = (0..b.height as usize)
+                    .flat_map(|y| {
+                        let row = &b.data[y * b.stride as usize..];
+                        let pal = &pal;
+                        (0..b.width as usize).map(move |x| pal[usize::from(row[x])] & 0xffffff)
+                    })
+                    .collect();
+                (b.width, b.height, px)
+            }
             ImageBody::Bitmap(b) => {
                 assert_eq!(b.format, wd::bitmap::FMT_32BIT);
                 let px = (0..b.height as usize)
@@ -569,6 +602,22 @@ pub fn scene_scroll_offscreen(m: &DisplayModel) {
             &[],
         )
         .expect("glyph");
+    }
+    // 8-bit palette glyphs: three palettes, each sent once then taken from the palette cache
+    let palettes: Vec<std::sync::Arc<crate::model::Palette>> = (0..3u32)
+        .map(|p| {
+            std::sync::Arc::new(crate::model::Palette {
+                unique: 900 + u64::from(p),
+                entries: (0..4u32).map(|e| pattern(e * 40, p * 70, 3)).collect(),
+            })
+        })
+        .collect();
+    for i in 0..30u32 {
+        let idx = (0..8 * 16).map(|k| ((k + i) % 4) as u8).collect();
+        let img = Image::with_palette(0, 8, 16, idx, palettes[(i % 3) as usize].clone())
+            .expect("palette glyph");
+        m.draw_copy(1, Rect::new(420 + i as i32 * 12, 575, 8, 16), &img, &[])
+            .expect("palette glyph");
     }
     m.create_surface(0, 800, 600, SurfaceFormat::Xrgb32)
         .expect("primary");

@@ -248,6 +248,8 @@ async fn display_snapshot_and_live_draws_match_the_model_pixel_for_pixel() {
             model_surface_rgb(&model, 0),
             "{comp:?} scroll"
         );
+        // palettes were sent once each, then taken from the palette cache
+        assert_eq!(canvas.image_types.get(&200).copied(), Some(27), "{comp:?}");
         // glyph images were cached after first use
         assert!(
             canvas.image_types.get(&103).copied().unwrap_or(0) > 1000,

@@ -20,8 +20,8 @@ use crate::server::{ConnCtx, ImageCompression};
 use crate::wire::display::{
     bitmap, cap, image_flags, rop, server_id, Bitmap, Brush, CopyBits, DisplayBase,
     DisplayClientMessage, DrawCopy, DrawFill, DrawMaskOnly, Head, Image, ImageBody,
-    InvalAllPalettes, InvalList, Mark, MonitorsConfig, PaletteRef, QMask, Reset, SurfaceCreate,
-    SurfaceDestroy, SURFACE_FLAG_PRIMARY,
+    InvalAllPalettes, InvalList, InvalPalette, Mark, MonitorsConfig, Palette, PaletteRef, QMask,
+    Reset, SurfaceCreate, SurfaceDestroy, SURFACE_FLAG_PRIMARY,
 };
 use crate::wire::types::{Clip, Rect};
 use crate::wire::{to_vec, Message};
@@ -77,6 +77,36 @@ impl PixmapCache {
     }
 }
 
+/// Palettes the client keeps (`CLIENT_PALETTE_CACHE_SIZE`).
+pub const PALETTE_CACHE_SIZE: usize = 128;
+
+/// Server-side mirror of the client's palette cache (uniques in LRU order).
+#[derive(Debug, Default)]
+pub(crate) struct PaletteCache {
+    lru: VecDeque<u64>,
+}
+
+impl PaletteCache {
+    /// How to send palette `unique`: (from cache?, id evicted to make room).
+    pub(crate) fn lookup(&mut self, unique: u64) -> (bool, Option<u64>) {
+        if unique == 0 {
+            return (false, None);
+        }
+        if let Some(p) = self.lru.iter().position(|&u| u == unique) {
+            self.lru.remove(p);
+            self.lru.push_back(unique);
+            return (true, None);
+        }
+        let evicted = if self.lru.len() >= PALETTE_CACHE_SIZE {
+            self.lru.pop_front()
+        } else {
+            None
+        };
+        self.lru.push_back(unique);
+        (false, evicted)
+    }
+}
+
 fn clip_of(v: &[Rect]) -> Clip {
     Clip(v.to_vec())
 }
@@ -85,6 +115,7 @@ fn clip_of(v: &[Rect]) -> Clip {
 pub(crate) struct DisplayEncoder {
     known: BTreeMap<u32, (u32, u32, u32)>,
     cache: PixmapCache,
+    palettes: PaletteCache,
     compression: ImageCompression,
     client_lz4: bool,
     monitors_cap: bool,
@@ -111,6 +142,7 @@ impl DisplayEncoder {
         DisplayEncoder {
             known: BTreeMap::new(),
             cache: PixmapCache::default(),
+            palettes: PaletteCache::default(),
             compression,
             client_lz4,
             monitors_cap,
@@ -125,8 +157,43 @@ impl DisplayEncoder {
         self.compression = c;
     }
 
-    /// The image body for `img` under the current compression setting.
-    fn image_body(&self, img: &ModelImage) -> ImageBody {
+    /// The image body for `img` under the current compression setting; palette pictures go
+    /// as 8-bit BITMAPs using the palette cache (messages to send first go to `out`).
+    fn image_body(&mut self, img: &ModelImage, out: &mut Msgs) -> ImageBody {
+        if let Some(p) = img.palette() {
+            let (cached, evicted) = self.palettes.lookup(p.palette.unique);
+            if let Some(id) = evicted {
+                out.push(m(&InvalPalette { id }));
+            }
+            let (palette, flags) = if cached {
+                (
+                    PaletteRef::FromCache(p.palette.unique),
+                    bitmap::TOP_DOWN | bitmap::PAL_FROM_CACHE,
+                )
+            } else {
+                let cache_me = if p.palette.unique != 0 {
+                    bitmap::PAL_CACHE_ME
+                } else {
+                    0
+                };
+                (
+                    PaletteRef::Inline(Palette {
+                        unique: p.palette.unique,
+                        entries: p.palette.entries.clone(),
+                    }),
+                    bitmap::TOP_DOWN | cache_me,
+                )
+            };
+            return ImageBody::Bitmap(Bitmap {
+                format: bitmap::FMT_8BIT,
+                flags,
+                width: img.width(),
+                height: img.height(),
+                stride: img.width(),
+                palette,
+                data: p.indices.to_vec(),
+            });
+        }
         let data = bgrx_bytes(img.pixels());
         if let Some(body) =
             crate::channel::display::compress(self.compression, self.client_lz4, img, &data)
@@ -221,7 +288,7 @@ impl DisplayEncoder {
                 let (body, flags) = if image.id() != 0 && self.cache.hit(image.id()) {
                     (ImageBody::FromCache, 0)
                 } else {
-                    let body = self.image_body(image);
+                    let body = self.image_body(image, &mut out);
                     match self.cache.insert(image.id(), pixels) {
                         Some(evicted) => {
                             if !evicted.is_empty() {
@@ -588,5 +655,18 @@ mod tests {
         assert!(c.hit(1) && c.hit(3) && !c.hit(2));
         assert_eq!(c.insert(4, 101), None);
         assert_eq!(c.insert(0, 1), None, "id 0 is never cached");
+    }
+
+    #[test]
+    fn palette_cache_sends_once_and_evicts_the_oldest() {
+        let mut c = PaletteCache::default();
+        assert_eq!(c.lookup(1), (false, None));
+        assert_eq!(c.lookup(1), (true, None));
+        for u in 2..=PALETTE_CACHE_SIZE as u64 {
+            assert_eq!(c.lookup(u), (false, None));
+        }
+        assert_eq!(c.lookup(500), (false, Some(1)));
+        assert_eq!(c.lookup(0), (false, None));
+        assert_eq!(c.lookup(0), (false, None), "unique 0 is never cached");
     }
 }
