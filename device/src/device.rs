@@ -24,7 +24,7 @@ use crate::ring::{ConsumerRing, Pop, RamHeader, ReleaseState, RingKind};
 use crate::rom::{self, ClientMonitor};
 use crate::sink::{DeviceEvent, DisplaySink, GuestBug, InterruptLine, Mode};
 use crate::vbe::{Vbe, VbeMode};
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 use thiserror::Error;
@@ -49,8 +49,13 @@ const CURSOR_SET: u8 = 0;
 const PROCESS_BUDGET: usize = 256;
 /// Ring entries drained at most before a synchronous operation (bounded, never spins).
 const DRAIN_LIMIT: usize = 4096;
-/// Log lines about rejected commands emitted at most (then only counted).
+/// Log lines about guest-caused events emitted in full; after that only every 1024th (the
+/// counters in [`Metrics`] keep the exact numbers), so a guest cannot flood the host log.
 const REJECT_LOG_LIMIT: u64 = 64;
+
+fn log_allowed(count: u64) -> bool {
+    count <= REJECT_LOG_LIMIT || count % 1024 == 0
+}
 
 /// Why a device could not be created.
 #[derive(Debug, Error)]
@@ -142,7 +147,7 @@ pub struct QxlDevice {
     halted: bool,
     cmd_parked: bool,
     cursor_parked: bool,
-    held_surfaces: HashMap<u32, Held>,
+    held_surfaces: BTreeMap<u32, Held>,
     held_cursor: Option<Held>,
     primary: Option<SurfaceDesc>,
     vbe: Vbe,
@@ -260,7 +265,7 @@ impl QxlDevice {
             halted: false,
             cmd_parked: false,
             cursor_parked: false,
-            held_surfaces: HashMap::new(),
+            held_surfaces: BTreeMap::new(),
             held_cursor: None,
             primary: None,
             client: ClientState::default(),
@@ -489,7 +494,9 @@ impl QxlDevice {
 
     fn guest_bug(&mut self, bug: GuestBug) {
         self.metrics.guest_bugs += 1;
-        warn!(target: "qxl", "guest bug: {bug}");
+        if log_allowed(self.metrics.guest_bugs) {
+            warn!(target: "qxl", "guest bug #{}: {bug}", self.metrics.guest_bugs);
+        }
         self.raise(irq::ERROR);
         if self.cfg.halt_on_guest_bug {
             self.halted = true;
@@ -763,7 +770,9 @@ impl QxlDevice {
             Op::DestroyAllSurfaces => {
                 self.drain_display(DRAIN_LIMIT);
                 self.renderer.destroy_all();
-                let held: Vec<Held> = self.held_surfaces.drain().map(|(_, h)| h).collect();
+                let held: Vec<Held> = std::mem::take(&mut self.held_surfaces)
+                    .into_values()
+                    .collect();
                 for h in held {
                     self.release(h);
                 }
@@ -787,7 +796,9 @@ impl QxlDevice {
                     Err(e) => {
                         // spice ignores a bad monitors config; we log and count it.
                         self.metrics.decode_errors += 1;
-                        warn!(target: "qxl", "monitors config at {:#x} rejected: {e}", addr.0);
+                        if log_allowed(self.metrics.decode_errors) {
+                            warn!(target: "qxl", "monitors config at {:#x} rejected: {e}", addr.0);
+                        }
                     }
                 }
                 Ok(())
@@ -942,7 +953,9 @@ impl QxlDevice {
         // Bounded to the 4096-byte buffer whether or not the guest NUL-terminated it.
         let len = buf.iter().position(|&b| b == 0).unwrap_or(LOG_BUF_SIZE);
         let text = String::from_utf8_lossy(&buf[..len]).trim_end().to_string();
-        info!(target: "qxl_guest", "{text}");
+        if log_allowed(self.metrics.guest_logs) {
+            info!(target: "qxl_guest", "{text}");
+        }
         self.sink.event(DeviceEvent::GuestLog(text));
     }
 
@@ -1073,7 +1086,7 @@ impl QxlDevice {
 
     fn reject_log(&mut self, ring: RingKind, ty: u32, addr: QxlPhys, e: &decode::DecodeError) {
         self.metrics.decode_errors += 1;
-        if self.metrics.decode_errors <= REJECT_LOG_LIMIT {
+        if log_allowed(self.metrics.decode_errors) {
             warn!(target: "qxl", "{} command type {ty} at {:#x} rejected: {e}", ring.name(), addr.0);
         }
     }
@@ -1168,7 +1181,7 @@ impl QxlDevice {
             Ok(()) => self.metrics.releases += 1,
             Err(e) => {
                 self.metrics.release_rejects += 1;
-                if self.metrics.release_rejects <= REJECT_LOG_LIMIT {
+                if log_allowed(self.metrics.release_rejects) {
                     warn!(target: "qxl", "release of {:#x} refused: {e}", h.info.0);
                 }
                 return;
