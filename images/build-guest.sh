@@ -15,7 +15,9 @@ DIST=${1:-bookworm}
 case "$DIST" in bookworm | trixie) ;; *) rig_die "usage: build-guest.sh [bookworm|trixie]" ;; esac
 OUT=$(rig_guest_dir "$DIST")
 DEBS="$SPICE_RS_CACHE/debs"
-MODS="drm drm_kms_helper ttm drm_ttm_helper qxl"
+# Wanted modules; "?" marks one that may be built in (then it is not in the package).
+# virtio_pci + virtio_console carry the Spice agent port for the monitors-config tests.
+MODS="drm drm_kms_helper ttm drm_ttm_helper qxl virtio_pci? virtio_console?"
 
 # --- which kernel package -------------------------------------------------------------------
 # The apt that resolves and downloads the kernel: the host's (bookworm) or the trixie root's.
@@ -122,7 +124,12 @@ visit() {
     for d in ${deps_of[$m]//,/ }; do visit "${d//-/_}"; done
     ORDER+=("$m")
 }
-for m in $MODS; do visit "$m"; done
+for m in $MODS; do
+    case "$m" in
+    *\?) if [ -n "$(ko_path "${m%\?}")" ]; then visit "${m%\?}"; fi ;;
+    *) visit "$m" ;;
+    esac
+done
 rm -f "$WORK/k.tar"
 rig_log "modules (load order): ${ORDER[*]}"
 

@@ -18,6 +18,8 @@
 #   --accel auto|kvm|tcg     auto (default): KVM if a probe boot reaches /init within 6 s, else TCG
 #   --mem MB                 guest RAM (default 512)
 #   --allow-reboot           a guest reboot restarts it (default: QEMU exits on reboot)
+#   --agent                  (reference) a virtio-serial port com.redhat.spice.0 bound to the Spice
+#                            agent channel; the guest's "modes" test runs a minimal agent on it
 #   --taskset CPUS           pin QEMU (taskset -c CPUS), e.g. the CPU the daemon is pinned to
 #   --qemu-arg ARG           extra QEMU argument (repeatable), e.g. --qemu-arg -trace --qemu-arg 'vfio_*'
 #   --pidfile FILE           write QEMU's pid there
@@ -30,7 +32,7 @@ set -euo pipefail
 rig_need_root
 
 DIST=bookworm MODE="" SOCK="" NOMMAP=0 TEST=bind APPEND="" PORT=5930 LOG="" TIMEOUT=600
-ACCEL=auto MEM=512 REBOOT=0 TASKSET="" PIDFILE="" EXTRA=()
+ACCEL=auto MEM=512 REBOOT=0 AGENT=0 TASKSET="" PIDFILE="" EXTRA=()
 while [ $# -gt 0 ]; do
     case "$1" in
     --reference) MODE=reference ;;
@@ -45,6 +47,7 @@ while [ $# -gt 0 ]; do
     --accel) ACCEL=$2; shift ;;
     --mem) MEM=$2; shift ;;
     --allow-reboot) REBOOT=1 ;;
+    --agent) AGENT=1 ;;
     --taskset) TASKSET=$2; shift ;;
     --qemu-arg) EXTRA+=("$2"); shift ;;
     --pidfile) PIDFILE=$2; shift ;;
@@ -156,6 +159,8 @@ if [ "$MODE" = reference ]; then
     # Lossless, no video streaming: what the client shows must equal the guest's pixels.
     ARGS+=(-vga qxl
         -spice "port=$PORT,addr=127.0.0.1,disable-ticketing=on,image-compression=auto_glz,jpeg-wan-compression=never,zlib-glz-wan-compression=never,streaming-video=off")
+    [ $AGENT = 1 ] && ARGS+=(-device virtio-serial-pci -chardev spicevmc,id=vdagent,name=vdagent
+        -device virtserialport,chardev=vdagent,name=com.redhat.spice.0)
     echo "run-guest: reference qxl-vga + spice://127.0.0.1:$PORT, guest $DIST ($(sed -n 's/^KVER=//p' "$GUEST/info")), test=$TEST" >&2
 else
     [ -S "$SOCK" ] || echo "run-guest: warning: $SOCK is not a socket (yet)" >&2

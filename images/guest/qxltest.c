@@ -13,6 +13,8 @@
  *   qxltest modes   [--watch S]            list connectors/modes, print preferred mode changes
  *   qxltest redraw  [--frames N] [--interval-ms M]  full-screen redraw loop, timed
  *   qxltest cmos    get IDX | set IDX VAL  one CMOS RAM byte (survives a guest reboot)
+ *   qxltest agent   [--secs S]             minimal Spice agent on com.redhat.spice.0 (announces
+ *                                          MONITORS_CONFIG so clients send monitor configs)
  *
  * The pictures are functions of (x, y, width, height); tests/lib/qxlpic.py computes the same ones.
  */
@@ -675,10 +677,142 @@ usage:
 	return 2;
 }
 
+/* ---- minimal Spice agent (monitors-config tests) ----
+ * Opens the virtio port named com.redhat.spice.0 so that the server sees an agent, announces the
+ * MONITORS_CONFIG capability, answers capability requests and logs what arrives. Wire format
+ * (spice-protocol vd_agent.h): chunk header {port u32, size u32}, then a message header
+ * {protocol u32 = 1, type u32, opaque u64, size u32} and the data; all little-endian. */
+#define VDP_CLIENT_PORT 1
+#define VD_AGENT_MONITORS_CONFIG 2
+#define VD_AGENT_ANNOUNCE_CAPABILITIES 6
+#define VD_AGENT_CAP_MONITORS_CONFIG 1
+
+static int agent_send(int fd, uint32_t type, const void *data, uint32_t len)
+{
+	uint8_t buf[8 + 20 + 64];
+	if (len > 64)
+		return -1;
+	uint32_t ch[2] = {VDP_CLIENT_PORT, 20 + len};
+	uint32_t hdr[5] = {1, type, 0, 0, len}; /* opaque (u64) = words 2..3 */
+	memcpy(buf, ch, 8);
+	memcpy(buf + 8, hdr, 20);
+	memcpy(buf + 28, data, len);
+	size_t n = 28 + len, off = 0;
+	while (off < n) {
+		ssize_t w = write(fd, buf + off, n - off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		off += (size_t)w;
+	}
+	return 0;
+}
+
+static int agent_caps(int fd, uint32_t request)
+{
+	uint32_t caps[2] = {request, 1u << VD_AGENT_CAP_MONITORS_CONFIG};
+	return agent_send(fd, VD_AGENT_ANNOUNCE_CAPABILITIES, caps, sizeof caps);
+}
+
+static int find_agent_port(char *dev, size_t devlen)
+{
+	for (int a = 0; a < 4; a++)
+		for (int p = 0; p < 32; p++) {
+			char path[96], name[64] = {0};
+			snprintf(path, sizeof path, "/sys/class/virtio-ports/vport%dp%d/name", a, p);
+			int fd = open(path, O_RDONLY | O_CLOEXEC);
+			if (fd < 0)
+				continue;
+			ssize_t r = read(fd, name, sizeof name - 1);
+			close(fd);
+			if (r > 0 && !strncmp(name, "com.redhat.spice.0", 18)) {
+				snprintf(dev, devlen, "/dev/vport%dp%d", a, p);
+				return 0;
+			}
+		}
+	return -1;
+}
+
+static int cmd_agent(int argc, char **argv)
+{
+	long secs = opt_num(argc, argv, "--secs", 30);
+	char dev[64];
+	double end = now_s() + (double)secs;
+	while (find_agent_port(dev, sizeof dev)) {
+		if (now_s() > end) {
+			say("FAIL no com.redhat.spice.0 virtio port");
+			return 1;
+		}
+		usleep(100 * 1000);
+	}
+	int fd = open(dev, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return fail("open agent port");
+	say("OPEN %s", dev);
+	int announced = 0;
+	/* Per-port reassembly is not needed for the small messages logged here: a message that
+	 * spans chunks is skipped chunk by chunk. */
+	uint8_t buf[4096];
+	size_t have = 0;
+	while (now_s() < end) {
+		if (!announced) {
+			/* write() blocks until the host side is open; the server attaches the agent then */
+			if (agent_caps(fd, 1) == 0) {
+				announced = 1;
+				say("ANNOUNCED caps=MONITORS_CONFIG");
+			}
+		}
+		ssize_t r = read(fd, buf + have, sizeof buf - have);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			usleep(20 * 1000); /* host not connected yet: EOF */
+			continue;
+		}
+		have += (size_t)r;
+		while (have >= 8) {
+			uint32_t port, size;
+			memcpy(&port, buf, 4);
+			memcpy(&size, buf + 4, 4);
+			if (size > 2048) {
+				say("FAIL bad chunk size %u", size);
+				return 1;
+			}
+			if (have < 8 + (size_t)size)
+				break;
+			if (size >= 20) {
+				uint32_t proto, type, msize;
+				memcpy(&proto, buf + 8, 4);
+				memcpy(&type, buf + 12, 4);
+				memcpy(&msize, buf + 24, 4);
+				say("MSG port=%u type=%u size=%u", port, type, msize);
+				if (proto == 1 && type == VD_AGENT_ANNOUNCE_CAPABILITIES && size >= 24) {
+					uint32_t request;
+					memcpy(&request, buf + 28, 4);
+					if (request)
+						agent_caps(fd, 0);
+				}
+				if (proto == 1 && type == VD_AGENT_MONITORS_CONFIG && size >= 28 + 20) {
+					uint32_t n, h, w;
+					memcpy(&n, buf + 28, 4);
+					memcpy(&h, buf + 36, 4);
+					memcpy(&w, buf + 40, 4);
+					say("MONITORS_CONFIG forwarded to the agent: n=%u first=%ux%u", n, w, h);
+				}
+			}
+			memmove(buf, buf + 8 + size, have - 8 - size);
+			have -= 8 + (size_t)size;
+		}
+	}
+	say("PASS");
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
-		fprintf(stderr, "usage: qxltest fb|kms|cursor|modes|redraw|cmos [options]\n");
+		fprintf(stderr, "usage: qxltest fb|kms|cursor|modes|redraw|cmos|agent [options]\n");
 		return 2;
 	}
 	const char *cmd = argv[1];
@@ -695,6 +829,8 @@ int main(int argc, char **argv)
 		return cmd_redraw(argc - 1, argv + 1);
 	if (!strcmp(cmd, "cmos"))
 		return cmd_cmos(argc - 1, argv + 1);
+	if (!strcmp(cmd, "agent"))
+		return cmd_agent(argc - 1, argv + 1);
 	fprintf(stderr, "qxltest: unknown command %s\n", cmd);
 	return 2;
 }

@@ -10,6 +10,9 @@
 #      comes back pixel for pixel
 #   5. guest test "cursor": the 64x64 ARGB cursor set with DRM_IOCTL_MODE_CURSOR reaches the
 #      client's cursor channel pixel for pixel, and its 3 moves arrive (spice-gtk via GObject)
+#   6. guest test "modes" with a minimal agent: a spice-gtk client asks for 800x600 (monitors
+#      config); QEMU's qxl raises CLIENT_MONITORS_CONFIG and the guest connector's preferred mode
+#      becomes 800x600
 #
 # Env: RIG_DISTS="bookworm trixie" to run the guests of both kernels (default: bookworm).
 # Exit status 0 only when every check passed.
@@ -45,6 +48,8 @@ for d in $DISTS; do
     done
     port=$(rig_free_port)
     rig_cursor_test "$d-cursor" "$port" --dist "$d" --reference --spice-port "$port"
+    port=$(rig_free_port)
+    rig_modes_test "$d-modes" "$port" 800x600 --dist "$d" --reference --agent --spice-port "$port"
 done
 rm -rf "$RIG_OUT"
 step "PASS in $(($(rig_now_ms) - t_start)) ms"

@@ -17,6 +17,11 @@
 #   rig_cursor_test LABEL PORT [RUN-GUEST ARGS...]
 #                                      boot the "cursor" test, watch the cursor channel with
 #                                      spice-gtk (spice_cursor_probe.py): shape and 3 moves
+#   rig_modes_test LABEL PORT WxH [RUN-GUEST ARGS...]
+#                                      boot the "modes" test (with an agent port: reference runs
+#                                      pass --agent), request WxH from a spice-gtk client
+#                                      (spice_monitor_request.py) and expect the guest connector's
+#                                      preferred mode to become WxH
 # RIG_OUT (a directory) receives logs and screenshots; rig_step prints progress.
 
 RIG_TESTS_LIB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -139,5 +144,23 @@ rig_cursor_test() {
     grep -q 'QXL-TEST: cursor PASS' "$log" || rig_fail "$label: guest cursor test failed"
     grep -q '^OK .*last=(300, 200)' "$out" || { cat "$out" >&2; rig_fail "$label: the client's last cursor position is not 300,200"; }
     rig_step "$label: client saw $(grep -c CURSOR-SET "$out") cursor shape(s) matching the guest's and $(grep -c CURSOR-MOVE "$out") moves, last at 300,200 ($(($(rig_now_ms) - t0)) ms after start)"
+    rig_stop_guest
+}
+
+rig_modes_test() {
+    local label=$1 port=$2 size=$3 log t0 out
+    shift 3
+    log="$RIG_OUT/$label.log"
+    out="$RIG_OUT/$label.client"
+    t0=$(rig_now_ms)
+    rig_start_guest "$log" --test modes --append "spice_watch=40" --timeout 300 "$@"
+    rig_expect_bind "$label" "$log" "$t0"
+    rig_wait_marker "$log" "QXL-TEST: modes (WATCH|FAIL)" 120 || rig_fail "$label: guest did not list its modes"
+    grep -q "QXL-TEST: modes WATCH" "$log" || rig_fail "$label: guest modes test failed"
+    timeout 60 /usr/bin/python3 "$RIG_TESTS_LIB/spice_monitor_request.py" --port "$port" --size "$size" \
+        --stay 3 >"$out" 2>&1 || { cat "$out" >&2; rig_fail "$label: the client could not send a monitor config"; }
+    rig_wait_marker "$log" "QXL-TEST: modes PREFERRED-CHANGED connector=[0-9]+ $size " 30 ||
+        rig_fail "$label: the guest connector's preferred mode did not become $size"
+    rig_step "$label: client asked for $size, guest: $(grep -o 'PREFERRED-CHANGED.*' "$log" | head -1) ($(($(rig_now_ms) - t0)) ms after start)"
     rig_stop_guest
 }
