@@ -9,7 +9,7 @@ use qxl_device::decode::testmem::VecMemory;
 use qxl_device::decode::*;
 use qxl_device::mem::{GuestMemory, QxlPhys};
 use qxl_device::render::{RenderError, Renderer};
-use zerocopy::{FromZeros, IntoBytes};
+use zerocopy::{FromBytes, FromZeros, IntoBytes};
 
 const W: u32 = 24;
 const H: u32 = 16;
@@ -927,5 +927,36 @@ fn composite_src_repeat_normal_and_translate_transform() {
                 "({x},{y})"
             );
         }
+    }
+}
+
+#[test]
+fn styled_stroke_draws_dashes() {
+    for gap_first in [false, true] {
+        let mut g = rig();
+        let mut m = stroke_member(&g, &[(0, 5), (19, 5)], ropd::OP_PUT);
+        // Patch the line attributes: STYLED (+ START_WITH_GAP), 2 segments: 3 px on, 2 px off.
+        let style = g.b().put(&[48, 0, 0, 0, 32, 0, 0, 0]);
+        let mut s = QxlStroke::read_from_bytes(&m).unwrap();
+        s.attr.flags = line_flags::STYLED
+            | if gap_first {
+                line_flags::START_WITH_GAP
+            } else {
+                0
+            };
+        s.attr.style_nseg = 2;
+        s.attr.style = style.0.into();
+        m = s.as_bytes().to_vec();
+        let bbox = Rect::new(0, 0, W as i32, H as i32);
+        let a = g.b().drawable(0, draw_type::STROKE, bbox, QxlPhys(0), &m);
+        g.run(a);
+        check(&g.px(), |x, y| {
+            let on = y == 5 && x <= 19 && ((x % 5) < 3) != gap_first;
+            if on {
+                0xFF00FF
+            } else {
+                d0(x, y)
+            }
+        });
     }
 }

@@ -2,10 +2,10 @@
 
 use super::ops::{self, BRUSH_DEST, BRUSH_SRC, SRC_DEST};
 use super::{fix_endian, RenderError, Renderer, Surface};
-use crate::abi::cmd::{alpha_flags, path_flags, ropd};
+use crate::abi::cmd::{alpha_flags, line_flags, path_flags, ropd};
 use crate::decode::{
     Bitmap, BitmapFormat, Brush, Clip, CompositeOp, DrawOp, Drawable, GlyphString, Image,
-    ImageKind, Mask, PathSeg, Point, Rect, Repeat, SurfaceFormat, Transform,
+    ImageKind, LineAttr, Mask, PathSeg, Point, Rect, Repeat, SurfaceFormat, Transform,
 };
 use crate::mem::GuestMemory;
 use zerocopy::IntoBytes;
@@ -489,6 +489,7 @@ impl Renderer {
             }
             DrawOp::Stroke {
                 path,
+                attr,
                 brush,
                 fore_mode,
                 ..
@@ -497,7 +498,7 @@ impl Renderer {
                 if matches!(b, BrushPx::None) {
                     return Ok(());
                 }
-                stroke(dst, &rects, path, &b, fore_mode.0);
+                stroke(dst, &rects, path, attr, &b, fore_mode.0);
                 Ok(())
             }
             DrawOp::Text {
@@ -859,9 +860,17 @@ fn clip_line(p0: (f64, f64), p1: (f64, f64), r: Rect) -> Option<((f64, f64), (f6
     ))
 }
 
-/// Solid 1-pixel lines along the path (width and dashes are not rendered); every pixel is
-/// touched once, so XOR strokes are exact. Béziers are flattened into 16 steps.
-fn stroke(dst: &mut Surface, rects: &[Rect], path: &[PathSeg], b: &BrushPx, rop: u16) {
+/// 1-pixel lines along the path (the line width is not rendered), dashed when styled; every
+/// pixel is touched once, so XOR strokes are exact. Béziers are flattened into 16 steps.
+fn stroke(
+    dst: &mut Surface,
+    rects: &[Rect],
+    path: &[PathSeg],
+    attr: &LineAttr,
+    b: &BrushPx,
+    rop: u16,
+) {
+    let dash = Dash::new(attr);
     // Each clip pixel is drawn at most once: taken out of the coverage when drawn.
     let Some(mut cov) = Coverage::new(rects) else {
         return;
@@ -921,10 +930,15 @@ fn stroke(dst: &mut Surface, rects: &[Rect], path: &[PathSeg], b: &BrushPx, rop:
     }
     let w = dst.width as usize;
     let mut steps = 0u64;
+    // Distance along the path (in major-axis pixels) where each line starts, for dashes.
+    let mut dstart = 0f64;
     for (p0, p1) in lines {
+        let line_start = dstart;
+        dstart += (p1.0 - p0.0).abs().max((p1.1 - p0.1).abs());
         let Some((a, b2)) = clip_line(p0, p1, bounds) else {
             continue;
         };
+        let mut dist = line_start + (a.0 - p0.0).abs().max((a.1 - p0.1).abs());
         let (x0, y0) = (a.0.round() as i64, a.1.round() as i64);
         let (x1, y1) = (b2.0.round() as i64, b2.1.round() as i64);
         // Bresenham.
@@ -936,7 +950,9 @@ fn stroke(dst: &mut Surface, rects: &[Rect], path: &[PathSeg], b: &BrushPx, rop:
             if steps > MAX_STROKE_STEPS {
                 return;
             }
-            if cov.take(x, y) {
+            let on = dash.as_ref().is_none_or(|d| d.on(dist));
+            dist += 1.0;
+            if on && cov.take(x, y) {
                 let d = &mut dst.px[y as usize * w + x as usize];
                 *d = ops::ropd_apply(rop, BRUSH_DEST, b.at(x as i32, y as i32), *d);
             }
@@ -953,6 +969,47 @@ fn stroke(dst: &mut Surface, rects: &[Rect], path: &[PathSeg], b: &BrushPx, rop:
                 y += sy;
             }
         }
+    }
+}
+
+/// A dash pattern (`SPICE_LINE_FLAGS_STYLED`): alternating on/off lengths in pixels, starting
+/// with "on" unless START_WITH_GAP; the phase runs continuously along the whole path.
+struct Dash {
+    segs: Vec<f64>,
+    total: f64,
+    gap_first: bool,
+}
+
+impl Dash {
+    fn new(attr: &LineAttr) -> Option<Self> {
+        if attr.flags & line_flags::STYLED == 0 || attr.style.is_empty() {
+            return None;
+        }
+        let segs: Vec<f64> = attr
+            .style
+            .iter()
+            .map(|&v| (v.max(0) as f64) / 16.0)
+            .collect();
+        let total: f64 = segs.iter().sum();
+        if total < 1.0 / 16.0 {
+            return None;
+        }
+        Some(Dash {
+            segs,
+            total,
+            gap_first: attr.flags & line_flags::START_WITH_GAP != 0,
+        })
+    }
+
+    fn on(&self, dist: f64) -> bool {
+        let mut m = dist.rem_euclid(self.total);
+        for (i, s) in self.segs.iter().enumerate() {
+            if m < *s {
+                return (i % 2 == 0) != self.gap_first;
+            }
+            m -= s;
+        }
+        false
     }
 }
 
