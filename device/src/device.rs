@@ -1178,7 +1178,15 @@ impl QxlDevice {
         let hdr = RamHeader::new(&self.ram, self.layout.ram_header_offset as u64);
         let mem = SlotMemory::new(&self.slots, &self.ram, &self.vram);
         match self.release.push(&hdr, &mem, h.info, h.id) {
-            Ok(()) => self.metrics.releases += 1,
+            Ok(published) => {
+                self.metrics.releases += 1;
+                if let Some(notify) = published {
+                    self.metrics.release_chains += 1;
+                    if notify {
+                        self.raise(irq::DISPLAY);
+                    }
+                }
+            }
             Err(e) => {
                 self.metrics.release_rejects += 1;
                 if log_allowed(self.metrics.release_rejects) {

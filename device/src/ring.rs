@@ -277,13 +277,16 @@ impl ReleaseState {
     /// Appends the command whose release info is at `info` and whose id is `id` to the
     /// chain: head into the unpublished ring slot, else into the previous release's `next`;
     /// the new release's `next` becomes 0. Only `release_info` is written.
+    ///
+    /// Returns `Some(notify)` if the chain being built had to be published first (its last
+    /// element's memory vanished, e.g. MEMSLOT_DEL); `notify` = raise QXL_INTERRUPT_DISPLAY.
     pub fn push(
         &mut self,
         hdr: &RamHeader<'_>,
         mem: &dyn GuestMemory,
         info: QxlPhys,
         id: u64,
-    ) -> Result<(), ReleaseError> {
+    ) -> Result<Option<bool>, ReleaseError> {
         if info.is_null() {
             return Err(ReleaseError::Null);
         }
@@ -296,11 +299,14 @@ impl ReleaseState {
             None => false,
             Some(prev) => mem.write_u64(prev, id).is_ok(),
         };
+        let mut published = None;
         if !linked {
             if self.last.is_some() {
                 // The previous element's memory vanished (its slot was deleted): that chain
                 // ends there; start a new chain, publishing the old one if possible.
-                let _ = self.publish(hdr, true);
+                published = self
+                    .publish(hdr, true)
+                    .map_err(|e| ReleaseError::Header(e.to_string()))?;
                 if self.last.is_some() {
                     // Ring full and previous element unwritable: this release cannot be
                     // delivered; undo nothing (guest memory already has next = 0).
@@ -316,7 +322,7 @@ impl ReleaseState {
         }
         self.last = Some(info);
         self.pending = self.pending.saturating_add(1);
-        Ok(())
+        Ok(published)
     }
 
     /// Publishes the chain if there is one, the ring is not full, and either `flush` or at

@@ -648,3 +648,35 @@ fn async_arguments_are_copied_once_at_the_io_write() {
     let slot = d.dev.memslot(4).unwrap();
     assert_eq!((slot.guest_start, slot.size), (BAR1_ADDR + 4096, 4096));
 }
+
+#[test]
+fn memslot_deleted_under_a_release_chain_loses_nothing() {
+    // Releases are being chained in slot 1 when the guest deletes slot 1: the device cannot
+    // write the previous element's `next` any more, so it publishes that chain and starts a
+    // new one instead of dropping the release.
+    let mut d = probed();
+    d.create_primary(640, 480).unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let (a, id) = d.put_command(&[0u8; 8]).unwrap();
+        ids.push(id);
+        d.push_command(QXL_CMD_NOP, a).unwrap();
+    }
+    d.outb(io::MEMSLOT_DEL, 1);
+    // A command in the surfaces slot (slot 2).
+    let a = d.alloc_surface_mem(8).unwrap();
+    d.write(a, &4242u64.to_le_bytes()).unwrap();
+    d.push_command(QXL_CMD_NOP, a).unwrap();
+    d.outb(io::FLUSH_RELEASE, 0);
+    assert_eq!(d.dev.metrics().release_chains, 2);
+    assert_eq!(d.dev.metrics().release_rejects, 0);
+    // 4242 was never registered with the mock, so the walk reports it as unknown — after
+    // the three known ids of the first chain were all collected.
+    assert_eq!(
+        d.collect_releases(),
+        Err(qxl_device::testing::MockError::UnknownReleaseId(4242))
+    );
+    assert_eq!(d.outstanding(), 0, "{ids:?} all came back");
+    let head = d.ram_u32(ram_off::RELEASE_RING + ram_off::RING_ITEMS + 8);
+    assert_eq!(head, 4242, "second chain head in the second ring slot");
+}
