@@ -7,7 +7,8 @@
 //! - [`render`]: the software renderer behind UPDATE_AREA and snapshots;
 //! - the device itself: [`pci`] (config space), [`region`] (memfd BAR backing), [`rom`]
 //!   (QXLRom, modes, client monitors config), [`memslot`], [`ring`], [`vbe`] (Bochs VBE
-//!   fallback) and [`QxlDevice`] tying them together.
+//!   fallback) and [`QxlDevice`] tying them together; [`worker`] is an optional worker
+//!   thread for in-process VMMs.
 //!
 //! # Using the device from a VMM
 //!
@@ -75,6 +76,7 @@ pub mod sink;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod testing;
 pub mod vbe;
+pub mod worker;
 
 pub use config::{ConfigError, Layout, QxlConfig};
 pub use device::{BarRegion, DeviceError, IoAction, Progress, QxlDevice};
@@ -82,3 +84,4 @@ pub use metrics::Metrics;
 pub use pci::{BarIndex, BarInfo, BarMapping};
 pub use rom::ClientMonitor;
 pub use sink::{DeviceEvent, DisplaySink, GuestBug, InterruptLine, Mode, NoInterrupt, NullSink};
+pub use worker::Worker;
