@@ -13,11 +13,12 @@
 #   monitors       "monitors 1280x800" on the control socket: the guest's connector lists 1280x800
 #                  as its preferred mode (and back to 1024x768)
 #   fb             a picture written to /dev/fb0 comes back pixel for pixel
-#   reload         rmmod qxl; modprobe qxl (twice): the picture comes back after each
 #   reboot         a guest reboot (QEMU keeps running, the device is reset): the picture comes back
 #   client-kill    remote-viewer killed (SIGKILL) mid-frame while the guest redraws full screen; a
 #                  new client sees the current picture; the guest never waits on the client
 #   trixie-fb      trixie 6.12 guest: driver binds, fb picture pixel for pixel
+#   reload         trixie: rmmod qxl; modprobe qxl: the picture comes back (not on bookworm: its
+#                  6.1 driver loses its IRQ on reload, with QEMU's own qxl as well; see below)
 #   mmap           the daemon with mmap-able BARs (no --qxl-no-mmap): bind and fb picture
 #   shutdown       SIGTERM: the daemon exits within 5 s and removes its sockets; no panic logged
 #
@@ -54,7 +55,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-WANT=${DAEMON_E2E_CASES:-"bind kms cursor monitors fb reload reboot client-kill trixie-fb mmap shutdown"}
+WANT=${DAEMON_E2E_CASES:-"bind kms cursor monitors fb reboot client-kill trixie-fb reload shutdown mmap"}
 wanted() { case " $WANT " in *" $1 "*) return 0 ;; esac; return 1; }
 
 say "building the daemon and the rig (cached)"
@@ -62,7 +63,7 @@ t0=$(rig_now_ms)
 daemon_build || die "cargo build -p spice-bridge --bin spice-bridge failed"
 bash images/build-qemu-root.sh >/dev/null || die "images/build-qemu-root.sh failed"
 bash images/build-guest.sh bookworm >/dev/null || die "images/build-guest.sh bookworm failed"
-if wanted trixie-fb; then
+if wanted trixie-fb || wanted reload; then
     bash images/build-guest.sh trixie >/dev/null || die "images/build-guest.sh trixie failed"
 fi
 say "ready in $(($(rig_now_ms) - t0)) ms (daemon: $DAEMON_BIN)"
@@ -290,59 +291,49 @@ if wanted monitors; then
     rig_stop_guest
 fi
 
-# --- fb + reload (one boot: guest test "reload" draws fb, reloads qxl, draws again) ---------------
-# One reload: Debian 6.1's qxl leaves its (shared) IRQ handler registered on rmmod, and the guest
-# panics in qxl_irq_handler during the second reload -- with QEMU's own qxl device too.
-RELOAD_LOOPS=${DAEMON_E2E_RELOAD_LOOPS:-1}
+# --- fb + reboot (one boot: guest test "reboot" draws fb, reboots, draws again) --------------------
+# wait_primary N WxH SECS: the daemon has created its N-th primary surface of that size (the guest's
+# fbdev flushes are deferred: under TCG the picture reaches the device seconds after the guest's
+# DRAWN marker).
+wait_primary() {
+    local n=$1 size=$2 secs=$3 end
+    end=$(($(date +%s) + secs))
+    while [ "$(date +%s)" -lt "$end" ]; do
+        [ "$(grep -c "primary surface created width=${size%x*} height=${size#*x}\$" "$DAEMON_LOG")" -ge "$n" ] && return 0
+        sleep 0.3
+    done
+    why "the daemon made no new ${size} primary within ${secs} s"
+    return 1
+}
 case_fb() {
-    boot bookworm-reload bookworm reload "spice_hold=8 spice_loops=$RELOAD_LOOPS"
+    boot bookworm-reboot bookworm reboot "spice_hold=10 spice_loops=2" --allow-reboot
     check_bind || return 1
-    wait_guest 'QXL-TEST: fb DRAWN' 120 "fb picture" || return 1
+    wait_count "$RIG_GUEST_LOG" 'QXL-TEST: fb DRAWN' 1 180 || { why "no fb picture"; return 1; }
     say "  $(grep -a 'QXL-TEST: fb GEOMETRY' "$RIG_GUEST_LOG" | head -1)"
     shot_compare fb "$(nth_geom 1 fb)" fb
 }
-case_reload() {
-    local n
-    for n in $(seq 2 $((RELOAD_LOOPS + 1))); do
-        wait_count "$RIG_GUEST_LOG" 'QXL-TEST: fb DRAWN' "$n" 150 ||
-            { why "no fb picture after reload $((n - 1))"; return 1; }
-        say "  reload $((n - 1)): $(grep -a 'QXL-TEST: reload UNLOADED' "$RIG_GUEST_LOG" | sed -n "$((n - 1))p"), $(grep -a 'QXL-TEST: bind PASS' "$RIG_GUEST_LOG" | sed -n "${n}p" | grep -o 'bound_at=.*')"
-        shot_compare fb "$(nth_geom "$n" fb)" "reload$((n - 1))" || return 1
-    done
-    wait_guest "QXL-TEST: reload PASS cycles=$RELOAD_LOOPS" 60 "reload PASS" || return 1
+case_reboot() {
+    local p0
+    wait_guest 'QXL-TEST: reboot REBOOTING' 60 "reboot" || return 1
+    p0=$(grep -c 'primary surface created' "$DAEMON_LOG")
+    wait_count "$RIG_GUEST_LOG" 'QXL-TEST: fb DRAWN' 2 180 || { why "no fb picture after the reboot"; return 1; }
+    say "  $(grep -a 'QXL-TEST: reboot BOOT' "$RIG_GUEST_LOG" | sed -n 2p), $(grep -a 'QXL-TEST: bind PASS' "$RIG_GUEST_LOG" | sed -n 2p | grep -o 'bound_at=.*')"
+    wait_primary $((p0 + 1)) "$(nth_geom 2 fb)" 60 || return 1
+    shot_compare fb "$(nth_geom 2 fb)" reboot || return 1
+    wait_guest 'QXL-TEST: reboot PASS boots=2' 60 "reboot PASS" || return 1
+    say "  daemon: $(($(grep -c 'primary surface created' "$DAEMON_LOG") - p0)) primaries created after the reset; QEMU stayed connected"
 }
-if wanted fb || wanted reload; then
+if wanted fb || wanted reboot; then
     ensure_daemon
     case_begin fb "/dev/fb0 picture, pixel for pixel"
     case_fb
     rc=$?
     case_end $rc
     if [ $rc = 0 ]; then
-        case_begin reload "rmmod qxl; modprobe qxl x$RELOAD_LOOPS: the picture comes back each time"
-        case_reload
+        case_begin reboot "guest reboot (device reset, same QEMU): the picture comes back"
+        case_reboot
         case_end $?
     fi
-    rig_stop_guest
-fi
-
-# --- reboot ---------------------------------------------------------------------------------------
-case_reboot() {
-    boot bookworm-reboot bookworm reboot "spice_hold=8 spice_loops=2" --allow-reboot
-    check_bind || return 1
-    local n
-    for n in 1 2; do
-        wait_count "$RIG_GUEST_LOG" 'QXL-TEST: fb DRAWN' "$n" 180 || { why "no fb picture in boot $n"; return 1; }
-        say "  $(grep -a 'QXL-TEST: reboot BOOT' "$RIG_GUEST_LOG" | sed -n "${n}p")"
-        shot_compare fb "$(nth_geom "$n" fb)" "reboot$n" || return 1
-    done
-    wait_guest 'QXL-TEST: reboot PASS boots=2' 60 "reboot PASS" || return 1
-    say "  daemon: $(grep -c 'device reset' "$DAEMON_LOG") device resets logged so far"
-}
-if wanted reboot; then
-    ensure_daemon
-    case_begin reboot "guest reboot (device reset, same QEMU): the picture comes back"
-    case_reboot
-    case_end $?
     rig_stop_guest
 fi
 
@@ -406,19 +397,43 @@ if wanted client-kill; then
     rig_stop_guest
 fi
 
-# --- trixie ---------------------------------------------------------------------------------------
+# --- trixie: bind, fb, reload (one boot) ----------------------------------------------------------
+# The reload runs on trixie: Debian 6.1's qxl leaves its (shared) IRQ handler registered on rmmod;
+# the reloaded driver then loses its interrupts (QEMU's own qxl shows a 720x400 VGA screen after
+# the reload) and a second reload panics the guest in qxl_irq_handler -- QEMU's qxl included.
+RELOAD_LOOPS=${DAEMON_E2E_RELOAD_LOOPS:-1}
 case_trixie() {
-    boot trixie-fb trixie fb "spice_hold=30"
+    boot trixie-reload trixie reload "spice_hold=25 spice_loops=$RELOAD_LOOPS"
     check_bind || return 1
     say "  $(grep -a 'QXL-TEST: BOOT' "$RIG_GUEST_LOG" | head -1)"
-    wait_guest 'QXL-TEST: fb DRAWN' 120 "fb picture" || return 1
+    wait_count "$RIG_GUEST_LOG" 'QXL-TEST: fb DRAWN' 1 120 || { why "no fb picture"; return 1; }
     shot_compare fb "$(nth_geom 1 fb)" trixie-fb
 }
-if wanted trixie-fb; then
+case_reload() {
+    local n p0 geom
+    for n in $(seq 2 $((RELOAD_LOOPS + 1))); do
+        wait_guest "QXL-TEST: reload UNLOADED" 60 "rmmod" || return 1
+        p0=$(grep -c 'primary surface created' "$DAEMON_LOG")
+        wait_count "$RIG_GUEST_LOG" 'QXL-TEST: fb DRAWN' "$n" 150 ||
+            { why "no fb picture after reload $((n - 1))"; return 1; }
+        say "  reload $((n - 1)): $(grep -a 'QXL-TEST: reload UNLOADED' "$RIG_GUEST_LOG" | sed -n "$((n - 1))p"), $(grep -a 'QXL-TEST: bind PASS' "$RIG_GUEST_LOG" | sed -n "${n}p" | grep -o 'modprobe_at=.*')"
+        geom=$(nth_geom "$n" fb)
+        wait_primary $((p0 + 1)) "$geom" 60 || return 1
+        shot_compare fb "$geom" "reload$((n - 1))" || return 1
+    done
+    wait_guest "QXL-TEST: reload PASS cycles=$RELOAD_LOOPS" 90 "reload PASS" || return 1
+}
+if wanted trixie-fb || wanted reload; then
     ensure_daemon
     case_begin trixie-fb "trixie 6.12 guest: qxl binds, fb picture pixel for pixel"
     case_trixie
-    case_end $?
+    rc=$?
+    case_end $rc
+    if [ $rc = 0 ]; then
+        case_begin reload "trixie: rmmod qxl; modprobe qxl x$RELOAD_LOOPS: the picture comes back"
+        case_reload
+        case_end $?
+    fi
     rig_stop_guest
 fi
 
