@@ -309,6 +309,11 @@ impl ScriptedClient {
         self.stream.write_all(&b).await
     }
 
+    /// Writes raw bytes (anything: for hostile-client tests).
+    pub async fn write_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes).await
+    }
+
     /// Sends a raw header announcing `size` bytes, and nothing else.
     pub async fn send_header_only(&mut self, msg_type: u16, size: u32) -> std::io::Result<()> {
         let mut b = Vec::new();

@@ -125,4 +125,31 @@ fn write_fuzz_seeds() {
         "pause-scancode",
         &framed(99, &[0xe1, 0x1d, 0x45, 0xe1, 0x9d, 0xc5]),
     );
+    let sel = |s: u8, msgs: &[Vec<u8>]| {
+        let mut v = vec![s];
+        for m in msgs {
+            v.extend_from_slice(m);
+        }
+        v
+    };
+    let attach = [framed(104, &[]), framed(105, &2u16.to_le_bytes())];
+    write("session", "main-attach-mouse", &sel(0, &attach));
+    let agent = [framed(106, &u32::MAX.to_le_bytes()), framed(107, &[1; 20])];
+    write("session", "main-agent", &sel(0, &agent));
+    let disp = [
+        framed(1, &1u32.to_le_bytes()),
+        framed(101, &init),
+        framed(2, &[]),
+    ];
+    write("session", "display-init", &sel(1, &disp));
+    let keys = [
+        framed(101, &0x1eu32.to_le_bytes()),
+        framed(111, &[1, 0, 0, 0, 2, 0, 0, 0, 0, 0]),
+    ];
+    write("session", "inputs-keys", &sel(2, &keys));
+    write(
+        "session",
+        "cursor-ack",
+        &sel(3, &[framed(1, &1u32.to_le_bytes()), framed(2, &[])]),
+    );
 }
