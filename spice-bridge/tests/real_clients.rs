@@ -518,7 +518,62 @@ async fn remote_viewer_keys_clicks_and_cursor() {
         (440 << 12) | 340,
         "outside the cursor"
     );
-    // a new shape through the model replaces it: hide → the picture shows at the pointer
+    // MONO 16x16: rows 0..8 black (AND 0, XOR 0), rows 8..16 white (AND 0, XOR 1), columns
+    // 12..16 transparent (AND 1, XOR 0)
+    let (mut and, mut xor) = (vec![0u8; 32], vec![0u8; 32]);
+    for y in 0..16 {
+        and[y * 2 + 1] = 0x0f;
+        if y >= 8 {
+            xor[y * 2] = 0xff;
+            xor[y * 2 + 1] = 0xf0;
+        }
+    }
+    let mono = spice_bridge::model::CursorShape::new(
+        78,
+        spice_bridge::model::CursorKind::Mono,
+        16,
+        16,
+        (0, 0),
+        [and, xor].concat(),
+    )
+    .unwrap();
+    model.set_cursor(mono);
+    wait_for("mono cursor", Duration::from_secs(10), || {
+        fb_pixel(&x, cx + 3, cy + 12) == 0xff_ffff
+    })
+    .await;
+    assert_eq!(fb_pixel(&x, cx + 3, cy + 3), 0, "mono: black half");
+    assert_eq!(
+        fb_pixel(&x, cx + 14, cy + 3),
+        (414 << 12) | 303,
+        "mono: transparent columns"
+    );
+    // COLOR32 8x8: opaque blue, left half transparent by the AND mask
+    let mut color = Vec::new();
+    for _ in 0..64 {
+        color.extend_from_slice(&0x0000_00ffu32.to_le_bytes());
+    }
+    color.extend_from_slice(&[0xf0; 8]);
+    let c32 = spice_bridge::model::CursorShape::new(
+        79,
+        spice_bridge::model::CursorKind::Color32,
+        8,
+        8,
+        (0, 0),
+        color,
+    )
+    .unwrap();
+    model.set_cursor(c32);
+    wait_for("color cursor", Duration::from_secs(10), || {
+        fb_pixel(&x, cx + 6, cy + 2) == 0x00_00ff
+    })
+    .await;
+    assert_eq!(
+        fb_pixel(&x, cx + 1, cy + 2),
+        (401 << 12) | 302,
+        "color: masked half transparent"
+    );
+    // hide → the picture shows at the pointer
     model.hide_cursor();
     wait_for("cursor hidden", Duration::from_secs(10), || {
         fb_pixel(&x, cx + 5, cy + 5) == (405 << 12) | 305
