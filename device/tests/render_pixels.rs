@@ -960,3 +960,38 @@ fn styled_stroke_draws_dashes() {
         });
     }
 }
+
+#[test]
+fn copy_scaled_interpolate_is_bilinear() {
+    let mut g = rig();
+    let src = [0xFF00_0000u32, 0xFFFF_FFFF, 0xFF80_4020, 0xFF10_2030];
+    let img = g.b().argb_image(2, 2, &src);
+    let bbox = Rect::new(3, 3, 9, 8); // 2x2 -> 6x5
+    let c = copy_member(img, Rect::new(0, 0, 2, 2), ropd::OP_PUT, 0, no_mask());
+    let a = g.b().drawable(0, draw_type::COPY, bbox, QxlPhys(0), &c);
+    g.run(a);
+    // Pixel centres: s = (d + 0.5)·2/n − 0.5, clamped at 0 and 1; weights in 1/256.
+    let pos = |d: u32, n: u32| -> (usize, usize, u64) {
+        let f = ((d as f64 + 0.5) * 2.0 / n as f64 - 0.5).max(0.0);
+        let i0 = (f.floor() as usize).min(1);
+        let w = ((f - f.floor()) * 256.0).round() as u64;
+        (i0, (i0 + 1).min(1), w)
+    };
+    check(&g.px(), |x, y| {
+        if !inside(bbox, x, y) {
+            return d0(x, y);
+        }
+        let (x0, x1, wx) = pos(x - 3, 6);
+        let (y0, y1, wy) = pos(y - 3, 5);
+        let p = |xx: usize, yy: usize, sh: u32| ((src[yy * 2 + xx] >> sh) & 255) as u64;
+        let mut out = 0u32;
+        for sh in [0, 8, 16] {
+            let v = p(x0, y0, sh) * (256 - wx) * (256 - wy)
+                + p(x1, y0, sh) * wx * (256 - wy)
+                + p(x0, y1, sh) * (256 - wx) * wy
+                + p(x1, y1, sh) * wx * wy;
+            out |= (((v + 32768) >> 16) as u32) << sh;
+        }
+        out
+    });
+}

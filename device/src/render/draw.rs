@@ -5,7 +5,7 @@ use super::{fix_endian, RenderError, Renderer, Surface};
 use crate::abi::cmd::{alpha_flags, line_flags, path_flags, ropd};
 use crate::decode::{
     Bitmap, BitmapFormat, Brush, Clip, CompositeOp, DrawOp, Drawable, GlyphString, Image,
-    ImageKind, LineAttr, Mask, PathSeg, Point, Rect, Repeat, SurfaceFormat, Transform,
+    ImageKind, LineAttr, Mask, PathSeg, Point, Rect, Repeat, ScaleMode, SurfaceFormat, Transform,
 };
 use crate::mem::GuestMemory;
 use zerocopy::IntoBytes;
@@ -318,6 +318,7 @@ impl Renderer {
                 src,
                 src_area,
                 rop,
+                scale_mode,
                 mask,
                 ..
             }
@@ -325,6 +326,7 @@ impl Renderer {
                 src,
                 src_area,
                 rop,
+                scale_mode,
                 mask,
                 ..
             } => {
@@ -343,7 +345,7 @@ impl Renderer {
                     &rects,
                     bbox,
                     mem,
-                    Some((&s, *src_area)),
+                    Some((&s, *src_area, *scale_mode == ScaleMode::Interpolate)),
                     None,
                     mask.as_ref(),
                     |s, _, d| ops::ropd_apply(r, SRC_DEST, s, d),
@@ -354,6 +356,7 @@ impl Renderer {
                 src_area,
                 brush,
                 rop,
+                scale_mode,
                 mask,
                 ..
             } => {
@@ -367,7 +370,7 @@ impl Renderer {
                     &rects,
                     bbox,
                     mem,
-                    Some((&s, *src_area)),
+                    Some((&s, *src_area, *scale_mode == ScaleMode::Interpolate)),
                     Some(&b),
                     mask_px(mask, bbox).as_ref(),
                     |s, b, _| {
@@ -418,6 +421,7 @@ impl Renderer {
                 src_area,
                 brush,
                 rop3,
+                scale_mode,
                 mask,
                 ..
             } => {
@@ -430,7 +434,7 @@ impl Renderer {
                     &rects,
                     bbox,
                     mem,
-                    Some((&s, *src_area)),
+                    Some((&s, *src_area, *scale_mode == ScaleMode::Interpolate)),
                     Some(&b),
                     mask_px(mask, bbox).as_ref(),
                     |s, p, d| ops::rop3(code, p, s, d),
@@ -450,7 +454,7 @@ impl Renderer {
                     &rects,
                     bbox,
                     mem,
-                    Some((&s, *src_area)),
+                    Some((&s, *src_area, false)),
                     None,
                     None,
                     |s, _, d| {
@@ -478,7 +482,7 @@ impl Renderer {
                     &rects,
                     bbox,
                     mem,
-                    Some((&s, *src_area)),
+                    Some((&s, *src_area, true)),
                     None,
                     None,
                     |s, _, d| {
@@ -687,7 +691,7 @@ fn paint<F>(
     rects: &[Rect],
     bbox: Rect,
     mem: &dyn GuestMemory,
-    src: Option<(&Src<'_>, Rect)>,
+    src: Option<(&Src<'_>, Rect, bool)>,
     brush: Option<&BrushPx>,
     mask: Option<&MaskPx<'_>>,
     mut f: F,
@@ -697,12 +701,13 @@ where
 {
     let w = dst.width as usize;
     let (mut srow, mut full, mut scratch) = (Vec::new(), Vec::new(), Vec::new());
+    let mut full2 = Vec::new();
     let (mut mrow, mut mbits, mut mscratch) = (Vec::new(), Vec::new(), Vec::new());
     let (bw, bh) = (bbox.width(), bbox.height());
     for r in rects {
         let n = (r.right - r.left) as usize;
         for y in r.top..r.bottom {
-            if let Some((s, area)) = src {
+            if let Some((s, area, smooth)) = src {
                 let (sw, sh) = (area.width(), area.height());
                 srow.clear();
                 srow.resize(n, 0);
@@ -710,7 +715,22 @@ where
                     continue;
                 }
                 let sy = map(y, bbox.top, bh, area.top, sh);
-                if sw == bw {
+                if smooth && (sw != bw || sh != bh) {
+                    let (y0, y1, wy) = bilinear_pos(y as i64 - bbox.top as i64, bh, sh);
+                    full.clear();
+                    full.resize(sw as usize, 0);
+                    full2.clear();
+                    full2.resize(sw as usize, 0);
+                    let top = area.top as u32;
+                    s.row(mem, top + y0, area.left as u32, &mut full, &mut scratch)?;
+                    s.row(mem, top + y1, area.left as u32, &mut full2, &mut scratch)?;
+                    for (i, o) in srow.iter_mut().enumerate() {
+                        let dx = (r.left as i64 + i as i64) - bbox.left as i64;
+                        let (x0, x1, wx) = bilinear_pos(dx, bw, sw);
+                        let (x0, x1) = (x0 as usize, x1 as usize);
+                        *o = bilinear(full[x0], full[x1], full2[x0], full2[x1], wx, wy);
+                    }
+                } else if sw == bw {
                     let sx0 = map(r.left, bbox.left, bw, area.left, sw);
                     s.row(mem, sy, sx0, &mut srow, &mut scratch)?;
                 } else {
@@ -740,6 +760,33 @@ where
         }
     }
     Ok(())
+}
+
+/// Source sample positions for destination offset `d` when `dsize` pixels show `ssize`
+/// source pixels: pixel centres map as `(d + ½)·ssize/dsize − ½`; returns the two source
+/// indices and the weight of the second in 1/256 (pixman's bilinear convention, edges clamped).
+fn bilinear_pos(d: i64, dsize: u32, ssize: u32) -> (u32, u32, u32) {
+    let f = ((d as f64 + 0.5) * ssize as f64 / dsize.max(1) as f64 - 0.5).max(0.0);
+    let i0 = (f.floor() as u64).min(ssize as u64 - 1) as u32;
+    let i1 = (i0 + 1).min(ssize - 1);
+    let w = ((f - f.floor()) * 256.0).round() as u32;
+    (i0, i1, w.min(256))
+}
+
+/// Bilinear blend of four 0xAARRGGBB pixels with weights `wx`, `wy` in 1/256:
+/// per channel `(p00·(256−wx)(256−wy) + p10·wx(256−wy) + p01·(256−wx)wy + p11·wx·wy + 2^15) >> 16`.
+fn bilinear(p00: u32, p10: u32, p01: u32, p11: u32, wx: u32, wy: u32) -> u32 {
+    let mut out = 0u32;
+    for sh in [0u32, 8, 16, 24] {
+        let c = |p: u32| ((p >> sh) & 0xFF) as u64;
+        let (wx, wy) = (wx as u64, wy as u64);
+        let v = c(p00) * (256 - wx) * (256 - wy)
+            + c(p10) * wx * (256 - wy)
+            + c(p01) * (256 - wx) * wy
+            + c(p11) * wx * wy;
+        out |= (((v + (1 << 15)) >> 16).min(255) as u32) << sh;
+    }
+    out
 }
 
 /// COPY_BITS: the bbox-sized area at `src_pos` of the same surface is copied to the bbox
