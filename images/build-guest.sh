@@ -96,7 +96,7 @@ trap 'rm -rf "$WORK"' EXIT
 rig_log "unpacking $(basename "$DEB")"
 dpkg-deb --fsys-tarfile "$DEB" >"$WORK/k.tar"
 tar -tf "$WORK/k.tar" >"$WORK/k.list"
-tar -xf "$WORK/k.tar" -C "$WORK" $(grep -E '/vmlinuz-[^/]+$' "$WORK/k.list")
+tar -xf "$WORK/k.tar" -C "$WORK" "$(grep -E '/vmlinuz-[^/]+$' "$WORK/k.list" | head -1)"
 VMLINUZ=$(find "$WORK" -name 'vmlinuz-*' -type f | head -1)
 [ -n "$VMLINUZ" ] || rig_die "no vmlinuz in $DEB"
 KVER=${VMLINUZ##*/vmlinuz-}

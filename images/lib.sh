@@ -1,9 +1,11 @@
+# shellcheck shell=bash
 # Shared helpers for the rig scripts in images/ and tests/. Source it; do not run it.
 #
 # Cache: everything built lives under $SPICE_RS_CACHE (default ~/.cache/spice-rs), outside the
 # work tree, so fresh clones (CI) on the same machine reuse it. Delete the folder to rebuild.
 
 RIG_IMAGES_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+export RIG_REPO_DIR
 RIG_REPO_DIR=$(cd "$RIG_IMAGES_DIR/.." && pwd)
 SPICE_RS_CACHE=${SPICE_RS_CACHE:-${HOME:-/root}/.cache/spice-rs}
 export SPICE_RS_CACHE

@@ -159,6 +159,7 @@ if [ "$MODE" = reference ]; then
     # Lossless, no video streaming: what the client shows must equal the guest's pixels.
     ARGS+=(-vga qxl
         -spice "port=$PORT,addr=127.0.0.1,disable-ticketing=on,image-compression=auto_glz,jpeg-wan-compression=never,zlib-glz-wan-compression=never,streaming-video=off")
+    # shellcheck disable=SC2054 # commas belong to QEMU option values
     [ $AGENT = 1 ] && ARGS+=(-device virtio-serial-pci -chardev spicevmc,id=vdagent,name=vdagent
         -device virtserialport,chardev=vdagent,name=com.redhat.spice.0)
     echo "run-guest: reference qxl-vga + spice://127.0.0.1:$PORT, guest $DIST ($(sed -n 's/^KVER=//p' "$GUEST/info")), test=$TEST" >&2

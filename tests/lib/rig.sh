@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Helpers for the end-to-end tests that boot real guests (source it). See images/README.md.
 #
 #   rig_free_port                      a free TCP port on 127.0.0.1
