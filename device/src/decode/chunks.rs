@@ -9,6 +9,37 @@ use std::collections::HashSet;
 /// Size of a `QXLDataChunk` header.
 pub(crate) const CHUNK_HEADER: u64 = 20;
 
+type Range = (QxlPhys, u32, u64);
+
+/// Chunk ranges; the common single-chunk case needs no heap allocation.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+enum Ranges {
+    #[default]
+    Empty,
+    One(Range),
+    Many(Vec<Range>),
+}
+
+impl Ranges {
+    fn as_slice(&self) -> &[Range] {
+        match self {
+            Ranges::Empty => &[],
+            Ranges::One(r) => std::slice::from_ref(r),
+            Ranges::Many(v) => v,
+        }
+    }
+    fn push(&mut self, r: Range) {
+        *self = match std::mem::take(self) {
+            Ranges::Empty => Ranges::One(r),
+            Ranges::One(a) => Ranges::Many(vec![a, r]),
+            Ranges::Many(mut v) => {
+                v.push(r);
+                Ranges::Many(v)
+            }
+        };
+    }
+}
+
 /// A validated list of guest byte ranges that together hold one logical byte string.
 ///
 /// Every range was checked to lie inside its memslot when the chain was walked; the bytes
@@ -17,7 +48,7 @@ pub(crate) const CHUNK_HEADER: u64 = 20;
 pub struct GuestChunks {
     /// (address of the data, length, logical offset of its first byte) of each non-empty
     /// chunk, in order.
-    ranges: Vec<(QxlPhys, u32, u64)>,
+    ranges: Ranges,
     /// Sum of all lengths.
     total: u64,
 }
@@ -60,12 +91,12 @@ impl GuestChunks {
 
     /// Number of non-empty chunks.
     pub fn count(&self) -> usize {
-        self.ranges.len()
+        self.ranges.as_slice().len()
     }
 
     /// The `(address, length)` ranges in order.
     pub fn ranges(&self) -> impl Iterator<Item = (QxlPhys, u32)> + '_ {
-        self.ranges.iter().map(|&(a, l, _)| (a, l))
+        self.ranges.as_slice().iter().map(|&(a, l, _)| (a, l))
     }
 
     /// Copies `dst.len()` bytes starting at logical offset `off` into `dst`.
@@ -74,7 +105,7 @@ impl GuestChunks {
         let end = off.checked_add(len).filter(|&e| e <= self.total);
         if end.is_none() {
             // Cannot happen for callers that validated sizes; report as a slot overrun.
-            let addr = self.ranges.first().map_or(0, |r| r.0 .0);
+            let addr = self.ranges.as_slice().first().map_or(0, |r| r.0 .0);
             return Err(MemError::OutOfSlot {
                 slot: (addr >> 56) as u8,
                 addr,
@@ -83,14 +114,14 @@ impl GuestChunks {
             });
         }
         // First range containing `off`.
-        let mut i = match self.ranges.binary_search_by_key(&off, |r| r.2) {
+        let mut i = match self.ranges.as_slice().binary_search_by_key(&off, |r| r.2) {
             Ok(i) => i,
             Err(i) => i.saturating_sub(1),
         };
         let mut done = 0usize;
         let mut pos = off;
         while done < dst.len() {
-            let Some(&(addr, rlen, start)) = self.ranges.get(i) else {
+            let Some(&(addr, rlen, start)) = self.ranges.as_slice().get(i) else {
                 break;
             };
             let in_range = pos - start;

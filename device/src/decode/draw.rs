@@ -41,7 +41,7 @@ pub struct Ropd(pub u16);
 /// How a scaled source is sampled.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum ScaleMode {
-    /// SPICE_IMAGE_SCALE_MODE_INTERPOLATE (0); rendered as nearest by this renderer.
+    /// SPICE_IMAGE_SCALE_MODE_INTERPOLATE (0): bilinear when scaling.
     #[default]
     Interpolate,
     /// SPICE_IMAGE_SCALE_MODE_NEAREST (1, and any unknown value).

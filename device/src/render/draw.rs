@@ -161,20 +161,42 @@ impl MaskPx<'_> {
     }
 }
 
+/// Disjoint rectangles; a single rectangle needs no heap allocation.
+pub(crate) enum Region {
+    One([Rect; 1]),
+    Many(Vec<Rect>),
+}
+
+impl std::ops::Deref for Region {
+    type Target = [Rect];
+    fn deref(&self) -> &[Rect] {
+        match self {
+            Region::One(r) => r,
+            Region::Many(v) => v,
+        }
+    }
+}
+
 /// The drawable's area as disjoint rectangles: bbox ∩ surface ∩ union(clip rects).
-pub(crate) fn clip_region(bbox: Rect, bounds: Rect, clip: &Clip) -> Vec<Rect> {
+pub(crate) fn clip_region(bbox: Rect, bounds: Rect, clip: &Clip) -> Region {
     let area = bbox.intersect(&bounds);
     if area.is_empty() {
-        return Vec::new();
+        return Region::Many(Vec::new());
     }
-    let rects: Vec<Rect> = match clip {
-        Clip::None => return vec![area],
-        Clip::Rects(rs) => rs
-            .iter()
-            .map(|r| r.intersect(&area))
-            .filter(|r| !r.is_empty())
-            .collect(),
-    };
+    match clip {
+        Clip::None => Region::One([area]),
+        Clip::Rects(rs) => Region::Many(disjoint(rs, area)),
+    }
+}
+
+/// The clip rects inside `area` as disjoint rectangles (band sweep: split at every distinct
+/// top/bottom, merge the x spans of each band).
+fn disjoint(rs: &[Rect], area: Rect) -> Vec<Rect> {
+    let rects: Vec<Rect> = rs
+        .iter()
+        .map(|r| r.intersect(&area))
+        .filter(|r| !r.is_empty())
+        .collect();
     if rects.len() <= 1 {
         return rects;
     }
@@ -517,7 +539,7 @@ impl Renderer {
                 let bb = self.resolve_brush(back_brush, dst, id, mem)?;
                 if back_mode.0 != 0 && !matches!(bb, BrushPx::None) {
                     let back = clip_region(*back_area, dst.bounds(), &d.clip)
-                        .into_iter()
+                        .iter()
                         .map(|r| r.intersect(&bbox))
                         .filter(|r| !r.is_empty())
                         .collect::<Vec<_>>();
