@@ -295,11 +295,13 @@ fi
 # wait_primary N WxH SECS: the daemon has created its N-th primary surface of that size (the guest's
 # fbdev flushes are deferred: under TCG the picture reaches the device seconds after the guest's
 # DRAWN marker).
+# primaries WxH: how many primaries of that size the daemon has created so far
+primaries() { grep -c "primary surface created width=${1%x*} height=${1#*x}\$" "$DAEMON_LOG"; }
 wait_primary() {
     local n=$1 size=$2 secs=$3 end
     end=$(($(date +%s) + secs))
     while [ "$(date +%s)" -lt "$end" ]; do
-        [ "$(grep -c "primary surface created width=${size%x*} height=${size#*x}\$" "$DAEMON_LOG")" -ge "$n" ] && return 0
+        [ "$(primaries "$size")" -ge "$n" ] && return 0
         sleep 0.3
     done
     why "the daemon made no new ${size} primary within ${secs} s"
@@ -315,13 +317,13 @@ case_fb() {
 case_reboot() {
     local p0
     wait_guest 'QXL-TEST: reboot REBOOTING' 60 "reboot" || return 1
-    p0=$(grep -c 'primary surface created' "$DAEMON_LOG")
+    p0=$(primaries "$(nth_geom 1 fb)")
     wait_count "$RIG_GUEST_LOG" 'QXL-TEST: fb DRAWN' 2 180 || { why "no fb picture after the reboot"; return 1; }
     say "  $(grep -a 'QXL-TEST: reboot BOOT' "$RIG_GUEST_LOG" | sed -n 2p), $(grep -a 'QXL-TEST: bind PASS' "$RIG_GUEST_LOG" | sed -n 2p | grep -o 'bound_at=.*')"
     wait_primary $((p0 + 1)) "$(nth_geom 2 fb)" 60 || return 1
     shot_compare fb "$(nth_geom 2 fb)" reboot || return 1
     wait_guest 'QXL-TEST: reboot PASS boots=2' 60 "reboot PASS" || return 1
-    say "  daemon: $(($(grep -c 'primary surface created' "$DAEMON_LOG") - p0)) primaries created after the reset; QEMU stayed connected"
+    say "  daemon: a new $(nth_geom 1 fb) primary after the reset, QEMU stayed connected ($(grep -c 'VMM requested device reset' "$DAEMON_LOG") device resets so far)"
 }
 if wanted fb || wanted reboot; then
     ensure_daemon
@@ -412,8 +414,8 @@ case_trixie() {
 case_reload() {
     local n p0 geom
     for n in $(seq 2 $((RELOAD_LOOPS + 1))); do
-        wait_guest "QXL-TEST: reload UNLOADED" 60 "rmmod" || return 1
-        p0=$(grep -c 'primary surface created' "$DAEMON_LOG")
+        wait_count "$RIG_GUEST_LOG" "QXL-TEST: reload UNLOADED" $((n - 1)) 90 || { why "no rmmod"; return 1; }
+        p0=$(primaries "$(nth_geom 1 fb)")
         wait_count "$RIG_GUEST_LOG" 'QXL-TEST: fb DRAWN' "$n" 150 ||
             { why "no fb picture after reload $((n - 1))"; return 1; }
         say "  reload $((n - 1)): $(grep -a 'QXL-TEST: reload UNLOADED' "$RIG_GUEST_LOG" | sed -n "$((n - 1))p"), $(grep -a 'QXL-TEST: bind PASS' "$RIG_GUEST_LOG" | sed -n "${n}p" | grep -o 'modprobe_at=.*')"
