@@ -516,3 +516,54 @@ async fn full_data_header_when_the_client_lacks_mini_header() {
     assert_eq!(m.recv_until(104).await.unwrap().last().unwrap().0, 104);
     h.shutdown().await;
 }
+
+#[tokio::test]
+async fn monitors_config_and_reset_reach_the_client() {
+    use spice_bridge::model::Monitor;
+    use spice_bridge::wire::display::MonitorsConfig;
+    let model = DisplayModel::new();
+    scene_odd(&model);
+    let (h, _) = start(model.clone(), None, ImageCompression::Lz).await;
+    let (_m, sid) = main_session(&h, "").await;
+    let mut d = display_client(&h, sid).await;
+    let msgs = d.recv_until(ds::MARK).await.unwrap();
+    let mc = msgs
+        .iter()
+        .find(|(t, _)| *t == ds::MONITORS_CONFIG)
+        .expect("MONITORS_CONFIG after SURFACE_CREATE");
+    let mc: MonitorsConfig = decode_exact(&mc.1).unwrap();
+    assert_eq!(
+        (mc.heads.len(), mc.heads[0].width, mc.heads[0].height),
+        (1, 333, 211)
+    );
+    let mons = [
+        Monitor {
+            id: 0,
+            x: 0,
+            y: 0,
+            width: 200,
+            height: 211,
+        },
+        Monitor {
+            id: 1,
+            x: 200,
+            y: 0,
+            width: 133,
+            height: 211,
+        },
+    ];
+    model.set_monitors(2, &mons).unwrap();
+    let (t, b) = d.recv().await.unwrap();
+    assert_eq!(t, ds::MONITORS_CONFIG);
+    let mc: MonitorsConfig = decode_exact(&b).unwrap();
+    assert_eq!(mc.max_allowed, 2);
+    assert_eq!(
+        mc.heads.iter().map(|h| (h.x, h.width)).collect::<Vec<_>>(),
+        vec![(0, 200), (200, 133)]
+    );
+    model.reset();
+    let (t, b) = d.recv().await.unwrap();
+    assert_eq!((t, b), (ds::SURFACE_DESTROY, vec![0, 0, 0, 0]));
+    assert_eq!(d.recv().await.unwrap().0, ds::RESET);
+    h.shutdown().await;
+}
