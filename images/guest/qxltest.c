@@ -11,7 +11,8 @@
  *   qxltest cursor  [--hold S] [--wait-ms M]  kms0 on screen, M ms (default 2000) later a 64x64
  *                                          ARGB cursor via MODE_CURSOR, then 3 moves 300 ms apart
  *   qxltest modes   [--watch S]            list connectors/modes, print preferred mode changes
- *   qxltest redraw  [--frames N] [--interval-ms M]  full-screen redraw loop, timed
+ *   qxltest redraw  [--frames N] [--interval-ms M] [--wait-ms W]  kms0 shown, W ms (default
+ *                                          3000) later a timed full-screen redraw loop
  *   qxltest cmos    get IDX | set IDX VAL  one CMOS RAM byte (survives a guest reboot)
  *   qxltest agent   [--secs S]             minimal Spice agent on com.redhat.spice.0 (announces
  *                                          MONITORS_CONFIG so clients send monitor configs)
@@ -615,6 +616,9 @@ static int cmd_redraw(int argc, char **argv)
 	long frames = opt_num(argc, argv, "--frames", 100);
 	long interval_ms = opt_num(argc, argv, "--interval-ms", 0);
 	long hold_s = opt_num(argc, argv, "--hold", 0);
+	long wait_ms = opt_num(argc, argv, "--wait-ms", 3000);
+	if (wait_ms < 0 || wait_ms > 600000)
+		wait_ms = 3000;
 	if (frames < 1 || frames > 1000000) {
 		say("FAIL bad --frames");
 		return 1;
@@ -627,6 +631,11 @@ static int cmd_redraw(int argc, char **argv)
 	if (kms_setcrtc(&k))
 		return 1;
 	struct drm_clip_rect full = {0, 0, (uint16_t)k.w, (uint16_t)k.h};
+	if (kms_dirty(&k, &full, 1))
+		return 1;
+	/* A client counting frames connects on SHOWN; give it time before the loop starts. */
+	say("SHOWN picture=kms0 %ux%u (loop in %ld ms)", k.w, k.h, wait_ms);
+	usleep((useconds_t)wait_ms * 1000);
 	say("START frames=%ld %ux%u", frames, k.w, k.h);
 	double t0 = now_s(), worst = 0;
 	for (long f = 0; f < frames; f++) {

@@ -23,6 +23,10 @@
 #                                      pass --agent), request WxH from a spice-gtk client
 #                                      (spice_monitor_request.py) and expect the guest connector's
 #                                      preferred mode to become WxH
+#   rig_redraw_bench LABEL PORT FRAMES [RUN-GUEST ARGS...]
+#                                      boot the "redraw" test with a spice-gtk client counting
+#                                      frames (spice_frame_probe.py); prints one line:
+#                                      "LABEL: guest <DONE line> | client <FRAMES line>"
 # RIG_OUT (a directory) receives logs and screenshots; rig_step prints progress.
 
 RIG_TESTS_LIB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -163,5 +167,21 @@ rig_modes_test() {
     rig_wait_marker "$log" "QXL-TEST: modes PREFERRED-CHANGED connector=[0-9]+ $size " 30 ||
         rig_fail "$label: the guest connector's preferred mode did not become $size"
     rig_step "$label: client asked for $size, guest: $(grep -o 'PREFERRED-CHANGED.*' "$log" | head -1) ($(($(rig_now_ms) - t0)) ms after start)"
+    rig_stop_guest
+}
+
+rig_redraw_bench() {
+    local label=$1 port=$2 frames=$3 log t0 out
+    shift 3
+    log="$RIG_OUT/$label.log"
+    out="$RIG_OUT/$label.frames"
+    t0=$(rig_now_ms)
+    # the guest waits 3 s after its first full-screen picture so that the client is connected
+    rig_start_guest "$log" --test redraw --append "spice_frames=$frames spice_hold=5" --timeout 600 "$@"
+    rig_expect_bind "$label" "$log" "$t0"
+    timeout 300 /usr/bin/python3 "$RIG_TESTS_LIB/spice_frame_probe.py" --port "$port" --seconds 240 \
+        --idle-stop 4 >"$out" 2>&1 || { cat "$out" >&2; rig_fail "$label: the client counted no frames"; }
+    rig_wait_marker "$log" "QXL-TEST: redraw (DONE|FAIL)" 120 || rig_fail "$label: the redraw loop did not finish"
+    echo "$label: guest $(grep -o 'DONE.*' "$log" | head -1) | client $(grep -o 'FRAMES.*' "$out")"
     rig_stop_guest
 }
