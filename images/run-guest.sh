@@ -25,8 +25,8 @@
 #   --pidfile FILE           write QEMU's pid there
 #
 # Runs in the foreground until QEMU exits; kills QEMU on exit, INT or TERM (and QEMU gets SIGKILL
-# if this script is killed outright). Prints the accelerator
-# it chose on stderr as "run-guest: accel=tcg|kvm". Needs root (chroot, private mount namespace).
+# if this script is killed outright). Prints the accelerator it chose on stderr as
+# "run-guest: accel=tcg|kvm". Needs root (chroot, private mount namespace).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 rig_need_root
