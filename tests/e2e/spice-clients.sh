@@ -23,6 +23,7 @@ for _ in $(seq 100); do grep -q listening "$tmp/server.log" && break; sleep 0.1;
 if timeout 30 spicy-screenshot -h 127.0.0.1 -p "$port" -w wrong -o "$tmp/wrong.ppm" >/dev/null 2>&1; then
     echo "FAIL: spicy-screenshot succeeded with a wrong password" >&2; exit 1
 fi
+for _ in $(seq 50); do grep -q "link refused: permission denied: wrong password" "$tmp/server.log" && break; sleep 0.1; done
 grep -q "link refused: permission denied: wrong password" "$tmp/server.log" || {
     echo "FAIL: server did not log the refused password" >&2; cat "$tmp/server.log" >&2; exit 1; }
 timeout 30 spicy-screenshot -h 127.0.0.1 -p "$port" -w 'Pa55word' -o "$tmp/right.ppm" >/dev/null 2>&1 || {
