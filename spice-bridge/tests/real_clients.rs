@@ -583,3 +583,113 @@ async fn remote_viewer_keys_clicks_and_cursor() {
     let _ = rv.wait();
     h.shutdown().await;
 }
+
+/// The `w` x `h` area at (`ox`, `oy`) of the Xvfb frame buffer.
+fn fb_region(x: &Xvfb, ox: u32, oy: u32, w: u32, h: u32) -> Option<Vec<u32>> {
+    let b = std::fs::read(&x.fb).ok()?;
+    let be = |o: usize| u32::from_be_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+    let (header_size, bytes_per_line, ncolors) = (be(0) as usize, be(48) as usize, be(76) as usize);
+    let base = header_size + ncolors * 12;
+    let mut v = Vec::with_capacity((w * h) as usize);
+    for y in oy..oy + h {
+        for xx in ox..ox + w {
+            let o = base + y as usize * bytes_per_line + xx as usize * 4;
+            v.push(u32::from_le_bytes([
+                *b.get(o)?,
+                *b.get(o + 1)?,
+                *b.get(o + 2)?,
+                0,
+            ]));
+        }
+    }
+    Some(v)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs virt-viewer, xvfb, xdotool; run by tests/e2e/spice-clients.sh"]
+async fn stopped_remote_viewer_never_blocks_the_model_and_catches_up() {
+    let dir = tmpdir("stop");
+    let (w, hgt) = (640u32, 480u32);
+    let x = start_xvfb(&dir, 1024, 768).await;
+    // a 4 MiB queue: a stopped client overflows it after a few frames
+    let model = DisplayModel::with_queue_limit(4 << 20);
+    model
+        .create_surface(0, w, hgt, SurfaceFormat::Xrgb32)
+        .unwrap();
+    model
+        .draw_copy(
+            0,
+            Rect::new(0, 0, w as i32, hgt as i32),
+            &coord_image(w, hgt),
+            &[],
+        )
+        .unwrap();
+    model.mark();
+    let h = serve(model.clone(), None, ImageCompression::Lz, Arc::default()).await;
+    let mut rv = Command::new(require("remote-viewer"))
+        .args(["-t", "e2e-stop"])
+        .arg(format!("spice://127.0.0.1:{}", h.local_addr().port()))
+        .env("DISPLAY", &x.display)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn remote-viewer");
+    xdotool(&x, &["mousemove", "1000", "700"]);
+    wait_for("display channel", Duration::from_secs(30), || {
+        h.has_display()
+    })
+    .await;
+    let probe = (100u32, 120u32);
+    wait_for("picture on screen", Duration::from_secs(30), || {
+        std::fs::metadata(&x.fb).is_ok() && {
+            let v = fb_pixel(&x, probe.0, probe.1);
+            (v >> 12) < w && (v & 0xfff) < hgt && v != 0
+        }
+    })
+    .await;
+    let v = fb_pixel(&x, probe.0, probe.1);
+    let (ox, oy) = (probe.0 - (v >> 12), probe.1 - (v & 0xfff));
+
+    // freeze the client; keep drawing full frames (1.2 MB each) and small fills
+    let pid = rv.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let frames: Vec<_> = (0..120u32).map(|i| pattern_image(0, w, hgt, i)).collect();
+    let m2 = model.clone();
+    let drawing = tokio::task::spawn_blocking(move || {
+        for (i, f) in frames.iter().enumerate() {
+            m2.draw_copy(0, Rect::new(0, 0, w as i32, hgt as i32), f, &[])
+                .unwrap();
+            m2.fill(0, Rect::new(i as i32 * 5, 10, 4, 4), 0x00ff_00ff, &[])
+                .unwrap();
+            m2.mark();
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(120), drawing)
+        .await
+        .expect("the model must not wait for a stopped client")
+        .unwrap();
+    let overflows = model.stats().overflows;
+    assert!(
+        overflows >= 1,
+        "the stopped client's queue should have overflowed"
+    );
+    // thaw: the client must end up showing exactly the model's picture
+    assert!(Command::new("kill")
+        .args(["-CONT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let want = model_surface_rgb(&model, 0).unwrap().2;
+    wait_for("client caught up", Duration::from_secs(60), || {
+        fb_region(&x, ox, oy, w, hgt).is_some_and(|r| r == want)
+    })
+    .await;
+    eprintln!("stopped client caught up after {overflows} queue overflow(s)");
+    let _ = rv.kill();
+    let _ = rv.wait();
+    h.shutdown().await;
+}
