@@ -567,3 +567,26 @@ async fn monitors_config_and_reset_reach_the_client() {
     assert_eq!(d.recv().await.unwrap().0, ds::RESET);
     h.shutdown().await;
 }
+
+#[tokio::test]
+async fn agent_connect_and_disconnect_are_announced() {
+    let (h, _) = start(DisplayModel::new(), None, ImageCompression::Lz).await;
+    let (mut m, _) = main_session(&h, "").await;
+    h.set_agent_connected(true);
+    let msgs = m.recv_until(115).await.unwrap();
+    assert_eq!(
+        msgs.last().unwrap().1,
+        10u32.to_le_bytes().to_vec(),
+        "AGENT_CONNECTED_TOKENS"
+    );
+    h.set_agent_connected(false);
+    let msgs = m.recv_until(108).await.unwrap();
+    assert_eq!(msgs.last().unwrap().1, vec![0; 4], "AGENT_DISCONNECTED");
+    // a new client sees agent_connected in MAIN_INIT
+    h.set_agent_connected(true);
+    let mut m2 = ScriptedClient::connect(h.local_addr(), 1, 0, "").await;
+    let (t, b) = m2.recv().await.unwrap();
+    assert_eq!(t, 103);
+    assert_eq!(decode_exact::<MainInit>(&b).unwrap().agent_connected, 1);
+    h.shutdown().await;
+}
