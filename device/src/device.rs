@@ -1011,6 +1011,7 @@ impl QxlDevice {
                     if notify {
                         self.raise(irq::DISPLAY);
                     }
+                    self.note_null_entry(RingKind::Command, &cmd);
                     self.handle_display(cmd.ty.get(), QxlPhys(cmd.data.get()));
                 }
                 Err(e) => {
@@ -1034,6 +1035,7 @@ impl QxlDevice {
                     if notify {
                         self.raise(irq::CURSOR);
                     }
+                    self.note_null_entry(RingKind::Cursor, &cmd);
                     self.handle_cursor(cmd.ty.get(), QxlPhys(cmd.data.get()));
                 }
                 Err(e) => {
@@ -1043,6 +1045,30 @@ impl QxlDevice {
             }
         }
         n
+    }
+
+    /// Counts and logs a ring entry whose command address is NULL (no driver sends one; seen
+    /// as an all-zero entry, i.e. a slot the guest had not written when `prod` moved).
+    fn note_null_entry(&mut self, ring: RingKind, cmd: &crate::abi::dev::RingCommand) {
+        if cmd.data.get() != 0 {
+            return;
+        }
+        self.metrics.null_commands += 1;
+        if log_allowed(self.metrics.null_commands) {
+            let cons = match ring {
+                RingKind::Command => self.cmd_ring.cons(),
+                RingKind::Cursor => self.cursor_ring.cons(),
+            };
+            warn!(
+                target: "qxl",
+                "{} ring entry {} (slot {}) has a NULL command address, type {} (mode {:?})",
+                ring.name(),
+                cons.wrapping_sub(1),
+                cons.wrapping_sub(1) & 31,
+                cmd.ty.get(),
+                self.mode
+            );
+        }
     }
 
     fn park(&mut self, ring: RingKind, e: crate::ring::RingError) {

@@ -21,6 +21,8 @@ pub struct Metrics {
     pub decode_errors: u64,
     /// Render operations the renderer refused.
     pub render_errors: u64,
+    /// Ring entries whose command address was NULL.
+    pub null_commands: u64,
     /// Releases queued into a chain.
     pub releases: u64,
     /// Release chains published on the release ring.

@@ -261,6 +261,7 @@ fn null_and_foreign_release_info_never_written() {
     let m = d.dev.metrics();
     assert_eq!(m.release_rejects, 3);
     assert_eq!(m.releases, 0);
+    assert_eq!(m.null_commands, 1);
     // Valid releases around them are still chained and delivered.
     let (a, id) = d.put_command(&[0u8; 8]).unwrap();
     d.push_command(QXL_CMD_NOP, a).unwrap();
