@@ -608,6 +608,28 @@ pub fn scene_scroll_offscreen(m: &DisplayModel) {
         )
         .expect("glyph");
     }
+    // mask-only raster operations (DRAW_INVERS / DRAW_BLACKNESS / DRAW_WHITENESS)
+    m.rop(
+        1,
+        Rect::new(100, 100, 150, 60),
+        crate::model::RopKind::Invert,
+        &[],
+    )
+    .expect("invert");
+    m.rop(
+        1,
+        Rect::new(300, 100, 40, 40),
+        crate::model::RopKind::Blackness,
+        &[],
+    )
+    .expect("blackness");
+    m.rop(
+        1,
+        Rect::new(360, 100, 40, 40),
+        crate::model::RopKind::Whiteness,
+        &[Rect::new(360, 100, 20, 40)],
+    )
+    .expect("whiteness");
     // 8-bit palette glyphs: three palettes, each sent once then taken from the palette cache
     let palettes: Vec<std::sync::Arc<crate::model::Palette>> = (0..3u32)
         .map(|p| {
