@@ -986,6 +986,12 @@ impl QxlDevice {
             self.oom_requested = false;
             p.consumed += self.drain_cursor(DRAIN_LIMIT);
             p.consumed += self.drain_display(DRAIN_LIMIT);
+            // The cursor shape was copied when decoded, so the held SET can go too: Linux's
+            // unload (NOTIFY_OOM, then wait for every release) otherwise leaves it pinned.
+            // Surface creates stay held: the guest still references them until destroy.
+            if let Some(h) = self.held_cursor.take() {
+                self.release(h);
+            }
             self.flush_releases();
         }
         let c = self.drain_cursor(PROCESS_BUDGET);

@@ -587,6 +587,10 @@ fn cursor_set_is_held_until_replaced_move_released_at_once() {
     assert_eq!(d.collect_releases().unwrap(), vec![set1]);
     assert!(d.is_outstanding(set2));
     assert_eq!(d.dev.metrics().decode_errors, 0);
+    // Driver unload: NOTIFY_OOM, then Linux waits until every release came back.
+    d.outb(io::NOTIFY_OOM, 0);
+    assert_eq!(d.collect_releases().unwrap(), vec![set2]);
+    assert_eq!(d.outstanding(), 0);
 }
 
 #[test]
