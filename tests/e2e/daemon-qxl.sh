@@ -407,9 +407,9 @@ fi
 # The reload runs on trixie: Debian 6.1's qxl leaves its (shared) IRQ handler registered on rmmod;
 # the reloaded driver then loses its interrupts (QEMU's own qxl shows a 720x400 VGA screen after
 # the reload) and a second reload panics the guest in qxl_irq_handler -- QEMU's qxl included.
-RELOAD_LOOPS=${DAEMON_E2E_RELOAD_LOOPS:-1}
+RELOAD_LOOPS=${DAEMON_E2E_RELOAD_LOOPS:-2}
 case_trixie() {
-    boot trixie-reload trixie reload "spice_hold=40 spice_loops=$RELOAD_LOOPS"
+    boot trixie-reload trixie reload "spice_hold=30 spice_loops=$RELOAD_LOOPS"
     check_bind || return 1
     say "  $(grep -a 'QXL-TEST: BOOT' "$RIG_GUEST_LOG" | head -1)"
     wait_count "$RIG_GUEST_LOG" 'QXL-TEST: fb DRAWN' 1 120 || { why "no fb picture"; return 1; }
