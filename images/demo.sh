@@ -2,21 +2,21 @@
 # README command 1: build what is missing, boot the demo guest with a QXL display, print the
 # spice:// URI to open with remote-viewer. Runs until Ctrl-C (or the guest powers off).
 #
-#   images/demo.sh [--dist bookworm|trixie] [--port N] [--daemon]
+#   images/demo.sh [--dist bookworm|trixie] [--port N] [--reference]
 #
-#   (default)  the reference stack: QEMU's own qxl-vga + libspice-server
-#   --daemon   the spice-bridge daemon: QEMU's vfio-user-pci device served by spice-bridge
-#              (NOT IMPLEMENTED YET: see the marked block below)
+#   (default)    the spice-bridge daemon: QEMU's vfio-user-pci device served by spice-bridge
+#   --reference  the reference stack: QEMU's own qxl-vga + libspice-server
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . images/lib.sh
 
-DIST=bookworm PORT=5930 DAEMON=0
+DIST=bookworm PORT=5930 DAEMON=1
 while [ $# -gt 0 ]; do
     case "$1" in
     --dist) DIST=$2; shift ;;
     --port) PORT=$2; shift ;;
     --daemon) DAEMON=1 ;;
+    --reference) DAEMON=0 ;;
     -h | --help) sed -n '2,/^set -e/{/^set -e/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
     *) echo "demo.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -25,16 +25,31 @@ done
 rig_need_root
 
 if [ "$DAEMON" = 1 ]; then
-    # ---- spice-bridge daemon variant: TO BE WIRED when the daemon exists ---------------------
-    # Intended shape (tests/e2e will use the same):
-    #   cargo build --release -p spice-bridge
-    #   SOCKDIR=$(mktemp -d); spice-bridge --spice-addr 127.0.0.1:$PORT --disable-ticketing \
-    #       --qxl-socket $SOCKDIR/qxl.sock [--qxl-no-mmap under TCG] &
-    #   wait for the socket, then:
-    #   images/run-guest.sh --dist $DIST --vfio-user $SOCKDIR/qxl.sock --test demo --timeout 86400
-    #   kill the daemon on exit.
-    echo "demo.sh: --daemon: not implemented yet (the spice-bridge daemon is not wired in)" >&2
-    exit 2
+    # ---- the spice-bridge daemon: QEMU's vfio-user-pci device served by spice-bridge ---------
+    command -v mmdebstrap >/dev/null && command -v gcc >/dev/null || bash images/install-host-deps.sh
+    bash images/build-qemu-root.sh >/dev/null
+    bash images/build-guest.sh "$DIST" >/dev/null
+    echo "demo: building spice-bridge (release)" >&2
+    cargo build --release -q -p spice-bridge --bin spice-bridge
+    BIN=$PWD/target/release/spice-bridge
+    WORK=$(mktemp -d /tmp/spice-rs-demo.XXXXXX)
+    LOG=$WORK/serial.log
+    "$BIN" --spice-addr "127.0.0.1:$PORT" --disable-ticketing --qxl-no-mmap \
+        --qxl-socket "$WORK/qxl.sock" --control-socket "$WORK/control.sock" 2>"$WORK/daemon.log" &
+    DPID=$!
+    trap 'kill $RUN $DPID 2>/dev/null; wait $RUN $DPID 2>/dev/null; rm -rf "$WORK"' EXIT INT TERM
+    RUN=""
+    for _ in $(seq 1 100); do [ -S "$WORK/qxl.sock" ] && break; sleep 0.1; done
+    [ -S "$WORK/qxl.sock" ] || { cat "$WORK/daemon.log" >&2; echo "demo: the daemon did not start" >&2; exit 1; }
+    echo "demo: spice-bridge is serving; booting the $DIST guest with the QXL device over vfio-user" >&2
+    echo "demo: daemon log $WORK/daemon.log, guest serial log $LOG, control socket $WORK/control.sock" >&2
+    bash images/run-guest.sh --dist "$DIST" --vfio-user "$WORK/qxl.sock" --no-mmap --test demo \
+        --timeout 86400 --log "$LOG" &
+    RUN=$!
+    echo "spice://127.0.0.1:$PORT"
+    echo "demo: open it now with:  remote-viewer spice://127.0.0.1:$PORT   (the guest's console appears once its qxl driver binds; Ctrl-C stops everything)" >&2
+    wait $RUN
+    exit 0
 fi
 
 command -v mmdebstrap >/dev/null && command -v gcc >/dev/null || bash images/install-host-deps.sh
