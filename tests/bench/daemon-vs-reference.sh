@@ -27,7 +27,7 @@
 # Usage: tests/bench/daemon-vs-reference.sh [--frames N] [--ref-frames N] [--out FILE.md]
 #        (root; about 3 minutes; CARGO_TARGET_DIR is honoured)
 set -uo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 . tests/lib/rig.sh
 . tests/lib/daemon.sh
 
@@ -108,7 +108,7 @@ run_side() {
     bg_track $rv
     rig_wait_marker "$log" 'QXL-TEST: redraw (START|FAIL)' 240 || die "$side: no redraw START (see $log)"
     grep -qa 'QXL-TEST: redraw START' "$log" || die "$side: $(grep -a FAIL "$log")"
-    local t_start c0_all c0_sel pid_sel mode
+    local t_start c0_all c0_sel mode
     t_start=$(date +%s.%N)
     qpid=$(cat "$OUT/$side.qpid")
     local c0_proc=0 c0_vfio=0 c1_proc=0 c1_vfio=0

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Helpers for the tests that run the spice-bridge daemon against a real guest (source it after
 # tests/lib/rig.sh). Everything started here is recorded so daemon_cleanup can stop it.
 #
@@ -106,7 +107,7 @@ xvfb_start() {
         sleep 0.1
     done
     [ -n "$n" ] || return 1
-    XVFB_DISPLAY=:$n XVFB_FB=$dir/Xvfb_screen0
+    export XVFB_DISPLAY=:$n XVFB_FB=$dir/Xvfb_screen0
     for i in $(seq 50); do [ -s "$XVFB_FB" ] && return 0; sleep 0.1; done
     return 1
 }
@@ -115,10 +116,10 @@ bg_track() { DAEMON_BG+=("$1"); }
 
 # kill_wait PID: TERM, then KILL after 3 s.
 kill_wait() {
-    local pid=$1 i
+    local pid=$1
     kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return 0; }
     kill "$pid" 2>/dev/null || true
-    for i in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
 }
