@@ -26,7 +26,7 @@
 # Env: DAEMON_E2E_KEEP=1 keeps the work dir; DAEMON_E2E_CASES="bind kms ..." runs a subset
 # (cases sharing a guest boot run together); DAEMON_E2E_TASKSET=CPU pins QEMU and the daemon.
 set -uo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 . tests/lib/rig.sh
 . tests/lib/daemon.sh
 
@@ -381,11 +381,11 @@ case_client_kill() {
     say "  reconnected client got a $(head -c 20 "$shot" | tr '\n' ' ' | awk '{print $2 "x" $3}') picture $([ $during = 1 ] && echo 'while the guest was still redrawing' || echo '(the redraw had ended)')"
     # The guest was never held up: the loop finishes and its worst frame stays short.
     wait_guest 'QXL-TEST: redraw DONE' 300 "redraw loop end" || return 1
-    local done worst avg
-    done=$(grep -a 'QXL-TEST: redraw DONE' "$RIG_GUEST_LOG")
-    worst=$(echo "$done" | sed -n 's/.*worst_ms=\([0-9]*\).*/\1/p')
-    avg=$(echo "$done" | awk '{for (i = 1; i <= NF; i++) if ($i ~ /^fps=/) { split($i, a, "="); if (a[2] > 0) printf "%d", 1000 / a[2] }}')
-    say "  $done (mean frame ${avg:-?} ms)"
+    local dline worst avg
+    dline=$(grep -a 'QXL-TEST: redraw DONE' "$RIG_GUEST_LOG")
+    worst=$(echo "$dline" | sed -n 's/.*worst_ms=\([0-9]*\).*/\1/p')
+    avg=$(echo "$dline" | awk '{for (i = 1; i <= NF; i++) if ($i ~ /^fps=/) { split($i, a, "="); if (a[2] > 0) printf "%d", 1000 / a[2] }}')
+    say "  $dline (mean frame ${avg:-?} ms)"
     # Under TCG a frame takes seconds (every pixel goes through a trapped BAR); a guest held up by
     # the client would block for good, so: the loop ends, and no frame took 3x the mean (+1 s).
     [ "${worst:-99999}" -lt $((3 * ${avg:-0} + 1000)) ] || { why "the guest stalled: worst frame ${worst} ms, mean ${avg} ms"; return 1; }
