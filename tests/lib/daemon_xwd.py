@@ -19,6 +19,7 @@ Exit status 2 on bad input.
 import os
 import sys
 
+sys.dont_write_bytecode = True  # no __pycache__ in the work tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import qxlpic  # noqa: E402
 
