@@ -1377,6 +1377,12 @@ impl QxlDevice {
         self.renderer.snapshot(id)
     }
 
+    /// `area` of surface `id` as the software renderer has it (clipped to the surface;
+    /// `None` when the surface does not exist or the area is empty).
+    pub fn surface_area_snapshot(&self, id: u32, area: Rect) -> Option<Snapshot> {
+        self.renderer.snapshot_area(id, area)
+    }
+
     /// What the display shows now: the VBE framebuffer in VGA mode, else the primary.
     pub fn display_snapshot(&self) -> Option<Snapshot> {
         match self.mode {

@@ -995,3 +995,20 @@ fn copy_scaled_interpolate_is_bilinear() {
         out
     });
 }
+
+#[test]
+fn snapshot_area_copies_the_clipped_rectangle_top_down() {
+    let g = rig();
+    // Partly outside the surface: clipped to columns 20..24, rows 10..16.
+    let s = g.r.snapshot_area(0, Rect::new(20, 10, 40, 30)).unwrap();
+    assert_eq!((s.width, s.height), (W - 20, H - 10));
+    let want: Vec<u32> = (10..H)
+        .flat_map(|y| (20..W).map(move |x| d0(x, y)))
+        .collect();
+    assert_eq!(s.pixels, want);
+    assert!(g
+        .r
+        .snapshot_area(0, Rect::new(W as i32, 0, W as i32 + 5, 4))
+        .is_none());
+    assert!(g.r.snapshot_area(7, Rect::new(0, 0, 4, 4)).is_none());
+}

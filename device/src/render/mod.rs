@@ -471,15 +471,29 @@ impl Renderer {
 
     /// A copy of surface `id`'s pixels (alpha forced to 0xFF for formats without alpha).
     pub fn snapshot(&self, id: u32) -> Option<Snapshot> {
+        let bounds = self.surface(id)?.bounds();
+        self.snapshot_area(id, bounds)
+    }
+
+    /// A copy of `area` (clipped to the surface) of surface `id`, top-down, alpha forced to
+    /// 0xFF for formats without alpha; `None` if the surface does not exist or the clipped
+    /// area is empty. Copies only the area's rows, once.
+    pub fn snapshot_area(&self, id: u32, area: Rect) -> Option<Snapshot> {
         let s = self.surface(id)?;
-        let pixels = if s.has_alpha() {
-            s.px.clone()
-        } else {
-            s.px.iter().map(|p| p | 0xFF00_0000).collect()
-        };
+        let r = area.intersect(&s.bounds());
+        if r.is_empty() {
+            return None;
+        }
+        let (w, h) = (r.width() as usize, r.height() as usize);
+        let force_alpha = if s.has_alpha() { 0 } else { 0xFF00_0000 };
+        let mut pixels = Vec::with_capacity(w * h);
+        for y in r.top as usize..r.bottom as usize {
+            let start = y * s.width as usize + r.left as usize;
+            pixels.extend(s.px[start..start + w].iter().map(|p| p | force_alpha));
+        }
         Some(Snapshot {
-            width: s.width,
-            height: s.height,
+            width: w as u32,
+            height: h as u32,
             pixels,
         })
     }

@@ -178,26 +178,33 @@ impl Bridge {
         if self.dirty.is_empty() || self.primary.is_none() {
             return;
         }
-        let snap = {
+        // Copy only the dirty areas, once, straight out of the renderer.
+        let areas: Vec<(Rect, qxl_device::render::Snapshot)> = {
             let f = self.func.lock().unwrap_or_else(|p| p.into_inner());
-            f.dev.surface_snapshot(0)
-        };
-        let Some(snap) = snap else {
-            self.dirty.clear();
-            return;
-        };
-        if Some((snap.width, snap.height)) != self.primary {
-            // The renderer's primary changed under us; the PrimaryCreated event will follow.
-            return;
-        }
-        for r in std::mem::take(&mut self.dirty) {
-            let (w, h) = ((r.right - r.left) as u32, (r.bottom - r.top) as u32);
-            let mut px = Vec::with_capacity(w as usize * h as usize);
-            for y in r.top..r.bottom {
-                let start = y as usize * snap.width as usize + r.left as usize;
-                px.extend_from_slice(&snap.pixels[start..start + w as usize]);
+            let current = f.dev.primary().map(|p| (p.width, p.height));
+            if current.is_none() {
+                self.dirty.clear();
+                return;
             }
-            match Image::new(0, w, h, px) {
+            if current != self.primary {
+                // The renderer's primary changed under us; the PrimaryCreated event will follow.
+                return;
+            }
+            std::mem::take(&mut self.dirty)
+                .into_iter()
+                .filter_map(|r| {
+                    let area = QRect {
+                        top: r.top,
+                        left: r.left,
+                        bottom: r.bottom,
+                        right: r.right,
+                    };
+                    f.dev.surface_area_snapshot(0, area).map(|snap| (r, snap))
+                })
+                .collect()
+        };
+        for (r, snap) in areas {
+            match Image::new(0, snap.width, snap.height, snap.pixels) {
                 Ok(img) => {
                     if let Err(e) = self.model.draw_copy(0, r, &img, &[]) {
                         warn!("draw to the model failed: {e}");
