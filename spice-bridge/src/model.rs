@@ -550,6 +550,31 @@ fn visible(rect: &Rect, clip: &[Rect], bounds: &Rect) -> Vec<Rect> {
         .collect()
 }
 
+/// Validates `rect` and `clip`, then runs `f` on each row segment of `rect` that is visible
+/// on `surface` through `clip` (shared by the solid-colour operations).
+fn paint_rows(
+    st: &mut State,
+    surface: u32,
+    rect: &Rect,
+    clip: &[Rect],
+    mut f: impl FnMut(&mut [u32]),
+) -> Result<(), ModelError> {
+    check_rect(rect)?;
+    check_clip(clip)?;
+    let s = st
+        .surfaces
+        .get_mut(&surface)
+        .ok_or(ModelError::NoSurface(surface))?;
+    let sw = s.width as usize;
+    for r in visible(rect, clip, &s.bounds()) {
+        for y in r.top..r.bottom {
+            let d = y as usize * sw + r.left as usize;
+            f(&mut s.pixels[d..d + r.width() as usize]);
+        }
+    }
+    Ok(())
+}
+
 fn check_rect(r: &Rect) -> Result<(), ModelError> {
     if r.is_normalized() {
         Ok(())
@@ -813,19 +838,7 @@ impl DisplayModel {
         clip: &[Rect],
     ) -> Result<(), ModelError> {
         self.apply(|st| {
-            check_rect(&rect)?;
-            check_clip(clip)?;
-            let s = st
-                .surfaces
-                .get_mut(&surface)
-                .ok_or(ModelError::NoSurface(surface))?;
-            let sw = s.width as usize;
-            for r in visible(&rect, clip, &s.bounds()) {
-                for y in r.top..r.bottom {
-                    let d = y as usize * sw + r.left as usize;
-                    s.pixels[d..d + r.width() as usize].fill(color);
-                }
-            }
+            paint_rows(st, surface, &rect, clip, |row| row.fill(color))?;
             Ok((
                 (),
                 Some(DisplayOp::Fill {
@@ -848,25 +861,15 @@ impl DisplayModel {
         clip: &[Rect],
     ) -> Result<(), ModelError> {
         self.apply(|st| {
-            check_rect(&rect)?;
-            check_clip(clip)?;
-            let s = st
-                .surfaces
-                .get_mut(&surface)
-                .ok_or(ModelError::NoSurface(surface))?;
-            let sw = s.width as usize;
-            for r in visible(&rect, clip, &s.bounds()) {
-                for y in r.top..r.bottom {
-                    let d = y as usize * sw + r.left as usize;
-                    for p in &mut s.pixels[d..d + r.width() as usize] {
-                        *p = match kind {
-                            RopKind::Blackness => 0,
-                            RopKind::Whiteness => 0x00ff_ffff,
-                            RopKind::Invert => *p ^ 0x00ff_ffff,
-                        };
-                    }
+            paint_rows(st, surface, &rect, clip, |row| {
+                for p in row {
+                    *p = match kind {
+                        RopKind::Blackness => 0,
+                        RopKind::Whiteness => 0x00ff_ffff,
+                        RopKind::Invert => *p ^ 0x00ff_ffff,
+                    };
                 }
-            }
+            })?;
             Ok((
                 (),
                 Some(DisplayOp::Rop {
