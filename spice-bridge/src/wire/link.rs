@@ -93,17 +93,45 @@ fn check_cap_count(n: u32) -> Result<(), WireError> {
     Ok(())
 }
 
+/// Writes the caps counts, the caps offset (`fixed`, the size of the fixed part) and the caps
+/// words: the tail shared by `SpiceLinkMess` and `SpiceLinkReply`.
+fn encode_caps(out: &mut Vec<u8>, common: &Caps, channel: &Caps, fixed: u32) {
+    (common.0.len() as u32).encode(out);
+    (channel.0.len() as u32).encode(out);
+    fixed.encode(out);
+    for w in common.0.iter().chain(&channel.0) {
+        w.encode(out);
+    }
+}
+
+/// Reads the caps counts and offset from `f` (positioned after the fixed fields that precede
+/// them) and the caps words from `all` at that offset, which may not point into the first
+/// `fixed` bytes; nothing may follow the caps.
+fn read_caps_table(f: &mut Reader<'_>, all: &[u8], fixed: u32) -> Result<(Caps, Caps), WireError> {
+    let num_common = f.u32()?;
+    let num_channel = f.u32()?;
+    let caps_offset = f.u32()?;
+    check_cap_count(num_common)?;
+    check_cap_count(num_channel)?;
+    if caps_offset < fixed || caps_offset as usize > all.len() {
+        return Err(WireError::BadValue {
+            what: "caps_offset",
+            value: caps_offset.into(),
+        });
+    }
+    let mut c = Reader::new(&all[caps_offset as usize..]);
+    let common_caps = read_caps(&mut c, num_common)?;
+    let channel_caps = read_caps(&mut c, num_channel)?;
+    c.expect_empty()?;
+    Ok((common_caps, channel_caps))
+}
+
 impl Encode for LinkMess {
     fn encode(&self, out: &mut Vec<u8>) {
         self.connection_id.encode(out);
         self.channel_type.encode(out);
         self.channel_id.encode(out);
-        (self.common_caps.0.len() as u32).encode(out);
-        (self.channel_caps.0.len() as u32).encode(out);
-        LINK_MESS_FIXED.encode(out);
-        for w in self.common_caps.0.iter().chain(&self.channel_caps.0) {
-            w.encode(out);
-        }
+        encode_caps(out, &self.common_caps, &self.channel_caps, LINK_MESS_FIXED);
     }
 }
 
@@ -116,21 +144,7 @@ impl Decode for LinkMess {
         let connection_id = f.u32()?;
         let channel_type = f.u8()?;
         let channel_id = f.u8()?;
-        let num_common = f.u32()?;
-        let num_channel = f.u32()?;
-        let caps_offset = f.u32()?;
-        check_cap_count(num_common)?;
-        check_cap_count(num_channel)?;
-        if caps_offset < LINK_MESS_FIXED || caps_offset as usize > all.len() {
-            return Err(WireError::BadValue {
-                what: "caps_offset",
-                value: caps_offset.into(),
-            });
-        }
-        let mut c = Reader::new(&all[caps_offset as usize..]);
-        let common_caps = read_caps(&mut c, num_common)?;
-        let channel_caps = read_caps(&mut c, num_channel)?;
-        c.expect_empty()?;
+        let (common_caps, channel_caps) = read_caps_table(&mut f, all, LINK_MESS_FIXED)?;
         Ok(LinkMess {
             connection_id,
             channel_type,
@@ -183,12 +197,7 @@ impl Encode for LinkReply {
     fn encode(&self, out: &mut Vec<u8>) {
         self.error.encode(out);
         self.pub_key.encode(out);
-        (self.common_caps.0.len() as u32).encode(out);
-        (self.channel_caps.0.len() as u32).encode(out);
-        LINK_REPLY_FIXED.encode(out);
-        for w in self.common_caps.0.iter().chain(&self.channel_caps.0) {
-            w.encode(out);
-        }
+        encode_caps(out, &self.common_caps, &self.channel_caps, LINK_REPLY_FIXED);
     }
 }
 
@@ -198,21 +207,7 @@ impl Decode for LinkReply {
         let mut f = Reader::new(all);
         let error = f.u32()?;
         let pub_key = f.array()?;
-        let num_common = f.u32()?;
-        let num_channel = f.u32()?;
-        let caps_offset = f.u32()?;
-        check_cap_count(num_common)?;
-        check_cap_count(num_channel)?;
-        if caps_offset < LINK_REPLY_FIXED || caps_offset as usize > all.len() {
-            return Err(WireError::BadValue {
-                what: "caps_offset",
-                value: caps_offset.into(),
-            });
-        }
-        let mut c = Reader::new(&all[caps_offset as usize..]);
-        let common_caps = read_caps(&mut c, num_common)?;
-        let channel_caps = read_caps(&mut c, num_channel)?;
-        c.expect_empty()?;
+        let (common_caps, channel_caps) = read_caps_table(&mut f, all, LINK_REPLY_FIXED)?;
         Ok(LinkReply {
             error,
             pub_key,
