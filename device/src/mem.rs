@@ -91,6 +91,42 @@ pub enum MemError {
     },
 }
 
+/// The shape of a 2-D copy for [`GuestMemory::read_rows`]: `rows` rows of `row_len` bytes,
+/// `stride` bytes apart in guest memory and `dst_stride` bytes apart in the destination.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RowSpan {
+    /// Number of rows.
+    pub rows: usize,
+    /// Bytes copied per row.
+    pub row_len: usize,
+    /// Distance between row starts in guest memory.
+    pub stride: usize,
+    /// Distance between row starts in the destination.
+    pub dst_stride: usize,
+}
+
+impl RowSpan {
+    /// Bytes from the first row's start to the last row's end in guest memory (0 for no
+    /// rows), or `None` on overflow.
+    pub fn src_bytes(&self) -> Option<u64> {
+        Self::span(self.rows, self.stride, self.row_len)
+    }
+
+    /// Whether a destination of `len` bytes holds every row.
+    pub fn fits_dst(&self, len: usize) -> bool {
+        Self::span(self.rows, self.dst_stride, self.row_len).is_some_and(|n| n <= len as u64)
+    }
+
+    fn span(rows: usize, stride: usize, row_len: usize) -> Option<u64> {
+        if rows == 0 {
+            return Some(0);
+        }
+        (rows as u64 - 1)
+            .checked_mul(stride as u64)?
+            .checked_add(row_len as u64)
+    }
+}
+
 /// Guest memory as the device sees it: memslot-relative, bounded, copying.
 ///
 /// Implemented by the device's memslot table (backed by its own BARs) and by
@@ -102,6 +138,57 @@ pub trait GuestMemory {
     fn read(&self, addr: QxlPhys, buf: &mut [u8]) -> Result<(), MemError>;
     /// Copies `data` into guest memory starting at `addr`.
     fn write(&self, addr: QxlPhys, data: &[u8]) -> Result<(), MemError>;
+
+    /// Checks that `[addr, addr + len)` lies inside one active memslot, without copying.
+    ///
+    /// The default reads the first and the last byte (a memslot is contiguous, so both ends
+    /// in the same slot means the whole range is); implementations can check without a copy.
+    fn check_range(&self, addr: QxlPhys, len: u64) -> Result<(), MemError> {
+        if len == 0 {
+            return Ok(());
+        }
+        let out = || MemError::OutOfSlot {
+            slot: addr.slot(),
+            addr: addr.0,
+            len,
+            slot_size: 0,
+        };
+        let last = addr.checked_add(len - 1).ok_or_else(out)?;
+        if last.slot() != addr.slot() || last.generation() != addr.generation() {
+            return Err(out());
+        }
+        let mut b = [0u8; 1];
+        self.read(addr, &mut b)?;
+        self.read(last, &mut b)
+    }
+
+    /// Copies `rows` rows of `row_len` bytes that start `stride` bytes apart at `addr` into
+    /// `dst`, where they start `dst_stride` bytes apart (a 2-D copy: a rectangle of a bitmap
+    /// into a rectangle of a surface).
+    ///
+    /// `dst` must hold the rows: `(rows - 1) * dst_stride + row_len` bytes at least, else the
+    /// call fails without copying. The default copies row by row with [`GuestMemory::read`];
+    /// implementations check the whole source span once and copy without further checks. On
+    /// error, rows before the failing one may have been copied.
+    fn read_rows(&self, addr: QxlPhys, rows: RowSpan, dst: &mut [u8]) -> Result<(), MemError> {
+        let out = || MemError::OutOfSlot {
+            slot: addr.slot(),
+            addr: addr.0,
+            len: rows.src_bytes().unwrap_or(u64::MAX),
+            slot_size: 0,
+        };
+        if !rows.fits_dst(dst.len()) {
+            return Err(out());
+        }
+        for i in 0..rows.rows {
+            let a = addr
+                .checked_add(i as u64 * rows.stride as u64)
+                .ok_or_else(out)?;
+            let at = i * rows.dst_stride;
+            self.read(a, &mut dst[at..at + rows.row_len])?;
+        }
+        Ok(())
+    }
 
     /// Reads a little-endian `u32`.
     fn read_u32(&self, addr: QxlPhys) -> Result<u32, MemError> {

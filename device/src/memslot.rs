@@ -7,7 +7,7 @@
 //! `offset + len ≤ size` with checked arithmetic (CVE-2019-3813, CVE-2022-4144), and copies.
 
 use crate::abi::dev::NUM_MEMSLOTS;
-use crate::mem::{GuestMemory, MemError, QxlPhys};
+use crate::mem::{GuestMemory, MemError, QxlPhys, RowSpan};
 use crate::pci::BarIndex;
 use crate::region::SharedRegion;
 use thiserror::Error;
@@ -220,6 +220,31 @@ impl GuestMemory for SlotMemory<'_> {
             })
     }
 
+    fn check_range(&self, addr: QxlPhys, len: u64) -> Result<(), MemError> {
+        let len = usize::try_from(len).map_err(|_| MemError::OutOfSlot {
+            slot: addr.slot(),
+            addr: addr.0,
+            len,
+            slot_size: self.slots.get(addr.slot()).map_or(0, |s| s.size),
+        })?;
+        self.slots.resolve(addr, len).map(|_| ())
+    }
+
+    fn read_rows(&self, addr: QxlPhys, rows: RowSpan, dst: &mut [u8]) -> Result<(), MemError> {
+        let out = || MemError::OutOfSlot {
+            slot: addr.slot(),
+            addr: addr.0,
+            len: rows.src_bytes().unwrap_or(u64::MAX),
+            slot_size: self.slots.get(addr.slot()).map_or(0, |s| s.size),
+        };
+        let span = rows
+            .src_bytes()
+            .and_then(|n| usize::try_from(n).ok())
+            .ok_or_else(out)?;
+        let (b, off) = self.slots.resolve(addr, span)?;
+        self.region(b).read_rows(off, rows, dst).map_err(|_| out())
+    }
+
     fn write(&self, addr: QxlPhys, data: &[u8]) -> Result<(), MemError> {
         let (b, off) = self.slots.resolve(addr, data.len())?;
         self.region(b)
@@ -315,5 +340,64 @@ mod tests {
         assert!(s
             .resolve(QxlPhys::new(1, 0, (1 << 48) - 1), usize::MAX)
             .is_err());
+    }
+
+    #[test]
+    fn read_rows_and_check_range_are_bounded_by_the_slot() {
+        let ram = SharedRegion::new("ram", 0x10_0000).unwrap();
+        let vram = SharedRegion::new("vram", 0x1_0000).unwrap();
+        let pattern: Vec<u8> = (0..0x1000u32).map(|i| (i * 7) as u8).collect();
+        ram.write(0, &pattern).unwrap();
+        let mut s = MemSlots::default();
+        s.add(1, 0xE000_0000, 0xE000_1000, &windows()).unwrap();
+        let m = SlotMemory::new(&s, &ram, &vram);
+
+        // 3 rows of 4 bytes, 16 apart, into a destination with rows 8 apart.
+        let rows = RowSpan {
+            rows: 3,
+            row_len: 4,
+            stride: 16,
+            dst_stride: 8,
+        };
+        let mut dst = [0xAAu8; 20];
+        m.read_rows(QxlPhys::new(1, 0, 0x100), rows, &mut dst)
+            .unwrap();
+        for r in 0..3 {
+            assert_eq!(dst[r * 8..r * 8 + 4], pattern[0x100 + r * 16..][..4]);
+            if r < 2 {
+                assert_eq!(dst[r * 8 + 4..r * 8 + 8], [0xAA; 4], "gap untouched");
+            }
+        }
+
+        // The last row ends exactly at the slot's end: allowed; one byte further: refused
+        // before anything is copied.
+        let end = 0x1000 - (2 * 16 + 4);
+        m.read_rows(QxlPhys::new(1, 0, end), rows, &mut dst)
+            .unwrap();
+        let mut dst = [0xAAu8; 20];
+        assert!(matches!(
+            m.read_rows(QxlPhys::new(1, 0, end + 1), rows, &mut dst),
+            Err(MemError::OutOfSlot { .. })
+        ));
+        assert_eq!(dst, [0xAA; 20]);
+        // A destination too small for the rows, a wrong generation, a huge span.
+        assert!(m
+            .read_rows(QxlPhys::new(1, 0, 0), rows, &mut [0u8; 19])
+            .is_err());
+        assert!(matches!(
+            m.read_rows(QxlPhys::new(1, 1, 0), rows, &mut [0u8; 20]),
+            Err(MemError::BadGeneration { .. })
+        ));
+        let huge = RowSpan {
+            rows: usize::MAX,
+            stride: usize::MAX,
+            ..rows
+        };
+        assert!(m.read_rows(QxlPhys::new(1, 0, 0), huge, &mut dst).is_err());
+
+        assert!(m.check_range(QxlPhys::new(1, 0, 0xFFF), 1).is_ok());
+        assert!(m.check_range(QxlPhys::new(1, 0, 0xFFF), 2).is_err());
+        assert!(m.check_range(QxlPhys::new(1, 0, 0), u64::MAX).is_err());
+        assert!(m.check_range(QxlPhys::new(2, 0, 0), 1).is_err());
     }
 }

@@ -154,6 +154,41 @@ impl SharedRegion {
         Ok(())
     }
 
+    /// Copies `rows.rows` rows of `rows.row_len` bytes, `rows.stride` apart from `offset`,
+    /// into `dst` at `rows.dst_stride` apart; all or nothing (the whole source span and `dst`
+    /// are checked before the first byte is copied).
+    pub fn read_rows(
+        &self,
+        offset: u64,
+        rows: crate::mem::RowSpan,
+        dst: &mut [u8],
+    ) -> Result<(), RegionError> {
+        let span = rows.src_bytes().unwrap_or(u64::MAX);
+        let err = || RegionError::OutOfRange {
+            offset,
+            len: span,
+            size: self.size as u64,
+        };
+        let start = self.check(offset, usize::try_from(span).map_err(|_| err())?)?;
+        if !rows.fits_dst(dst.len()) {
+            return Err(err());
+        }
+        for i in 0..rows.rows {
+            let d = &mut dst[i * rows.dst_stride..][..rows.row_len];
+            // SAFETY: row i spans [start + i*stride, start + i*stride + row_len), inside
+            // [start, start + span) which `check` placed inside the mapping; `d` is a distinct
+            // Rust buffer, so the ranges cannot overlap.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    self.ptr.add(start + i * rows.stride),
+                    d.as_mut_ptr(),
+                    rows.row_len,
+                )
+            };
+        }
+        Ok(())
+    }
+
     /// Copies `data` to `offset`; all or nothing.
     pub fn write(&self, offset: u64, data: &[u8]) -> Result<(), RegionError> {
         let start = self.check(offset, data.len())?;

@@ -214,6 +214,61 @@ fn copy_bottom_up_bitmap_with_src_offset() {
     });
 }
 
+/// The 32-bit COPY fast path (rows copied straight from guest memory, one 2-D copy per clip
+/// rectangle when the rows lie in one chunk): chunk boundaries in the middle of rows, padded
+/// strides, bottom-up rows and two clip rectangles must all give the source pixels.
+#[test]
+fn copy_32bit_fast_path_across_chunks_strides_and_row_order() {
+    let (bw, bh) = (12u32, 9u32);
+    for (stride, top_down, chunk_len) in [
+        (bw * 4, true, 0usize),
+        (bw * 4, true, 100),
+        (bw * 4 + 8, true, 7),
+        (bw * 4 + 4, false, 0),
+        (bw * 4, false, 64),
+    ] {
+        let mut g = rig();
+        let mut data = vec![0u8; (bh * stride) as usize];
+        for y in 0..bh {
+            let mem_row = if top_down { y } else { bh - 1 - y };
+            for x in 0..bw {
+                let o = (mem_row * stride + x * 4) as usize;
+                data[o..o + 4].copy_from_slice(&s0(x, y).to_le_bytes());
+            }
+        }
+        let flags = if top_down { bitmap_flags::TOP_DOWN } else { 0 };
+        let img = g.b().bitmap_image(
+            bitmap_fmt::THIRTYTWO_BIT,
+            flags,
+            bw,
+            bh,
+            stride,
+            QxlPhys(0),
+            &data,
+            chunk_len,
+        );
+        let bbox = Rect::new(3, 2, 13, 10);
+        let clips = [Rect::new(3, 2, 8, 6), Rect::new(6, 7, 13, 10)];
+        let clip = g.b().clip_rects(&clips);
+        let c = copy_member(img, Rect::new(1, 1, 11, 9), ropd::OP_PUT, 0, no_mask());
+        let a = g.b().drawable(0, draw_type::COPY, bbox, clip, &c);
+        g.run(a);
+        let case = format!("stride {stride}, top_down {top_down}, chunk {chunk_len}");
+        let px = g.px();
+        for y in 0..H {
+            for x in 0..W {
+                let want = if clips.iter().any(|r| inside(*r, x, y)) {
+                    s0(x - 3 + 1, y - 2 + 1)
+                } else {
+                    d0(x, y)
+                };
+                let got = px[(y * W + x) as usize] | 0xFF00_0000;
+                assert_eq!(got, want | 0xFF00_0000, "{case}: pixel ({x},{y})");
+            }
+        }
+    }
+}
+
 #[test]
 fn copy_scaled_nearest() {
     let mut g = rig();

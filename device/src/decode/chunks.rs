@@ -3,7 +3,7 @@
 
 use super::{read_struct, DecodeError, Limits};
 use crate::abi::cmd::QxlDataChunk;
-use crate::mem::{GuestMemory, MemError, QxlPhys};
+use crate::mem::{GuestMemory, MemError, QxlPhys, RowSpan};
 use std::collections::HashSet;
 
 /// Size of a `QXLDataChunk` header.
@@ -99,19 +99,24 @@ impl GuestChunks {
         self.ranges.as_slice().iter().map(|&(a, l, _)| (a, l))
     }
 
+    /// A read past the end of the chunks (cannot happen for callers that validated sizes),
+    /// reported as a slot overrun.
+    fn overrun(&self, len: u64) -> MemError {
+        let addr = self.ranges.as_slice().first().map_or(0, |r| r.0 .0);
+        MemError::OutOfSlot {
+            slot: (addr >> 56) as u8,
+            addr,
+            len,
+            slot_size: self.total,
+        }
+    }
+
     /// Copies `dst.len()` bytes starting at logical offset `off` into `dst`.
     pub fn read_at(&self, mem: &dyn GuestMemory, off: u64, dst: &mut [u8]) -> Result<(), MemError> {
         let len = dst.len() as u64;
         let end = off.checked_add(len).filter(|&e| e <= self.total);
         if end.is_none() {
-            // Cannot happen for callers that validated sizes; report as a slot overrun.
-            let addr = self.ranges.as_slice().first().map_or(0, |r| r.0 .0);
-            return Err(MemError::OutOfSlot {
-                slot: (addr >> 56) as u8,
-                addr,
-                len,
-                slot_size: self.total,
-            });
+            return Err(self.overrun(len));
         }
         // First range containing `off`.
         let mut i = match self.ranges.as_slice().binary_search_by_key(&off, |r| r.2) {
@@ -137,6 +142,40 @@ impl GuestChunks {
         Ok(())
     }
 
+    /// Copies the rows of `rows` whose first byte is at logical offset `off` into `dst`
+    /// (see [`GuestMemory::read_rows`]): one bounded 2-D copy when they all lie in one chunk,
+    /// row by row across chunk boundaries otherwise.
+    pub fn read_rows(
+        &self,
+        mem: &dyn GuestMemory,
+        off: u64,
+        rows: RowSpan,
+        dst: &mut [u8],
+    ) -> Result<(), MemError> {
+        let ranges = self.ranges.as_slice();
+        let i = match ranges.binary_search_by_key(&off, |r| r.2) {
+            Ok(i) => i,
+            Err(i) => i.saturating_sub(1),
+        };
+        if let (Some(&(addr, rlen, start)), Some(span)) = (ranges.get(i), rows.src_bytes()) {
+            let in_range = off.wrapping_sub(start);
+            if off >= start && in_range.checked_add(span).is_some_and(|e| e <= rlen as u64) {
+                // in_range < rlen ≤ u32::MAX, validated by `push`: the add stays in the slot.
+                let a = addr.checked_add(in_range).unwrap_or(addr);
+                return mem.read_rows(a, rows, dst);
+            }
+        }
+        if !rows.fits_dst(dst.len()) {
+            return Err(self.overrun(rows.src_bytes().unwrap_or(u64::MAX)));
+        }
+        for r in 0..rows.rows {
+            // Saturated: an offset past the end is refused by `read_at`.
+            let at = off.saturating_add((r as u64).saturating_mul(rows.stride as u64));
+            self.read_at(mem, at, &mut dst[r * rows.dst_stride..][..rows.row_len])?;
+        }
+        Ok(())
+    }
+
     /// Copies all bytes into a new vector.
     pub fn to_vec(&self, mem: &dyn GuestMemory) -> Result<Vec<u8>, MemError> {
         let mut v = vec![0; self.total as usize];
@@ -145,8 +184,7 @@ impl GuestChunks {
     }
 }
 
-/// Checks that `[addr, addr+len)` is readable by reading its first and last byte (a memslot is
-/// contiguous, so both ends inside the same slot means the whole range is).
+/// Checks that `[addr, addr+len)` is readable guest memory ([`GuestMemory::check_range`]).
 pub(crate) fn probe_range(
     mem: &dyn GuestMemory,
     addr: QxlPhys,
@@ -155,13 +193,9 @@ pub(crate) fn probe_range(
     if len == 0 {
         return Ok(());
     }
-    let last = addr
-        .checked_add(len - 1)
+    addr.checked_add(len - 1)
         .ok_or(DecodeError::AddressOverflow { addr: addr.0, len })?;
-    let mut b = [0u8; 1];
-    mem.read(addr, &mut b)?;
-    mem.read(last, &mut b)?;
-    Ok(())
+    Ok(mem.check_range(addr, len)?)
 }
 
 /// Walks a chunk chain whose first header (already copied once by the caller) is `first`,
@@ -298,5 +332,39 @@ mod tests {
                 max: 99
             }
         );
+    }
+
+    #[test]
+    fn read_rows_across_chunk_boundaries_matches_read_at() {
+        let m = VecMemory::with_slot(4096);
+        let bytes: Vec<u8> = (0..60u8).collect();
+        let c3 = chunk(&m, &bytes[40..], 0);
+        let c2 = chunk(&m, &bytes[17..40], c3.0);
+        let c1 = chunk(&m, &bytes[..17], c2.0);
+        let c = walk_at(&m, c1, 100, &Limits::default()).unwrap();
+        // Rows of 5 bytes, 10 apart, from offset 3 (in one chunk) and from 12 (across two).
+        for off in [3u64, 12, 30] {
+            let rows = RowSpan {
+                rows: 3,
+                row_len: 5,
+                stride: 10,
+                dst_stride: 6,
+            };
+            let mut got = [0u8; 17];
+            c.read_rows(&m, off, rows, &mut got).unwrap();
+            for r in 0..3 {
+                let o = off as usize + r * 10;
+                assert_eq!(got[r * 6..r * 6 + 5], bytes[o..o + 5], "off {off} row {r}");
+            }
+        }
+        // Past the end: refused.
+        let rows = RowSpan {
+            rows: 2,
+            row_len: 5,
+            stride: 10,
+            dst_stride: 5,
+        };
+        assert!(c.read_rows(&m, 51, rows, &mut [0u8; 10]).is_err());
+        assert!(c.read_rows(&m, 0, rows, &mut [0u8; 9]).is_err());
     }
 }

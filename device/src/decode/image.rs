@@ -4,10 +4,10 @@
 use super::chunks::{self, GuestChunks};
 use super::{check_surface_id, read_struct, DecodeError, Limits, MAX_IMAGE_SIDE};
 use crate::abi::cmd::{
-    bitmap_flags, bitmap_fmt, image_flags, image_type, QxlBitmap, QxlImageDescriptor, QxlPalette,
-    IMAGE_UNION_OFFSET,
+    bitmap_flags, bitmap_fmt, image_flags, image_type, QxlBitmap, QxlImage, QxlImageDescriptor,
+    QxlPalette, IMAGE_UNION_OFFSET,
 };
-use crate::mem::{GuestMemory, MemError, QxlPhys};
+use crate::mem::{GuestMemory, MemError, QxlPhys, RowSpan};
 
 /// A raw bitmap format (`SPICE_BITMAP_FMT_*`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -184,6 +184,42 @@ impl Bitmap {
                 }
             }
         }
+    }
+
+    /// Copies bytes `byte_off .. byte_off + rows.row_len` of the `rows.rows` top-down rows
+    /// from row `y` on into `dst`, rows `rows.dst_stride` apart (`rows.stride` is taken from
+    /// the bitmap). One bounded 2-D copy for a top-down bitmap in one chunk; row by row
+    /// otherwise.
+    pub fn read_rect_bytes(
+        &self,
+        mem: &dyn GuestMemory,
+        y: u32,
+        byte_off: usize,
+        rows: RowSpan,
+        dst: &mut [u8],
+    ) -> Result<(), MemError> {
+        let rows = RowSpan {
+            stride: self.stride as usize,
+            ..rows
+        };
+        if let (true, PixelData::Guest(c)) = (self.top_down, &self.data) {
+            let off = self.row_offset(y) + byte_off as u64;
+            return c.read_rows(mem, off, rows, dst);
+        }
+        if !rows.fits_dst(dst.len()) {
+            return Err(MemError::OutOfSlot {
+                slot: 0,
+                addr: 0,
+                len: dst.len() as u64,
+                slot_size: 0,
+            });
+        }
+        for r in 0..rows.rows {
+            let row = y.saturating_add(u32::try_from(r).unwrap_or(u32::MAX));
+            let d = &mut dst[r * rows.dst_stride..][..rows.row_len];
+            self.read_row_bytes(mem, row, byte_off, d)?;
+        }
+        Ok(())
     }
 
     /// Converts pixels `x0 .. x0 + out.len()` of top-down row `y` to 0xAARRGGBB (alpha 0xFF
@@ -405,11 +441,19 @@ pub(crate) fn decode_image(
     if addr.is_null() {
         return Err(DecodeError::NullAddress("image"));
     }
-    let d: QxlImageDescriptor = read_struct(mem, addr)?;
+    // Descriptor and bitmap header in one copy when the whole QXLImage is readable (a
+    // SURFACE image may be shorter and end at its slot's end: then the descriptor alone).
+    let (d, whole) = match read_struct::<QxlImage>(mem, addr) {
+        Ok(i) => (i.descriptor, Some(i)),
+        Err(_) => (read_struct::<QxlImageDescriptor>(mem, addr)?, None),
+    };
     let u = union_addr(addr)?;
     let kind = match d.ty {
         image_type::BITMAP => {
-            let b: QxlBitmap = read_struct(mem, u)?;
+            let b = match whole {
+                Some(i) => zerocopy::transmute!(i.u),
+                None => read_struct(mem, u)?,
+            };
             ImageKind::Bitmap(decode_bitmap(mem, &b, limits, role)?)
         }
         image_type::SURFACE => {

@@ -1,7 +1,7 @@
 //! A small guest memory for tests, benches and fuzz targets: a few memslots, each a
 //! `Vec<u8>`, with a bump allocator to lay out guest structures.
 
-use crate::mem::{GuestMemory, MemError, QxlPhys};
+use crate::mem::{GuestMemory, MemError, QxlPhys, RowSpan};
 use std::cell::{Cell, RefCell};
 
 struct Slot {
@@ -138,6 +138,39 @@ impl GuestMemory for VecMemory {
     fn read(&self, addr: QxlPhys, buf: &mut [u8]) -> Result<(), MemError> {
         let (slot, off) = self.check(addr, buf.len())?;
         buf.copy_from_slice(&slot.data.borrow()[off..off + buf.len()]);
+        Ok(())
+    }
+
+    fn check_range(&self, addr: QxlPhys, len: u64) -> Result<(), MemError> {
+        let len = usize::try_from(len).map_err(|_| MemError::OutOfSlot {
+            slot: addr.slot(),
+            addr: addr.0,
+            len,
+            slot_size: self.slot_size(addr.slot()),
+        })?;
+        self.check(addr, len).map(|_| ())
+    }
+
+    fn read_rows(&self, addr: QxlPhys, rows: RowSpan, dst: &mut [u8]) -> Result<(), MemError> {
+        let out = || MemError::OutOfSlot {
+            slot: addr.slot(),
+            addr: addr.0,
+            len: rows.src_bytes().unwrap_or(u64::MAX),
+            slot_size: self.slot_size(addr.slot()),
+        };
+        let span = rows
+            .src_bytes()
+            .and_then(|n| usize::try_from(n).ok())
+            .ok_or_else(out)?;
+        let (slot, off) = self.check(addr, span)?;
+        if !rows.fits_dst(dst.len()) {
+            return Err(out());
+        }
+        let data = slot.data.borrow();
+        for i in 0..rows.rows {
+            let s = off + i * rows.stride;
+            dst[i * rows.dst_stride..][..rows.row_len].copy_from_slice(&data[s..s + rows.row_len]);
+        }
         Ok(())
     }
 

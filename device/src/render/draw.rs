@@ -7,7 +7,7 @@ use crate::decode::{
     Bitmap, BitmapFormat, Brush, Clip, CompositeOp, DrawOp, Drawable, GlyphString, Image,
     ImageKind, LineAttr, Mask, PathSeg, Point, Rect, Repeat, ScaleMode, SurfaceFormat, Transform,
 };
-use crate::mem::GuestMemory;
+use crate::mem::{GuestMemory, RowSpan};
 use zerocopy::IntoBytes;
 
 /// Largest image held whole in host memory (patterns, composite sources): 16 Mi pixels.
@@ -678,13 +678,25 @@ fn copy_fast(
                 return Ok(false);
             }
             for r in rects {
-                for y in r.top..r.bottom {
-                    let sy = (y as i64 + dy) as u32;
-                    let sx = (r.left as i64 + dx) as usize;
-                    let row = &mut dst.px
-                        [y as usize * w + r.left as usize..y as usize * w + r.right as usize];
-                    b.read_row_bytes(mem, sy, sx * 4, row.as_mut_bytes())?;
-                    fix_endian(row);
+                if r.is_empty() {
+                    continue;
+                }
+                let sy = (r.top as i64 + dy) as u32;
+                let sx = (r.left as i64 + dx) as usize;
+                let n = (r.right - r.left) as usize;
+                let rows = RowSpan {
+                    rows: (r.bottom - r.top) as usize,
+                    row_len: n * 4,
+                    stride: 0, // the bitmap's own
+                    dst_stride: w * 4,
+                };
+                // The destination rows as one span: row `top` to the end of row `bottom - 1`.
+                let first = r.top as usize * w + r.left as usize;
+                let last = (r.bottom as usize - 1) * w + r.right as usize;
+                let span = &mut dst.px[first..last];
+                b.read_rect_bytes(mem, sy, sx * 4, rows, span.as_mut_bytes())?;
+                for y in r.top as usize..r.bottom as usize {
+                    fix_endian(&mut dst.px[y * w + r.left as usize..y * w + r.right as usize]);
                 }
             }
             Ok(true)
