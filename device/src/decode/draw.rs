@@ -167,6 +167,11 @@ impl Repeat {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct CompositeOp(pub u8);
 
+/// Operator numbers. spice-protocol's `QXLOperator` (`spice/qxl_dev.h`, the `QXL_OP_*`
+/// values) defines 0x00..=0x0d and 0x30..=0x3e and skips the X Render / pixman DISJOINT_*
+/// (0x10..=0x1b) and CONJOINT_* (0x20..=0x2b) ranges, which the renderer also draws since the
+/// value is pixman's operator. Any other value (0x0e, 0x0f, 0x1c..=0x1f, 0x2c..=0x2f,
+/// 0x3f..=0xff) is drawn as OVER.
 impl CompositeOp {
     /// CLEAR.
     pub const CLEAR: Self = Self(0);
@@ -196,6 +201,84 @@ impl CompositeOp {
     pub const ADD: Self = Self(12);
     /// SATURATE.
     pub const SATURATE: Self = Self(13);
+    /// DISJOINT_CLEAR: X Render `PictOpDisjointClear`, pixman `PIXMAN_OP_DISJOINT_CLEAR`.
+    pub const DISJOINT_CLEAR: Self = Self(0x10);
+    /// DISJOINT_SRC: X Render `PictOpDisjointSrc`, pixman `PIXMAN_OP_DISJOINT_SRC`.
+    pub const DISJOINT_SRC: Self = Self(0x11);
+    /// DISJOINT_DST: X Render `PictOpDisjointDst`, pixman `PIXMAN_OP_DISJOINT_DST`.
+    pub const DISJOINT_DST: Self = Self(0x12);
+    /// DISJOINT_OVER: X Render `PictOpDisjointOver`, pixman `PIXMAN_OP_DISJOINT_OVER`.
+    pub const DISJOINT_OVER: Self = Self(0x13);
+    /// DISJOINT_OVER_REVERSE: X Render `PictOpDisjointOverReverse`, pixman `PIXMAN_OP_DISJOINT_OVER_REVERSE`.
+    pub const DISJOINT_OVER_REVERSE: Self = Self(0x14);
+    /// DISJOINT_IN: X Render `PictOpDisjointIn`, pixman `PIXMAN_OP_DISJOINT_IN`.
+    pub const DISJOINT_IN: Self = Self(0x15);
+    /// DISJOINT_IN_REVERSE: X Render `PictOpDisjointInReverse`, pixman `PIXMAN_OP_DISJOINT_IN_REVERSE`.
+    pub const DISJOINT_IN_REVERSE: Self = Self(0x16);
+    /// DISJOINT_OUT: X Render `PictOpDisjointOut`, pixman `PIXMAN_OP_DISJOINT_OUT`.
+    pub const DISJOINT_OUT: Self = Self(0x17);
+    /// DISJOINT_OUT_REVERSE: X Render `PictOpDisjointOutReverse`, pixman `PIXMAN_OP_DISJOINT_OUT_REVERSE`.
+    pub const DISJOINT_OUT_REVERSE: Self = Self(0x18);
+    /// DISJOINT_ATOP: X Render `PictOpDisjointAtop`, pixman `PIXMAN_OP_DISJOINT_ATOP`.
+    pub const DISJOINT_ATOP: Self = Self(0x19);
+    /// DISJOINT_ATOP_REVERSE: X Render `PictOpDisjointAtopReverse`, pixman `PIXMAN_OP_DISJOINT_ATOP_REVERSE`.
+    pub const DISJOINT_ATOP_REVERSE: Self = Self(0x1a);
+    /// DISJOINT_XOR: X Render `PictOpDisjointXor`, pixman `PIXMAN_OP_DISJOINT_XOR`.
+    pub const DISJOINT_XOR: Self = Self(0x1b);
+    /// CONJOINT_CLEAR: X Render `PictOpConjointClear`, pixman `PIXMAN_OP_CONJOINT_CLEAR`.
+    pub const CONJOINT_CLEAR: Self = Self(0x20);
+    /// CONJOINT_SRC: X Render `PictOpConjointSrc`, pixman `PIXMAN_OP_CONJOINT_SRC`.
+    pub const CONJOINT_SRC: Self = Self(0x21);
+    /// CONJOINT_DST: X Render `PictOpConjointDst`, pixman `PIXMAN_OP_CONJOINT_DST`.
+    pub const CONJOINT_DST: Self = Self(0x22);
+    /// CONJOINT_OVER: X Render `PictOpConjointOver`, pixman `PIXMAN_OP_CONJOINT_OVER`.
+    pub const CONJOINT_OVER: Self = Self(0x23);
+    /// CONJOINT_OVER_REVERSE: X Render `PictOpConjointOverReverse`, pixman `PIXMAN_OP_CONJOINT_OVER_REVERSE`.
+    pub const CONJOINT_OVER_REVERSE: Self = Self(0x24);
+    /// CONJOINT_IN: X Render `PictOpConjointIn`, pixman `PIXMAN_OP_CONJOINT_IN`.
+    pub const CONJOINT_IN: Self = Self(0x25);
+    /// CONJOINT_IN_REVERSE: X Render `PictOpConjointInReverse`, pixman `PIXMAN_OP_CONJOINT_IN_REVERSE`.
+    pub const CONJOINT_IN_REVERSE: Self = Self(0x26);
+    /// CONJOINT_OUT: X Render `PictOpConjointOut`, pixman `PIXMAN_OP_CONJOINT_OUT`.
+    pub const CONJOINT_OUT: Self = Self(0x27);
+    /// CONJOINT_OUT_REVERSE: X Render `PictOpConjointOutReverse`, pixman `PIXMAN_OP_CONJOINT_OUT_REVERSE`.
+    pub const CONJOINT_OUT_REVERSE: Self = Self(0x28);
+    /// CONJOINT_ATOP: X Render `PictOpConjointAtop`, pixman `PIXMAN_OP_CONJOINT_ATOP`.
+    pub const CONJOINT_ATOP: Self = Self(0x29);
+    /// CONJOINT_ATOP_REVERSE: X Render `PictOpConjointAtopReverse`, pixman `PIXMAN_OP_CONJOINT_ATOP_REVERSE`.
+    pub const CONJOINT_ATOP_REVERSE: Self = Self(0x2a);
+    /// CONJOINT_XOR: X Render `PictOpConjointXor`, pixman `PIXMAN_OP_CONJOINT_XOR`.
+    pub const CONJOINT_XOR: Self = Self(0x2b);
+    /// MULTIPLY (`QXL_OP_MULTIPLY`).
+    pub const MULTIPLY: Self = Self(0x30);
+    /// SCREEN (`QXL_OP_SCREEN`).
+    pub const SCREEN: Self = Self(0x31);
+    /// OVERLAY (`QXL_OP_OVERLAY`).
+    pub const OVERLAY: Self = Self(0x32);
+    /// DARKEN (`QXL_OP_DARKEN`).
+    pub const DARKEN: Self = Self(0x33);
+    /// LIGHTEN (`QXL_OP_LIGHTEN`).
+    pub const LIGHTEN: Self = Self(0x34);
+    /// COLOR_DODGE (`QXL_OP_COLOR_DODGE`).
+    pub const COLOR_DODGE: Self = Self(0x35);
+    /// COLOR_BURN (`QXL_OP_COLOR_BURN`).
+    pub const COLOR_BURN: Self = Self(0x36);
+    /// HARD_LIGHT (`QXL_OP_HARD_LIGHT`).
+    pub const HARD_LIGHT: Self = Self(0x37);
+    /// SOFT_LIGHT (`QXL_OP_SOFT_LIGHT`).
+    pub const SOFT_LIGHT: Self = Self(0x38);
+    /// DIFFERENCE (`QXL_OP_DIFFERENCE`).
+    pub const DIFFERENCE: Self = Self(0x39);
+    /// EXCLUSION (`QXL_OP_EXCLUSION`).
+    pub const EXCLUSION: Self = Self(0x3a);
+    /// HSL_HUE (`QXL_OP_HSL_HUE`).
+    pub const HSL_HUE: Self = Self(0x3b);
+    /// HSL_SATURATION (`QXL_OP_HSL_SATURATION`).
+    pub const HSL_SATURATION: Self = Self(0x3c);
+    /// HSL_COLOR (`QXL_OP_HSL_COLOR`).
+    pub const HSL_COLOR: Self = Self(0x3d);
+    /// HSL_LUMINOSITY (`QXL_OP_HSL_LUMINOSITY`).
+    pub const HSL_LUMINOSITY: Self = Self(0x3e);
 }
 
 /// What a drawable does.

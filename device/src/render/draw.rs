@@ -570,6 +570,7 @@ impl Renderer {
                 mask_transform,
                 src_origin,
                 mask_origin,
+                component_alpha,
                 ..
             } => {
                 let s = self.resolve_src(src, dst, id)?;
@@ -587,7 +588,7 @@ impl Renderer {
                     }
                     None => None,
                 };
-                composite(dst, &rects, bbox, *op, &sp, mp.as_ref());
+                composite(dst, &rects, bbox, *op, &sp, mp.as_ref(), *component_alpha);
                 Ok(())
             }
         }
@@ -1221,6 +1222,8 @@ impl<'a> Sampler<'a> {
     }
 }
 
+/// COMPOSITE: `op` of the source (IN the mask's alpha, or with `component_alpha` and a mask,
+/// IN each mask channel) onto the destination; a destination without alpha is opaque.
 fn composite(
     dst: &mut Surface,
     rects: &[Rect],
@@ -1228,6 +1231,7 @@ fn composite(
     op: CompositeOp,
     src: &Sampler,
     mask: Option<&Sampler>,
+    component_alpha: bool,
 ) {
     let w = dst.width as usize;
     let dst_alpha = dst.has_alpha();
@@ -1236,13 +1240,14 @@ fn composite(
             let v = y as i64 - bbox.top as i64;
             for x in r.left..r.right {
                 let u = x as i64 - bbox.left as i64;
-                let mut s = src.at(u, v);
-                if let Some(m) = mask {
-                    s = ops::scale_px(s, m.at(u, v) >> 24);
-                }
+                let s = src.at(u, v);
                 let d = &mut dst.px[y as usize * w + x as usize];
                 let dv = if dst_alpha { *d } else { *d | 0xFF00_0000 };
-                *d = ops::composite(op.0, s, dv);
+                *d = match mask {
+                    Some(m) if component_alpha => ops::composite_ca(op.0, s, m.at(u, v), dv),
+                    Some(m) => ops::composite(op.0, ops::scale_px(s, m.at(u, v) >> 24), dv),
+                    None => ops::composite(op.0, s, dv),
+                };
             }
         }
     }

@@ -11,6 +11,7 @@
 //! `width · height · 4` bytes of the budget — however many surfaces alias the same guest
 //! memory — and a create that would exceed the budget is refused.
 
+mod blend;
 mod draw;
 mod ops;
 

@@ -15,6 +15,7 @@
 //! - **Alpha**: `mul(a, b) = round(a·b / 255)` (pixman's DIV_255). Images with alpha are
 //!   premultiplied, as in pixman and spice.
 
+use super::blend;
 use crate::abi::cmd::ropd;
 
 /// Which descriptor bits invert the operand and the destination for a given draw type.
@@ -128,8 +129,9 @@ pub(crate) fn over_alpha(src: u32, sa: u32, alpha: u32, dst: u32, dest_has_alpha
     out | a << 24
 }
 
-/// Porter-Duff factors (Fa, Fb) in 0..=255 for operator `op`, source alpha `sa`, destination
-/// alpha `da`. Unknown operators (the PDF blend modes 0x30..) are rendered as OVER.
+/// Porter-Duff factors (Fa, Fb) in 0..=255 for operator `op` (0..=13), source alpha `sa`,
+/// destination alpha `da`. Any other operator gets OVER's factors (`composite` sends the
+/// disjoint, conjoint and blend-mode operators to `blend` first).
 #[inline]
 pub(crate) fn pd_factors(op: u8, sa: u32, da: u32) -> (u32, u32) {
     match op {
@@ -156,9 +158,14 @@ pub(crate) fn pd_factors(op: u8, sa: u32, da: u32) -> (u32, u32) {
     }
 }
 
-/// Porter-Duff composite of premultiplied `s` onto premultiplied `d`.
+/// Composite of premultiplied `s` onto premultiplied `d` with operator `op` (pixman's / X
+/// Render's numbering). 0..=13 are exact integer Porter-Duff; DISJOINT_*, CONJOINT_* and the
+/// blend modes go to `blend`; unknown values draw as OVER.
 #[inline]
 pub(crate) fn composite(op: u8, s: u32, d: u32) -> u32 {
+    if blend::is_extended(op) {
+        return blend::composite(op, s, d);
+    }
     let (sa, da) = (ch(s, 24), ch(d, 24));
     let (fa, fb) = pd_factors(op, sa, da);
     let mut out = 0u32;
@@ -167,6 +174,14 @@ pub(crate) fn composite(op: u8, s: u32, d: u32) -> u32 {
         out |= v << shift;
     }
     out
+}
+
+/// Composite with component alpha: every channel of premultiplied `s` is scaled by the matching
+/// channel of mask `m` and carries the source alpha times that channel (X Render). All
+/// operators take the f32 path of `blend` here; unknown values draw as OVER.
+#[inline]
+pub(crate) fn composite_ca(op: u8, s: u32, m: u32, d: u32) -> u32 {
+    blend::composite_ca(op, s, m, d)
 }
 
 /// Multiplies every channel of premultiplied `p` by `m`/255.
