@@ -10,7 +10,7 @@ use crate::abi::cmd::{
     QxlPath, QxlQMask, QxlRop3, QxlString, QxlStroke, QxlText, QxlTransform, QxlTransparent,
 };
 use crate::mem::{GuestMemory, QxlPhys};
-use zerocopy::FromBytes;
+use zerocopy::{FromBytes, IntoBytes};
 
 /// Largest linearised path or glyph string (bytes).
 pub const MAX_LINEAR_BYTES: u64 = 16 << 20;
@@ -434,7 +434,7 @@ pub enum DrawOp {
         src_repeat: Repeat,
         /// Mask repeat.
         mask_repeat: Repeat,
-        /// Component alpha (rendered as unified alpha).
+        /// Component alpha: the mask multiplies each colour channel separately (subpixel text).
         component_alpha: bool,
         /// Source.
         src: Box<Image>,
@@ -817,21 +817,19 @@ fn decode_clip(
             if chain.total() != want {
                 return Err(bad(chain.total()));
             }
-            let bytes = chain.to_vec(mem)?;
-            Ok(Clip::Rects(
-                bytes
-                    .chunks_exact(16)
-                    .map(|r| {
-                        let g = |i: usize| i32::from_le_bytes([r[i], r[i + 1], r[i + 2], r[i + 3]]);
-                        Rect {
-                            top: g(0),
-                            left: g(4),
-                            bottom: g(8),
-                            right: g(12),
-                        }
-                    })
-                    .collect(),
-            ))
+            // Copied once, straight into the rectangles (QXLRect is four little-endian i32s:
+            // top, left, bottom, right; the host order is fixed up after the copy).
+            let mut rects = vec![Rect::default(); n as usize];
+            chain.read_at(mem, 0, rects.as_mut_bytes())?;
+            for r in &mut rects {
+                *r = Rect {
+                    top: i32::from_le(r.top),
+                    left: i32::from_le(r.left),
+                    bottom: i32::from_le(r.bottom),
+                    right: i32::from_le(r.right),
+                };
+            }
+            Ok(Clip::Rects(rects))
         }
         t => Err(DecodeError::BadClipType(t)),
     }

@@ -288,7 +288,23 @@ pub enum DecodeError {
 }
 
 /// A rectangle, exclusive right/bottom (QXLRect order is top, left, bottom, right).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+///
+/// `repr(C)` in QXLRect's field order, so clip lists are copied from guest memory straight
+/// into `Rect`s (then converted from little-endian).
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    zerocopy::FromBytes,
+    zerocopy::IntoBytes,
+    zerocopy::Immutable,
+    zerocopy::KnownLayout,
+)]
+#[repr(C)]
 pub struct Rect {
     /// Top edge.
     pub top: i32,

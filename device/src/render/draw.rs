@@ -185,6 +185,14 @@ pub(crate) fn clip_region(bbox: Rect, bounds: Rect, clip: &Clip) -> Region {
     }
     match clip {
         Clip::None => Region::One([area]),
+        Clip::Rects(rs) if rs.len() == 1 => {
+            let r = rs[0].intersect(&area);
+            if r.is_empty() {
+                Region::Many(Vec::new())
+            } else {
+                Region::One([r])
+            }
+        }
         Clip::Rects(rs) => Region::Many(disjoint(rs, area)),
     }
 }
