@@ -490,7 +490,7 @@ fn decode_image_via_copy(m: &VecMemory, b: &Builder<'_>, img: QxlPhys) -> Image 
     )
     .unwrap();
     match d.op {
-        DrawOp::Copy { src, .. } => *src,
+        DrawOp::Copy { src, .. } => src,
         _ => unreachable!(),
     }
 }

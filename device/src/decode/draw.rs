@@ -58,7 +58,7 @@ pub enum Brush {
     /// A tiled pattern image.
     Pattern {
         /// Pattern image.
-        image: Box<Image>,
+        image: Image,
         /// Pattern origin.
         pos: Point,
     },
@@ -72,7 +72,7 @@ pub struct Mask {
     /// Mask pixel used for the bbox's top-left pixel.
     pub pos: Point,
     /// A 1-bit bitmap image.
-    pub image: Box<Image>,
+    pub image: Image,
 }
 
 /// A drawable's clip.
@@ -299,7 +299,7 @@ pub enum DrawOp {
     /// QXL_DRAW_OPAQUE: source, then the brush combined with it by `rop`.
     Opaque {
         /// Source image.
-        src: Box<Image>,
+        src: Image,
         /// Source area.
         src_area: Rect,
         /// Brush.
@@ -314,7 +314,7 @@ pub enum DrawOp {
     /// QXL_DRAW_COPY: source (scaled from `src_area` to the bbox) combined by `rop`.
     Copy {
         /// Source image.
-        src: Box<Image>,
+        src: Image,
         /// Source area.
         src_area: Rect,
         /// Rop descriptor.
@@ -327,7 +327,7 @@ pub enum DrawOp {
     /// QXL_DRAW_BLEND: like Copy.
     Blend {
         /// Source image.
-        src: Box<Image>,
+        src: Image,
         /// Source area.
         src_area: Rect,
         /// Rop descriptor.
@@ -360,7 +360,7 @@ pub enum DrawOp {
     /// QXL_DRAW_ROP3: ternary raster op of brush (P), source (S) and destination (D).
     Rop3 {
         /// Source image.
-        src: Box<Image>,
+        src: Image,
         /// Source area.
         src_area: Rect,
         /// Brush.
@@ -403,7 +403,7 @@ pub enum DrawOp {
     /// QXL_DRAW_TRANSPARENT: source pixels equal to `src_color` are not drawn.
     Transparent {
         /// Source image.
-        src: Box<Image>,
+        src: Image,
         /// Source area.
         src_area: Rect,
         /// Colour key.
@@ -418,7 +418,7 @@ pub enum DrawOp {
         /// Global alpha.
         alpha: u8,
         /// Source image.
-        src: Box<Image>,
+        src: Image,
         /// Source area.
         src_area: Rect,
     },
@@ -437,7 +437,7 @@ pub enum DrawOp {
         /// Component alpha: the mask multiplies each colour channel separately (subpixel text).
         component_alpha: bool,
         /// Source.
-        src: Box<Image>,
+        src: Image,
         /// Source transform.
         src_transform: Option<Transform>,
         /// Mask.
@@ -655,12 +655,7 @@ pub(super) fn decode_drawable(
         draw_type::COMPOSITE => {
             let c: QxlComposite = member(u, ty)?;
             let f = c.flags.get();
-            let src = Box::new(decode_image(
-                mem,
-                QxlPhys(c.src.get()),
-                limits,
-                Role::Source,
-            )?);
+            let src = decode_image(mem, QxlPhys(c.src.get()), limits, Role::Source)?;
             let mask = if c.mask.get() == 0 {
                 None
             } else {
@@ -726,7 +721,7 @@ fn decode_src(
     addr: u64,
     area: &crate::abi::cmd::QxlRect,
     limits: &Limits,
-) -> Result<(Box<Image>, Rect), DecodeError> {
+) -> Result<(Image, Rect), DecodeError> {
     let img = decode_image(mem, QxlPhys(addr), limits, Role::Source)?;
     let r = Rect::from_wire(area).checked("src_area")?;
     if let ImageKind::Bitmap(b) = &img.kind {
@@ -741,7 +736,7 @@ fn decode_src(
             });
         }
     }
-    Ok((Box::new(img), r))
+    Ok((img, r))
 }
 
 fn decode_brush(
@@ -758,7 +753,7 @@ fn decode_brush(
             let x = i32::from_le_bytes([u[8], u[9], u[10], u[11]]);
             let y = i32::from_le_bytes([u[12], u[13], u[14], u[15]]);
             Ok(Brush::Pattern {
-                image: Box::new(decode_image(mem, QxlPhys(pat), limits, Role::Source)?),
+                image: decode_image(mem, QxlPhys(pat), limits, Role::Source)?,
                 pos: Point { x, y },
             })
         }
@@ -778,7 +773,7 @@ fn decode_mask(
     Ok(Some(Mask {
         invers: m.flags & mask_flags::INVERS != 0,
         pos: point(&m.pos),
-        image: Box::new(decode_image(mem, QxlPhys(b), limits, Role::Mask)?),
+        image: decode_image(mem, QxlPhys(b), limits, Role::Mask)?,
     }))
 }
 
