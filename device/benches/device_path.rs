@@ -96,39 +96,56 @@ fn main() {
     let snap = d.dev.surface_snapshot(0).unwrap();
     assert_eq!(snap.pixels[1234] & 0xFF_FFFF, px[1234] & 0xFF_FFFF);
 
-    // 3. 10,000 small 64x16 DRAW_COPYs (terminal-like damage), against memcpy of the same
-    //    pixels row by row.
-    let mut d = MockDriver::new(QxlConfig::default()).unwrap();
-    d.probe().unwrap();
-    d.create_primary(1920, 1080).unwrap();
-    let (tw, th) = (64i32, 16i32);
-    let tile: Vec<u32> = (0..(tw * th) as u32).collect();
-    let img = d.put_image_32(tw as u32, th as u32, &tile).unwrap();
-    let mut k = 0i32;
-    let n = 10_000;
-    let t = timed_batches(&mut d, n, |d| {
-        let x = (k * tw) % (1920 - tw);
-        let y = ((k * 7) * th) % (1080 - th);
-        k += 1;
-        let clip = d.put_clip_rects(&[[x, y, x + tw, y + th]]).unwrap();
-        let (a, _) = d
-            .put_draw_copy(0, img, tw, th, [x, y, x + tw, y + th], clip)
-            .unwrap();
-        (a, 1)
-    });
-    let src = vec![0x5Au8; (tw * 4) as usize];
-    let mut fb = vec![0u8; 1920 * 1080 * 4];
-    let tm = Instant::now();
-    for k in 0..n as i32 {
-        let x = ((k * tw) % (1920 - tw)) as usize;
-        let y = (((k * 7) * th) % (1080 - th)) as usize;
-        for r in 0..th as usize {
-            let o = ((y + r) * 1920 + x) * 4;
-            fb[o..o + src.len()].copy_from_slice(&src);
+    // 3. Small DRAW_COPYs as the Linux driver sends them (a 32-bit image in one chunk, one
+    //    clip rectangle), against a memcpy of the same pixels row by row: 10,000 16x16 (a
+    //    glyph), 10,000 64x16 (a terminal run), 1,000 256x256 (a window area).
+    for (tw, th, n) in [
+        (16i32, 16i32, 10_000usize),
+        (64, 16, 10_000),
+        (256, 256, 1_000),
+    ] {
+        let mut d = MockDriver::new(QxlConfig::default()).unwrap();
+        d.probe().unwrap();
+        d.create_primary(1920, 1080).unwrap();
+        let tile: Vec<u32> = (0..(tw * th) as u32).collect();
+        let img = d.put_image_32(tw as u32, th as u32, &tile).unwrap();
+        let pos = |k: i32| ((k * tw) % (1920 - tw), ((k * 7) * th) % (1080 - th));
+        let mut k = 0i32;
+        let t = timed_batches(&mut d, n, |d| {
+            let (x, y) = pos(k);
+            k += 1;
+            let clip = d.put_clip_rects(&[[x, y, x + tw, y + th]]).unwrap();
+            let (a, _) = d
+                .put_draw_copy(0, img, tw, th, [x, y, x + tw, y + th], clip)
+                .unwrap();
+            (a, 1)
+        });
+        let (x, y) = pos(k - 1);
+        let snap = d.dev.surface_snapshot(0).unwrap();
+        let at = (y as usize + 1) * 1920 + x as usize + 2;
+        assert_eq!(
+            snap.pixels[at] & 0xFF_FFFF,
+            tw as u32 + 2,
+            "last tile landed"
+        );
+        let src = vec![0x5Au8; (tw * 4) as usize];
+        let mut fb = vec![0u8; 1920 * 1080 * 4];
+        let tm = Instant::now();
+        for k in 0..n as i32 {
+            let (x, y) = pos(k);
+            for r in 0..th as usize {
+                let o = ((y as usize + r) * 1920 + x as usize) * 4;
+                fb[o..o + src.len()].copy_from_slice(&src);
+            }
+            std::hint::black_box(&mut fb);
         }
-        std::hint::black_box(&mut fb);
+        let memcpy = tm.elapsed();
+        row(&format!("memcpy of {n} {tw}x{th} tiles"), n, memcpy, None);
+        row(
+            &format!("{n} DRAW_COPY {tw}x{th} through the device"),
+            n,
+            t,
+            Some(memcpy),
+        );
     }
-    let memcpy = tm.elapsed();
-    row("memcpy of 10k 64x16 tiles", n, memcpy, None);
-    row("10k DRAW_COPY 64x16 through the device", n, t, Some(memcpy));
 }
