@@ -10,6 +10,28 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 use thiserror::Error;
 
+/// Copies `dst.len()` bytes from `src` into `dst` in pieces of [`COPY_PIECE`] bytes.
+///
+/// # Safety
+///
+/// `src .. src + dst.len()` must be readable memory of the mapping (a shared mapping: never
+/// a Rust reference), so it cannot overlap `dst`.
+unsafe fn copy_out(src: *const u8, dst: &mut [u8]) {
+    for (k, piece) in dst.chunks_mut(COPY_PIECE).enumerate() {
+        // SAFETY: piece k's source is `src + k*COPY_PIECE .. + piece.len()`, inside the
+        // caller's range; `piece` is a distinct Rust buffer.
+        unsafe {
+            std::ptr::copy_nonoverlapping(src.add(k * COPY_PIECE), piece.as_mut_ptr(), piece.len())
+        };
+    }
+}
+
+/// Bytes per `memcpy` out of a region. glibc switches to `rep movsb` for larger copies, which
+/// is up to several times slower on this machine's CPU (AMD EPYC) for some source/destination
+/// offsets modulo 4 KiB; measured with a 1080p frame read out of a memfd in 7680-byte rows:
+/// 555–840 µs in whole rows, 263–387 µs in 1 KiB pieces.
+const COPY_PIECE: usize = 1024;
+
 /// Why a region could not be created or accessed.
 #[derive(Debug, Error)]
 #[non_exhaustive]
@@ -148,9 +170,8 @@ impl SharedRegion {
     /// Copies `buf.len()` bytes at `offset` into `buf`; all or nothing.
     pub fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), RegionError> {
         let start = self.check(offset, buf.len())?;
-        // SAFETY: [start, start + len) is inside the mapping (checked above); `buf` is a
-        // distinct Rust buffer, so the ranges cannot overlap.
-        unsafe { std::ptr::copy_nonoverlapping(self.ptr.add(start), buf.as_mut_ptr(), buf.len()) };
+        // SAFETY: [start, start + len) is inside the mapping (checked above).
+        unsafe { copy_out(self.ptr.add(start), buf) };
         Ok(())
     }
 
@@ -176,15 +197,8 @@ impl SharedRegion {
         for i in 0..rows.rows {
             let d = &mut dst[i * rows.dst_stride..][..rows.row_len];
             // SAFETY: row i spans [start + i*stride, start + i*stride + row_len), inside
-            // [start, start + span) which `check` placed inside the mapping; `d` is a distinct
-            // Rust buffer, so the ranges cannot overlap.
-            unsafe {
-                std::ptr::copy_nonoverlapping(
-                    self.ptr.add(start + i * rows.stride),
-                    d.as_mut_ptr(),
-                    rows.row_len,
-                )
-            };
+            // [start, start + span) which `check` placed inside the mapping.
+            unsafe { copy_out(self.ptr.add(start + i * rows.stride), d) };
         }
         Ok(())
     }
