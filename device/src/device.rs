@@ -1055,24 +1055,39 @@ impl QxlDevice {
 
     /// Counts and logs a ring entry whose command address is NULL (no driver sends one; seen
     /// as an all-zero entry, i.e. a slot the guest had not written when `prod` moved).
+    ///
+    /// Known cause (device/README.md, "All-zero (NULL) ring entries"): a VMM that fails a
+    /// guest read of `prod` (QEMU's vfio-user gives up after `x-msg-timeout` behind a backlog
+    /// of posted BAR writes and returns all-ones) makes Linux's `qxl_ring_push` write its
+    /// command into slot `0xFFFFFFFF & 31` and then publish the real `prod + 1`; the slot
+    /// popped here was never written. The log line carries the ring header as it is after
+    /// the pop.
     fn note_null_entry(&mut self, ring: RingKind, cmd: &crate::abi::dev::RingCommand) {
         if cmd.data.get() != 0 {
             return;
         }
         self.metrics.null_commands += 1;
+        let cons = match ring {
+            RingKind::Command => self.cmd_ring.cons(),
+            RingKind::Cursor => self.cursor_ring.cons(),
+        };
         if log_allowed(self.metrics.null_commands) {
-            let cons = match ring {
-                RingKind::Command => self.cmd_ring.cons(),
-                RingKind::Cursor => self.cursor_ring.cons(),
+            let base = match ring {
+                RingKind::Command => ram_off::CMD_RING,
+                RingKind::Cursor => ram_off::CURSOR_RING,
             };
+            let h: crate::abi::dev::RingHeader = self.hdr().read_obj(base).unwrap_or_else(|_| {
+                <crate::abi::dev::RingHeader as zerocopy::FromZeros>::new_zeroed()
+            });
             warn!(
                 target: "qxl",
-                "{} ring entry {} (slot {}) has a NULL command address, type {} (mode {:?})",
+                "{} ring entry {} (slot {}) has a NULL command address, type {} (mode {:?}); header prod {} cons {} notify_on_prod {} notify_on_cons {} num_items {}",
                 ring.name(),
                 cons.wrapping_sub(1),
                 cons.wrapping_sub(1) & 31,
                 cmd.ty.get(),
-                self.mode
+                self.mode,
+                h.prod.get(), h.cons.get(), h.notify_on_prod.get(), h.notify_on_cons.get(), h.num_items.get()
             );
         }
     }

@@ -140,8 +140,8 @@ fn run(opts: cli::Options) -> anyhow::Result<()> {
         func.lock().unwrap_or_else(|p| p.into_inner()).bars()
     };
     let (regions, irqs) = vfio::server_tables(&bars, !opts.no_mmap);
-    let vfu = vfio_user::Server::new(&opts.qxl_socket, true, irqs, regions)
-        .map_err(|e| anyhow::anyhow!("--qxl-socket {}: {e}", opts.qxl_socket.display()))?;
+    let vfu = vfio::Server::new(&opts.qxl_socket, irqs, regions)
+        .with_context(|| format!("--qxl-socket {}", opts.qxl_socket.display()))?;
     info!(
         socket = %opts.qxl_socket.display(),
         mmap = !opts.no_mmap,
@@ -155,7 +155,7 @@ fn run(opts: cli::Options) -> anyhow::Result<()> {
             .spawn(move || loop {
                 let mut backend = vfio::VfioBackend::new(func.clone(), intx.clone());
                 match vfu.run(&mut backend) {
-                    Ok(()) => info!(
+                    Ok(_) => info!(
                         interrupts = intx.fired(),
                         "VMM disconnected; waiting for the next one"
                     ),
