@@ -410,4 +410,70 @@ mod tests {
         );
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    /// Descriptors ride with the message whose sendmsg carried them even when the server
+    /// reads that message in one chunk with a burst of posted writes before it.
+    #[test]
+    fn an_eventfd_sent_behind_a_burst_of_posted_writes_reaches_set_irqs() {
+        use std::io::Write;
+        let dir = std::env::temp_dir().join(format!("sb-fds-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let sock = dir.join("qxl.sock");
+        let intx = Arc::new(Intx::default());
+        let cfg = QxlConfig {
+            ram_size: 4 << 20,
+            vgamem_size: 1 << 20,
+            vram_size: 1 << 20,
+            ..QxlConfig::default()
+        };
+        let dev =
+            QxlDevice::new(cfg, Arc::new(IntxLine(intx.clone())), Box::new(NullSink)).unwrap();
+        let func = Arc::new(Mutex::new(QxlFunction::new(dev, Arc::new(Wake::default()))));
+        let (regions, irqs) = server_tables(&func.lock().unwrap().bars(), false);
+        let server = crate::vfio::Server::new(&sock, irqs, regions).unwrap();
+        let mut backend = VfioBackend::new(func.clone(), intx.clone());
+        let served = std::thread::spawn(move || server.run(&mut backend));
+
+        let mut s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+        let mut v = vec![0u8; 4];
+        v.extend_from_slice(b"{}\0");
+        s.write_all(&msg(1, 1, 0, &v)).unwrap();
+        reply(&mut s);
+        let mut burst = Vec::new();
+        for i in 0..2000u64 {
+            let mut body = 0x2000u64.to_le_bytes().to_vec();
+            body.extend_from_slice(&0u32.to_le_bytes());
+            body.extend_from_slice(&8u32.to_le_bytes());
+            body.extend_from_slice(&i.to_le_bytes());
+            burst.extend_from_slice(&msg(2, 10, 1 << 4, &body));
+        }
+        s.write_all(&burst).unwrap();
+        // SET_IRQS: INTx trigger = an eventfd, in its own sendmsg with the descriptor.
+        // SAFETY: eventfd returns a new descriptor or -1; checked by the assert.
+        let efd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK) };
+        assert!(efd >= 0);
+        let mut body = 20u32.to_le_bytes().to_vec();
+        body.extend_from_slice(
+            &(VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER).to_le_bytes(),
+        );
+        for v in [0u32, 0, 1] {
+            body.extend_from_slice(&v.to_le_bytes());
+        }
+        crate::vfio::send_with_fd(&s, &msg(3, 8, 0, &body), efd).unwrap();
+        assert!(reply(&mut s).is_empty(), "SET_IRQS acknowledged");
+        // SAFETY: efd is a valid descriptor owned only by this File.
+        let mut ev = unsafe { File::from_raw_fd(efd) };
+        intx.set_level(true);
+        let mut n = [0u8; 8];
+        ev.read_exact(&mut n).unwrap();
+        assert_eq!(
+            u64::from_ne_bytes(n),
+            1,
+            "the line fired through the eventfd sent"
+        );
+        drop(s);
+        let stats = served.join().unwrap().unwrap();
+        assert_eq!(stats.messages, 2002);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

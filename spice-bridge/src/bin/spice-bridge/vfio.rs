@@ -845,7 +845,7 @@ fn recv_with_fds(
 
 /// Sends `data` with `fd` attached (SCM_RIGHTS), then the rest of `data` if the first
 /// `sendmsg` was short.
-fn send_with_fd(
+pub(crate) fn send_with_fd(
     stream: &std::os::unix::net::UnixStream,
     data: &[u8],
     fd: RawFd,
