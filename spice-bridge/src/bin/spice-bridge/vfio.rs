@@ -662,7 +662,11 @@ fn handle(
                 "vfio-user client version {}.{}: {}",
                 u16::from_le_bytes([major[0], major[1]]),
                 u16::from_le_bytes([minor[0], minor[1]]),
-                String::from_utf8_lossy(body.get(4..).unwrap_or_default()).trim_end_matches('\0')
+                String::from_utf8_lossy(body.get(4..).unwrap_or_default())
+                    .trim_end_matches('\0')
+                    .chars()
+                    .take(256)
+                    .collect::<String>()
             );
             // SAFETY: sysconf has no memory effects.
             let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096);
