@@ -897,8 +897,8 @@ impl QxlDevice {
     }
 
     /// qxl-1 compat SET_MODE: hard reset, slot 0 = all of BAR0 with guest-physical
-    /// addresses, primary from the ROM mode list at the draw area, mode COMPAT. Compat
-    /// drawables (`QXLCompatDrawable`) are not decoded; they are released unapplied.
+    /// addresses, primary from the ROM mode list at the draw area, mode COMPAT: from then on
+    /// DRAW commands are `QXLCompatDrawable`s (see `decode::decode_compat_display`).
     fn set_mode(&mut self, value: u8) {
         let Some(m) = rom::modes_for(self.cfg.vgamem_size)
             .into_iter()
@@ -1148,7 +1148,13 @@ impl QxlDevice {
             None
         };
         let mem = SlotMemory::new(&self.slots, &self.ram, &self.vram);
-        let decoded = decode::decode_display(&mem, ty, addr, &self.limits);
+        let decoded = if self.mode == Mode::Compat {
+            // qxl-1 after SET_MODE: compat drawables; x555 colours in a 16-bit mode.
+            let colors_16bpp = self.primary.as_ref().is_some_and(|p| p.format == 16);
+            decode::decode_compat_display(&mem, ty, addr, colors_16bpp, &self.limits)
+        } else {
+            decode::decode_display(&mem, ty, addr, &self.limits)
+        };
         let this = Held { info: addr, id };
         match decoded {
             Ok(cmd) => {

@@ -364,6 +364,44 @@ wire! {
     } = 191
 }
 
+wire! {
+    /// `QXLCompatDrawable` (128 bytes), what qxl-1 (revision 1) drivers put on the command
+    /// ring after SET_MODE: no surface ids, `bitmap_offset` instead of `self_bitmap`.
+    pub struct QxlCompatDrawable {
+        /// Release info.
+        pub release_info: QxlReleaseInfo,
+        /// `QXL_EFFECT_*`.
+        pub effect: u8,
+        /// `QXL_DRAW_*` (no COMPOSITE).
+        pub ty: u8,
+        /// Non-zero: copy the destination area before drawing.
+        pub bitmap_offset: U16,
+        /// Area for `bitmap_offset`.
+        pub bitmap_area: QxlRect,
+        /// Destination rectangle.
+        pub bbox: QxlRect,
+        /// Clip.
+        pub clip: QxlClip,
+        /// Multimedia time.
+        pub mm_time: U32,
+        /// Union of the draw-type members (as in [`QxlDrawable`], but ALPHA_BLEND is
+        /// [`QxlCompatAlphaBlend`]).
+        pub u: [u8; 68],
+    } = 128
+}
+
+wire! {
+    /// `QXLCompatAlphaBlend`: ALPHA_BLEND of a compat drawable, without `alpha_flags`.
+    pub struct QxlCompatAlphaBlend {
+        /// Global alpha.
+        pub alpha: u8,
+        /// Source image.
+        pub src_bitmap: Phys,
+        /// Source area.
+        pub src_area: QxlRect,
+    } = 25
+}
+
 /// Offset of the union in [`QxlDrawable`].
 pub const DRAWABLE_UNION_OFFSET: usize = 123;
 
@@ -883,6 +921,10 @@ mod tests {
         assert_eq!(offset_of!(QxlDrawable, surfaces_dest), 63);
         assert_eq!(offset_of!(QxlDrawable, surfaces_rects), 75);
         assert_eq!(offset_of!(QxlDrawable, u), DRAWABLE_UNION_OFFSET);
+        assert_eq!(offset_of!(QxlCompatDrawable, bitmap_area), 12);
+        assert_eq!(offset_of!(QxlCompatDrawable, bbox), 28);
+        assert_eq!(offset_of!(QxlCompatDrawable, clip), 44);
+        assert_eq!(offset_of!(QxlCompatDrawable, u), 60);
     }
 
     #[test]

@@ -6,8 +6,9 @@ use super::image::{decode_image, Image, ImageKind, Role};
 use super::{check_surface_id, read_struct, DecodeError, Limits, Rect, MAX_CLIP_RECTS, MAX_GLYPHS};
 use crate::abi::cmd::{
     brush_type, clip_type, draw_type, line_flags, mask_flags, string_flags, QxlAlphaBlend,
-    QxlBrush, QxlClipRects, QxlComposite, QxlCopy, QxlCopyBits, QxlDrawable, QxlFill, QxlOpaque,
-    QxlPath, QxlQMask, QxlRop3, QxlString, QxlStroke, QxlText, QxlTransform, QxlTransparent,
+    QxlBrush, QxlClipRects, QxlCompatAlphaBlend, QxlCompatDrawable, QxlComposite, QxlCopy,
+    QxlCopyBits, QxlDrawable, QxlFill, QxlOpaque, QxlPath, QxlQMask, QxlRop3, QxlString, QxlStroke,
+    QxlText, QxlTransform, QxlTransparent,
 };
 use crate::mem::{GuestMemory, QxlPhys};
 use zerocopy::{FromBytes, IntoBytes};
@@ -518,9 +519,96 @@ pub(super) fn decode_drawable(
         surfaces_rects[i] = Rect::from_wire(&d.surfaces_rects[i]);
     }
     let clip = decode_clip(mem, d.clip.ty.get(), QxlPhys(d.clip.data.get()), limits)?;
-    let ty = d.ty;
-    let u = &d.u[..];
-    let op = match ty {
+    let op = decode_op(mem, d.ty, &d.u, limits)?;
+    Ok(Drawable {
+        surface_id,
+        effect: d.effect,
+        self_bitmap: (d.self_bitmap != 0).then(|| Rect::from_wire(&d.self_bitmap_area)),
+        bbox,
+        clip,
+        mm_time: d.mm_time.get(),
+        surfaces_dest,
+        surfaces_rects,
+        op,
+    })
+}
+
+/// Decodes a qxl-1 `QXLCompatDrawable` (what revision-1 drivers put on the ring after
+/// SET_MODE): no surface id (always the primary), no source surfaces, `bitmap_offset` instead
+/// of `self_bitmap`, the ALPHA_BLEND member without `alpha_flags`, and no COMPOSITE. With
+/// `colors_16bpp` (a 16-bit SET_MODE, QEMU's COMPAT_16BPP flag) solid colours are x555 and are
+/// widened to xRGB, since the renderer works in 32 bits.
+pub(super) fn decode_compat_drawable(
+    mem: &dyn GuestMemory,
+    addr: QxlPhys,
+    colors_16bpp: bool,
+    limits: &Limits,
+) -> Result<Drawable, DecodeError> {
+    let d: QxlCompatDrawable = read_struct(mem, addr)?;
+    let bbox = Rect::from_wire(&d.bbox).checked("bbox")?;
+    let clip = decode_clip(mem, d.clip.ty.get(), QxlPhys(d.clip.data.get()), limits)?;
+    let mut op = match d.ty {
+        draw_type::ALPHA_BLEND => {
+            let a: QxlCompatAlphaBlend = member(&d.u, d.ty)?;
+            let (src, src_area) = decode_src(mem, a.src_bitmap.get(), &a.src_area, limits)?;
+            DrawOp::AlphaBlend {
+                alpha_flags: 0,
+                alpha: a.alpha,
+                src,
+                src_area,
+            }
+        }
+        draw_type::COMPOSITE => return Err(DecodeError::UnknownDrawType(d.ty)),
+        ty => decode_op(mem, ty, &d.u, limits)?,
+    };
+    if colors_16bpp {
+        widen_solid_colors(&mut op);
+    }
+    Ok(Drawable {
+        surface_id: 0,
+        effect: d.effect,
+        self_bitmap: (d.bitmap_offset.get() != 0).then(|| Rect::from_wire(&d.bitmap_area)),
+        bbox,
+        clip,
+        mm_time: d.mm_time.get(),
+        surfaces_dest: [-1; 3],
+        surfaces_rects: [Rect::default(); 3],
+        op,
+    })
+}
+
+/// x555 → xRGB for every solid brush of a compat 16-bit drawable.
+fn widen_solid_colors(op: &mut DrawOp) {
+    let widen = |b: &mut Brush| {
+        if let Brush::Solid(c) = b {
+            *c = super::rgb555_to_argb(*c as u16) & 0x00FF_FFFF;
+        }
+    };
+    match op {
+        DrawOp::Fill { brush, .. }
+        | DrawOp::Opaque { brush, .. }
+        | DrawOp::Rop3 { brush, .. }
+        | DrawOp::Stroke { brush, .. } => widen(brush),
+        DrawOp::Text {
+            fore_brush,
+            back_brush,
+            ..
+        } => {
+            widen(fore_brush);
+            widen(back_brush);
+        }
+        _ => {}
+    }
+}
+
+/// Decodes the draw-type member `u` (the drawable's union) of a drawable of type `ty`.
+fn decode_op(
+    mem: &dyn GuestMemory,
+    ty: u8,
+    u: &[u8],
+    limits: &Limits,
+) -> Result<DrawOp, DecodeError> {
+    Ok(match ty {
         draw_type::NOP => DrawOp::Nop,
         draw_type::FILL => {
             let f: QxlFill = member(u, ty)?;
@@ -686,17 +774,6 @@ pub(super) fn decode_drawable(
             }
         }
         t => return Err(DecodeError::UnknownDrawType(t)),
-    };
-    Ok(Drawable {
-        surface_id,
-        effect: d.effect,
-        self_bitmap: (d.self_bitmap != 0).then(|| Rect::from_wire(&d.self_bitmap_area)),
-        bbox,
-        clip,
-        mm_time: d.mm_time.get(),
-        surfaces_dest,
-        surfaces_rects,
-        op,
     })
 }
 

@@ -4,13 +4,15 @@
 //! Input: `selector u8 | ty u32 | offset u32 | slot1_len u16 | slot1 bytes | slot2 bytes`
 //! (little-endian). Slot 1 and slot 2 (generation 0) hold the fuzzer's bytes; slot 3 holds the
 //! pixels of the surfaces the renderer draws into (a 64x64 primary, a 32x32 xRGB and a
-//! 16x16 A8 off-screen surface). `selector % 4` picks `decode_display` (0), `decode_cursor`
+//! 16x16 A8 off-screen surface). `selector % 4` picks `decode_display` (0; with bit 7 set
+//! `decode_compat_display`, bit 6 its 16-bit colours), `decode_cursor`
 //! (1), `decode_monitors_config` (2) or `validate_surface` (3) at slot 1 + `offset`; decoded
 //! display commands are rendered and every surface is written back.
 
 use super::testmem::VecMemory;
 use super::{
-    decode_cursor, decode_display, decode_monitors_config, validate_surface, Limits, Rect,
+    decode_compat_display, decode_cursor, decode_display, decode_monitors_config, validate_surface,
+    Limits, Rect,
 };
 use crate::mem::QxlPhys;
 use crate::render::Renderer;
@@ -92,7 +94,14 @@ pub fn run(data: &[u8]) {
     let addr = QxlPhys::new(1, 0, inp.offset as u64);
     match inp.selector % 4 {
         0 => {
-            if let Ok(cmd) = decode_display(&mem, inp.ty, addr, &limits) {
+            // Bit 7: decode as a qxl-1 compat command (bit 6: 16-bit colours).
+            let cmd = if inp.selector & 0x80 != 0 {
+                let colors_16bpp = inp.selector & 0x40 != 0;
+                decode_compat_display(&mem, inp.ty, addr, colors_16bpp, &limits)
+            } else {
+                decode_display(&mem, inp.ty, addr, &limits)
+            };
+            if let Ok(cmd) = cmd {
                 let _ = r.draw(&cmd, &mem);
             }
         }

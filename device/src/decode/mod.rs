@@ -471,6 +471,25 @@ pub fn decode_display(
     }
 }
 
+/// Decodes one command-ring entry of a device in qxl-1 compat mode (after SET_MODE): a DRAW
+/// is a `QXLCompatDrawable` (QEMU's QXL_COMMAND_FLAG_COMPAT), drawn on the primary; with
+/// `colors_16bpp` (a 16-bit mode, QXL_COMMAND_FLAG_COMPAT_16BPP) its solid colours are x555.
+/// Every other command type decodes as in [`decode_display`].
+pub fn decode_compat_display(
+    mem: &dyn GuestMemory,
+    ty: u32,
+    addr: QxlPhys,
+    colors_16bpp: bool,
+    limits: &Limits,
+) -> Result<DisplayCommand, DecodeError> {
+    match ty {
+        cmd::cmd_type::DRAW => Ok(DisplayCommand::Draw(Box::new(
+            draw::decode_compat_drawable(mem, addr, colors_16bpp, limits)?,
+        ))),
+        _ => decode_display(mem, ty, addr, limits),
+    }
+}
+
 /// Decodes one cursor-ring entry.
 pub fn decode_cursor(
     mem: &dyn GuestMemory,
