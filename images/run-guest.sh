@@ -165,7 +165,10 @@ if [ "$MODE" = reference ]; then
     echo "run-guest: reference qxl-vga + spice://127.0.0.1:$PORT, guest $DIST ($(sed -n 's/^KVER=//p' "$GUEST/info")), test=$TEST" >&2
 else
     [ -S "$SOCK" ] || echo "run-guest: warning: $SOCK is not a socket (yet)" >&2
-    ARGS+=(-vga none -device "{\"driver\":\"vfio-user-pci\",\"socket\":{\"path\":\"/spice-rs/sock/$(basename "$SOCK")\",\"type\":\"unix\"}}")
+    # x-msg-timeout: QEMU fails a BAR read that waits longer than this behind posted writes
+    # and hands the guest all-ones (device/README.md, "All-zero (NULL) ring entries"); 5 s by
+    # default, raised so a loaded CI machine cannot turn a slow reply into a lost command.
+    ARGS+=(-vga none -device "{\"driver\":\"vfio-user-pci\",\"x-msg-timeout\":30000,\"socket\":{\"path\":\"/spice-rs/sock/$(basename "$SOCK")\",\"type\":\"unix\"}}")
     echo "run-guest: vfio-user-pci at $SOCK$([ $NOMMAP = 1 ] && echo ' (no-mmap)'), guest $DIST ($(sed -n 's/^KVER=//p' "$GUEST/info")), test=$TEST" >&2
 fi
 qemu_run "$LOG" "${ARGS[@]}" "${EXTRA[@]}" -append "$CMDLINE spice_test=$TEST $APPEND"
