@@ -476,4 +476,153 @@ mod tests {
         assert_eq!(stats.messages, 2002);
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    /// A confused or hostile VMM: every command with short, empty and random bodies, bad region
+    /// and interrupt indices, oversized reads, unknown commands and stray replies. Each request
+    /// gets an error reply (or is dropped), the server never panics, and a good read afterwards
+    /// still works; then a header with an impossible size ends only that connection.
+    #[test]
+    fn malformed_vmm_messages_get_error_replies_and_the_server_carries_on() {
+        use std::io::Write;
+        let dir = std::env::temp_dir().join(format!("sb-hostile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let sock = dir.join("qxl.sock");
+        let intx = Arc::new(Intx::default());
+        let cfg = QxlConfig {
+            ram_size: 4 << 20,
+            vgamem_size: 1 << 20,
+            vram_size: 1 << 20,
+            ..QxlConfig::default()
+        };
+        let dev =
+            QxlDevice::new(cfg, Arc::new(IntxLine(intx.clone())), Box::new(NullSink)).unwrap();
+        let func = Arc::new(Mutex::new(QxlFunction::new(dev, Arc::new(Wake::default()))));
+        let (regions, irqs) = server_tables(&func.lock().unwrap().bars(), false);
+        let server = crate::vfio::Server::new(&sock, irqs, regions).unwrap();
+        let mut backend = VfioBackend::new(func.clone(), intx);
+        let served = std::thread::spawn(move || server.run(&mut backend));
+        let mut s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+
+        // Reads one reply; returns (flags, error, body).
+        let any_reply = |s: &mut std::os::unix::net::UnixStream| {
+            let mut h = [0u8; 16];
+            s.read_exact(&mut h).unwrap();
+            let size = u32::from_le_bytes(h[4..8].try_into().unwrap()) as usize;
+            let mut b = vec![0u8; size - 16];
+            s.read_exact(&mut b).unwrap();
+            let flags = u32::from_le_bytes(h[8..12].try_into().unwrap());
+            let err = u32::from_le_bytes(h[12..16].try_into().unwrap());
+            (flags, err, b)
+        };
+        const ERROR: u32 = 1 << 5;
+        // Short or empty bodies for every command that reads one: an error reply each.
+        // (DEVICE_GET_INFO and DEVICE_RESET take no body and succeed.)
+        for command in [2u16, 3, 5, 6, 7, 8, 9, 10] {
+            for len in [0usize, 3, 7, 11] {
+                s.write_all(&msg(100, command, 0, &vec![0xFF; len]))
+                    .unwrap();
+                let (flags, err, _) = any_reply(&mut s);
+                assert_ne!(flags & ERROR, 0, "command {command} body {len}");
+                assert_ne!(err, 0);
+            }
+        }
+        // Bad region index, oversized read, a write longer than its body, bad irq index.
+        let mut bad = Vec::new();
+        bad.push(msg(
+            101,
+            9,
+            0,
+            &[
+                &0u64.to_le_bytes()[..],
+                &99u32.to_le_bytes(),
+                &4u32.to_le_bytes(),
+            ]
+            .concat(),
+        ));
+        bad.push(msg(
+            102,
+            9,
+            0,
+            &[
+                &0u64.to_le_bytes()[..],
+                &0u32.to_le_bytes(),
+                &u32::MAX.to_le_bytes(),
+            ]
+            .concat(),
+        ));
+        bad.push(msg(
+            103,
+            10,
+            0,
+            &[
+                &0u64.to_le_bytes()[..],
+                &0u32.to_le_bytes(),
+                &64u32.to_le_bytes(),
+                &[1, 2],
+            ]
+            .concat(),
+        ));
+        bad.push(msg(
+            104,
+            8,
+            0,
+            &[
+                &20u32.to_le_bytes()[..],
+                &0u32.to_le_bytes(),
+                &77u32.to_le_bytes(),
+                &0u32.to_le_bytes(),
+                &0u32.to_le_bytes(),
+            ]
+            .concat(),
+        ));
+        bad.push(msg(
+            105,
+            5,
+            0,
+            &[
+                &32u32.to_le_bytes()[..],
+                &0u32.to_le_bytes(),
+                &55u32.to_le_bytes(),
+            ]
+            .concat(),
+        ));
+        bad.push(msg(106, 0x7777, 0, b"?"));
+        for m in &bad {
+            s.write_all(m).unwrap();
+            let (flags, _, _) = any_reply(&mut s);
+            assert_ne!(flags & ERROR, 0, "{:?}", &m[..4]);
+        }
+        // Random bodies for commands 0..=20 (a fixed xorshift): every one answered.
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for i in 0..400u32 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let command = (x % 21) as u16;
+            let body: Vec<u8> = (0..(x >> 8) % 48).map(|k| (x >> (k % 56)) as u8).collect();
+            // Flags 0: every request, good or bad, must be answered.
+            s.write_all(&msg(200 + i as u16, command, 0, &body))
+                .unwrap();
+            let _ = any_reply(&mut s);
+        }
+        // A stray reply is dropped without an answer; the next good read is answered.
+        s.write_all(&msg(300, 9, 1, &[0u8; 16])).unwrap();
+        let mut rd = 0u64.to_le_bytes().to_vec();
+        rd.extend_from_slice(&7u32.to_le_bytes()); // config region
+        rd.extend_from_slice(&4u32.to_le_bytes());
+        s.write_all(&msg(301, 9, 0, &rd)).unwrap();
+        let id = reply(&mut s);
+        assert_eq!(
+            &id[16..20],
+            &[0x36, 0x1b, 0x00, 0x01],
+            "1b36:0100 still answers"
+        );
+        // A header whose size is smaller than a header: the connection ends with an error.
+        let mut h = msg(302, 9, 0, &[]);
+        h[4..8].copy_from_slice(&8u32.to_le_bytes());
+        s.write_all(&h).unwrap();
+        let r = served.join().unwrap();
+        assert!(r.is_err(), "{r:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
