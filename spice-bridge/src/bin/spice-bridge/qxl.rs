@@ -527,66 +527,67 @@ mod tests {
             }
         }
         // Bad region index, oversized read, a write longer than its body, bad irq index.
-        let mut bad = Vec::new();
-        bad.push(msg(
-            101,
-            9,
-            0,
-            &[
-                &0u64.to_le_bytes()[..],
-                &99u32.to_le_bytes(),
-                &4u32.to_le_bytes(),
-            ]
-            .concat(),
-        ));
-        bad.push(msg(
-            102,
-            9,
-            0,
-            &[
-                &0u64.to_le_bytes()[..],
-                &0u32.to_le_bytes(),
-                &u32::MAX.to_le_bytes(),
-            ]
-            .concat(),
-        ));
-        bad.push(msg(
-            103,
-            10,
-            0,
-            &[
-                &0u64.to_le_bytes()[..],
-                &0u32.to_le_bytes(),
-                &64u32.to_le_bytes(),
-                &[1, 2],
-            ]
-            .concat(),
-        ));
-        bad.push(msg(
-            104,
-            8,
-            0,
-            &[
-                &20u32.to_le_bytes()[..],
-                &0u32.to_le_bytes(),
-                &77u32.to_le_bytes(),
-                &0u32.to_le_bytes(),
-                &0u32.to_le_bytes(),
-            ]
-            .concat(),
-        ));
-        bad.push(msg(
-            105,
-            5,
-            0,
-            &[
-                &32u32.to_le_bytes()[..],
-                &0u32.to_le_bytes(),
-                &55u32.to_le_bytes(),
-            ]
-            .concat(),
-        ));
-        bad.push(msg(106, 0x7777, 0, b"?"));
+        let bad = [
+            msg(
+                101,
+                9,
+                0,
+                &[
+                    &0u64.to_le_bytes()[..],
+                    &99u32.to_le_bytes(),
+                    &4u32.to_le_bytes(),
+                ]
+                .concat(),
+            ),
+            msg(
+                102,
+                9,
+                0,
+                &[
+                    &0u64.to_le_bytes()[..],
+                    &0u32.to_le_bytes(),
+                    &u32::MAX.to_le_bytes(),
+                ]
+                .concat(),
+            ),
+            msg(
+                103,
+                10,
+                0,
+                &[
+                    &0u64.to_le_bytes()[..],
+                    &0u32.to_le_bytes(),
+                    &64u32.to_le_bytes(),
+                    &[1, 2],
+                ]
+                .concat(),
+            ),
+            msg(
+                104,
+                8,
+                0,
+                &[
+                    &20u32.to_le_bytes()[..],
+                    &0u32.to_le_bytes(),
+                    &77u32.to_le_bytes(),
+                    &0u32.to_le_bytes(),
+                    &0u32.to_le_bytes(),
+                ]
+                .concat(),
+            ),
+            msg(
+                105,
+                5,
+                0,
+                &[
+                    &32u32.to_le_bytes()[..],
+                    &0u32.to_le_bytes(),
+                    &55u32.to_le_bytes(),
+                ]
+                .concat(),
+            ),
+            msg(106, 0x7777, 0, b"?"),
+        ];
         for m in &bad {
             s.write_all(m).unwrap();
             let (flags, _, _) = any_reply(&mut s);
