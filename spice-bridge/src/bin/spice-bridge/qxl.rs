@@ -343,16 +343,18 @@ mod tests {
         b
     }
 
-    /// The NULL command-ring entry (device/README.md): with trapped BARs QEMU posts BAR writes,
-    /// and a read queued behind a frame's worth of them timed out in QEMU (5 s) while the
-    /// server paid three syscalls per message; the guest's ring index then read as all-ones.
-    /// The server must take posted writes from the socket in bulk, in order, so a read behind
-    /// them sees every one of them.
-    #[test]
-    fn posted_writes_are_taken_in_bulk_and_a_read_behind_them_sees_the_last() {
-        use std::io::Write;
-        const N: u32 = 20_000;
-        let dir = std::env::temp_dir().join(format!("sb-bulk-{}", std::process::id()));
+    /// A trapped-BAR QXL function behind the daemon's vfio-user server on a fresh socket, for
+    /// tests that speak raw vfio-user: (temp dir, socket, INTx, the serving thread).
+    #[allow(clippy::type_complexity)]
+    fn raw_server(
+        name: &str,
+    ) -> (
+        std::path::PathBuf,
+        std::path::PathBuf,
+        Arc<Intx>,
+        std::thread::JoinHandle<std::io::Result<crate::vfio::ConnStats>>,
+    ) {
+        let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let sock = dir.join("qxl.sock");
         let intx = Arc::new(Intx::default());
@@ -367,8 +369,21 @@ mod tests {
         let func = Arc::new(Mutex::new(QxlFunction::new(dev, Arc::new(Wake::default()))));
         let (regions, irqs) = server_tables(&func.lock().unwrap().bars(), false);
         let server = crate::vfio::Server::new(&sock, irqs, regions).unwrap();
-        let mut backend = VfioBackend::new(func.clone(), intx);
+        let mut backend = VfioBackend::new(func, intx.clone());
         let served = std::thread::spawn(move || server.run(&mut backend));
+        (dir, sock, intx, served)
+    }
+
+    /// The NULL command-ring entry (device/README.md): with trapped BARs QEMU posts BAR writes,
+    /// and a read queued behind a frame's worth of them timed out in QEMU (5 s) while the
+    /// server paid three syscalls per message; the guest's ring index then read as all-ones.
+    /// The server must take posted writes from the socket in bulk, in order, so a read behind
+    /// them sees every one of them.
+    #[test]
+    fn posted_writes_are_taken_in_bulk_and_a_read_behind_them_sees_the_last() {
+        use std::io::Write;
+        const N: u32 = 20_000;
+        let (dir, sock, _intx, served) = raw_server("sb-bulk");
 
         let mut s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
         let caps = b"{\"capabilities\":{\"max_msg_fds\":8}}\0";
@@ -416,23 +431,7 @@ mod tests {
     #[test]
     fn an_eventfd_sent_behind_a_burst_of_posted_writes_reaches_set_irqs() {
         use std::io::Write;
-        let dir = std::env::temp_dir().join(format!("sb-fds-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let sock = dir.join("qxl.sock");
-        let intx = Arc::new(Intx::default());
-        let cfg = QxlConfig {
-            ram_size: 4 << 20,
-            vgamem_size: 1 << 20,
-            vram_size: 1 << 20,
-            ..QxlConfig::default()
-        };
-        let dev =
-            QxlDevice::new(cfg, Arc::new(IntxLine(intx.clone())), Box::new(NullSink)).unwrap();
-        let func = Arc::new(Mutex::new(QxlFunction::new(dev, Arc::new(Wake::default()))));
-        let (regions, irqs) = server_tables(&func.lock().unwrap().bars(), false);
-        let server = crate::vfio::Server::new(&sock, irqs, regions).unwrap();
-        let mut backend = VfioBackend::new(func.clone(), intx.clone());
-        let served = std::thread::spawn(move || server.run(&mut backend));
+        let (dir, sock, intx, served) = raw_server("sb-fds");
 
         let mut s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
         let mut v = vec![0u8; 4];
@@ -484,23 +483,7 @@ mod tests {
     #[test]
     fn malformed_vmm_messages_get_error_replies_and_the_server_carries_on() {
         use std::io::Write;
-        let dir = std::env::temp_dir().join(format!("sb-hostile-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let sock = dir.join("qxl.sock");
-        let intx = Arc::new(Intx::default());
-        let cfg = QxlConfig {
-            ram_size: 4 << 20,
-            vgamem_size: 1 << 20,
-            vram_size: 1 << 20,
-            ..QxlConfig::default()
-        };
-        let dev =
-            QxlDevice::new(cfg, Arc::new(IntxLine(intx.clone())), Box::new(NullSink)).unwrap();
-        let func = Arc::new(Mutex::new(QxlFunction::new(dev, Arc::new(Wake::default()))));
-        let (regions, irqs) = server_tables(&func.lock().unwrap().bars(), false);
-        let server = crate::vfio::Server::new(&sock, irqs, regions).unwrap();
-        let mut backend = VfioBackend::new(func.clone(), intx);
-        let served = std::thread::spawn(move || server.run(&mut backend));
+        let (dir, sock, _intx, served) = raw_server("sb-hostile");
         let mut s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
 
         // Reads one reply; returns (flags, error, body).
