@@ -42,6 +42,7 @@
 
 pub mod channel;
 pub mod codec;
+pub mod fuzzing;
 pub mod input;
 pub mod link;
 pub mod model;

@@ -1,18 +1,10 @@
 //! The main-channel client message parser and the data-header decoders must never panic on any
 //! bytes. Input: mini header (type u16, size u32) then the body. Seeds: `corpus/client_main/`.
+//! Body: `spice_bridge::fuzzing::client_main` (replayed on the corpus by `tests/fuzz_corpus_replay.rs`).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use spice_bridge::wire::header::HeaderKind;
-use spice_bridge::wire::main::MainClientMessage;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = HeaderKind::Full.decode(data.get(..18).unwrap_or(data));
-    let Some((h, body)) = data.split_at_checked(6) else {
-        return;
-    };
-    let Ok(hdr) = HeaderKind::Mini.decode(h) else {
-        return;
-    };
-    let _ = MainClientMessage::parse(hdr.msg_type, body);
+    spice_bridge::fuzzing::client_main(data);
 });

@@ -1,0 +1,319 @@
+//! The bodies of the fuzz targets in `spice-bridge/fuzz` (one function per target, same name), so
+//! the fuzzers and the stable-Rust replay test `tests/fuzz_corpus_replay.rs` run the same code on
+//! every committed corpus input. Each function returns normally on any input the code under test
+//! handles correctly and panics (an assertion) otherwise.
+//!
+//! Input formats are described on each function; seeds live in `fuzz/corpus/<target>/`.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use crate::codec::{encode, lz, lz4, ImageCodec, SourceFormat, SourceImage};
+use crate::input::{NullAgent, NullInput};
+use crate::link::{ExpectAuth, ExpectHeader, ExpectTicket, TicketKey, TicketPolicy};
+use crate::model::Rect;
+use crate::testing::{scene_odd, test_key, ScriptedClient};
+use crate::wire::base::BaseClientMessage;
+use crate::wire::display::DisplayClientMessage;
+use crate::wire::header::HeaderKind;
+use crate::wire::inputs::InputsClientMessage;
+use crate::wire::main::MainClientMessage;
+use crate::{DisplayModel, Server, ServerConfig, ServerHandle};
+
+/// The base (all-channel) client message parser and the scancode decoder never panic, and a
+/// decoded scancode never carries the release bit.
+///
+/// Input: mini header (type u16, size u32) then the body.
+pub fn client_base(data: &[u8]) {
+    let Some((h, body)) = data.split_at_checked(6) else {
+        return;
+    };
+    let Ok(hdr) = HeaderKind::Mini.decode(h) else {
+        return;
+    };
+    let _ = BaseClientMessage::parse(hdr.msg_type, body);
+    for e in crate::input::decode_scancodes(body) {
+        assert!(
+            e.scancode & 0x80 == 0,
+            "release bit never leaks into the scancode"
+        );
+    }
+}
+
+/// The display-channel client message parser and the data-header decoders never panic.
+///
+/// Input: mini header (type u16, size u32) then the body.
+pub fn client_display(data: &[u8]) {
+    let _ = HeaderKind::Full.decode(data.get(..18).unwrap_or(data));
+    let Some((h, body)) = data.split_at_checked(6) else {
+        return;
+    };
+    let Ok(hdr) = HeaderKind::Mini.decode(h) else {
+        return;
+    };
+    let _ = DisplayClientMessage::parse(hdr.msg_type, body);
+}
+
+/// The inputs-channel client message parser and the data-header decoders never panic.
+///
+/// Input: mini header (type u16, size u32) then the body.
+pub fn client_inputs(data: &[u8]) {
+    let _ = HeaderKind::Full.decode(data.get(..18).unwrap_or(data));
+    let Some((h, body)) = data.split_at_checked(6) else {
+        return;
+    };
+    let Ok(hdr) = HeaderKind::Mini.decode(h) else {
+        return;
+    };
+    let _ = InputsClientMessage::parse(hdr.msg_type, body);
+}
+
+/// The main-channel client message parser and the data-header decoders never panic.
+///
+/// Input: mini header (type u16, size u32) then the body.
+pub fn client_main(data: &[u8]) {
+    let _ = HeaderKind::Full.decode(data.get(..18).unwrap_or(data));
+    let Some((h, body)) = data.split_at_checked(6) else {
+        return;
+    };
+    let Ok(hdr) = HeaderKind::Mini.decode(h) else {
+        return;
+    };
+    let _ = MainClientMessage::parse(hdr.msg_type, body);
+}
+
+/// The link stage refuses any byte sequence it does not accept without panicking, and never
+/// links with a wrong ticket.
+///
+/// Input = what a client sends: LinkHeader (16), LinkMess (header.size bytes), optional auth
+/// mechanism (4), ticket (128).
+pub fn link(data: &[u8]) {
+    let key = test_key();
+    let Some((h, rest)) = data.split_at_checked(ExpectHeader::LEN) else {
+        return;
+    };
+    let Ok(s) = ExpectHeader.handle(h) else {
+        return;
+    };
+    let Some((m, rest)) = rest.split_at_checked(s.len()) else {
+        return;
+    };
+    let Ok((auth, reply)) = s.handle(m, key) else {
+        return;
+    };
+    assert!(reply.len() >= 16 + 178);
+    let (t, rest): (ExpectTicket, &[u8]) = if auth.expects_mechanism() {
+        let Some((mech, rest)) = rest.split_at_checked(ExpectAuth::LEN) else {
+            return;
+        };
+        match auth.handle(mech) {
+            Ok(t) => (t, rest),
+            Err(_) => return,
+        }
+    } else {
+        (auth.skip_mechanism(), rest)
+    };
+    let Some((ticket, _)) = rest.split_at_checked(ExpectTicket::LEN) else {
+        return;
+    };
+    let policy = TicketPolicy::Password {
+        password: "fuzz-password-not-guessable-0123456789".into(),
+        expires: None,
+    };
+    // Random bytes never decrypt to the password.
+    assert!(t.handle(ticket, key, &policy, SystemTime::now()).is_err());
+}
+
+/// The LZ and LZ4 image decoders never panic and never allocate beyond their limits, whatever
+/// the bytes.
+///
+/// Input: an LZ stream. The same bytes are also fed to the LZ4 payload decoder with a geometry
+/// taken from the first bytes.
+pub fn lz_decode(data: &[u8]) {
+    if let Ok(img) = lz::decode(data, 1 << 20) {
+        // A successful decode yields exactly width x height pixels.
+        assert_eq!(
+            img.pixels.len(),
+            img.header.width as usize * img.header.height as usize
+        );
+    }
+    if data.len() >= 2 {
+        let w = u32::from(data[0] % 64) + 1;
+        let h = u32::from(data[1] % 64) + 1;
+        if let Ok(d) = lz4::decode(&data[2..], w, h, 1 << 22) {
+            assert!(d.data.len() <= 64 * 64 * 4);
+        }
+    }
+}
+
+/// Whatever the picture, LZ and LZ4 encodings decode back to it (the pixels the client shows),
+/// and no codec body is larger than the plain bitmap.
+///
+/// Input: 4 header bytes (width-1, height-1, format, row padding) then pixel bytes, repeated
+/// cyclically when too short.
+pub fn lz_roundtrip(data: &[u8]) {
+    let [w, h, f, pad, pixels @ ..] = data else {
+        return;
+    };
+    if pixels.is_empty() {
+        return;
+    }
+    let width = u32::from(*w % 128) + 1;
+    let height = u32::from(*h % 64) + 1;
+    let format = match f % 4 {
+        0 => SourceFormat::Xrgb32,
+        1 => SourceFormat::Argb32,
+        2 => SourceFormat::Rgb24,
+        _ => SourceFormat::Rgb16,
+    };
+    let bpp = format.bytes_per_pixel();
+    let row = width as usize * bpp;
+    let stride = row + usize::from(*pad % 8);
+    let len = stride * (height as usize - 1) + row;
+    let buf: Vec<u8> = pixels.iter().copied().cycle().take(len).collect();
+    let src = SourceImage {
+        data: &buf,
+        width,
+        height,
+        stride,
+        format,
+    };
+
+    // What the client shows: 0xAARRGGBB, alpha only for Argb32, x555 widened for Rgb16.
+    let mut want = Vec::with_capacity(width as usize * height as usize);
+    for y in 0..height as usize {
+        for p in buf[y * stride..y * stride + row].chunks_exact(bpp) {
+            want.push(match format {
+                SourceFormat::Xrgb32 | SourceFormat::Rgb24 => {
+                    u32::from_le_bytes([p[0], p[1], p[2], 0])
+                }
+                SourceFormat::Argb32 => u32::from_le_bytes([p[0], p[1], p[2], p[3]]),
+                SourceFormat::Rgb16 => {
+                    lz::rgb16_to_rgb32(u16::from_le_bytes([p[0], p[1]]) & 0x7FFF)
+                }
+            });
+        }
+    }
+
+    let stream = lz::encode(&src).expect("LZ encode of a valid picture");
+    let got = lz::decode(&stream, 1 << 20).expect("LZ decode of our own stream");
+    assert!(got.pixels == want, "LZ round trip differs");
+
+    let payload = lz4::encode(&src).expect("LZ4 encode of a valid picture");
+    let got = lz4::decode(&payload, width, height, 1 << 22).expect("LZ4 decode of our own payload");
+    let packed: Vec<u8> = (0..height as usize)
+        .flat_map(|y| buf[y * stride..y * stride + row].iter().copied())
+        .collect();
+    assert!(got.data == packed, "LZ4 round trip differs");
+
+    // The API never produces a body larger than the plain bitmap.
+    let bitmap = encode(ImageCodec::Bitmap, &src).expect("bitmap");
+    for codec in [ImageCodec::LzRgb, ImageCodec::Lz4] {
+        let img = encode(codec, &src).expect("encode");
+        assert!(img.body.len() <= bitmap.body.len());
+    }
+}
+
+/// Name of the threads of the [`session`] server runtime; a panic on one of them sets
+/// [`SERVER_PANICKED`].
+const SERVER_THREAD: &str = "spice-bridge-fuzz-server";
+
+/// Set by the panic hook when a [`session`] server task panicked (tokio would otherwise swallow
+/// the panic); checked and cleared at the end of each [`session`] call.
+static SERVER_PANICKED: AtomicBool = AtomicBool::new(false);
+
+struct Fixture {
+    rt: tokio::runtime::Runtime,
+    server: ServerHandle,
+    addr: SocketAddr,
+}
+
+fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        // Chain the hook that is installed (under libFuzzer, libfuzzer-sys's abort hook, so a
+        // server-task panic still aborts the fuzzer at once; in tests, the default printer).
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if std::thread::current().name() == Some(SERVER_THREAD) {
+                SERVER_PANICKED.store(true, Ordering::SeqCst);
+            }
+            previous(info);
+        }));
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name(SERVER_THREAD)
+            .enable_all()
+            .build()
+            .unwrap();
+        let model = DisplayModel::with_queue_limit(1 << 20);
+        scene_odd(&model);
+        let server = rt.block_on(async {
+            let key = TicketKey::from_private(
+                rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 1024).unwrap(),
+            )
+            .unwrap();
+            Server::start_with_key(
+                ServerConfig {
+                    listen: "127.0.0.1:0".parse().unwrap(),
+                    ..Default::default()
+                },
+                key,
+                model.clone(),
+                Arc::new(NullInput),
+                Arc::new(NullAgent),
+            )
+            .await
+            .unwrap()
+        });
+        // keep the model busy so display connections have something to send
+        let m2 = model.clone();
+        rt.spawn(async move {
+            let mut i = 0u32;
+            loop {
+                let _ = m2.fill(0, Rect::new((i % 300) as i32, 5, 7, 9), i, &[]);
+                i = i.wrapping_add(1);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        let addr = server.local_addr();
+        Fixture { rt, server, addr }
+    })
+}
+
+/// A whole server (one per process, started on first use) under hostile clients: each input
+/// links a main channel (a new session), then
+/// - byte 0 % 4 = 0: writes the rest as raw bytes on the main channel,
+/// - 1: links a display channel and writes the rest there, 2: inputs, 3: cursor.
+///
+/// Panics if the server stops answering (the next main link fails) or if a server task panicked
+/// since the previous call (a late panic is charged to the next input).
+pub fn session(data: &[u8]) {
+    let Some((&sel, rest)) = data.split_first() else {
+        return;
+    };
+    let f = fixture();
+    f.rt.block_on(async {
+        let mut main = ScriptedClient::connect(f.addr, 1, 0, "").await;
+        let (t, body) = main.recv().await.expect("server answers a new main link");
+        assert_eq!(t, 103);
+        let sid = u32::from_le_bytes([body[0], body[1], body[2], body[3]]);
+        let mut target = match sel % 4 {
+            0 => None,
+            n => {
+                Some(ScriptedClient::connect(f.addr, [2, 3, 4][usize::from(n) - 1], sid, "").await)
+            }
+        };
+        let c = target.as_mut().unwrap_or(&mut main);
+        c.write_raw(rest).await.ok();
+        // give the server a moment to chew on it, then hang up
+        let _ = tokio::time::timeout(Duration::from_millis(3), c.closed_by_server()).await;
+    });
+    assert!(f.server.has_client() || f.server.stats().sessions > 0);
+    assert!(
+        !SERVER_PANICKED.swap(false, Ordering::SeqCst),
+        "a server task panicked"
+    );
+}
