@@ -207,36 +207,33 @@ impl<'a> SlotMemory<'a> {
     }
 }
 
+impl SlotMemory<'_> {
+    /// The error for an access of `len` bytes at `addr` that does not fit its slot.
+    fn out_of_slot(&self, addr: QxlPhys, len: u64) -> MemError {
+        MemError::OutOfSlot {
+            slot: addr.slot(),
+            addr: addr.0,
+            len,
+            slot_size: self.slots.get(addr.slot()).map_or(0, |s| s.size),
+        }
+    }
+}
+
 impl GuestMemory for SlotMemory<'_> {
     fn read(&self, addr: QxlPhys, buf: &mut [u8]) -> Result<(), MemError> {
         let (b, off) = self.slots.resolve(addr, buf.len())?;
         self.region(b)
             .read(off, buf)
-            .map_err(|_| MemError::OutOfSlot {
-                slot: addr.slot(),
-                addr: addr.0,
-                len: buf.len() as u64,
-                slot_size: self.slots.get(addr.slot()).map_or(0, |s| s.size),
-            })
+            .map_err(|_| self.out_of_slot(addr, buf.len() as u64))
     }
 
     fn check_range(&self, addr: QxlPhys, len: u64) -> Result<(), MemError> {
-        let len = usize::try_from(len).map_err(|_| MemError::OutOfSlot {
-            slot: addr.slot(),
-            addr: addr.0,
-            len,
-            slot_size: self.slots.get(addr.slot()).map_or(0, |s| s.size),
-        })?;
-        self.slots.resolve(addr, len).map(|_| ())
+        let n = usize::try_from(len).map_err(|_| self.out_of_slot(addr, len))?;
+        self.slots.resolve(addr, n).map(|_| ())
     }
 
     fn read_rows(&self, addr: QxlPhys, rows: RowSpan, dst: &mut [u8]) -> Result<(), MemError> {
-        let out = || MemError::OutOfSlot {
-            slot: addr.slot(),
-            addr: addr.0,
-            len: rows.src_bytes().unwrap_or(u64::MAX),
-            slot_size: self.slots.get(addr.slot()).map_or(0, |s| s.size),
-        };
+        let out = || self.out_of_slot(addr, rows.src_bytes().unwrap_or(u64::MAX));
         let span = rows
             .src_bytes()
             .and_then(|n| usize::try_from(n).ok())
@@ -249,12 +246,7 @@ impl GuestMemory for SlotMemory<'_> {
         let (b, off) = self.slots.resolve(addr, data.len())?;
         self.region(b)
             .write(off, data)
-            .map_err(|_| MemError::OutOfSlot {
-                slot: addr.slot(),
-                addr: addr.0,
-                len: data.len() as u64,
-                slot_size: self.slots.get(addr.slot()).map_or(0, |s| s.size),
-            })
+            .map_err(|_| self.out_of_slot(addr, data.len() as u64))
     }
 }
 

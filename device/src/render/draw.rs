@@ -416,36 +416,17 @@ impl Renderer {
                 copy_bits(dst, &rects, bbox, *src_pos);
                 Ok(())
             }
-            DrawOp::Blackness { mask } => paint(
-                dst,
-                &rects,
-                bbox,
-                mem,
-                None,
-                None,
-                mask_px(mask, bbox).as_ref(),
-                |_, _, _| 0,
-            ),
-            DrawOp::Whiteness { mask } => paint(
-                dst,
-                &rects,
-                bbox,
-                mem,
-                None,
-                None,
-                mask_px(mask, bbox).as_ref(),
-                |_, _, _| 0xFFFF_FFFF,
-            ),
-            DrawOp::Invers { mask } => paint(
-                dst,
-                &rects,
-                bbox,
-                mem,
-                None,
-                None,
-                mask_px(mask, bbox).as_ref(),
-                |_, _, d| !d,
-            ),
+            DrawOp::Blackness { mask } | DrawOp::Whiteness { mask } | DrawOp::Invers { mask } => {
+                let op = match &d.op {
+                    DrawOp::Blackness { .. } => |_: u32| 0,
+                    DrawOp::Whiteness { .. } => |_: u32| 0xFFFF_FFFF,
+                    _ => |d: u32| !d,
+                };
+                let m = mask_px(mask, bbox);
+                paint(dst, &rects, bbox, mem, None, None, m.as_ref(), |_, _, d| {
+                    op(d)
+                })
+            }
             DrawOp::Rop3 {
                 src,
                 src_area,
