@@ -495,6 +495,33 @@ impl Surface {
     fn bounds(&self) -> Rect {
         Rect::new(0, 0, self.width as i32, self.height as i32)
     }
+
+    /// The pixels of `area` (inside the surface, checked by the caller), rows top first.
+    fn copy_out(&self, area: &Rect) -> Vec<u32> {
+        let (w, h) = (area.width() as usize, area.height() as usize);
+        let sw = self.width as usize;
+        let mut tmp = Vec::with_capacity(w * h);
+        for y in 0..h {
+            let o = (area.top as usize + y) * sw + area.left as usize;
+            tmp.extend_from_slice(&self.pixels[o..o + w]);
+        }
+        tmp
+    }
+
+    /// Writes `tmp` (the pixels of a `dst`-sized picture, rows top first) at `dst`, only where
+    /// `clip` and the surface let it show.
+    fn paste(&mut self, dst: &Rect, clip: &[Rect], tmp: &[u32]) {
+        let (w, sw) = (dst.width() as usize, self.width as usize);
+        for r in visible(dst, clip, &self.bounds()) {
+            for y in r.top..r.bottom {
+                let sy = (y - dst.top) as usize;
+                let sx = (r.left - dst.left) as usize;
+                let d = y as usize * sw + r.left as usize;
+                self.pixels[d..d + r.width() as usize]
+                    .copy_from_slice(&tmp[sy * w + sx..][..r.width() as usize]);
+            }
+        }
+    }
 }
 
 /// Counters kept by the model.
@@ -796,26 +823,11 @@ impl DisplayModel {
             if src_area.intersect(&src.bounds()) != src_area {
                 return Err(ModelError::BadRect(src_area));
             }
-            let (w, h) = (src_area.width() as usize, src_area.height() as usize);
-            let mut tmp = Vec::with_capacity(w * h);
-            for y in 0..h {
-                let o = (src_area.top as usize + y) * src.width as usize + src_area.left as usize;
-                tmp.extend_from_slice(&src.pixels[o..o + w]);
-            }
-            let s = st
-                .surfaces
+            let tmp = src.copy_out(&src_area);
+            st.surfaces
                 .get_mut(&surface)
-                .ok_or(ModelError::NoSurface(surface))?;
-            let sw = s.width as usize;
-            for r in visible(&dst, clip, &s.bounds()) {
-                for y in r.top..r.bottom {
-                    let sy = (y - dst.top) as usize;
-                    let sx = (r.left - dst.left) as usize;
-                    let d = y as usize * sw + r.left as usize;
-                    s.pixels[d..d + r.width() as usize]
-                        .copy_from_slice(&tmp[sy * w + sx..][..r.width() as usize]);
-                }
-            }
+                .ok_or(ModelError::NoSurface(surface))?
+                .paste(&dst, clip, &tmp);
             Ok((
                 (),
                 Some(DisplayOp::CopySurface {
@@ -902,22 +914,9 @@ impl DisplayModel {
             if src_rect.intersect(&s.bounds()) != src_rect {
                 return Err(ModelError::BadRect(src_rect));
             }
-            let (w, h) = (dst.width() as usize, dst.height() as usize);
-            let sw = s.width as usize;
-            let mut tmp = Vec::with_capacity(w * h);
-            for y in 0..h {
-                let o = (src.y as usize + y) * sw + src.x as usize;
-                tmp.extend_from_slice(&s.pixels[o..o + w]);
-            }
-            for r in visible(&dst, clip, &s.bounds()) {
-                for y in r.top..r.bottom {
-                    let sy = (y - dst.top) as usize;
-                    let sx = (r.left - dst.left) as usize;
-                    let d = y as usize * sw + r.left as usize;
-                    s.pixels[d..d + r.width() as usize]
-                        .copy_from_slice(&tmp[sy * w + sx..][..r.width() as usize]);
-                }
-            }
+            // Through a copy: source and destination may overlap (a scroll).
+            let tmp = s.copy_out(&src_rect);
+            s.paste(&dst, clip, &tmp);
             Ok((
                 (),
                 Some(DisplayOp::CopyBits {
