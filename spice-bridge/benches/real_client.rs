@@ -5,7 +5,6 @@
 //! Each run ends with a display-channel PING/PONG: the client handles messages in order, so
 //! the PONG means every frame before it was decoded and drawn.
 
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -197,30 +196,8 @@ fn main() {
     }
     let dir = std::env::temp_dir().join(format!("spice-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let n = (130..160)
-        .find(|n| !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists())
-        .expect("free display");
-    let display = format!(":{n}");
-    let _x = Kill(
-        Command::new("Xvfb")
-            .args([
-                display.as_str(),
-                "-screen",
-                "0",
-                "2048x1280x24",
-                "-nolisten",
-                "tcp",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("Xvfb (install xvfb)"),
-    );
-    let t = Instant::now();
-    while !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
-        assert!(t.elapsed() < Duration::from_secs(10), "Xvfb did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let x = spice_bridge::testing::Xvfb::start(None, 2048, 1280).expect("Xvfb (install xvfb)");
+    let display = x.display.clone();
     let frames: Vec<Image> = (0..4).map(frame).collect();
     let glyphs: Vec<Image> = (1..=64).map(glyph).collect();
     let rt = tokio::runtime::Builder::new_multi_thread()

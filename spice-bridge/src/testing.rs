@@ -658,3 +658,83 @@ pub fn scene_scroll_offscreen(m: &DisplayModel) {
     .expect("copy surface");
     m.mark();
 }
+
+/// An `Xvfb` X server for tests and benches that drive real clients (remote-viewer, xdotool).
+///
+/// The server picks its own free display number (`-displayfd`), so runs never collide with each
+/// other or with lock files left behind by a crashed run; dropping it stops the server with
+/// SIGTERM so that it removes its own `/tmp/.X<n>-lock` and socket.
+pub struct Xvfb {
+    child: std::process::Child,
+    /// The `DISPLAY` value, e.g. `:3`.
+    pub display: String,
+    /// The XWD frame buffer file (`Xvfb_screen0`) when started with a frame buffer directory.
+    pub fb: Option<std::path::PathBuf>,
+}
+
+impl Xvfb {
+    /// Starts `Xvfb` with one `w` x `h` x 24 screen, its frame buffer mapped to a file in `fbdir`
+    /// when given, and waits (up to 10 s) until it has chosen a display and listens.
+    pub fn start(fbdir: Option<&std::path::Path>, w: u32, h: u32) -> std::io::Result<Xvfb> {
+        use std::io::{BufRead, BufReader, Error, ErrorKind};
+        use std::process::{Command, Stdio};
+
+        let mut cmd = Command::new("Xvfb");
+        // `-displayfd 1`: the server writes the display number it took, then a newline, to its
+        // stdout once it is ready for clients.
+        cmd.args(["-displayfd", "1", "-nolisten", "tcp", "-screen", "0"])
+            .arg(format!("{w}x{h}x24"));
+        if let Some(dir) = fbdir {
+            cmd.arg("-fbdir").arg(dir);
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| Error::new(e.kind(), format!("spawn Xvfb (install xvfb): {e}")))?;
+        let stdout = child.stdout.take().expect("piped stdout");
+        // Read the display number on a thread so that a hung server cannot hang the caller.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let mut x = Xvfb {
+            child,
+            display: String::new(),
+            fb: fbdir.map(|d| d.join("Xvfb_screen0")),
+        };
+        match rx.recv_timeout(std::time::Duration::from_secs(10)) {
+            Ok(line) if line.trim().parse::<u32>().is_ok() => {
+                x.display = format!(":{}", line.trim());
+                Ok(x)
+            }
+            Ok(line) => Err(Error::other(format!(
+                "Xvfb exited or wrote no display number (got {line:?})"
+            ))),
+            Err(_) => Err(Error::new(
+                ErrorKind::TimedOut,
+                "Xvfb chose no display within 10 s",
+            )),
+        }
+    }
+}
+
+impl Drop for Xvfb {
+    fn drop(&mut self) {
+        // kill(1) rather than libc: the crate forbids unsafe code.
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -292,54 +292,13 @@ async fn twenty_connect_disconnect_cycles_keep_serving_with_flat_memory() {
     h.shutdown().await;
 }
 
-struct Xvfb {
-    child: Child,
-    display: String,
-    fb: PathBuf,
-}
-
-impl Drop for Xvfb {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// An Xvfb with its frame buffer file under `dir`, once that file exists.
 async fn start_xvfb(dir: &Path, w: u32, h: u32) -> Xvfb {
-    let bin = require("Xvfb");
-    for n in 90..120 {
-        if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
-            || Path::new(&format!("/tmp/.X{n}-lock")).exists()
-        {
-            continue;
-        }
-        let child = Command::new(&bin)
-            .args([
-                format!(":{n}"),
-                "-screen".into(),
-                "0".into(),
-                format!("{w}x{h}x24"),
-                "-fbdir".into(),
-            ])
-            .arg(dir)
-            .args(["-nolisten", "tcp"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn Xvfb");
-        let x = Xvfb {
-            child,
-            display: format!(":{n}"),
-            fb: dir.join("Xvfb_screen0"),
-        };
-        let sock = format!("/tmp/.X11-unix/X{n}");
-        wait_for("Xvfb socket", Duration::from_secs(10), || {
-            Path::new(&sock).exists()
-        })
-        .await;
-        return x;
-    }
-    panic!("no free X display");
+    require("Xvfb");
+    let x = Xvfb::start(Some(dir), w, h).expect("start Xvfb");
+    let fb = x.fb.clone().expect("frame buffer file");
+    wait_for("Xvfb frame buffer", Duration::from_secs(10), || fb.exists()).await;
+    x
 }
 
 fn xdotool(x: &Xvfb, args: &[&str]) -> String {
@@ -353,7 +312,7 @@ fn xdotool(x: &Xvfb, args: &[&str]) -> String {
 
 /// Reads pixel (x, y) of the Xvfb frame buffer (XWD file, 32 bpp), cursor sprite included.
 fn fb_pixel(x: &Xvfb, px: u32, py: u32) -> u32 {
-    let b = std::fs::read(&x.fb).expect("Xvfb fb file");
+    let b = std::fs::read(x.fb.as_ref().unwrap()).expect("Xvfb fb file");
     let be = |o: usize| u32::from_be_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
     let header_size = be(0) as usize;
     let bytes_per_line = be(48) as usize;
@@ -415,7 +374,7 @@ async fn remote_viewer_keys_clicks_and_cursor() {
     // decode the guest coordinates its colour encodes (the client shows the picture 1:1).
     let probe = (100u32, 120u32);
     wait_for("picture on screen", Duration::from_secs(30), || {
-        std::fs::metadata(&x.fb).is_ok() && {
+        std::fs::metadata(x.fb.as_ref().unwrap()).is_ok() && {
             let v = fb_pixel(&x, probe.0, probe.1);
             (v >> 12) < w && (v & 0xfff) < hgt && v != 0
         }
@@ -586,7 +545,7 @@ async fn remote_viewer_keys_clicks_and_cursor() {
 
 /// The `w` x `h` area at (`ox`, `oy`) of the Xvfb frame buffer.
 fn fb_region(x: &Xvfb, ox: u32, oy: u32, w: u32, h: u32) -> Option<Vec<u32>> {
-    let b = std::fs::read(&x.fb).ok()?;
+    let b = std::fs::read(x.fb.as_ref().unwrap()).ok()?;
     let be = |o: usize| u32::from_be_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
     let (header_size, bytes_per_line, ncolors) = (be(0) as usize, be(48) as usize, be(76) as usize);
     let base = header_size + ncolors * 12;
@@ -641,7 +600,7 @@ async fn stopped_remote_viewer_never_blocks_the_model_and_catches_up() {
     .await;
     let probe = (100u32, 120u32);
     wait_for("picture on screen", Duration::from_secs(30), || {
-        std::fs::metadata(&x.fb).is_ok() && {
+        std::fs::metadata(x.fb.as_ref().unwrap()).is_ok() && {
             let v = fb_pixel(&x, probe.0, probe.1);
             (v >> 12) < w && (v & 0xfff) < hgt && v != 0
         }
