@@ -16,8 +16,9 @@ case "$DIST" in bookworm | trixie) ;; *) rig_die "usage: build-guest.sh [bookwor
 OUT=$(rig_guest_dir "$DIST")
 DEBS="$SPICE_RS_CACHE/debs"
 # Wanted modules; "?" marks one that may be built in (then it is not in the package).
-# virtio_pci + virtio_console carry the Spice agent port for the monitors-config tests.
-MODS="drm drm_kms_helper ttm drm_ttm_helper qxl virtio_pci? virtio_console?"
+# virtio_pci + virtio_console carry the Spice agent port for the monitors-config tests;
+# virtio_blk + ext4 (which wants crc32c) mount the Xorg root file system of the xorg test.
+MODS="drm drm_kms_helper ttm drm_ttm_helper qxl virtio_pci? virtio_console? virtio_blk? crc32c_generic? ext4?"
 
 # --- which kernel package -------------------------------------------------------------------
 # The apt that resolves and downloads the kernel: the host's (bookworm) or the trixie root's.

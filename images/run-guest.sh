@@ -23,6 +23,8 @@
 #   --taskset CPUS           pin QEMU (taskset -c CPUS), e.g. the CPU the daemon is pinned to
 #   --qemu-arg ARG           extra QEMU argument (repeatable), e.g. --qemu-arg -trace --qemu-arg 'vfio_*'
 #   --pidfile FILE           write QEMU's pid there
+#   --disk IMAGE             a raw disk image as virtio-blk /dev/vda, opened with snapshot=on (the
+#                            guest's writes go to a temporary overlay), e.g. build-xorg-root.sh's
 #
 # Runs in the foreground until QEMU exits; kills QEMU on exit, INT or TERM (and QEMU gets SIGKILL
 # if this script is killed outright). Prints the accelerator it chose on stderr as
@@ -32,7 +34,7 @@ set -euo pipefail
 rig_need_root
 
 DIST=bookworm MODE="" SOCK="" NOMMAP=0 TEST=bind APPEND="" PORT=5930 LOG="" TIMEOUT=600
-ACCEL=auto MEM=512 REBOOT=0 AGENT=0 TASKSET="" PIDFILE="" EXTRA=()
+ACCEL=auto MEM=512 REBOOT=0 AGENT=0 TASKSET="" PIDFILE="" DISK="" EXTRA=()
 while [ $# -gt 0 ]; do
     case "$1" in
     --reference) MODE=reference ;;
@@ -51,6 +53,7 @@ while [ $# -gt 0 ]; do
     --taskset) TASKSET=$2; shift ;;
     --qemu-arg) EXTRA+=("$2"); shift ;;
     --pidfile) PIDFILE=$2; shift ;;
+    --disk) DISK=$2; shift ;;
     -h | --help) sed -n '2,/^set -e/{/^set -e/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
     *) rig_die "run-guest.sh: unknown option $1 (see --help)" ;;
     esac
@@ -73,6 +76,11 @@ KERNEL=vmlinuz
 [ -f "$GUEST/vmlinux" ] && KERNEL=vmlinux
 ln -f "$GUEST/$KERNEL" "$RUNDIR/$KERNEL" 2>/dev/null || cp "$GUEST/$KERNEL" "$RUNDIR/$KERNEL"
 ln -f "$GUEST/initrd.gz" "$RUNDIR/initrd.gz" 2>/dev/null || cp "$GUEST/initrd.gz" "$RUNDIR/initrd.gz"
+
+if [ -n "$DISK" ]; then
+    [ -f "$DISK" ] || rig_die "run-guest.sh: --disk $DISK: no such file"
+    ln -f "$DISK" "$RUNDIR/disk.img" 2>/dev/null || cp "$DISK" "$RUNDIR/disk.img"
+fi
 
 QPID=""
 cleanup() {
@@ -171,6 +179,7 @@ else
     ARGS+=(-vga none -device "{\"driver\":\"vfio-user-pci\",\"x-msg-timeout\":30000,\"socket\":{\"path\":\"/spice-rs/sock/$(basename "$SOCK")\",\"type\":\"unix\"}}")
     echo "run-guest: vfio-user-pci at $SOCK$([ $NOMMAP = 1 ] && echo ' (no-mmap)'), guest $DIST ($(sed -n 's/^KVER=//p' "$GUEST/info")), test=$TEST" >&2
 fi
+[ -n "$DISK" ] && ARGS+=(-drive file=/spice-rs/guest/disk.img,if=virtio,format=raw,snapshot=on)
 qemu_run "$LOG" "${ARGS[@]}" "${EXTRA[@]}" -append "$CMDLINE spice_test=$TEST $APPEND"
 [ -n "$PIDFILE" ] && echo "$QPID" >"$PIDFILE"
 echo "run-guest: qemu pid $QPID, serial log $LOG" >&2

@@ -20,6 +20,9 @@
 #   reload         trixie: rmmod qxl; modprobe qxl: the picture comes back (not on bookworm: its
 #                  6.1 driver loses its IRQ on reload, with QEMU's own qxl as well; see below)
 #   mmap           the daemon with mmap-able BARs (no --qxl-no-mmap): bind and fb picture
+#   xorg           bookworm + Xorg with xf86-video-qxl (images/build-xorg-root.sh): X clients draw a
+#                  scene (FILL, PutImage, scrolling core-font text); the client's picture equals,
+#                  pixel for pixel, the same clients' picture on the host's Xvfb
 #   shutdown       SIGTERM: the daemon exits within 5 s and removes its sockets; no panic logged
 #
 # One daemon serves all the no-mmap guests in turn (each QEMU connects, runs, disconnects).
@@ -38,7 +41,7 @@ die() { # a missing piece of the rig: not a skip, a failure
 }
 
 [ "$(id -u)" = 0 ] || die "needs root (QEMU runs in a chroot)"
-for tool in cargo python3 spicy-screenshot remote-viewer Xvfb xdotool mmdebstrap gcc; do
+for tool in cargo python3 spicy-screenshot remote-viewer Xvfb xdotool mmdebstrap gcc xterm xsetroot xwud xwininfo mke2fs; do
     command -v "$tool" >/dev/null || die "$tool missing: run images/install-host-deps.sh"
 done
 
@@ -55,7 +58,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-WANT=${DAEMON_E2E_CASES:-"bind kms cursor monitors fb reboot client-kill trixie-fb reload shutdown mmap"}
+WANT=${DAEMON_E2E_CASES:-"bind kms cursor monitors fb reboot client-kill trixie-fb reload xorg shutdown mmap"}
 wanted() { case " $WANT " in *" $1 "*) return 0 ;; esac; return 1; }
 
 say "building the daemon and the rig (cached)"
@@ -65,6 +68,10 @@ bash images/build-qemu-root.sh >/dev/null || die "images/build-qemu-root.sh fail
 bash images/build-guest.sh bookworm >/dev/null || die "images/build-guest.sh bookworm failed"
 if wanted trixie-fb || wanted reload; then
     bash images/build-guest.sh trixie >/dev/null || die "images/build-guest.sh trixie failed"
+fi
+XORG_IMG=""
+if wanted xorg; then
+    XORG_IMG=$(bash images/build-xorg-root.sh) || die "images/build-xorg-root.sh failed"
 fi
 say "ready in $(($(rig_now_ms) - t0)) ms (daemon: $DAEMON_BIN)"
 
@@ -443,6 +450,51 @@ if wanted trixie-fb || wanted reload; then
     rig_stop_guest
 fi
 
+# --- xorg: Xorg with xf86-video-qxl -------------------------------------------------------------
+# The scene of images/xorg/draw.sh (xsetroot FILL, xwud PutImage, a scrolling xterm with core-font
+# text), drawn by Xorg's own qxl driver through the guest kernel onto this device, must reach the
+# client pixel for pixel as the host's Xvfb draws it with the same X clients (bookworm's on both).
+xorg_expected() { # OUT.ppm
+    local dir="$OUT/xorg-ref" rc=0
+    python3 images/xorg/make-pattern.py "$OUT/pattern.xwd" || return 1
+    xvfb_start "$dir" 1024 768 -noreset -nocursor || return 1
+    DISPLAY=$XVFB_DISPLAY DIR=$OUT TMPDIR=$OUT timeout 120 sh images/xorg/draw.sh 2>"$dir/draw.log" || rc=1
+    [ $rc = 0 ] && python3 tests/lib/daemon_xwd.py ppm "$XVFB_FB" "$1" || rc=1
+    kill_wait "$XVFB_PID"
+    XVFB_PID=""
+    return $rc
+}
+case_xorg() {
+    xorg_expected "$OUT/xorg-expected.ppm" || { why "the expected scene could not be drawn on Xvfb"; return 1; }
+    boot bookworm-xorg bookworm xorg "spice_hold=300" --disk "$XORG_IMG" --mem 768 --timeout 700
+    check_bind || return 1
+    wait_guest 'QXL-TEST: xorg STARTED' 240 "Xorg with the qxl driver" || return 1
+    say "  $(grep -a 'QXL-TEST: xorg STARTED' "$RIG_GUEST_LOG" | tr -d '\r')"
+    wait_guest 'QXL-TEST: xorg DRAWN' 300 "the scene drawn" || return 1
+    shot_compare "file:$OUT/xorg-expected.ppm" 1024x768 xorg 60 || return 1
+    # What Xorg's driver sent: the daemon logs its display commands by kind at the device reset
+    # that follows the guest's exit.
+    local n0 seen
+    n0=$(grep -c 'display commands since the last reset' "$DAEMON_LOG")
+    rig_stop_guest
+    daemon_wait_log_count 'display commands since the last reset' $((n0 + 1)) 20 ||
+        { why "no 'display commands' line in the daemon log after the guest stopped"; return 1; }
+    seen=$(grep -o 'display commands since the last reset: .*' "$DAEMON_LOG" | tail -1)
+    say "  $seen"
+    for kind in fill copy copy_bits surface_create; do
+        grep -qE " $kind=[1-9]" <<<"$seen" || { why "Xorg's driver sent no '$kind' (the scene needs it)"; return 1; }
+    done
+    daemon_no_panic
+}
+if wanted xorg; then
+    ensure_daemon
+    case_begin xorg "Xorg + xf86-video-qxl: the X clients' scene, pixel for pixel as Xvfb draws it"
+    case_xorg
+    case_end $?
+    rig_stop_guest
+fi
+
+
 # --- shutdown of the shared daemon ----------------------------------------------------------------
 case_shutdown() {
     daemon_alive || { why "the daemon is not running any more"; return 1; }
@@ -480,6 +532,7 @@ if wanted mmap; then
     rig_stop_guest
     daemon_stop >/dev/null 2>&1 || true
 fi
+
 
 echo
 echo "== daemon-qxl summary ($(grep -ho 'run-guest: accel=[a-z]*' "$OUT"/*.log.run 2>/dev/null | sort -u | tr '\n' ' '))"

@@ -10,7 +10,8 @@
 #   daemon_stop                        SIGTERM, wait (SIGKILL after 5 s); checks the socket is gone
 #   daemon_ctl LINE                    one control-socket command; prints the reply line
 #   daemon_wait_log REGEX SECS         wait for a daemon log line
-#   xvfb_start DIR W H                 an Xvfb with its frame buffer file under DIR; sets XVFB_PID,
+#   daemon_wait_log_count REGEX N SECS wait until N daemon log lines match REGEX
+#   xvfb_start DIR W H [ARGS...]       an Xvfb with its frame buffer file under DIR; sets XVFB_PID,
 #                                      XVFB_DISPLAY, XVFB_FB (the XWD file, cursor sprite included)
 #   bg_track PID                       remember a background process for daemon_cleanup
 #   daemon_cleanup                     stop everything started through these helpers
@@ -96,9 +97,10 @@ daemon_wait_log() {
 
 xvfb_start() {
     local dir=$1 w=$2 h=$3 n i
+    shift 3
     mkdir -p "$dir"
     rm -f "$dir/displayfd"
-    Xvfb -displayfd 3 -screen 0 "${w}x${h}x24" -fbdir "$dir" -nolisten tcp 3>"$dir/displayfd" \
+    Xvfb -displayfd 3 -screen 0 "${w}x${h}x24" -fbdir "$dir" -nolisten tcp "$@" 3>"$dir/displayfd" \
         >"$dir/xvfb.log" 2>&1 &
     XVFB_PID=$!
     for i in $(seq 100); do
@@ -109,6 +111,16 @@ xvfb_start() {
     [ -n "$n" ] || return 1
     export XVFB_DISPLAY=:$n XVFB_FB=$dir/Xvfb_screen0
     for i in $(seq 50); do [ -s "$XVFB_FB" ] && return 0; sleep 0.1; done
+    return 1
+}
+
+# daemon_wait_log_count REGEX N SECS: wait until N lines of the daemon log match REGEX.
+daemon_wait_log_count() {
+    local end=$(($(date +%s) + $3))
+    while [ "$(date +%s)" -lt "$end" ]; do
+        [ "$(grep -cE "$1" "$DAEMON_LOG" 2>/dev/null)" -ge "$2" ] && return 0
+        sleep 0.2
+    done
     return 1
 }
 

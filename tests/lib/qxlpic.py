@@ -5,7 +5,8 @@ comparison of a client's screenshot (binary PPM, P6) against them.
     qxlpic.py compare PICTURE FILE.ppm [--size WxH] [--expected-out FILE.ppm]
     qxlpic.py write PICTURE WxH FILE.ppm
 
-PICTURE: fb | kms | kms0 | redraw:F. Exit 0 when every pixel matches, 1 otherwise (with a
+PICTURE: fb | kms | kms0 | redraw:F | file:PATH.ppm (an expected picture made elsewhere, e.g.
+the xorg test's scene drawn by Xvfb; its size must be the screenshot's). Exit 0 when every pixel matches, 1 otherwise (with a
 message saying how many pixels differ and where the first ones are), 2 on bad input.
 """
 import sys
@@ -54,6 +55,11 @@ def pic_redraw_factory(frame):
 
 
 def picture(name, w, h):
+    if name.startswith("file:"):
+        fw, fh, px = read_ppm(name[len("file:") :])
+        if (fw, fh) != (w, h):
+            raise ValueError(f"{name}: {fw}x{fh}, the screenshot is {w}x{h}")
+        return px
     if name == "fb":
         f = pic_fb
     elif name == "kms0":

@@ -452,6 +452,29 @@ pub enum DrawOp {
     },
 }
 
+impl DrawOp {
+    /// The drawable type as a short name (`"fill"`, `"copy_bits"`, ...), for logs and counters.
+    pub fn name(&self) -> &'static str {
+        match self {
+            DrawOp::Nop => "nop",
+            DrawOp::Fill { .. } => "fill",
+            DrawOp::Opaque { .. } => "opaque",
+            DrawOp::Copy { .. } => "copy",
+            DrawOp::Blend { .. } => "blend",
+            DrawOp::CopyBits { .. } => "copy_bits",
+            DrawOp::Blackness { .. } => "blackness",
+            DrawOp::Whiteness { .. } => "whiteness",
+            DrawOp::Invers { .. } => "invers",
+            DrawOp::Rop3 { .. } => "rop3",
+            DrawOp::Stroke { .. } => "stroke",
+            DrawOp::Text { .. } => "text",
+            DrawOp::Transparent { .. } => "transparent",
+            DrawOp::AlphaBlend { .. } => "alpha_blend",
+            DrawOp::Composite { .. } => "composite",
+        }
+    }
+}
+
 /// A validated QXLDrawable.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Drawable {

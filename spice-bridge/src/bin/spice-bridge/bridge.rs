@@ -8,12 +8,15 @@
 //! can never hold the guest up: the device only ever pushes into an unbounded-by-count but
 //! cheap event channel, and the model bounds each client's queue itself.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use qxl_device::decode::{CursorCommand, CursorKind as QxlCursorKind, DisplayCommand};
+use qxl_device::decode::{
+    CursorCommand, CursorKind as QxlCursorKind, DisplayCommand, SurfaceCommand,
+};
 use qxl_device::render::Rect as QRect;
 use qxl_device::DeviceEvent;
 use spice_bridge::model::{CursorKind, CursorShape, Image, Monitor, SurfaceFormat};
@@ -37,6 +40,9 @@ pub struct Bridge {
     /// A MARK ("the picture is complete") is owed to clients after the first flush of a new
     /// primary: spice-gtk's widget (remote-viewer) shows nothing until it gets one.
     mark_pending: bool,
+    /// Display commands by kind since the last device reset, logged at the reset: what a
+    /// guest driver actually sends (the e2e tests read it).
+    seen: BTreeMap<&'static str, u64>,
 }
 
 impl Bridge {
@@ -48,6 +54,7 @@ impl Bridge {
             primary: None,
             dirty: Vec::new(),
             mark_pending: false,
+            seen: BTreeMap::new(),
         }
     }
 
@@ -75,6 +82,9 @@ impl Bridge {
 
     /// Applies one event (draw areas are only recorded; [`Bridge::flush`] sends them).
     pub fn handle(&mut self, ev: DeviceEvent) {
+        if let DeviceEvent::Display(cmd) = &ev {
+            self.count(cmd);
+        }
         match ev {
             DeviceEvent::Display(DisplayCommand::Draw(d)) if d.surface_id == 0 => {
                 self.mark_dirty(d.bbox)
@@ -106,9 +116,13 @@ impl Bridge {
                     Err(e) => warn!("primary {}x{} not shown: {e}", desc.width, desc.height),
                 }
             }
-            DeviceEvent::PrimaryDestroyed
-            | DeviceEvent::AllSurfacesDestroyed
-            | DeviceEvent::Reset => self.destroy_primary(),
+            DeviceEvent::PrimaryDestroyed | DeviceEvent::AllSurfacesDestroyed => {
+                self.destroy_primary()
+            }
+            DeviceEvent::Reset => {
+                self.log_seen();
+                self.destroy_primary()
+            }
             DeviceEvent::MonitorsConfig(mc) => {
                 let heads: Vec<Monitor> = mc
                     .heads
@@ -135,6 +149,35 @@ impl Bridge {
             DeviceEvent::GuestLog(text) => info!(target: "guest", "{}", text.trim_end()),
             other => debug!("device event {other:?}"),
         }
+    }
+
+    fn count(&mut self, cmd: &DisplayCommand) {
+        let kind = match cmd {
+            DisplayCommand::Draw(d) if d.surface_id == 0 => d.op.name(),
+            DisplayCommand::Draw(_) => "offscreen_draw",
+            DisplayCommand::Surface(SurfaceCommand::Create { .. }) => "surface_create",
+            DisplayCommand::Surface(_) => "surface_destroy",
+            DisplayCommand::Nop => "nop",
+            DisplayCommand::Update { .. } => "update",
+            DisplayCommand::Message => "message",
+            _ => "other",
+        };
+        *self.seen.entry(kind).or_default() += 1;
+        if let DisplayCommand::Draw(d) = cmd {
+            if d.surface_id != 0 {
+                *self.seen.entry(d.op.name()).or_default() += 1;
+            }
+        }
+    }
+
+    /// Logs (and clears) the display commands counted since the last reset.
+    fn log_seen(&mut self) {
+        if self.seen.is_empty() {
+            return;
+        }
+        let list: Vec<String> = self.seen.iter().map(|(k, n)| format!("{k}={n}")).collect();
+        info!("display commands since the last reset: {}", list.join(" "));
+        self.seen.clear();
     }
 
     fn destroy_primary(&mut self) {
