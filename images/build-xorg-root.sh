@@ -12,7 +12,7 @@ command -v mmdebstrap >/dev/null || rig_die "mmdebstrap missing: run images/inst
 command -v mke2fs >/dev/null || rig_die "mke2fs missing: run images/install-host-deps.sh (e2fsprogs)"
 
 OUT="$SPICE_RS_CACHE/xorg-root"
-PKGS=xserver-xorg-core,xserver-xorg-video-qxl,x11-xserver-utils,x11-utils,x11-apps,xterm,xfonts-base
+PKGS=xserver-xorg-core,xserver-xorg-video-qxl,x11-xserver-utils,x11-utils,x11-apps,xterm,xfonts-base,fonts-dejavu-core
 HASH=$(cat "$0" "$RIG_IMAGES_DIR"/xorg/* <(echo "$PKGS") | sha256sum | cut -c1-16)
 if [ -f "$OUT/root.img" ] && [ "$(cat "$OUT/hash" 2>/dev/null)" = "$HASH" ]; then
     printf '%s\n' "$OUT/root.img"

@@ -5,6 +5,7 @@
 #   1. xsetroot: the root window filled with one colour
 #   2. xwud: a 256x192 picture put at (100,80) (PutImage)
 #   3. xterm (core font "fixed"): 60 lines printed into 20, so it scrolls (CopyArea) and draws text
+#   4. xterm with DejaVu Sans Mono through Xft: anti-aliased glyphs (RENDER Composite)
 # DIR (default: this script's directory) holds pattern.xwd.
 set -eu
 exec 3>&2 # wait_for silences its command's stderr; errors that end the wait go to fd 3
@@ -32,6 +33,16 @@ xterm_done() {
 }
 wait_for 300 xterm_done
 rm -f "$done_flag"
-# Let both clients finish their last requests, then round-trip the server.
+# 4. xterm with an anti-aliased Xft font: glyphs composited through a mask (RENDER)
+xterm -geometry 40x4+420+620 -fa 'DejaVu Sans Mono' -fs 12 -title spice-xft \
+    -xrm 'XTerm*cursorBlink: false' -e sh -c "echo 'Spice QXL: anti-aliased glyphs'; touch $done_flag.xft; exec sleep 100000" &
+xft_pid=$!
+xft_done() {
+    kill -0 $xft_pid 2>/dev/null || { echo "draw.sh: xterm (Xft) exited" >&3; exit 1; }
+    test -e "$done_flag.xft"
+}
+wait_for 300 xft_done
+rm -f "$done_flag.xft"
+# Let the clients finish their last requests, then round-trip the server.
 sleep 2
 xwininfo -root >/dev/null

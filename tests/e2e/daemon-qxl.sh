@@ -457,7 +457,7 @@ fi
 xorg_expected() { # OUT.ppm
     local dir="$OUT/xorg-ref" rc=0
     python3 images/xorg/make-pattern.py "$OUT/pattern.xwd" || return 1
-    xvfb_start "$dir" 1024 768 -noreset -nocursor || return 1
+    xvfb_start "$dir" 1024 768 -noreset -nocursor -dpi 96 || return 1
     DISPLAY=$XVFB_DISPLAY DIR=$OUT TMPDIR=$OUT timeout 120 sh images/xorg/draw.sh 2>"$dir/draw.log" || rc=1
     [ $rc = 0 ] && python3 tests/lib/daemon_xwd.py ppm "$XVFB_FB" "$1" || rc=1
     kill_wait "$XVFB_PID"
