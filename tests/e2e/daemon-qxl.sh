@@ -466,6 +466,18 @@ xorg_expected() { # OUT.ppm
 }
 case_xorg() {
     xorg_expected "$OUT/xorg-expected.ppm" || { why "the expected scene could not be drawn on Xvfb"; return 1; }
+    # A display client stays connected throughout, as in real use: the daemon announces it in the
+    # ROM (client_present, with COMPOSITE and A8_SURFACE as spice-server does for spice-gtk). On
+    # KMS, xf86-video-qxl still renders RENDER work in software (its KMS COMPOSITE path is compiled
+    # out upstream), so COMPOSITE stays covered by device/tests/xorg_driver.rs.
+    local probe n_present
+    n_present=$(grep -c 'client presence announced to the guest present=true' "$DAEMON_LOG")
+    /usr/bin/python3 tests/lib/spice_frame_probe.py --port "$DAEMON_PORT" --seconds 900 --idle-stop 900 \
+        >"$OUT/xorg-client.log" 2>&1 &
+    probe=$!
+    bg_track "$probe"
+    daemon_wait_log_count 'client presence announced to the guest present=true' $((n_present + 1)) 20 ||
+        { why "the daemon did not announce the connected display client"; return 1; }
     boot bookworm-xorg bookworm xorg "spice_hold=300" --disk "$XORG_IMG" --mem 768 --timeout 700
     check_bind || return 1
     wait_guest 'QXL-TEST: xorg STARTED' 240 "Xorg with the qxl driver" || return 1
@@ -481,6 +493,7 @@ case_xorg() {
         { why "no 'display commands' line in the daemon log after the guest stopped"; return 1; }
     seen=$(grep -o 'display commands since the last reset: .*' "$DAEMON_LOG" | tail -1)
     say "  $seen"
+    kill_wait "$probe"
     for kind in fill copy copy_bits surface_create; do
         grep -qE " $kind=[1-9]" <<<"$seen" || { why "Xorg's driver sent no '$kind' (the scene needs it)"; return 1; }
     done

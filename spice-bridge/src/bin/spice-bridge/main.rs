@@ -21,6 +21,7 @@ use qxl_device::{QxlConfig, QxlDevice};
 use spice_bridge::input::{NullAgent, NullInput};
 use spice_bridge::link::TicketPolicy;
 use spice_bridge::server::{ImageCompression, Server, ServerConfig};
+use spice_bridge::wire::display::cap;
 use spice_bridge::DisplayModel;
 use tracing::{error, info, warn};
 
@@ -60,6 +61,27 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// The display capabilities announced in the QXL ROM while a Spice display client is connected.
+/// spice-server announces those of its clients, because it forwards guest commands to them; here
+/// the device's own renderer consumes every command and clients get rendered pixels, so these are
+/// the renderer's: client monitors configs, COMPOSITE and A8 surfaces (Xorg's qxl driver uses
+/// the last two only when announced).
+const CLIENT_DISPLAY_CAPS: u8 =
+    1 << cap::MONITORS_CONFIG | 1 << cap::COMPOSITE | 1 << cap::A8_SURFACE;
+
+/// Writes `client_present` and [`CLIENT_DISPLAY_CAPS`] into the ROM (QXL_INTERRUPT_CLIENT).
+fn set_client_present(func: &Mutex<qxl::QxlFunction>, present: bool) {
+    let caps = if present { CLIENT_DISPLAY_CAPS } else { 0 };
+    func.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .dev
+        .set_client_capabilities(present, &[caps]);
+    info!(
+        present,
+        caps, "display client presence announced to the guest"
+    );
 }
 
 fn run(opts: cli::Options) -> anyhow::Result<()> {
@@ -181,13 +203,30 @@ fn run(opts: cli::Options) -> anyhow::Result<()> {
             .context("control thread")?;
     }
 
-    // Run until SIGINT/SIGTERM, then remove the socket and stop.
+    // Run until SIGINT/SIGTERM, then remove the socket and stop. Meanwhile tell the guest,
+    // as spice-server does, whether a display client is connected and what it can take.
     rt.block_on(async {
         use tokio::signal::unix::{signal, SignalKind};
         let mut term = signal(SignalKind::terminate())?;
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => info!("SIGINT: shutting down"),
-            _ = term.recv() => info!("SIGTERM: shutting down"),
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        let mut present = false;
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {
+                    info!("SIGINT: shutting down");
+                    break;
+                }
+                _ = term.recv() => {
+                    info!("SIGTERM: shutting down");
+                    break;
+                }
+                _ = tick.tick() => {
+                    if server.has_display() != present {
+                        present = !present;
+                        set_client_present(&func, present);
+                    }
+                }
+            }
         }
         server.shutdown().await;
         Ok::<(), std::io::Error>(())
