@@ -13,6 +13,7 @@
 #   daemon_wait_log_count REGEX N SECS wait until N daemon log lines match REGEX
 #   xvfb_start DIR W H [ARGS...]       an Xvfb with its frame buffer file under DIR; sets XVFB_PID,
 #                                      XVFB_DISPLAY, XVFB_FB (the XWD file, cursor sprite included)
+#   xorg_expected DIR OUT.ppm          the xorg test's scene drawn on Xvfb (the expected picture)
 #   bg_track PID                       remember a background process for daemon_cleanup
 #   daemon_cleanup                     stop everything started through these helpers
 #   wait_count LOG REGEX N SECS        wait until N lines of LOG match REGEX (guest must stay alive)
@@ -122,6 +123,21 @@ daemon_wait_log_count() {
         sleep 0.2
     done
     return 1
+}
+
+# xorg_expected DIR OUT.ppm: the xorg test's scene (images/xorg/draw.sh) drawn by the host's X
+# clients on an Xvfb in DIR, at the guest Xorg's settings (96 dpi, no cursor, no server reset).
+xorg_expected() {
+    local dir=$1 rc=0
+    mkdir -p "$dir"
+    python3 "$RIG_REPO/images/xorg/make-pattern.py" "$dir/pattern.xwd" || return 1
+    xvfb_start "$dir" 1024 768 -noreset -nocursor -dpi 96 || return 1
+    DISPLAY=$XVFB_DISPLAY DIR=$dir TMPDIR=$dir timeout 120 sh "$RIG_REPO/images/xorg/draw.sh" \
+        2>"$dir/draw.log" || rc=1
+    [ $rc = 0 ] && python3 "$RIG_REPO/tests/lib/daemon_xwd.py" ppm "$XVFB_FB" "$2" || rc=1
+    kill_wait "$XVFB_PID"
+    XVFB_PID=""
+    return $rc
 }
 
 bg_track() { DAEMON_BG+=("$1"); }
