@@ -19,8 +19,9 @@ DEBS="$SPICE_RS_CACHE/debs"
 # virtio_pci + virtio_console carry the Spice agent port for the monitors-config tests.
 MODS="drm drm_kms_helper ttm drm_ttm_helper qxl virtio_pci? virtio_console?"
 # virtio_blk + ext4 (which wants crc32c) mount the Xorg root file system of the xorg test; only that
-# test loads them (xorg-load-order): with them loaded, trixie's `rmmod qxl; modprobe
-# qxl` gets no IO_CMD interrupt for its memslot adds (2 x 5 s timeouts; not understood yet).
+# test loads them (xorg-load-order). The qxl driver leaks its IRQ handler on rmmod (images/README.md,
+# "Known driver behaviour"); with these modules loaded too, the stale handler of trixie's 6.12 takes
+# the reloaded driver's interrupts or faults, on QEMU's own qxl as on ours.
 XORG_MODS="virtio_blk? crc32c_generic? ext4?"
 
 # --- which kernel package -------------------------------------------------------------------
