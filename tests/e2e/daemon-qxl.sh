@@ -17,6 +17,8 @@
 #   client-kill    remote-viewer killed (SIGKILL) mid-frame while the guest redraws full screen; a
 #                  new client sees the current picture; the guest never waits on the client
 #   trixie-fb      trixie 6.12 guest: driver binds, fb picture pixel for pixel
+#   trixie-kms, trixie-cursor, trixie-monitors
+#                  kms, cursor and monitors on the trixie 6.12 guest
 #   reload         trixie: rmmod qxl; modprobe qxl: the picture comes back (not on bookworm: its
 #                  6.1 driver loses its IRQ on reload, with QEMU's own qxl as well; see below)
 #   mmap           the daemon with mmap-able BARs (no --qxl-no-mmap): bind and fb picture
@@ -58,7 +60,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-WANT=${DAEMON_E2E_CASES:-"bind kms cursor monitors fb reboot client-kill trixie-fb reload xorg shutdown mmap"}
+WANT=${DAEMON_E2E_CASES:-"bind kms cursor monitors fb reboot client-kill trixie-fb reload trixie-kms trixie-cursor trixie-monitors xorg shutdown mmap"}
 wanted() { case " $WANT " in *" $1 "*) return 0 ;; esac; return 1; }
 
 say "building the daemon and the rig (cached)"
@@ -66,7 +68,7 @@ t0=$(rig_now_ms)
 daemon_build || die "cargo build -p spice-bridge --bin spice-bridge failed"
 bash images/build-qemu-root.sh >/dev/null || die "images/build-qemu-root.sh failed"
 bash images/build-guest.sh bookworm >/dev/null || die "images/build-guest.sh bookworm failed"
-if wanted trixie-fb || wanted reload; then
+if wanted trixie-fb || wanted reload || wanted trixie-kms || wanted trixie-cursor || wanted trixie-monitors; then
     bash images/build-guest.sh trixie >/dev/null || die "images/build-guest.sh trixie failed"
 fi
 XORG_IMG=""
@@ -195,8 +197,10 @@ ensure_daemon
 say "daemon pid $DAEMON_PID: spice://127.0.0.1:$DAEMON_PORT, vfio-user $DAEMON_SOCK, control $DAEMON_CTL"
 
 # --- bind + kms (one boot) ------------------------------------------------------------------------
+# case_bind [DIST] (default bookworm)
 case_bind() {
-    boot bookworm-kms bookworm kms "spice_hold=30"
+    local dist=${1:-bookworm}
+    boot "$dist-kms" "$dist" kms "spice_hold=30"
     check_bind || return 1
     # The first modeset: the daemon's primary surface and the client's picture have the mode size.
     wait_guest 'QXL-TEST: kms MODE ' 60 "kms mode line" || return 1
@@ -228,15 +232,17 @@ if wanted bind || wanted kms; then
 fi
 
 # --- cursor ---------------------------------------------------------------------------------------
+# case_cursor [DIST] (default bookworm)
 case_cursor() {
+    local dist=${1:-bookworm}
     # The client connects first (the daemon serves Spice before any VMM): spice-gtk learns the
     # guest's cursor position only from CURSOR_MOVE messages (it ignores the INIT position).
-    xvfb_start "$OUT/x-cursor" 1280 1024 || { why "Xvfb did not start"; return 1; }
+    xvfb_start "$OUT/x-cursor-$dist" 1280 1024 || { why "Xvfb did not start"; return 1; }
     DISPLAY=$XVFB_DISPLAY remote-viewer --spice-debug -t e2e-cursor "spice://127.0.0.1:$DAEMON_PORT" \
-        >"$OUT/rv-cursor.log" 2>&1 &
+        >"$OUT/rv-cursor-$dist.log" 2>&1 &
     local rv=$! pos="" i mode
     bg_track $rv
-    boot bookworm-cursor bookworm cursor "spice_hold=120"
+    boot "$dist-cursor" "$dist" cursor "spice_hold=120"
     check_bind || return 1
     wait_guest 'QXL-TEST: cursor DRAWN' 90 "cursor set and moved" || return 1
     mode=$(nth_geom 1 cursor)
@@ -248,23 +254,23 @@ case_cursor() {
     [ -n "$pos" ] || { why "the guest picture kms0 ($mode) did not appear 1:1 in remote-viewer's window"; return 1; }
     local px=${pos% *} py=${pos#* }
     say "  guest picture at screen ($px,$py) in remote-viewer's window"
-    grep -q 'set_cursor: type alpha(0), [0-9]*, 64x64' "$OUT/rv-cursor.log" ||
-        { why "remote-viewer's cursor channel got no 64x64 alpha cursor (see $OUT/rv-cursor.log)"; return 1; }
-    say "  client cursor channel: $(grep -o 'set_cursor: type alpha(0), [0-9]*, 64x64' "$OUT/rv-cursor.log" | head -1)"
+    grep -q 'set_cursor: type alpha(0), [0-9]*, 64x64' "$OUT/rv-cursor-$dist.log" ||
+        { why "remote-viewer's cursor channel got no 64x64 alpha cursor (see $OUT/rv-cursor-$dist.log)"; return 1; }
+    say "  client cursor channel: $(grep -o 'set_cursor: type alpha(0), [0-9]*, 64x64' "$OUT/rv-cursor-$dist.log" | head -1)"
     # Server mouse mode: after a click grabs the pointer, spice-gtk draws the guest's cursor itself
     # at the guest's cursor position -- where the guest moved it: (300,200), hot spot (0,0).
     DISPLAY=$XVFB_DISPLAY xdotool mousemove --sync $((px + ${mode%x*} - 60)) $((py + ${mode#*x} - 40)) click 1
     local ok=1
     for i in $(seq 15); do
         sleep 1
-        if python3 tests/lib/daemon_xwd.py cursor "$XVFB_FB" "$px" "$py" $((px + 300)) $((py + 200)) >"$OUT/cursor.cmp"; then
+        if python3 tests/lib/daemon_xwd.py cursor "$XVFB_FB" "$px" "$py" $((px + 300)) $((py + 200)) >"$OUT/cursor-$dist.cmp"; then
             ok=0
             break
         fi
     done
-    say "  $(cat "$OUT/cursor.cmp")"
-    python3 tests/lib/daemon_xwd.py ppm "$XVFB_FB" "$OUT/cursor-screen.ppm" || true
-    [ $ok = 0 ] || { why "cursor not drawn at the guest position (screen dump $OUT/cursor-screen.ppm)"; return 1; }
+    say "  $(cat "$OUT/cursor-$dist.cmp")"
+    python3 tests/lib/daemon_xwd.py ppm "$XVFB_FB" "$OUT/cursor-screen-$dist.ppm" || true
+    [ $ok = 0 ] || { why "cursor not drawn at the guest position (screen dump $OUT/cursor-screen-$dist.ppm)"; return 1; }
     kill_wait $rv
     kill_wait "$XVFB_PID"
     XVFB_PID=""
@@ -278,8 +284,10 @@ if wanted cursor; then
 fi
 
 # --- monitors -------------------------------------------------------------------------------------
+# case_monitors [DIST] (default bookworm)
 case_monitors() {
-    boot bookworm-modes bookworm modes "spice_watch=60"
+    local dist=${1:-bookworm}
+    boot "$dist-modes" "$dist" modes "spice_watch=60"
     check_bind || return 1
     wait_guest 'QXL-TEST: modes WATCH connector=' 60 "modes watch" || return 1
     say "  $(grep -a 'QXL-TEST: modes WATCH' "$RIG_GUEST_LOG")"
@@ -456,6 +464,29 @@ if wanted trixie-fb || wanted reload; then
         case_reload
         case_end $?
     fi
+    rig_stop_guest
+fi
+
+# --- trixie: kms, cursor, monitors on the 6.12 driver ----------------------------------------------
+if wanted trixie-kms; then
+    ensure_daemon
+    case_begin trixie-kms "trixie 6.12: KMS dumb buffer + DIRTYFB rectangles, pixel for pixel"
+    case_bind trixie && case_kms
+    case_end $?
+    rig_stop_guest
+fi
+if wanted trixie-cursor; then
+    ensure_daemon
+    case_begin trixie-cursor "trixie 6.12: DRM cursor ioctl -> client cursor channel -> remote-viewer's screen"
+    case_cursor trixie
+    case_end $?
+    rig_stop_guest
+fi
+if wanted trixie-monitors; then
+    ensure_daemon
+    case_begin trixie-monitors "trixie 6.12: client monitors config -> guest connector's preferred mode"
+    case_monitors trixie
+    case_end $?
     rig_stop_guest
 fi
 
