@@ -194,6 +194,23 @@ impl SharedRegion {
         if !rows.fits_dst(dst.len()) {
             return Err(err());
         }
+        if rows.row_len <= COPY_PIECE {
+            // Short rows (small draws): one memcpy per row, no per-row slicing.
+            for i in 0..rows.rows {
+                // SAFETY: row i spans [start + i*stride, start + i*stride + row_len), inside
+                // [start, start + span) which `check` placed inside the mapping; its
+                // destination [i*dst_stride, i*dst_stride + row_len) is inside `dst`
+                // (`fits_dst` above), a distinct Rust buffer.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        self.ptr.add(start + i * rows.stride),
+                        dst.as_mut_ptr().add(i * rows.dst_stride),
+                        rows.row_len,
+                    )
+                };
+            }
+            return Ok(());
+        }
         for i in 0..rows.rows {
             let d = &mut dst[i * rows.dst_stride..][..rows.row_len];
             // SAFETY: row i spans [start + i*stride, start + i*stride + row_len), inside

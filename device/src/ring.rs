@@ -14,7 +14,7 @@ use crate::region::{RegionError, SharedRegion};
 use core::mem::size_of;
 use std::sync::atomic::{fence, Ordering};
 use thiserror::Error;
-use zerocopy::FromBytes;
+use zerocopy::{FromBytes, IntoBytes};
 
 /// Ring failures.
 #[derive(Debug, Error)]
@@ -94,10 +94,11 @@ impl<'a> RamHeader<'a> {
     }
 
     /// Reads a header struct (copied once).
-    pub fn read_obj<T: FromBytes>(&self, field: usize) -> Result<T, RegionError> {
-        let mut buf = vec![0u8; size_of::<T>()];
-        self.region.read(self.off(field), &mut buf)?;
-        Ok(T::read_from_bytes(&buf).unwrap_or_else(|_| T::new_zeroed()))
+    pub fn read_obj<T: FromBytes + IntoBytes>(&self, field: usize) -> Result<T, RegionError> {
+        // Copied straight into the value: this runs once per ring entry.
+        let mut v = T::new_zeroed();
+        self.region.read(self.off(field), v.as_mut_bytes())?;
+        Ok(v)
     }
 
     fn load(&self, field: usize) -> Result<u32, RegionError> {

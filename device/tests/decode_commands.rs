@@ -40,7 +40,7 @@ fn linux_style_copy_decodes_with_all_fields() {
     assert_eq!(d.bbox, bbox);
     assert_eq!(
         d.clip,
-        Clip::Rects(vec![Rect::new(0, 0, 2, 2), Rect::new(2, 2, 4, 4)])
+        Clip::Rects(vec![Rect::new(0, 0, 2, 2), Rect::new(2, 2, 4, 4)].into())
     );
     assert_eq!(d.surfaces_dest, [-1, -1, -1]);
     let DrawOp::Copy {
@@ -63,6 +63,29 @@ fn linux_style_copy_decodes_with_all_fields() {
     let argb = bm.to_argb(&m).unwrap();
     let want: Vec<u32> = px.iter().map(|p| p | 0xFF00_0000).collect();
     assert_eq!(argb, want);
+}
+
+#[test]
+fn clip_rect_lists_of_every_length_decode_in_order() {
+    // 1 is what Linux sends (kept inline), 0 and 2.. take the general path: same results.
+    for n in [0usize, 1, 2, 5] {
+        let m = VecMemory::with_slot(1 << 16);
+        let b = Builder::new(&m);
+        let px: Vec<u32> = (0..16).collect();
+        let img = b.argb_image(4, 4, &px);
+        let rects: Vec<Rect> = (0..n as i32)
+            .map(|i| Rect::new(i, 2 * i, i + 3, 2 * i + 1))
+            .collect();
+        let clip = b.clip_rects(&rects);
+        let mem = copy_member(img, Rect::new(0, 0, 4, 4), ropd::OP_PUT, 0, no_mask());
+        let a = b.drawable(0, draw_type::COPY, Rect::new(0, 0, 4, 4), clip, &mem);
+        let d = draw(&m, a).unwrap();
+        let Clip::Rects(got) = &d.clip else {
+            panic!("n={n}: {:?}", d.clip)
+        };
+        assert_eq!(&got[..], &rects[..], "n={n}");
+        assert_eq!(d.clip, Clip::Rects(rects.clone().into()), "n={n}");
+    }
 }
 
 #[test]

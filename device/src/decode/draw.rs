@@ -82,7 +82,46 @@ pub enum Clip {
     /// Only the bbox clips.
     None,
     /// Draw only inside the union of these rectangles (and the bbox).
-    Rects(Vec<Rect>),
+    Rects(ClipRects),
+}
+
+/// The rectangles of a [`Clip::Rects`], read as a slice.
+///
+/// One rectangle, what Linux's qxl driver sends with every draw, is kept inline: a small
+/// draw's decode then allocates nothing for its clip.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClipRects(ClipRepr);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum ClipRepr {
+    One(Rect),
+    Many(Vec<Rect>),
+}
+
+impl ClipRects {
+    /// The rectangles.
+    pub fn as_slice(&self) -> &[Rect] {
+        match &self.0 {
+            ClipRepr::One(r) => std::slice::from_ref(r),
+            ClipRepr::Many(v) => v,
+        }
+    }
+}
+
+impl std::ops::Deref for ClipRects {
+    type Target = [Rect];
+    fn deref(&self) -> &[Rect] {
+        self.as_slice()
+    }
+}
+
+impl From<Vec<Rect>> for ClipRects {
+    fn from(v: Vec<Rect>) -> Self {
+        match v.as_slice() {
+            [one] => ClipRects(ClipRepr::One(*one)),
+            _ => ClipRects(ClipRepr::Many(v)),
+        }
+    }
 }
 
 /// Line attributes of a stroke.
@@ -914,17 +953,24 @@ fn decode_clip(
             }
             // Copied once, straight into the rectangles (QXLRect is four little-endian i32s:
             // top, left, bottom, right; the host order is fixed up after the copy).
-            let mut rects = vec![Rect::default(); n as usize];
-            chain.read_at(mem, 0, rects.as_mut_bytes())?;
-            for r in &mut rects {
+            let from_le = |r: &mut Rect| {
                 *r = Rect {
                     top: i32::from_le(r.top),
                     left: i32::from_le(r.left),
                     bottom: i32::from_le(r.bottom),
                     right: i32::from_le(r.right),
-                };
+                }
+            };
+            if n == 1 {
+                let mut r = Rect::default();
+                chain.read_at(mem, 0, r.as_mut_bytes())?;
+                from_le(&mut r);
+                return Ok(Clip::Rects(ClipRects(ClipRepr::One(r))));
             }
-            Ok(Clip::Rects(rects))
+            let mut rects = vec![Rect::default(); n as usize];
+            chain.read_at(mem, 0, rects.as_mut_bytes())?;
+            rects.iter_mut().for_each(from_le);
+            Ok(Clip::Rects(ClipRects(ClipRepr::Many(rects))))
         }
         t => Err(DecodeError::BadClipType(t)),
     }

@@ -30,8 +30,8 @@ pub mod testmem;
 pub use chunks::GuestChunks;
 pub use cursor::{Cursor, CursorCommand, CursorKind};
 pub use draw::{
-    Brush, Clip, CompositeOp, DrawOp, Drawable, Glyph, GlyphString, LineAttr, Mask, PathSeg, Point,
-    PointFix, Repeat, Ropd, ScaleMode, Transform,
+    Brush, Clip, ClipRects, CompositeOp, DrawOp, Drawable, Glyph, GlyphString, LineAttr, Mask,
+    PathSeg, Point, PointFix, Repeat, Ropd, ScaleMode, Transform,
 };
 pub use image::{rgb555_to_argb, Bitmap, BitmapFormat, Image, ImageKind, Palette, PixelData};
 pub use monitors::{Head, MonitorsConfig};
