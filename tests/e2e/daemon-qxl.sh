@@ -557,10 +557,10 @@ daemon_stop >/dev/null 2>&1 || true
 # --- mmap mode ------------------------------------------------------------------------------------
 # Under TCG QEMU unmaps mmap-able BARs at the first INTx and never maps them again, and it posts no
 # writes while a region is mmap-able: every guest access to a BAR becomes one synchronous
-# vfio-user round trip (8 bytes each in the first modeset's 3 MiB blit). Unpinned, a round trip
-# cost about 200 us here and the first modeset 140 s (soft-lockup warnings in the guest, a bind
-# past 180 s once in CI); with the daemon and QEMU on one CPU it costs about 75 us, so this case
-# always pins both (to DAEMON_E2E_TASKSET, else the last CPU).
+# vfio-user round trip (8 bytes each in the first modeset's 3 MiB blit). Unpinned, that first
+# 1024x768 modeset took about 140 s here (soft-lockup warnings in the guest, a bind past 180 s
+# once in CI); with the daemon and QEMU on one CPU about 60 s (2026-12-04), so this case always
+# pins both (to DAEMON_E2E_TASKSET, else the last CPU).
 case_mmap() {
     local cpu=${DAEMON_E2E_TASKSET:-$(($(nproc) - 1))} pin_saved=("${PIN[@]}")
     mkdir -p "$OUT/m"
