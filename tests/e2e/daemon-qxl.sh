@@ -562,11 +562,10 @@ daemon_stop >/dev/null 2>&1 || true
 # once in CI); with the daemon and QEMU on one CPU about 60 s (2026-12-04), so this case always
 # pins both (to DAEMON_E2E_TASKSET, else the last CPU).
 case_mmap() {
-    local cpu=${DAEMON_E2E_TASKSET:-$(($(nproc) - 1))} pin_saved=("${PIN[@]}")
+    local cpu=${DAEMON_E2E_TASKSET:-$(($(nproc) - 1))}
+    local PIN=(taskset -c "$cpu") # seen by daemon_start_pinned (bash's dynamic scope)
     mkdir -p "$OUT/m"
-    PIN=(taskset -c "$cpu")
-    daemon_start_pinned "$OUT/m" --disable-ticketing || { PIN=("${pin_saved[@]}"); why "daemon (mmap mode) did not start"; return 1; }
-    PIN=("${pin_saved[@]}")
+    daemon_start_pinned "$OUT/m" --disable-ticketing || { why "daemon (mmap mode) did not start"; return 1; }
     grep -q 'mmap=true' "$DAEMON_LOG" || { why "daemon log does not say mmap=true"; return 1; }
     rig_stop_guest
     rig_start_guest "$OUT/mmap-fb.log" --dist bookworm --vfio-user "$DAEMON_SOCK" \
