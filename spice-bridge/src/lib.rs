@@ -5,6 +5,8 @@
 //! - [`link`]: the link-stage state machine (`ExpectHeader` → `ExpectLinkMess` → `ExpectAuth` →
 //!   `ExpectTicket` → [`link::Linked`]) with RSA-1024 / OAEP-SHA1 ticket auth;
 //! - [`channel`]: one module per channel (main, display, cursor, inputs);
+//! - [`session`]: the configuration, counters and per-session state that [`server`] and the
+//!   channels share (below both, so neither imports the other);
 //! - [`server`]: the accept loop, sessions (one client per session) and shutdown;
 //! - [`model`]: the display model the QXL device drives (surfaces, draws, cursor, monitors);
 //! - [`input`]: the [`input::InputSink`] trait that receives keyboard and mouse events, and the
@@ -47,6 +49,7 @@ pub mod input;
 pub mod link;
 pub mod model;
 pub mod server;
+pub mod session;
 pub mod testing;
 pub mod wire;
 

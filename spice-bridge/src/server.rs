@@ -8,16 +8,16 @@ use std::time::{Duration, SystemTime};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 use crate::channel::{self, ChannelError, Out};
-use crate::input::{AgentSink, InputSink, LockKeys};
-use crate::link::{
-    ExpectAuth, ExpectHeader, ExpectTicket, LinkError, Linked, TicketKey, TicketPolicy,
-};
+use crate::input::{AgentSink, InputSink, LockKeys, MouseMode};
+use crate::link::{ExpectAuth, ExpectHeader, ExpectTicket, LinkError, Linked, TicketKey};
 use crate::model::DisplayModel;
+use crate::session::{ConnCtx, Session, Shared};
+pub use crate::session::{ImageCompression, ServerConfig, ServerError, ServerStats};
 use crate::wire::link::{link_err, LinkReply};
 use crate::wire::main::mouse_mode;
 use crate::wire::types::ChannelType;
@@ -29,145 +29,13 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Simultaneous TCP connections accepted (a session uses 4).
 pub const MAX_CONNECTIONS: usize = 64;
 
-/// Image compression the display channel uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ImageCompression {
-    /// plain BITMAP
-    Off,
-    /// LZ_RGB (BITMAP when LZ would not be smaller, or for images under 54 bytes)
-    Lz,
-    /// LZ4 when the client announced it, else LZ_RGB
-    Lz4,
-}
-
-/// Server configuration.
-#[derive(Debug, Clone)]
-pub struct ServerConfig {
-    /// Address to listen on (port 0 = any free port).
-    pub listen: SocketAddr,
-    /// Ticket (password) policy.
-    pub ticket: TicketPolicy,
-    /// VM name sent to clients with NAME_AND_UUID.
-    pub name: Option<String>,
-    /// VM UUID sent to clients with NAME_AND_UUID.
-    pub uuid: Option<[u8; 16]>,
-    /// Offer client (absolute) mouse mode (needs an absolute pointer in the guest).
-    pub client_mouse: bool,
-    /// Image compression.
-    pub compression: ImageCompression,
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        ServerConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 5900)),
-            ticket: TicketPolicy::Disabled,
-            name: None,
-            uuid: None,
-            client_mouse: true,
-            compression: ImageCompression::Lz,
-        }
-    }
-}
-
-/// Counters kept by the server (read with [`ServerHandle::stats`]).
-#[derive(Debug, Default)]
-pub struct ServerStats {
-    /// TCP connections accepted
-    pub connections: AtomicU64,
-    /// channels linked
-    pub links_ok: AtomicU64,
-    /// links refused (bad ticket, bad connection id, ...)
-    pub links_refused: AtomicU64,
-    /// connections closed for a protocol violation
-    pub protocol_errors: AtomicU64,
-    /// sessions started
-    pub sessions: AtomicU64,
-    /// sessions replaced by a new client
-    pub sessions_replaced: AtomicU64,
-    /// bytes sent on display channels
-    pub display_bytes: Arc<AtomicU64>,
-    /// display messages that carried an image
-    pub images_sent: AtomicU64,
-}
-
-/// Per-session state shared by its channel connections.
-pub(crate) struct Session {
-    pub id: u32,
-    cancel: watch::Sender<bool>,
-    pub main_tx: Mutex<Option<mpsc::Sender<Out>>>,
-    pub inputs_tx: Mutex<Option<mpsc::Sender<Out>>>,
-    pub display_tx: Mutex<Option<mpsc::Sender<Out>>>,
-    pub pongs: Mutex<HashMap<u32, oneshot::Sender<()>>>,
-    /// AGENT_DATA messages the server may still send the client (from AGENT_START/TOKEN)
-    pub server_agent_tokens: AtomicU64,
-    /// true after AGENT_START
-    pub agent_started: AtomicBool,
-    /// client has AGENT_CONNECTED_TOKENS
-    pub agent_tokens_cap: AtomicBool,
-}
-
-pub(crate) struct Shared {
-    pub config: ServerConfig,
-    pub key: TicketKey,
-    pub model: DisplayModel,
-    pub input: Arc<dyn InputSink>,
-    pub agent: Arc<dyn AgentSink>,
-    pub stats: ServerStats,
-    pub session: Mutex<Option<Arc<Session>>>,
-    pub leds: AtomicU16,
-    pub agent_connected: AtomicBool,
-    pub mouse_mode: AtomicU16,
-    pub next_ping: AtomicU32,
-    shutdown: watch::Sender<bool>,
-}
-
-impl Shared {
-    pub(crate) fn supported_mouse_modes(&self) -> u16 {
-        if self.config.client_mouse {
-            mouse_mode::SERVER | mouse_mode::CLIENT
-        } else {
-            mouse_mode::SERVER
-        }
-    }
-}
-
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Context a channel connection runs with.
-pub(crate) struct ConnCtx {
-    pub shared: Arc<Shared>,
-    pub session: Arc<Session>,
-    pub linked: Linked,
-    pub peer: SocketAddr,
 }
 
 /// Entry point: [`Server::start`].
 #[derive(Debug)]
 pub struct Server;
-
-/// Why the server could not start or an agent message could not be sent.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ServerError {
-    /// Socket error.
-    #[error("i/o: {0}")]
-    Io(#[from] std::io::Error),
-    /// Key generation failed.
-    #[error("{0}")]
-    Link(#[from] LinkError),
-    /// No client, or the client has not started its agent channel (AGENT_START).
-    #[error("no client agent session")]
-    NoAgentClient,
-    /// The client has granted no more agent tokens.
-    #[error("no agent tokens left")]
-    NoTokens,
-    /// The client is not reading fast enough (main channel outbox full).
-    #[error("client outbox full")]
-    Busy,
-}
 
 impl Server {
     /// Binds, generates the ticket key and starts serving `model` on the current tokio runtime.
@@ -192,6 +60,7 @@ impl Server {
         let listener = TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
         let (shutdown, _) = watch::channel(false);
+        let client_mouse = AtomicBool::new(config.client_mouse);
         let shared = Arc::new(Shared {
             config,
             key,
@@ -203,6 +72,7 @@ impl Server {
             leds: AtomicU16::new(0),
             agent_connected: AtomicBool::new(false),
             mouse_mode: AtomicU16::new(mouse_mode::SERVER),
+            client_mouse,
             next_ping: AtomicU32::new(1),
             shutdown,
         });
@@ -304,6 +174,51 @@ impl ServerHandle {
                     modifiers: leds.0,
                 }));
             }
+        }
+    }
+
+    /// Whether client (absolute) mouse mode may be used: true while an absolute pointer (a
+    /// tablet) is attached to the guest. As spice-server does, the connected client is told
+    /// the new set of modes (MAIN_MOUSE_MODE); spice-gtk then asks for client mode if it
+    /// prefers it. When client mode goes away while in use, the server falls back to server
+    /// mode and the input sink is told.
+    pub fn set_client_mouse_available(&self, available: bool) {
+        let sh = &self.shared;
+        if sh.client_mouse.swap(available, Ordering::Relaxed) == available {
+            return;
+        }
+        if !available
+            && sh
+                .mouse_mode
+                .compare_exchange(
+                    mouse_mode::CLIENT,
+                    mouse_mode::SERVER,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+        {
+            sh.input.mouse_mode(MouseMode::Server);
+        }
+        let (supported, current) = (
+            sh.supported_mouse_modes(),
+            sh.mouse_mode.load(Ordering::Relaxed),
+        );
+        info!(
+            available,
+            supported, current, "client mouse mode availability changed"
+        );
+        if let Some(s) = lock(&sh.session).clone() {
+            channel::main::mouse_mode_changed(&s, supported, current);
+        }
+    }
+
+    /// The mouse mode in use.
+    pub fn mouse_mode(&self) -> MouseMode {
+        if self.shared.mouse_mode.load(Ordering::Relaxed) == mouse_mode::CLIENT {
+            MouseMode::Client
+        } else {
+            MouseMode::Server
         }
     }
 

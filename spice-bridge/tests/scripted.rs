@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use spice_bridge::input::{AgentSink, Buttons, InputSink, KeyEvent, MouseButton};
+use spice_bridge::input::{AgentSink, Buttons, InputSink, KeyEvent, MouseButton, MouseMode};
 use spice_bridge::link::TicketPolicy;
 use spice_bridge::model::{Rect, SurfaceFormat};
 use spice_bridge::server::{ImageCompression, ServerHandle};
@@ -43,6 +43,9 @@ impl InputSink for Rec {
             .lock()
             .unwrap()
             .push(format!("button {bt:?} {p} {}", b.0));
+    }
+    fn mouse_mode(&self, mode: MouseMode) {
+        self.events.lock().unwrap().push(format!("mode {mode:?}"));
     }
 }
 
@@ -139,6 +142,49 @@ async fn main_channel_init_name_uuid_channels_and_mouse_mode() {
     m.send(104, &[]).await.unwrap();
     let msgs = m.recv_until(104).await.unwrap();
     assert_eq!(msgs.last().unwrap().1, vec![3, 0, 0, 0, 2, 0, 3, 0, 4, 0]);
+    h.shutdown().await;
+}
+
+/// As spice-server: client mode is offered only while an absolute pointer is attached; when it
+/// goes away in client mode the server falls back to server mode and tells client and sink.
+#[tokio::test]
+async fn client_mouse_mode_follows_the_tablet() {
+    let (h, rec) = start(DisplayModel::new(), None, ImageCompression::Lz).await;
+    let (mut m, _) = main_session(&h, "").await;
+    m.send(105, &2u16.to_le_bytes()).await.unwrap();
+    let msgs = m.recv_until(105).await.unwrap();
+    assert_eq!(
+        msgs.last().unwrap().1,
+        vec![3, 0, 2, 0],
+        "client mode granted"
+    );
+    assert_eq!(h.mouse_mode(), MouseMode::Client);
+
+    h.set_client_mouse_available(false);
+    let msgs = m.recv_until(105).await.unwrap();
+    assert_eq!(
+        msgs.last().unwrap().1,
+        vec![1, 0, 1, 0],
+        "tablet gone: server only"
+    );
+    assert_eq!(h.mouse_mode(), MouseMode::Server);
+    m.send(105, &2u16.to_le_bytes()).await.unwrap();
+    let msgs = m.recv_until(105).await.unwrap();
+    assert_eq!(
+        msgs.last().unwrap().1,
+        vec![1, 0, 1, 0],
+        "client mode refused"
+    );
+
+    h.set_client_mouse_available(true);
+    let msgs = m.recv_until(105).await.unwrap();
+    assert_eq!(msgs.last().unwrap().1, vec![3, 0, 1, 0], "offered again");
+    m.send(105, &2u16.to_le_bytes()).await.unwrap();
+    let msgs = m.recv_until(105).await.unwrap();
+    assert_eq!(msgs.last().unwrap().1, vec![3, 0, 2, 0]);
+    let ev = rec.events.lock().unwrap().clone();
+    let modes: Vec<&String> = ev.iter().filter(|e| e.starts_with("mode")).collect();
+    assert_eq!(modes, ["mode Client", "mode Server", "mode Client"]);
     h.shutdown().await;
 }
 

@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 
 use super::{handle_base, read_msg, BaseAction, ChannelError, MsgWriter, Out, OUTBOX_LEN};
 use crate::model::{CursorOp, CursorState, Taken};
-use crate::server::ConnCtx;
+use crate::session::ConnCtx;
 use crate::wire::cursor::{
     flags, Cursor, CursorHeader, CursorHide, CursorInit, CursorInvalOne, CursorMove, CursorSet,
     CursorTrail,

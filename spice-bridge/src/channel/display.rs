@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 
 use super::{handle_base, read_msg, BaseAction, ChannelError, MsgWriter, Out, OUTBOX_LEN};
 use crate::model::{DisplayOp, Image as ModelImage, Monitor, RopKind, Taken};
-use crate::server::{ConnCtx, ImageCompression};
+use crate::session::{ConnCtx, ImageCompression};
 use crate::wire::display::{
     bitmap, cap, image_flags, rop, server_id, Bitmap, Brush, CopyBits, DisplayBase,
     DisplayClientMessage, DrawCopy, DrawFill, DrawMaskOnly, Head, Image, ImageBody,

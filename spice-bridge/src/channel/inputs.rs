@@ -11,7 +11,7 @@ use super::{
     handle_base, msg, push, read_msg, BaseAction, ChannelError, MsgWriter, Out, OUTBOX_LEN,
 };
 use crate::input::{code_bytes, decode_scancodes, Buttons, InputSink, LockKeys, MouseButton};
-use crate::server::ConnCtx;
+use crate::session::ConnCtx;
 use crate::wire::inputs::{InputsClientMessage, InputsInit, MouseMotionAck, MOTION_ACK_BUNCH};
 
 /// Largest inputs message accepted.

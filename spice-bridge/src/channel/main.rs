@@ -13,7 +13,7 @@ use super::{
     handle_base, msg, push, read_msg, BaseAction, ChannelError, MsgWriter, Out, OUTBOX_LEN,
 };
 use crate::input::MouseMode as InputMouseMode;
-use crate::server::{ConnCtx, ServerError, Session};
+use crate::session::{ConnCtx, ServerError, Session};
 use crate::wire::main::{
     cap, mouse_mode, AgentConnected, AgentConnectedTokens, AgentDisconnected, AgentToken,
     ChannelsList, MainClientMessage, MainInit, MouseMode, MultiMediaTime, Name, Uuid,
@@ -51,6 +51,17 @@ pub(crate) fn agent_state_changed(s: &Session, connected: bool) {
             msg(&AgentConnected {})
         };
         let _ = tx.try_send(m);
+    }
+}
+
+/// Tells the session's client which mouse modes are available and which one is in use
+/// (MAIN_MOUSE_MODE), after the server's offer changed.
+pub(crate) fn mouse_mode_changed(s: &Session, supported: u16, current: u16) {
+    if let Some(tx) = lock(&s.main_tx).as_ref() {
+        let _ = tx.try_send(msg(&MouseMode {
+            supported_modes: supported,
+            current_mode: current,
+        }));
     }
 }
 
