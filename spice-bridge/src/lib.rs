@@ -9,6 +9,8 @@
 //!   channels share (below both, so neither imports the other);
 //! - [`server`]: the accept loop, sessions (one client per session) and shutdown;
 //! - [`model`]: the display model the QXL device drives (surfaces, draws, cursor, monitors);
+//! - [`guest_input`]: Spice input turned into Linux input events for the guest's keyboard,
+//!   tablet and mouse devices (behind [`guest_input::EvdevDevice`]);
 //! - [`input`]: the [`input::InputSink`] trait that receives keyboard and mouse events, and the
 //!   [`input::AgentSink`] hook for VDAgent traffic.
 //!
@@ -45,6 +47,7 @@
 pub mod channel;
 pub mod codec;
 pub mod fuzzing;
+pub mod guest_input;
 pub mod input;
 pub mod link;
 pub mod model;

@@ -1022,6 +1022,11 @@ impl DisplayModel {
             .map(|s| (s.width, s.height, s.pixels.clone()))
     }
 
+    /// The size of surface `id` (width, height), without copying its pixels.
+    pub fn surface_size(&self, id: u32) -> Option<(u32, u32)> {
+        self.state().surfaces.get(&id).map(|s| (s.width, s.height))
+    }
+
     /// Ids of the surfaces that exist.
     pub fn surface_ids(&self) -> Vec<u32> {
         self.state().surfaces.keys().copied().collect()
