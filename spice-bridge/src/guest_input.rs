@@ -93,6 +93,12 @@ pub trait EvdevDevice: Send + Sync {
     fn send(&self, report: &[EvdevEvent]) -> bool;
 }
 
+/// Events per report at most, before the closing SYN_REPORT: QEMU's `vhost-user-input-pci`
+/// gives the event queue 4 entries (one event each), and a report larger than the queue could
+/// never be delivered whole. Longer reports are sent as several (a position, then the button
+/// changes), which the guest sees as consecutive reports.
+pub const MAX_REPORT_EVENTS: usize = 3;
+
 /// Maps a set-1 scancode (as [`KeyEvent::scancode`]) to a Linux key code.
 pub type Keymap = fn(u16) -> Option<u16>;
 
@@ -471,6 +477,17 @@ mod tests {
             ]
         );
         assert!(t.take().is_empty());
+    }
+
+    #[test]
+    fn long_reports_fit_the_smallest_event_queue() {
+        let (g, _, t, ..) = rig();
+        g.mouse_mode(MouseMode::Client);
+        g.mouse_position(0, 0, 0, Buttons(1 | 2 | 4 | 32));
+        let r = t.take();
+        assert_eq!(r.len(), 2);
+        assert!(r.iter().all(|r| r.len() <= MAX_REPORT_EVENTS));
+        assert_eq!(r.concat().len(), 6);
     }
 
     #[test]
