@@ -191,14 +191,16 @@ impl GuestInput {
             self.stats.no_device.fetch_add(1, Ordering::Relaxed);
             return;
         };
-        self.stats.reports.fetch_add(1, Ordering::Relaxed);
-        if !dev.send(report) {
-            let n = self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-            if n.is_power_of_two() {
-                warn!(
-                    dropped = n + 1,
-                    "guest input device queue full: report dropped"
-                );
+        for part in report.chunks(MAX_REPORT_EVENTS) {
+            self.stats.reports.fetch_add(1, Ordering::Relaxed);
+            if !dev.send(part) {
+                let n = self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                if n.is_power_of_two() {
+                    warn!(
+                        dropped = n + 1,
+                        "guest input device queue full: report dropped"
+                    );
+                }
             }
         }
     }
