@@ -513,10 +513,7 @@ impl InputDevice {
         let mut p = lock(&self.shared.pending);
         let mut delivered = 0usize;
         let mut reports = 0usize;
-        loop {
-            let Some(report) = p.reports.front() else {
-                break;
-            };
+        while let Some(report) = p.reports.front() {
             let remaining = report.len().saturating_sub(p.front_done);
             let chunk = remaining.min(size);
             if chunk == 0 || w.held.len() < chunk {
