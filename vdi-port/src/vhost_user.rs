@@ -23,6 +23,9 @@ use vhost_user_backend::{VhostUserBackend, VhostUserDaemon, VringRwLock, VringT}
 use virtio_queue::QueueT;
 use vm_memory::{GuestAddressSpace, GuestMemoryAtomic, GuestMemoryMmap};
 use vmm_sys_util::epoll::EventSet;
+use vmm_sys_util::event::{
+    new_event_consumer_and_notifier, EventConsumer, EventFlag, EventNotifier,
+};
 
 use crate::device::VirtioDevice;
 
@@ -226,14 +229,15 @@ impl<D: VirtioDevice> VhostUserBackend for DeviceBackend<D> {
     }
 
     fn set_config(&self, offset: u32, buf: &[u8]) -> io::Result<()> {
+        // An error here ends the connection in the vhost crate (and cloud-hypervisor panics on
+        // a failed SET_CONFIG), so out-of-range bytes are dropped and counted instead.
         if !self.config_range(offset, buf.len()) {
             ServerMetrics::inc(&self.metrics.config_errors);
             tracing::warn!(
                 offset,
                 size = buf.len(),
-                "vhost-user: SET_CONFIG outside the config space"
+                "vhost-user: SET_CONFIG outside the config space; ignored"
             );
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "config range"));
         }
         self.device.write_config(u64::from(offset), buf);
         Ok(())
@@ -242,6 +246,18 @@ impl<D: VirtioDevice> VhostUserBackend for DeviceBackend<D> {
     fn update_memory(&self, mem: Memory) -> io::Result<()> {
         *self.mem.lock().unwrap_or_else(|e| e.into_inner()) = Some(mem);
         Ok(())
+    }
+
+    fn exit_event(&self, thread_index: usize) -> Option<(EventConsumer, EventNotifier)> {
+        // Without an exit event the vring worker threads never stop and dropping the
+        // per-connection daemon would hang.
+        match new_event_consumer_and_notifier(EventFlag::NONBLOCK) {
+            Ok(pair) => Some(pair),
+            Err(e) => {
+                tracing::error!(thread_index, error = %e, "vhost-user: cannot create the exit event");
+                None
+            }
+        }
     }
 
     fn stop_vring(&self, queue_index: u32) -> io::Result<()> {
@@ -345,8 +361,16 @@ impl<D: VirtioDevice> VhostUserServer<D> {
         }
         ServerMetrics::inc(&self.metrics.connections);
         tracing::info!(path = %self.path.display(), "vhost-user: frontend connected");
-        match daemon.wait() {
-            Ok(()) => {
+        let result = daemon.wait();
+        // Dropping the daemon stops and joins its event-loop threads; then the device goes
+        // back to power-on state before anyone sees the connection as finished.
+        drop(daemon);
+        self.device.reset();
+        match result {
+            Ok(())
+            | Err(vhost_user_backend::Error::HandleRequest(
+                vhost::vhost_user::Error::Disconnected,
+            )) => {
                 ServerMetrics::inc(&self.metrics.clean_disconnects);
                 tracing::info!("vhost-user: frontend disconnected");
             }
@@ -355,9 +379,6 @@ impl<D: VirtioDevice> VhostUserServer<D> {
                 tracing::warn!(error = %e, "vhost-user: connection dropped");
             }
         }
-        // Dropping the daemon stops and joins its event-loop threads.
-        drop(daemon);
-        self.device.reset();
         Ok(())
     }
 
