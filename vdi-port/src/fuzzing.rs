@@ -1,0 +1,179 @@
+//! Fuzz bodies (feature `test-utils`; not part of the default public surface). Used by
+//! `vdi-port/fuzz` and by the corpus-replay test.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use virtio_queue::{Queue, QueueT};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+use crate::input::abi::{InputEvent, EVENTQ, STATUSQ};
+use crate::input::{InputDevice, InputHandle, InputKind, InputOptions};
+use crate::vhost_user::{ServerMetrics, VhostUserServer};
+use crate::VirtioDevice;
+
+const MEM: usize = 0x1_0000;
+/// Ring areas the guest (the fuzzer) scribbles over: per queue desc/avail/used at fixed spots.
+const RINGS: [(u64, u64, u64); 2] = [(0x0000, 0x1000, 0x2000), (0x4000, 0x5000, 0x6000)];
+
+fn take<const N: usize>(data: &mut &[u8]) -> Option<[u8; N]> {
+    let (head, rest) = data.split_first_chunk::<N>()?;
+    *data = rest;
+    Some(*head)
+}
+
+/// Guest-controlled descriptor chains, ring indices and status events against an input device:
+/// the input is a sequence of operations (scribble ring/buffer memory, push reports, process a
+/// queue, config access, reset). Nothing may panic or hang.
+pub fn input_queues(mut data: &[u8]) {
+    let Some([k, s0, s1]) = take::<3>(&mut data) else {
+        return;
+    };
+    let kind = [InputKind::Keyboard, InputKind::Tablet, InputKind::Mouse][usize::from(k % 3)];
+    let Ok(mem) = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), MEM)]) else {
+        return;
+    };
+    let opts = InputOptions {
+        pending_events: 16,
+        ..Default::default()
+    };
+    let Ok(dev) = InputDevice::new(kind, opts) else {
+        return;
+    };
+    let h = dev.handle();
+    let mk = |i: usize, size: u8| -> Queue {
+        let mut q = Queue::new(256).unwrap_or_else(|_| unreachable_queue());
+        let (d, a, u) = RINGS[i];
+        q.set_size(u16::from(size.max(1)).next_power_of_two().min(256));
+        q.set_desc_table_address(Some(d as u32), Some(0));
+        q.set_avail_ring_address(Some(a as u32), Some(0));
+        q.set_used_ring_address(Some(u as u32), Some(0));
+        q.set_event_idx(size & 1 != 0);
+        q.set_ready(true);
+        q
+    };
+    let mut queues = [mk(0, s0), mk(1, s1)];
+    dev.activate();
+    let mut steps = 0;
+    while let Some([op]) = take::<1>(&mut data) {
+        steps += 1;
+        if steps > 256 {
+            break;
+        }
+        match op % 8 {
+            // Write up to 16 bytes anywhere in the first 32 KiB (rings and buffers).
+            0 | 1 => {
+                let Some([lo, hi, n]) = take::<3>(&mut data) else {
+                    break;
+                };
+                let addr = u64::from(u16::from_le_bytes([lo, hi]) & 0x7fff);
+                let n = usize::from(n % 17).min(data.len());
+                let (bytes, rest) = data.split_at(n);
+                data = rest;
+                let _ = mem.write_slice(bytes, GuestAddress(addr));
+            }
+            2 => {
+                let Some([n]) = take::<1>(&mut data) else {
+                    break;
+                };
+                let mut evs = Vec::new();
+                for _ in 0..(n % 6) {
+                    let Some(b) = take::<8>(&mut data) else { break };
+                    evs.push(InputEvent::from_bytes(b));
+                }
+                let _ = h.push_report(&evs);
+            }
+            3 => {
+                let _ = dev.process_queue(EVENTQ, &mut queues[0], &mem);
+            }
+            4 => {
+                let _ = dev.process_queue(STATUSQ, &mut queues[1], &mem);
+            }
+            5 => {
+                let Some([off, a, b]) = take::<3>(&mut data) else {
+                    break;
+                };
+                dev.write_config(u64::from(off), &[a, b]);
+                let mut out = [0u8; 40];
+                dev.read_config(u64::from(off), &mut out);
+            }
+            6 => {
+                let Some([sc0, sc1]) = take::<2>(&mut data) else {
+                    break;
+                };
+                let _ = h.key(u16::from_le_bytes([sc0, sc1]), sc0 & 1 != 0);
+            }
+            _ => {
+                dev.reset();
+                queues = [mk(0, s0), mk(1, s1)];
+                dev.activate();
+            }
+        }
+    }
+    // Invariants: the bounded queue stays bounded.
+    assert!(h.pending_events() <= 16);
+}
+
+fn unreachable_queue() -> Queue {
+    // Queue::new(256) only fails for sizes that are not powers of two.
+    Queue::new(1).unwrap_or_else(|_| std::process::abort())
+}
+
+struct Server {
+    path: PathBuf,
+    metrics: Arc<ServerMetrics>,
+    _handle: InputHandle,
+}
+
+static SERVER: OnceLock<Mutex<Server>> = OnceLock::new();
+
+fn server() -> &'static Mutex<Server> {
+    SERVER.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("vdi-port-fuzz-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("input.sock");
+        let dev = Arc::new(
+            InputDevice::new(InputKind::Keyboard, InputOptions::default())
+                .unwrap_or_else(|_| std::process::abort()),
+        );
+        let handle = dev.handle();
+        let srv = VhostUserServer::bind(&path, dev).unwrap_or_else(|_| std::process::abort());
+        let metrics = srv.metrics();
+        std::thread::spawn(move || srv.run());
+        Mutex::new(Server {
+            path,
+            metrics,
+            _handle: handle,
+        })
+    })
+}
+
+/// Arbitrary bytes written by a frontend into our vhost-user server (the `vhost` crate parses,
+/// our backend handles). Each input is one connection; afterwards the server must have finished
+/// the connection and be ready for the next one.
+///
+/// vhost-user-backend 0.24 keeps its request handler type private, so the bytes go through the
+/// real listener on a socket path instead of a socketpair.
+pub fn vhost_user_msgs(data: &[u8]) {
+    let srv = server().lock().unwrap_or_else(|e| e.into_inner());
+    let before = srv.metrics.connections_finished();
+    let Ok(mut s) = UnixStream::connect(&srv.path) else {
+        return;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = s.write_all(data);
+    let _ = s.shutdown(std::net::Shutdown::Write);
+    let mut sink = Vec::new();
+    let _ = s.take(1 << 20).read_to_end(&mut sink);
+    let start = Instant::now();
+    while srv.metrics.connections_finished() == before {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "server did not finish the connection"
+        );
+        std::thread::sleep(Duration::from_micros(50));
+    }
+}
