@@ -17,90 +17,33 @@ use std::sync::{Arc, Mutex};
 
 use tracing::{debug, warn};
 
+use vdi_port::input::abi::{
+    ABS_MAX_COORD, ABS_X, ABS_Y, BTN_EXTRA, BTN_LEFT, BTN_MIDDLE, BTN_RIGHT, BTN_SIDE, REL_WHEEL,
+    REL_X, REL_Y,
+};
+use vdi_port::input::{keymap, InputEvent, InputHandle, LedState, PushError};
+
 use crate::input::{Buttons, InputSink, KeyEvent, LockKeys, MouseButton, MouseMode};
 use crate::model::DisplayModel;
 
-/// Linux event types and codes used here (linux/input-event-codes.h).
-pub mod code {
-    /// EV_SYN
-    pub const EV_SYN: u16 = 0x00;
-    /// EV_KEY
-    pub const EV_KEY: u16 = 0x01;
-    /// EV_REL
-    pub const EV_REL: u16 = 0x02;
-    /// EV_ABS
-    pub const EV_ABS: u16 = 0x03;
-    /// REL_X
-    pub const REL_X: u16 = 0x00;
-    /// REL_Y
-    pub const REL_Y: u16 = 0x01;
-    /// REL_WHEEL
-    pub const REL_WHEEL: u16 = 0x08;
-    /// ABS_X
-    pub const ABS_X: u16 = 0x00;
-    /// ABS_Y
-    pub const ABS_Y: u16 = 0x01;
-    /// BTN_LEFT
-    pub const BTN_LEFT: u16 = 0x110;
-    /// BTN_RIGHT
-    pub const BTN_RIGHT: u16 = 0x111;
-    /// BTN_MIDDLE
-    pub const BTN_MIDDLE: u16 = 0x112;
-    /// BTN_SIDE
-    pub const BTN_SIDE: u16 = 0x113;
-    /// BTN_EXTRA
-    pub const BTN_EXTRA: u16 = 0x114;
-    /// KEY_CAPSLOCK
-    pub const KEY_CAPSLOCK: u16 = 58;
-    /// KEY_NUMLOCK
-    pub const KEY_NUMLOCK: u16 = 69;
-    /// KEY_SCROLLLOCK
-    pub const KEY_SCROLLLOCK: u16 = 70;
-    /// LED_NUML
-    pub const LED_NUML: u16 = 0;
-    /// LED_CAPSL
-    pub const LED_CAPSL: u16 = 1;
-    /// LED_SCROLLL
-    pub const LED_SCROLLL: u16 = 2;
-}
-
-/// The largest absolute axis value of the tablet (axes run 0..=`ABS_MAX`, as QEMU's tablets).
-pub const ABS_MAX: i32 = 0x7fff;
-
-/// One Linux input event: type, code, value (the `virtio_input_event` / `input_event` triple).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EvdevEvent {
-    /// event type (EV_KEY, EV_REL, EV_ABS, ...)
-    pub kind: u16,
-    /// event code (KEY_A, REL_X, ABS_X, ...)
-    pub code: u16,
-    /// value (1 press / 0 release, a delta, a position)
-    pub value: i32,
-}
-
-impl EvdevEvent {
-    /// An event of `kind`, `code`, `value`.
-    pub const fn new(kind: u16, code: u16, value: i32) -> Self {
-        EvdevEvent { kind, code, value }
-    }
-}
+/// Linux key codes of the lock keys (linux/input-event-codes.h).
+const KEY_CAPSLOCK: u16 = 58;
+const KEY_NUMLOCK: u16 = 69;
+const KEY_SCROLLLOCK: u16 = 70;
 
 /// A guest input device that takes whole reports. The device appends the closing
-/// `EV_SYN/SYN_REPORT` itself and delivers a report entirely or not at all.
+/// `EV_SYN/SYN_REPORT` itself.
 pub trait EvdevDevice: Send + Sync {
-    /// Queues one report for the guest. Must not block; returns false when the report was
-    /// dropped (the device's queue is full).
-    fn send(&self, report: &[EvdevEvent]) -> bool;
+    /// Queues one report for the guest. Must not block.
+    fn send(&self, report: &[InputEvent]) -> Result<(), PushError>;
 }
 
-/// Events per report at most, before the closing SYN_REPORT: QEMU's `vhost-user-input-pci`
-/// gives the event queue 4 entries (one event each), and a report larger than the queue could
-/// never be delivered whole. Longer reports are sent as several (a position, then the button
-/// changes), which the guest sees as consecutive reports.
-pub const MAX_REPORT_EVENTS: usize = 3;
-
-/// Maps a set-1 scancode (as [`KeyEvent::scancode`]) to a Linux key code.
-pub type Keymap = fn(u16) -> Option<u16>;
+/// `vdi-port`'s virtio-input devices (served over vhost-user or in process).
+impl EvdevDevice for InputHandle {
+    fn send(&self, report: &[InputEvent]) -> Result<(), PushError> {
+        self.push_report(report)
+    }
+}
 
 /// Counters of [`GuestInput`].
 #[derive(Debug, Default)]
@@ -109,6 +52,8 @@ pub struct GuestInputStats {
     pub reports: AtomicU64,
     /// reports a device dropped (its queue was full)
     pub dropped: AtomicU64,
+    /// reports for a device whose guest driver is not running
+    pub inactive: AtomicU64,
     /// keys without a Linux key code
     pub unknown_keys: AtomicU64,
     /// events that no attached device could take (e.g. motion without a mouse)
@@ -120,7 +65,7 @@ pub struct GuestInputStats {
 pub struct GuestDevices {
     /// keyboard (EV_KEY)
     pub keyboard: Option<Arc<dyn EvdevDevice>>,
-    /// absolute tablet (EV_ABS 0..=[`ABS_MAX`], buttons, wheel): client mouse mode
+    /// absolute tablet (EV_ABS 0..=0x7fff, buttons, wheel): client mouse mode
     pub tablet: Option<Arc<dyn EvdevDevice>>,
     /// relative mouse (EV_REL, buttons, wheel): server mouse mode
     pub mouse: Option<Arc<dyn EvdevDevice>>,
@@ -129,7 +74,6 @@ pub struct GuestDevices {
 /// Routes Spice input to guest devices (see the module docs).
 pub struct GuestInput {
     devices: GuestDevices,
-    keymap: Keymap,
     model: DisplayModel,
     mode: AtomicU8,
     /// Spice button mask the guest last saw, per pointer (tablet, mouse).
@@ -144,27 +88,22 @@ const MODE_CLIENT: u8 = 1;
 
 /// Spice button-mask bits with their Linux codes (wheel bits are not buttons here).
 const BUTTON_BITS: [(u16, u16); 5] = [
-    (1, code::BTN_LEFT),
-    (2, code::BTN_MIDDLE),
-    (4, code::BTN_RIGHT),
-    (32, code::BTN_SIDE),
-    (64, code::BTN_EXTRA),
+    (1, BTN_LEFT),
+    (2, BTN_MIDDLE),
+    (4, BTN_RIGHT),
+    (32, BTN_SIDE),
+    (64, BTN_EXTRA),
 ];
 
 /// Spice lock bits with the Linux key that toggles each.
-const LOCKS: [(u16, u16); 3] = [
-    (1, code::KEY_SCROLLLOCK),
-    (2, code::KEY_NUMLOCK),
-    (4, code::KEY_CAPSLOCK),
-];
+const LOCKS: [(u16, u16); 3] = [(1, KEY_SCROLLLOCK), (2, KEY_NUMLOCK), (4, KEY_CAPSLOCK)];
 
 impl GuestInput {
-    /// Feeds `devices`; key codes come from `keymap`, absolute positions are scaled to the
-    /// tablet's axes by the size of the primary surface in `model`.
-    pub fn new(devices: GuestDevices, keymap: Keymap, model: DisplayModel) -> Self {
+    /// Feeds `devices`; absolute positions are scaled to the tablet's axes by the size of the
+    /// primary surface in `model`.
+    pub fn new(devices: GuestDevices, model: DisplayModel) -> Self {
         GuestInput {
             devices,
-            keymap,
             model,
             mode: AtomicU8::new(MODE_SERVER),
             buttons: Mutex::new([0; 2]),
@@ -180,26 +119,29 @@ impl GuestInput {
 
     /// Records the guest keyboard's LED state (a status event from the guest) and returns it
     /// as Spice lock bits, for [`crate::ServerHandle::set_keyboard_leds`].
-    pub fn guest_leds(&self, num: bool, caps: bool, scroll: bool) -> LockKeys {
-        let bits = u16::from(scroll) | u16::from(num) << 1 | u16::from(caps) << 2;
+    pub fn guest_leds(&self, leds: LedState) -> LockKeys {
+        let bits = u16::from(leds.scroll_lock())
+            | u16::from(leds.num_lock()) << 1
+            | u16::from(leds.caps_lock()) << 2;
         self.leds.store(bits, Ordering::Relaxed);
         LockKeys(bits)
     }
 
-    fn send(&self, dev: Option<&Arc<dyn EvdevDevice>>, report: &[EvdevEvent]) {
+    fn send(&self, dev: Option<&Arc<dyn EvdevDevice>>, report: &[InputEvent]) {
         let Some(dev) = dev else {
             self.stats.no_device.fetch_add(1, Ordering::Relaxed);
             return;
         };
-        for part in report.chunks(MAX_REPORT_EVENTS) {
-            self.stats.reports.fetch_add(1, Ordering::Relaxed);
-            if !dev.send(part) {
+        self.stats.reports.fetch_add(1, Ordering::Relaxed);
+        match dev.send(report) {
+            Ok(()) => {}
+            Err(PushError::Inactive) => {
+                self.stats.inactive.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
                 let n = self.stats.dropped.fetch_add(1, Ordering::Relaxed);
                 if n.is_power_of_two() {
-                    warn!(
-                        dropped = n + 1,
-                        "guest input device queue full: report dropped"
-                    );
+                    warn!(dropped = n + 1, "guest input report dropped: {e}");
                 }
             }
         }
@@ -223,33 +165,29 @@ impl GuestInput {
     }
 
     /// Appends the button changes from the last mask to `mask` for pointer `idx`.
-    fn button_changes(&self, idx: usize, mask: u16, out: &mut Vec<EvdevEvent>) {
+    fn button_changes(&self, idx: usize, mask: u16, out: &mut Vec<InputEvent>) {
         let mut last = self.buttons.lock().unwrap_or_else(|e| e.into_inner());
         let changed = last[idx] ^ mask;
         for (bit, btn) in BUTTON_BITS {
             if changed & bit != 0 {
-                out.push(EvdevEvent::new(
-                    code::EV_KEY,
-                    btn,
-                    i32::from(mask & bit != 0),
-                ));
+                out.push(InputEvent::key(btn, mask & bit != 0));
             }
         }
         last[idx] = mask;
     }
 
-    /// Scales `v` in 0..size to 0..=ABS_MAX (the guest maps the axis back onto its screen).
-    fn scale(v: u32, size: u32) -> i32 {
+    /// Scales `v` in 0..size to 0..=0x7fff (the guest maps the axis back onto its screen).
+    fn scale(v: u32, size: u32) -> u32 {
         let max = u64::from(size.saturating_sub(1).max(1));
         let v = u64::from(v).min(max);
-        // v <= max, so the result is <= ABS_MAX.
-        (v * ABS_MAX as u64 / max) as i32
+        // v <= max, so the result is <= ABS_MAX_COORD.
+        (v * u64::from(ABS_MAX_COORD) / max) as u32
     }
 }
 
 impl InputSink for GuestInput {
     fn key(&self, e: KeyEvent) {
-        let Some(code) = (self.keymap)(e.scancode) else {
+        let Some(code) = keymap::set1_to_linux(e.scancode) else {
             self.stats.unknown_keys.fetch_add(1, Ordering::Relaxed);
             debug!(
                 scancode = e.scancode,
@@ -257,7 +195,7 @@ impl InputSink for GuestInput {
             );
             return;
         };
-        let ev = [EvdevEvent::new(code::EV_KEY, code, i32::from(e.pressed))];
+        let ev = [InputEvent::key(code, e.pressed)];
         self.send(self.devices.keyboard.as_ref(), &ev);
     }
 
@@ -265,8 +203,8 @@ impl InputSink for GuestInput {
         let diff = (keys.0 ^ self.leds.load(Ordering::Relaxed)) & 7;
         for (bit, key) in LOCKS {
             if diff & bit != 0 {
-                let press = [EvdevEvent::new(code::EV_KEY, key, 1)];
-                let release = [EvdevEvent::new(code::EV_KEY, key, 0)];
+                let press = [InputEvent::key(key, true)];
+                let release = [InputEvent::key(key, false)];
                 self.send(self.devices.keyboard.as_ref(), &press);
                 self.send(self.devices.keyboard.as_ref(), &release);
             }
@@ -280,10 +218,10 @@ impl InputSink for GuestInput {
         };
         let mut ev = Vec::with_capacity(8);
         if dx != 0 {
-            ev.push(EvdevEvent::new(code::EV_REL, code::REL_X, dx));
+            ev.push(InputEvent::rel(REL_X, dx));
         }
         if dy != 0 {
-            ev.push(EvdevEvent::new(code::EV_REL, code::REL_Y, dy));
+            ev.push(InputEvent::rel(REL_Y, dy));
         }
         self.button_changes(1, buttons.0, &mut ev);
         if !ev.is_empty() {
@@ -306,8 +244,8 @@ impl InputSink for GuestInput {
         }
         let (w, h) = self.model.surface_size(0).unwrap_or((1024, 768));
         let mut ev = vec![
-            EvdevEvent::new(code::EV_ABS, code::ABS_X, Self::scale(x, w)),
-            EvdevEvent::new(code::EV_ABS, code::ABS_Y, Self::scale(y, h)),
+            InputEvent::abs(ABS_X, Self::scale(x, w)),
+            InputEvent::abs(ABS_Y, Self::scale(y, h)),
         ];
         self.button_changes(0, buttons.0, &mut ev);
         self.send(Some(tablet), &ev);
@@ -327,7 +265,7 @@ impl InputSink for GuestInput {
                 } else {
                     -1
                 };
-                ev.push(EvdevEvent::new(code::EV_REL, code::REL_WHEEL, v));
+                ev.push(InputEvent::rel(REL_WHEEL, v));
             }
             _ => {
                 let bit = match button {
@@ -366,27 +304,30 @@ mod tests {
     use crate::model::SurfaceFormat;
 
     #[derive(Default)]
-    struct Rec(Mutex<Vec<Vec<EvdevEvent>>>, bool);
+    struct Rec(Mutex<Vec<Vec<InputEvent>>>, bool);
     impl EvdevDevice for Rec {
-        fn send(&self, r: &[EvdevEvent]) -> bool {
+        fn send(&self, r: &[InputEvent]) -> Result<(), PushError> {
             self.0.lock().unwrap().push(r.to_vec());
-            !self.1
+            if self.1 {
+                Err(PushError::Full {
+                    pending: 256,
+                    needed: r.len() + 1,
+                })
+            } else {
+                Ok(())
+            }
         }
     }
     impl Rec {
         fn take(&self) -> Vec<Vec<(u16, u16, i32)>> {
             std::mem::take(&mut *self.0.lock().unwrap())
                 .into_iter()
-                .map(|r| r.into_iter().map(|e| (e.kind, e.code, e.value)).collect())
+                .map(|r| {
+                    r.into_iter()
+                        .map(|e| (e.type_, e.code, e.value as i32))
+                        .collect()
+                })
                 .collect()
-        }
-    }
-
-    fn keymap(sc: u16) -> Option<u16> {
-        match sc {
-            0x1e => Some(30),
-            0xe01d => Some(97),
-            _ => None,
         }
     }
 
@@ -402,30 +343,19 @@ mod tests {
             tablet: Some(t.clone()),
             mouse: Some(m.clone()),
         };
-        (
-            GuestInput::new(devices, keymap, model.clone()),
-            k,
-            t,
-            m,
-            model,
-        )
+        (GuestInput::new(devices, model.clone()), k, t, m, model)
+    }
+
+    fn key(scancode: u16, pressed: bool) -> KeyEvent {
+        KeyEvent { scancode, pressed }
     }
 
     #[test]
     fn keys_become_linux_key_codes_and_unknown_ones_are_counted() {
         let (g, k, ..) = rig();
-        g.key(KeyEvent {
-            scancode: 0x1e,
-            pressed: true,
-        });
-        g.key(KeyEvent {
-            scancode: 0xe01d,
-            pressed: false,
-        });
-        g.key(KeyEvent {
-            scancode: 0x7f,
-            pressed: true,
-        });
+        g.key(key(0x1e, true));
+        g.key(key(0xe01d, false));
+        g.key(key(0x7f, true));
         assert_eq!(k.take(), vec![vec![(1, 30, 1)], vec![(1, 97, 0)]]);
         assert_eq!(g.stats().unknown_keys.load(Ordering::Relaxed), 1);
     }
@@ -441,13 +371,14 @@ mod tests {
             g.mouse_position(x, y, 0, Buttons(0));
             let r = t.take();
             let (vx, vy) = (r[0][0].2, r[0][1].2);
-            // what a guest does with an axis of 0..=ABS_MAX on a 1024x768 screen
-            let gx = (f64::from(vx) * 1023.0 / f64::from(ABS_MAX)).round() as u32;
-            let gy = (f64::from(vy) * 767.0 / f64::from(ABS_MAX)).round() as u32;
+            // what a guest does with an axis of 0..=0x7fff on a 1024x768 screen
+            let gx = (f64::from(vx) * 1023.0 / f64::from(ABS_MAX_COORD)).round() as u32;
+            let gy = (f64::from(vy) * 767.0 / f64::from(ABS_MAX_COORD)).round() as u32;
             assert_eq!((gx, gy), (x, y));
         }
         g.mouse_position(5000, 5000, 0, Buttons(0));
-        assert_eq!(t.take()[0][..2], [(3, 0, ABS_MAX), (3, 1, ABS_MAX)]);
+        let max = ABS_MAX_COORD as i32;
+        assert_eq!(t.take()[0][..2], [(3, 0, max), (3, 1, max)]);
         // buttons and wheel go to the tablet in client mode
         g.mouse_button(MouseButton::Left, true, Buttons(1));
         g.mouse_button(MouseButton::WheelDown, true, Buttons(17));
@@ -482,24 +413,14 @@ mod tests {
     }
 
     #[test]
-    fn long_reports_fit_the_smallest_event_queue() {
-        let (g, _, t, ..) = rig();
-        g.mouse_mode(MouseMode::Client);
-        g.mouse_position(0, 0, 0, Buttons(1 | 2 | 4 | 32));
-        let r = t.take();
-        assert_eq!(r.len(), 2);
-        assert!(r.iter().all(|r| r.len() <= MAX_REPORT_EVENTS));
-        assert_eq!(r.concat().len(), 6);
-    }
-
-    #[test]
     fn lock_keys_follow_the_client_and_leds_come_back() {
         let (g, k, ..) = rig();
-        assert_eq!(g.guest_leds(false, true, false), LockKeys(4));
+        // guest LED bits: NUML 0, CAPSL 1, SCROLLL 2
+        assert_eq!(g.guest_leds(LedState(0b010)), LockKeys(4));
         // client: caps + num; guest: caps -> toggle num only
         g.lock_keys(LockKeys(6));
         assert_eq!(k.take(), vec![vec![(1, 69, 1)], vec![(1, 69, 0)]]);
-        assert_eq!(g.guest_leds(true, true, false), LockKeys(6));
+        assert_eq!(g.guest_leds(LedState(0b011)), LockKeys(6));
         g.lock_keys(LockKeys(6));
         assert!(k.take().is_empty());
     }
@@ -512,16 +433,27 @@ mod tests {
                 keyboard: Some(full),
                 ..Default::default()
             },
-            keymap,
             DisplayModel::new(),
         );
-        g.key(KeyEvent {
-            scancode: 0x1e,
-            pressed: true,
-        });
+        g.key(key(0x1e, true));
         g.mouse_motion(1, 1, Buttons(0));
         g.mouse_position(1, 1, 0, Buttons(0));
         assert_eq!(g.stats().dropped.load(Ordering::Relaxed), 1);
         assert_eq!(g.stats().no_device.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn reports_reach_a_real_virtio_input_handle_only_while_its_driver_runs() {
+        use vdi_port::input::{InputDevice, InputKind, InputOptions};
+        let dev = InputDevice::new(InputKind::Keyboard, InputOptions::default()).unwrap();
+        let g = GuestInput::new(
+            GuestDevices {
+                keyboard: Some(Arc::new(dev.handle())),
+                ..Default::default()
+            },
+            DisplayModel::new(),
+        );
+        g.key(key(0x1e, true));
+        assert_eq!(g.stats().inactive.load(Ordering::Relaxed), 1);
     }
 }
