@@ -1,4 +1,6 @@
-//! Device events → the Spice display model, on their own thread.
+//! The bridge from a QXL device to the Spice display model: [`QxlDisplay`] turns the device's
+//! [`DeviceEvent`]s into [`DisplayModel`] operations, on its own thread, and
+//! [`announce_client_presence`] tells the guest whether a display client is connected.
 //!
 //! The software renderer inside [`qxl_device::QxlDevice`] has already applied every draw to
 //! its copy of the primary surface, so the bridge does not re-implement the draw types: it
@@ -11,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use qxl_device::decode::{
@@ -19,12 +21,33 @@ use qxl_device::decode::{
 };
 use qxl_device::render::Rect as QRect;
 use qxl_device::DeviceEvent;
-use spice_bridge::model::{CursorKind, CursorShape, Image, Monitor, SurfaceFormat};
-use spice_bridge::wire::types::Rect;
-use spice_bridge::DisplayModel;
+use qxl_device::{QxlDevice, WorkerHandle};
 use tracing::{debug, info, warn};
 
-use crate::qxl::QxlFunction;
+use crate::model::{CursorKind, CursorShape, Image, Monitor, SurfaceFormat};
+use crate::wire::display::cap;
+use crate::wire::types::Rect;
+use crate::DisplayModel;
+
+/// The display capabilities announced in the QXL ROM while a Spice display client is connected.
+/// spice-server announces those of its clients, because it forwards guest commands to them; here
+/// the device's own renderer consumes every command and clients get rendered pixels, so these are
+/// the renderer's: client monitors configs, COMPOSITE and A8 surfaces (Xorg's qxl driver uses
+/// the last two only when announced).
+pub const CLIENT_DISPLAY_CAPS: u8 =
+    1 << cap::MONITORS_CONFIG | 1 << cap::COMPOSITE | 1 << cap::A8_SURFACE;
+
+/// Writes `client_present` and [`CLIENT_DISPLAY_CAPS`] (or no capabilities when absent) into
+/// the device's ROM and raises QXL_INTERRUPT_CLIENT, as spice-server does when a display client
+/// comes or goes. Call it when [`crate::ServerHandle::has_display`] changes.
+pub fn announce_client_presence(dev: &mut QxlDevice, present: bool) {
+    let caps = if present { CLIENT_DISPLAY_CAPS } else { 0 };
+    dev.set_client_capabilities(present, &[caps]);
+    info!(
+        present,
+        caps, "display client presence announced to the guest"
+    );
+}
 
 /// More dirty rectangles than this in one flush are merged into their bounding box.
 const MAX_DIRTY_RECTS: usize = 32;
@@ -32,9 +55,9 @@ const MAX_DIRTY_RECTS: usize = 32;
 const MAX_EVENTS_PER_FLUSH: usize = 4096;
 
 /// Translates device events into display-model operations.
-pub struct Bridge {
+pub struct QxlDisplay {
     model: DisplayModel,
-    func: Arc<Mutex<QxlFunction>>,
+    dev: WorkerHandle,
     primary: Option<(u32, u32)>,
     dirty: Vec<Rect>,
     /// A MARK ("the picture is complete") is owed to clients after the first flush of a new
@@ -45,12 +68,13 @@ pub struct Bridge {
     seen: BTreeMap<&'static str, u64>,
 }
 
-impl Bridge {
-    /// A bridge feeding `model` from the device in `func`.
-    pub fn new(model: DisplayModel, func: Arc<Mutex<QxlFunction>>) -> Self {
-        Bridge {
+impl QxlDisplay {
+    /// A bridge feeding `model` from the device behind `dev` (whose event sink feeds
+    /// [`QxlDisplay::run`] or [`QxlDisplay::handle`]).
+    pub fn new(model: DisplayModel, dev: WorkerHandle) -> Self {
+        QxlDisplay {
             model,
-            func,
+            dev,
             primary: None,
             dirty: Vec::new(),
             mark_pending: false,
@@ -58,7 +82,8 @@ impl Bridge {
         }
     }
 
-    /// Runs until `stop` is set or the device side hangs up.
+    /// Runs until `stop` is set or the device side hangs up: handles queued events in
+    /// batches, flushing the dirty areas after each batch.
     pub fn run(mut self, rx: Receiver<DeviceEvent>, stop: Arc<AtomicBool>) {
         while !stop.load(Ordering::Relaxed) {
             match rx.recv_timeout(Duration::from_millis(100)) {
@@ -80,7 +105,7 @@ impl Bridge {
         }
     }
 
-    /// Applies one event (draw areas are only recorded; [`Bridge::flush`] sends them).
+    /// Applies one event (draw areas are only recorded; [`QxlDisplay::flush`] sends them).
     pub fn handle(&mut self, ev: DeviceEvent) {
         if let DeviceEvent::Display(cmd) = &ev {
             self.count(cmd);
@@ -223,8 +248,8 @@ impl Bridge {
         }
         // Copy only the dirty areas, once, straight out of the renderer.
         let areas: Vec<(Rect, qxl_device::render::Snapshot)> = {
-            let f = self.func.lock().unwrap_or_else(|p| p.into_inner());
-            let current = f.dev.primary().map(|p| (p.width, p.height));
+            let dev = self.dev.device();
+            let current = dev.primary().map(|p| (p.width, p.height));
             if current.is_none() {
                 self.dirty.clear();
                 return;
@@ -242,7 +267,7 @@ impl Bridge {
                         bottom: r.bottom,
                         right: r.right,
                     };
-                    f.dev.surface_area_snapshot(0, area).map(|snap| (r, snap))
+                    dev.surface_area_snapshot(0, area).map(|snap| (r, snap))
                 })
                 .collect()
         };
@@ -307,7 +332,10 @@ fn clamp16(v: i32) -> i16 {
 /// and colour 0 = transparent; AND-mask bit set with a colour = XOR, shown as that colour).
 fn cursor_shape(c: &qxl_device::decode::Cursor) -> Option<CursorShape> {
     let (w, h) = (c.width as usize, c.height as usize);
-    let hot = (c.hot_x.min(c.width - 1), c.hot_y.min(c.height - 1));
+    let hot = (
+        c.hot_x.min(c.width.saturating_sub(1)),
+        c.hot_y.min(c.height.saturating_sub(1)),
+    );
     let (kind, data) = match c.kind {
         QxlCursorKind::Alpha => (CursorKind::Alpha, c.data.clone()),
         QxlCursorKind::Mono => (CursorKind::Mono, c.data.clone()),
@@ -315,10 +343,11 @@ fn cursor_shape(c: &qxl_device::decode::Cursor) -> Option<CursorShape> {
         kind => {
             let mask_stride = w.div_ceil(8);
             let (color_bytes, palette): (usize, &[u8]) = match kind {
-                QxlCursorKind::Color4 => {
-                    (w.div_ceil(2) * h, &c.data.get(w.div_ceil(2) * h..)?[..64])
-                }
-                QxlCursorKind::Color8 => (w * h, &c.data.get(w * h..)?[..1024]),
+                QxlCursorKind::Color4 => (
+                    w.div_ceil(2) * h,
+                    c.data.get(w.div_ceil(2) * h..)?.get(..64)?,
+                ),
+                QxlCursorKind::Color8 => (w * h, c.data.get(w * h..)?.get(..1024)?),
                 QxlCursorKind::Color16 => (w * h * 2, &[]),
                 QxlCursorKind::Color24 => (w * h * 3, &[]),
                 _ => return None,
@@ -335,23 +364,25 @@ fn cursor_shape(c: &qxl_device::decode::Cursor) -> Option<CursorShape> {
                 for x in 0..w {
                     let rgb = match kind {
                         QxlCursorKind::Color4 => {
-                            let b = c.data[y * w.div_ceil(2) + x / 2];
+                            let b = *c.data.get(y * w.div_ceil(2) + x / 2)?;
                             pal(if x % 2 == 0 {
                                 (b >> 4) as usize
                             } else {
                                 (b & 15) as usize
                             })
                         }
-                        QxlCursorKind::Color8 => pal(c.data[y * w + x] as usize),
+                        QxlCursorKind::Color8 => pal(*c.data.get(y * w + x)? as usize),
                         QxlCursorKind::Color16 => {
                             let i = (y * w + x) * 2;
-                            let v = u16::from_le_bytes([c.data[i], c.data[i + 1]]) as u32;
+                            let p = c.data.get(i..i + 2)?;
+                            let v = u16::from_le_bytes([p[0], p[1]]) as u32;
                             let (r, g, b) = ((v >> 10) & 31, (v >> 5) & 31, v & 31);
                             ((r << 3 | r >> 2) << 16) | ((g << 3 | g >> 2) << 8) | (b << 3 | b >> 2)
                         }
                         _ => {
                             let i = (y * w + x) * 3;
-                            u32::from_le_bytes([c.data[i], c.data[i + 1], c.data[i + 2], 0])
+                            let p = c.data.get(i..i + 3)?;
+                            u32::from_le_bytes([p[0], p[1], p[2], 0])
                         }
                     } & 0x00ff_ffff;
                     let and = mask.get(y * mask_stride + x / 8)? & (0x80 >> (x % 8)) != 0;
