@@ -84,4 +84,4 @@ pub use metrics::Metrics;
 pub use pci::{BarIndex, BarInfo, BarMapping};
 pub use rom::ClientMonitor;
 pub use sink::{DeviceEvent, DisplaySink, GuestBug, InterruptLine, Mode, NoInterrupt, NullSink};
-pub use worker::Worker;
+pub use worker::{Worker, WorkerConfig, WorkerHandle};

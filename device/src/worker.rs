@@ -4,12 +4,14 @@
 //! [`Worker`] owns the device behind a mutex. vCPU threads call [`Worker::bar_write`] /
 //! [`Worker::bar_read`] (or lock [`Worker::device`] for anything else); when a write asks for
 //! the worker, the worker thread wakes and calls [`QxlDevice::process`] until there is no
-//! more work. Dropping the `Worker` stops and joins the thread.
+//! more work ([`WorkerConfig::poll`] adds a periodic drain). [`Worker::handle`] gives other
+//! threads a [`WorkerHandle`]. Dropping the `Worker` stops and joins the thread.
 
 use crate::device::QxlDevice;
 use crate::pci::BarIndex;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 #[derive(Debug, Default)]
 struct Signal {
@@ -29,12 +31,30 @@ impl Shared {
     }
 }
 
+/// How the worker thread waits for work.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WorkerConfig {
+    /// Also drain the rings this often when nobody woke the worker: a safety net for a
+    /// guest that pushed a ring entry without a doorbell the transport delivered (the
+    /// vfio-user daemon uses 50 ms). `None`: wake-ups only.
+    pub poll: Option<Duration>,
+}
+
 /// A [`QxlDevice`] with its own worker thread.
 #[derive(Debug)]
 pub struct Worker {
+    handle: WorkerHandle,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// A cloneable, thread-safe handle on a [`Worker`]'s device, for the threads around it
+/// (vCPUs or a transport, a display bridge, a control socket). It does not keep the worker
+/// thread alive: dropping the [`Worker`] stops the thread; handles then still reach the device
+/// but nothing drains its rings.
+#[derive(Clone, Debug)]
+pub struct WorkerHandle {
     dev: Arc<Mutex<QxlDevice>>,
     shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
 }
 
 fn lock(dev: &Mutex<QxlDevice>) -> MutexGuard<'_, QxlDevice> {
@@ -44,35 +64,74 @@ fn lock(dev: &Mutex<QxlDevice>) -> MutexGuard<'_, QxlDevice> {
 }
 
 impl Worker {
-    /// Moves `dev` behind a mutex and starts its worker thread ("qxl-worker").
+    /// Moves `dev` behind a mutex and starts its worker thread ("qxl-worker"), which runs
+    /// only when woken.
     pub fn spawn(dev: QxlDevice) -> std::io::Result<Self> {
-        let dev = Arc::new(Mutex::new(dev));
-        let shared = Arc::new(Shared::default());
-        let (d, s) = (dev.clone(), shared.clone());
+        Self::spawn_with(dev, WorkerConfig::default())
+    }
+
+    /// As [`Worker::spawn`], with `config`.
+    pub fn spawn_with(dev: QxlDevice, config: WorkerConfig) -> std::io::Result<Self> {
+        let handle = WorkerHandle {
+            dev: Arc::new(Mutex::new(dev)),
+            shared: Arc::new(Shared::default()),
+        };
+        let h = handle.clone();
         let thread = std::thread::Builder::new()
             .name("qxl-worker".into())
-            .spawn(move || run(&d, &s))?;
+            .spawn(move || run(&h.dev, &h.shared, config.poll))?;
         Ok(Worker {
-            dev,
-            shared,
+            handle,
             thread: Some(thread),
         })
+    }
+
+    /// A handle for other threads.
+    pub fn handle(&self) -> WorkerHandle {
+        self.handle.clone()
     }
 
     /// The device, for config space, VBE, client state and snapshots. Do not hold the
     /// guard for long: the worker needs it too.
     pub fn device(&self) -> MutexGuard<'_, QxlDevice> {
-        lock(&self.dev)
+        self.handle.device()
     }
 
     /// Wakes the worker (e.g. after [`QxlDevice::io_write`] called through [`Worker::device`]
     /// returned `wake_worker`).
     pub fn wake(&self) {
+        self.handle.wake()
+    }
+
+    /// A trapped BAR write from a vCPU; wakes the worker when the device asks for it.
+    pub fn bar_write(&self, bar: BarIndex, offset: u64, data: &[u8]) {
+        self.handle.bar_write(bar, offset, data)
+    }
+
+    /// A trapped BAR read from a vCPU.
+    pub fn bar_read(&self, bar: BarIndex, offset: u64, data: &mut [u8]) {
+        self.handle.bar_read(bar, offset, data)
+    }
+
+    /// Resets the device (the VMM's device reset, or a VMM that went away).
+    pub fn reset(&self) {
+        self.handle.reset()
+    }
+}
+
+impl WorkerHandle {
+    /// The device. Do not hold the guard for long: the worker needs it too.
+    pub fn device(&self) -> MutexGuard<'_, QxlDevice> {
+        lock(&self.dev)
+    }
+
+    /// Wakes the worker.
+    pub fn wake(&self) {
         self.shared.signal().wake = true;
         self.shared.cond.notify_one();
     }
 
-    /// A trapped BAR write from a vCPU; wakes the worker when the device asks for it.
+    /// A trapped BAR write; wakes the worker when the device asks for it.
     pub fn bar_write(&self, bar: BarIndex, offset: u64, data: &[u8]) {
         let action = lock(&self.dev).bar_write(bar, offset, data);
         if action.wake_worker {
@@ -80,18 +139,34 @@ impl Worker {
         }
     }
 
-    /// A trapped BAR read from a vCPU.
+    /// A trapped BAR read.
     pub fn bar_read(&self, bar: BarIndex, offset: u64, data: &mut [u8]) {
         lock(&self.dev).bar_read(bar, offset, data);
     }
+
+    /// Resets the device ([`QxlDevice::reset`]).
+    pub fn reset(&self) {
+        lock(&self.dev).reset();
+    }
 }
 
-fn run(dev: &Mutex<QxlDevice>, shared: &Shared) {
+fn run(dev: &Mutex<QxlDevice>, shared: &Shared, poll: Option<Duration>) {
     loop {
         {
             let mut s = shared.signal();
-            while !s.wake && !s.stop {
-                s = shared.cond.wait(s).unwrap_or_else(|e| e.into_inner());
+            match poll {
+                Some(p) => {
+                    s = shared
+                        .cond
+                        .wait_timeout_while(s, p, |s| !s.wake && !s.stop)
+                        .map(|(g, _)| g)
+                        .unwrap_or_else(|e| e.into_inner().0);
+                }
+                None => {
+                    while !s.wake && !s.stop {
+                        s = shared.cond.wait(s).unwrap_or_else(|e| e.into_inner());
+                    }
+                }
             }
             if s.stop {
                 return;
@@ -105,8 +180,8 @@ fn run(dev: &Mutex<QxlDevice>, shared: &Shared) {
 
 impl Drop for Worker {
     fn drop(&mut self) {
-        self.shared.signal().stop = true;
-        self.shared.cond.notify_one();
+        self.handle.shared.signal().stop = true;
+        self.handle.shared.cond.notify_one();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -120,7 +195,6 @@ mod tests {
     use crate::sink::{InterruptLine, NullSink};
     use crate::QxlConfig;
     use std::sync::mpsc;
-    use std::time::Duration;
 
     struct ChanLine(Mutex<mpsc::Sender<bool>>);
     impl InterruptLine for ChanLine {
@@ -133,6 +207,21 @@ mod tests {
 
     #[test]
     fn async_io_completes_on_the_worker_thread() {
+        async_io_completes(WorkerConfig::default(), true);
+    }
+
+    /// With a poll interval the worker drains even when the doorbell never woke it.
+    #[test]
+    fn a_polling_worker_completes_async_io_without_a_wake() {
+        async_io_completes(
+            WorkerConfig {
+                poll: Some(Duration::from_millis(10)),
+            },
+            false,
+        );
+    }
+
+    fn async_io_completes(config: WorkerConfig, wake: bool) {
         let (tx, rx) = mpsc::channel();
         let cfg = QxlConfig {
             ram_size: 4 << 20,
@@ -142,7 +231,7 @@ mod tests {
         };
         let dev =
             QxlDevice::new(cfg, Arc::new(ChanLine(Mutex::new(tx))), Box::new(NullSink)).unwrap();
-        let w = Worker::spawn(dev).unwrap();
+        let w = Worker::spawn_with(dev, config).unwrap();
         let hdr = {
             let mut d = w.device();
             d.config_write(0x10, &0xE000_0000u32.to_le_bytes());
@@ -160,7 +249,15 @@ mod tests {
         slot[8..].copy_from_slice(&0xE000_1000u64.to_le_bytes());
         w.bar_write(BarIndex::Ram, hdr + ram_off::MEM_SLOT as u64, &slot);
         while rx.try_recv().is_ok() {}
-        w.bar_write(BarIndex::Io, io::MEMSLOT_ADD_ASYNC as u64, &[1]);
+        if wake {
+            w.bar_write(BarIndex::Io, io::MEMSLOT_ADD_ASYNC as u64, &[1]);
+        } else {
+            let action =
+                w.handle()
+                    .device()
+                    .bar_write(BarIndex::Io, io::MEMSLOT_ADD_ASYNC as u64, &[1]);
+            assert!(action.wake_worker, "the device asked for the worker");
+        }
         // The worker completes it and raises IO_CMD: the line goes high.
         let mut high = false;
         while let Ok(level) = rx.recv_timeout(Duration::from_secs(10)) {

@@ -12,7 +12,13 @@
 //! - [`guest_input`]: Spice input turned into Linux input events for the guest's keyboard,
 //!   tablet and mouse devices (behind [`guest_input::EvdevDevice`]);
 //! - [`input`]: the [`input::InputSink`] trait that receives keyboard and mouse events, and the
-//!   [`input::AgentSink`] hook for VDAgent traffic.
+//!   [`input::AgentSink`] hook for VDAgent traffic;
+//! - [`qxl_display`]: the bridge from a QXL device (`qxl-device`) to the [`model`];
+//! - [`qxl_vfio`]: the QXL device as a vfio-user PCI function (`vfio-user-server`), for serving it
+//!   to an unmodified VMM.
+//!
+//! Test tools (`testing`: a scripted client, scenes, Xvfb; `fuzzing`: the fuzz target bodies;
+//! `codec::testimg`) are behind the `test-utils` feature.
 //!
 //! # Serving a picture
 //!
@@ -46,13 +52,17 @@
 
 pub mod channel;
 pub mod codec;
+#[cfg(any(test, feature = "test-utils"))]
 pub mod fuzzing;
 pub mod guest_input;
 pub mod input;
 pub mod link;
 pub mod model;
+pub mod qxl_display;
+pub mod qxl_vfio;
 pub mod server;
 pub mod session;
+#[cfg(any(test, feature = "test-utils"))]
 pub mod testing;
 pub mod wire;
 

@@ -65,6 +65,7 @@
 
 pub mod lz;
 pub mod lz4;
+#[cfg(any(test, feature = "test-utils"))]
 pub mod testimg;
 
 /// Spice image type codes (`SpiceImageType`, sheet §4.5) produced by this module.

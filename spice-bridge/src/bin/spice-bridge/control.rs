@@ -9,14 +9,10 @@
 //!
 //! Lines are bounded (4 KiB); bad lines get an `error` reply and a log line.
 
+use qxl_device::{ClientMonitor, WorkerHandle};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::sync::{Arc, Mutex};
-
-use qxl_device::ClientMonitor;
 use tracing::{info, warn};
-
-use crate::qxl::QxlFunction;
 
 const MAX_LINE: u64 = 4096;
 
@@ -55,7 +51,7 @@ fn parse_head(s: &str) -> Result<ClientMonitor, String> {
 }
 
 /// Executes one command line; returns the reply line (without newline).
-pub fn execute(func: &Mutex<QxlFunction>, line: &str) -> String {
+pub fn execute(qxl: &WorkerHandle, line: &str) -> String {
     let mut words = line.split_whitespace();
     match words.next() {
         Some("monitors") => {
@@ -65,11 +61,7 @@ pub fn execute(func: &Mutex<QxlFunction>, line: &str) -> String {
                     "error monitors: give 1 to 64 heads".to_string()
                 }
                 Ok(h) => {
-                    let raised = func
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .dev
-                        .set_client_monitors(&h);
+                    let raised = qxl.device().set_client_monitors(&h);
                     info!(heads = h.len(), raised, "client monitors config set");
                     format!(
                         "ok interrupt={}",
@@ -80,20 +72,19 @@ pub fn execute(func: &Mutex<QxlFunction>, line: &str) -> String {
             }
         }
         Some("status") => {
-            let f = func.lock().unwrap_or_else(|p| p.into_inner());
-            let primary = f
-                .dev
+            let dev = qxl.device();
+            let primary = dev
                 .primary()
                 .map(|p| format!("{}x{}", p.width, p.height))
                 .unwrap_or_else(|| "none".into());
-            format!("ok mode={:?} primary={primary}", f.dev.mode())
+            format!("ok mode={:?} primary={primary}", dev.mode())
         }
         Some(other) => format!("error unknown command '{other}' (monitors, status)"),
         None => "error empty line".to_string(),
     }
 }
 
-fn serve_conn(func: &Mutex<QxlFunction>, conn: UnixStream) -> std::io::Result<()> {
+fn serve_conn(qxl: &WorkerHandle, conn: UnixStream) -> std::io::Result<()> {
     let mut out = conn.try_clone()?;
     let mut reader = BufReader::new(conn);
     loop {
@@ -107,7 +98,7 @@ fn serve_conn(func: &Mutex<QxlFunction>, conn: UnixStream) -> std::io::Result<()
             writeln!(out, "error line too long")?;
             return Ok(());
         }
-        let reply = execute(func, line.trim());
+        let reply = execute(qxl, line.trim());
         if reply.starts_with("error") {
             warn!("control socket: {}: {reply}", line.trim());
         }
@@ -116,11 +107,11 @@ fn serve_conn(func: &Mutex<QxlFunction>, conn: UnixStream) -> std::io::Result<()
 }
 
 /// Serves `listener` forever (one connection at a time is enough for a control socket).
-pub fn serve(listener: UnixListener, func: Arc<Mutex<QxlFunction>>) {
+pub fn serve(listener: UnixListener, qxl: WorkerHandle) {
     for conn in listener.incoming() {
         match conn {
             Ok(c) => {
-                if let Err(e) = serve_conn(&func, c) {
+                if let Err(e) = serve_conn(&qxl, c) {
                     warn!("control socket connection: {e}");
                 }
             }

@@ -1,31 +1,37 @@
 //! `spice-bridge`: the daemon that plugs the QXL display into an unmodified VMM over
 //! vfio-user and serves its screen to Spice clients. `--help` documents every flag.
 //!
+//! Wiring only: the code it wires lives in the libraries (`qxl_device::Worker`,
+//! `spice_bridge::qxl_display`, `spice_bridge::qxl_vfio`, `vfio_user_server`).
+//!
 //! Threads: the vfio-user server (register accesses; one VMM connection at a time, the next
-//! one accepted after a disconnect), the device worker (drains rings), the bridge (device
-//! events → display model) and the tokio runtime serving Spice clients.
+//! one accepted after a disconnect), the device worker (drains rings), the display bridge
+//! (device events → display model), the control socket and the tokio runtime serving Spice
+//! clients.
 
-mod bridge;
 mod cli;
 mod control;
-mod qxl;
-mod vfio;
 
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use qxl_device::{QxlConfig, QxlDevice};
+use qxl_device::{DeviceEvent, QxlConfig, QxlDevice, Worker, WorkerConfig, WorkerHandle};
 use spice_bridge::input::{NullAgent, NullInput};
 use spice_bridge::link::TicketPolicy;
+use spice_bridge::qxl_display::{announce_client_presence, QxlDisplay};
+use spice_bridge::qxl_vfio::{IntxLine, QxlFunction};
 use spice_bridge::server::{ImageCompression, Server, ServerConfig};
-use spice_bridge::wire::display::cap;
 use spice_bridge::DisplayModel;
 use tracing::{error, info, warn};
+use vfio_user_server::{server_tables, FunctionBackend, Intx, PciFunction};
 
 const MIB: u64 = 1 << 20;
+/// The device worker also drains the rings this often, as a safety net.
+const WORKER_POLL: Duration = Duration::from_millis(50);
 
 fn main() -> ExitCode {
     let cmd = match cli::parse(std::env::args().skip(1)) {
@@ -63,25 +69,72 @@ fn main() -> ExitCode {
     }
 }
 
-/// The display capabilities announced in the QXL ROM while a Spice display client is connected.
-/// spice-server announces those of its clients, because it forwards guest commands to them; here
-/// the device's own renderer consumes every command and clients get rendered pixels, so these are
-/// the renderer's: client monitors configs, COMPOSITE and A8 surfaces (Xorg's qxl driver uses
-/// the last two only when announced).
-const CLIENT_DISPLAY_CAPS: u8 =
-    1 << cap::MONITORS_CONFIG | 1 << cap::COMPOSITE | 1 << cap::A8_SURFACE;
+/// The QXL device on its worker, its INTx line (for the vfio-user transport) and the receiving
+/// end of its event sink (for the display bridge).
+struct Qxl {
+    worker: Worker,
+    intx: Arc<Intx>,
+    events: Receiver<DeviceEvent>,
+}
 
-/// Writes `client_present` and [`CLIENT_DISPLAY_CAPS`] into the ROM (QXL_INTERRUPT_CLIENT).
-fn set_client_present(func: &Mutex<qxl::QxlFunction>, present: bool) {
-    let caps = if present { CLIENT_DISPLAY_CAPS } else { 0 };
-    func.lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .dev
-        .set_client_capabilities(present, &[caps]);
+fn qxl_device(opts: &cli::Options) -> anyhow::Result<Qxl> {
+    let intx = Arc::new(Intx::default());
+    let (ev_tx, events) = std::sync::mpsc::channel();
+    let cfg = QxlConfig {
+        vga: !opts.secondary,
+        ram_size: u64::from(opts.ram_mib) * MIB,
+        vram_size: u64::from(opts.vram_mib) * MIB,
+        vgamem_size: u64::from(opts.vgamem_mib) * MIB,
+        ..QxlConfig::default()
+    };
+    let dev = QxlDevice::new(cfg, Arc::new(IntxLine(intx.clone())), Box::new(ev_tx))
+        .context("QXL device")?;
+    let worker = Worker::spawn_with(
+        dev,
+        WorkerConfig {
+            poll: Some(WORKER_POLL),
+        },
+    )
+    .context("worker thread")?;
+    Ok(Qxl {
+        worker,
+        intx,
+        events,
+    })
+}
+
+/// Serves the QXL device on `--qxl-socket`: one VMM at a time; after a disconnect the line is
+/// lowered, the device reset and the next VMM accepted.
+fn serve_qxl_vfio_user(
+    opts: &cli::Options,
+    qxl: WorkerHandle,
+    intx: Arc<Intx>,
+) -> anyhow::Result<()> {
+    let func = QxlFunction::new(qxl);
+    let (regions, irqs) = server_tables(&func.bars(), !opts.no_mmap);
+    let vfu = vfio_user_server::Server::new(&opts.qxl_socket, irqs, regions)
+        .with_context(|| format!("--qxl-socket {}", opts.qxl_socket.display()))?;
     info!(
-        present,
-        caps, "display client presence announced to the guest"
+        socket = %opts.qxl_socket.display(),
+        mmap = !opts.no_mmap,
+        "vfio-user QXL device ready"
     );
+    std::thread::Builder::new()
+        .name("vfio-user".into())
+        .spawn(move || loop {
+            let mut backend = FunctionBackend::new(func.clone(), intx.clone());
+            match vfu.run(&mut backend) {
+                Ok(_) => info!(
+                    interrupts = intx.fired(),
+                    "VMM disconnected; waiting for the next one"
+                ),
+                Err(e) => warn!("VMM connection ended: {e}"),
+            }
+            intx.set_level(false);
+            backend.function().reset();
+        })
+        .context("vfio-user thread")?;
+    Ok(())
 }
 
 fn run(opts: cli::Options) -> anyhow::Result<()> {
@@ -124,71 +177,23 @@ fn run(opts: cli::Options) -> anyhow::Result<()> {
     let addr = server.local_addr();
     info!("spice://{}:{}", addr.ip(), addr.port());
 
-    // The device.
-    let intx = Arc::new(vfio::Intx::default());
-    let wake = Arc::new(qxl::Wake::default());
-    let (ev_tx, ev_rx) = std::sync::mpsc::channel();
-    let cfg = QxlConfig {
-        vga: !opts.secondary,
-        ram_size: u64::from(opts.ram_mib) * MIB,
-        vram_size: u64::from(opts.vram_mib) * MIB,
-        vgamem_size: u64::from(opts.vgamem_mib) * MIB,
-        ..QxlConfig::default()
-    };
-    let dev = QxlDevice::new(cfg, Arc::new(qxl::IntxLine(intx.clone())), Box::new(ev_tx))
-        .context("QXL device")?;
-    let func = Arc::new(Mutex::new(qxl::QxlFunction::new(dev, wake.clone())));
+    // The QXL device, the bridge from its events to the display model, its vfio-user server.
+    let Qxl {
+        worker,
+        intx,
+        events,
+    } = qxl_device(&opts)?;
+    let qxl = worker.handle();
     let stop = Arc::new(AtomicBool::new(false));
-
     {
-        let (func, wake, stop) = (func.clone(), wake.clone(), stop.clone());
-        std::thread::Builder::new()
-            .name("qxl-worker".into())
-            .spawn(move || qxl::run_worker(func, wake, stop, Duration::from_millis(50)))
-            .context("worker thread")?;
-    }
-    {
-        let bridge = bridge::Bridge::new(model.clone(), func.clone());
+        let display = QxlDisplay::new(model.clone(), qxl.clone());
         let stop = stop.clone();
         std::thread::Builder::new()
             .name("bridge".into())
-            .spawn(move || bridge.run(ev_rx, stop))
+            .spawn(move || display.run(events, stop))
             .context("bridge thread")?;
     }
-
-    // vfio-user: serve one VMM at a time; after a disconnect reset the device and accept again.
-    let bars = {
-        use vfio::PciFunction;
-        func.lock().unwrap_or_else(|p| p.into_inner()).bars()
-    };
-    let (regions, irqs) = vfio::server_tables(&bars, !opts.no_mmap);
-    let vfu = vfio::Server::new(&opts.qxl_socket, irqs, regions)
-        .with_context(|| format!("--qxl-socket {}", opts.qxl_socket.display()))?;
-    info!(
-        socket = %opts.qxl_socket.display(),
-        mmap = !opts.no_mmap,
-        "vfio-user QXL device ready"
-    );
-    {
-        let func = func.clone();
-        let intx = intx.clone();
-        std::thread::Builder::new()
-            .name("vfio-user".into())
-            .spawn(move || loop {
-                let mut backend = vfio::VfioBackend::new(func.clone(), intx.clone());
-                match vfu.run(&mut backend) {
-                    Ok(_) => info!(
-                        interrupts = intx.fired(),
-                        "VMM disconnected; waiting for the next one"
-                    ),
-                    Err(e) => warn!("VMM connection ended: {e}"),
-                }
-                intx.set_level(false);
-                use vfio::PciFunction;
-                func.lock().unwrap_or_else(|p| p.into_inner()).reset();
-            })
-            .context("vfio-user thread")?;
-    }
+    serve_qxl_vfio_user(&opts, qxl.clone(), intx)?;
 
     if let Some(path) = &opts.control_socket {
         if path.exists() {
@@ -196,10 +201,10 @@ fn run(opts: cli::Options) -> anyhow::Result<()> {
         }
         let listener = std::os::unix::net::UnixListener::bind(path)
             .with_context(|| format!("--control-socket {}", path.display()))?;
-        let func = func.clone();
+        let qxl = qxl.clone();
         std::thread::Builder::new()
             .name("control".into())
-            .spawn(move || control::serve(listener, func))
+            .spawn(move || control::serve(listener, qxl))
             .context("control thread")?;
     }
 
@@ -223,7 +228,7 @@ fn run(opts: cli::Options) -> anyhow::Result<()> {
                 _ = tick.tick() => {
                     if server.has_display() != present {
                         present = !present;
-                        set_client_present(&func, present);
+                        announce_client_presence(&mut qxl.device(), present);
                     }
                 }
             }
@@ -232,8 +237,8 @@ fn run(opts: cli::Options) -> anyhow::Result<()> {
         Ok::<(), std::io::Error>(())
     })
     .context("signal handling")?;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    wake.wake();
+    stop.store(true, Ordering::Relaxed);
+    drop(worker); // stops and joins the device worker
     let _ = std::fs::remove_file(&opts.qxl_socket);
     if let Some(path) = &opts.control_socket {
         let _ = std::fs::remove_file(path);
