@@ -22,6 +22,12 @@ OPTIONS:
     --qxl-vram-mib N         size of the QXL VRAM BAR (BAR1) in MiB, power of two (default 64)
     --qxl-vgamem-mib N       surface-0 / VGA framebuffer area in MiB, power of two (default 16)
     --qxl-secondary          present class 0x0380 (secondary display) instead of VGA 0x0300
+    --keyboard-socket PATH   vhost-user socket of a virtio-input keyboard (QEMU:
+                             -device vhost-user-input-pci; guest RAM must be shared memory)
+    --tablet-socket PATH     vhost-user socket of a virtio-input tablet (absolute pointer):
+                             client mouse mode is offered while the guest's driver runs it
+    --mouse-socket PATH      vhost-user socket of a virtio-input relative mouse (server mouse
+                             mode)
     --control-socket PATH    line-based control socket (\"monitors WxH[+X+Y] ...\", \"status\")
     --name NAME              VM name shown by clients (default \"spice-bridge\")
     -h, --help               print this help
@@ -66,6 +72,19 @@ pub struct Options {
     pub name: String,
     /// Control socket path.
     pub control_socket: Option<PathBuf>,
+    /// vhost-user sockets of the virtio-input devices.
+    pub input: InputSockets,
+}
+
+/// Where the virtio-input devices are served over vhost-user (each optional).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InputSockets {
+    /// keyboard
+    pub keyboard: Option<PathBuf>,
+    /// absolute tablet (client mouse mode)
+    pub tablet: Option<PathBuf>,
+    /// relative mouse (server mouse mode)
+    pub mouse: Option<PathBuf>,
 }
 
 /// What the command line asks for.
@@ -93,6 +112,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
     let mut secondary = false;
     let mut name = "spice-bridge".to_string();
     let mut control_socket = None;
+    let mut input = InputSockets::default();
 
     while let Some(arg) = it.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -124,6 +144,9 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
             "--qxl-secondary" => secondary = true,
             "--name" => name = value(&mut it)?,
             "--control-socket" => control_socket = Some(PathBuf::from(value(&mut it)?)),
+            "--keyboard-socket" => input.keyboard = Some(PathBuf::from(value(&mut it)?)),
+            "--tablet-socket" => input.tablet = Some(PathBuf::from(value(&mut it)?)),
+            "--mouse-socket" => input.mouse = Some(PathBuf::from(value(&mut it)?)),
             other => return Err(format!("unknown argument '{other}' (see --help)")),
         }
     }
@@ -139,6 +162,16 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
         (Some(path), false) => Ticketing::Password(read_password(&path)?),
     };
     let qxl_socket = qxl_socket.ok_or("--qxl-socket PATH is required")?;
+    let mut paths = vec![("--qxl-socket", &qxl_socket)];
+    paths.extend(control_socket.iter().map(|p| ("--control-socket", p)));
+    paths.extend(input.keyboard.iter().map(|p| ("--keyboard-socket", p)));
+    paths.extend(input.tablet.iter().map(|p| ("--tablet-socket", p)));
+    paths.extend(input.mouse.iter().map(|p| ("--mouse-socket", p)));
+    for (i, (fa, a)) in paths.iter().enumerate() {
+        if let Some((fb, _)) = paths[..i].iter().find(|(_, b)| b == a) {
+            return Err(format!("{fa} and {fb} name the same path {}", a.display()));
+        }
+    }
     if u64::from(vgamem_mib) * 2 > u64::from(ram_mib) {
         return Err(format!(
             "--qxl-ram-mib {ram_mib} must be at least twice --qxl-vgamem-mib {vgamem_mib}"
@@ -155,6 +188,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
         secondary,
         name,
         control_socket,
+        input,
     })))
 }
 
@@ -199,6 +233,36 @@ mod tests {
         assert_eq!(o.spice_addr.port(), 5930);
         assert_eq!(o.ticketing, Ticketing::Disabled);
         assert_eq!((o.ram_mib, o.vram_mib, o.vgamem_mib), (64, 64, 16));
+        assert_eq!(o.input, InputSockets::default());
+    }
+
+    #[test]
+    fn input_sockets() {
+        let Command::Run(o) = p(&[
+            "--qxl-socket=/q",
+            "--disable-ticketing",
+            "--keyboard-socket",
+            "/k",
+            "--tablet-socket=/t",
+            "--mouse-socket",
+            "/m",
+        ])
+        .unwrap() else {
+            panic!("expected run")
+        };
+        assert_eq!(
+            o.input.keyboard.as_deref(),
+            Some(std::path::Path::new("/k"))
+        );
+        assert_eq!(o.input.tablet.as_deref(), Some(std::path::Path::new("/t")));
+        assert_eq!(o.input.mouse.as_deref(), Some(std::path::Path::new("/m")));
+        let e = p(&[
+            "--qxl-socket=/q",
+            "--disable-ticketing",
+            "--keyboard-socket=/q",
+        ])
+        .unwrap_err();
+        assert!(e.contains("same path"), "{e}");
     }
 
     #[test]

@@ -20,13 +20,15 @@ use std::time::Duration;
 
 use anyhow::Context;
 use qxl_device::{DeviceEvent, QxlConfig, QxlDevice, Worker, WorkerConfig, WorkerHandle};
-use spice_bridge::input::{NullAgent, NullInput};
+use spice_bridge::guest_input::{GuestDevices, GuestInput};
+use spice_bridge::input::NullAgent;
 use spice_bridge::link::TicketPolicy;
 use spice_bridge::qxl_display::{announce_client_presence, QxlDisplay};
 use spice_bridge::qxl_vfio::{IntxLine, QxlFunction};
 use spice_bridge::server::{ImageCompression, Server, ServerConfig};
 use spice_bridge::DisplayModel;
 use tracing::{error, info, warn};
+use vdi_port::input::{InputDevice, InputHandle, InputKind, InputOptions, LedState, StatusSink};
 use vfio_user_server::{server_tables, FunctionBackend, Intx, PciFunction};
 
 const MIB: u64 = 1 << 20;
@@ -137,6 +139,81 @@ fn serve_qxl_vfio_user(
     Ok(())
 }
 
+/// The virtio-input devices the daemon serves, their owner handles and the guest's LED changes.
+struct Inputs {
+    devices: GuestDevices,
+    tablet: Option<InputHandle>,
+    leds: tokio::sync::watch::Receiver<LedState>,
+}
+
+/// Relays the guest keyboard's LED changes (device worker thread) to the Spice loop.
+struct LedRelay(tokio::sync::watch::Sender<LedState>);
+
+impl StatusSink for LedRelay {
+    fn leds_changed(&self, leds: LedState) {
+        self.0.send_replace(leds);
+    }
+}
+
+/// Creates each virtio-input device asked for and serves it over vhost-user on its socket,
+/// one thread each (one VMM connection at a time; the device is reset between them).
+fn serve_inputs(opts: &cli::Options) -> anyhow::Result<Inputs> {
+    let (led_tx, leds) = tokio::sync::watch::channel(LedState::default());
+    let led_sink: Arc<dyn StatusSink> = Arc::new(LedRelay(led_tx));
+    let mut devices = GuestDevices::default();
+    let mut tablet = None;
+    let sockets = [
+        (
+            InputKind::Keyboard,
+            &opts.input.keyboard,
+            "--keyboard-socket",
+        ),
+        (InputKind::Tablet, &opts.input.tablet, "--tablet-socket"),
+        (InputKind::Mouse, &opts.input.mouse, "--mouse-socket"),
+    ];
+    for (kind, path, flag) in sockets {
+        let Some(path) = path.clone() else { continue };
+        if path.exists() {
+            anyhow::bail!("{flag} {}: path exists (remove it first)", path.display());
+        }
+        let dev = InputDevice::new(
+            kind,
+            InputOptions {
+                status_sink: (kind == InputKind::Keyboard).then(|| led_sink.clone()),
+                ..InputOptions::default()
+            },
+        )
+        .with_context(|| format!("{flag}: virtio-input device"))?;
+        let handle = dev.handle();
+        let server = vdi_port::vhost_user::VhostUserServer::bind(&path, Arc::new(dev))
+            // (the vhost crates' errors are not Sync, so no `context` here)
+            .map_err(|e| anyhow::anyhow!("{flag} {}: {e}", path.display()))?;
+        info!(socket = %path.display(), ?kind, "vhost-user virtio-input device ready");
+        std::thread::Builder::new()
+            .name(format!("vhost-user-{kind:?}").to_lowercase())
+            .spawn(move || {
+                if let Err(e) = server.run() {
+                    error!(?kind, "vhost-user server stopped: {e}");
+                }
+            })
+            .context("vhost-user thread")?;
+        let h: Arc<dyn spice_bridge::guest_input::EvdevDevice> = Arc::new(handle.clone());
+        match kind {
+            InputKind::Keyboard => devices.keyboard = Some(h),
+            InputKind::Tablet => {
+                devices.tablet = Some(h);
+                tablet = Some(handle);
+            }
+            InputKind::Mouse => devices.mouse = Some(h),
+        }
+    }
+    Ok(Inputs {
+        devices,
+        tablet,
+        leds,
+    })
+}
+
 fn run(opts: cli::Options) -> anyhow::Result<()> {
     if opts.qxl_socket.exists() {
         anyhow::bail!(
@@ -152,6 +229,12 @@ fn run(opts: cli::Options) -> anyhow::Result<()> {
 
     // Spice first: clients can link before any VMM connects.
     let model = DisplayModel::new();
+    let Inputs {
+        devices,
+        tablet,
+        mut leds,
+    } = serve_inputs(&opts)?;
+    let guest_input = Arc::new(GuestInput::new(devices, model.clone()));
     let server_cfg = ServerConfig {
         listen: opts.spice_addr,
         ticket: match &opts.ticketing {
@@ -170,7 +253,7 @@ fn run(opts: cli::Options) -> anyhow::Result<()> {
         .block_on(Server::start(
             server_cfg,
             model.clone(),
-            Arc::new(NullInput),
+            guest_input.clone(),
             Arc::new(NullAgent),
         ))
         .with_context(|| format!("spice server on {}", opts.spice_addr))?;
@@ -225,11 +308,19 @@ fn run(opts: cli::Options) -> anyhow::Result<()> {
                     info!("SIGTERM: shutting down");
                     break;
                 }
+                Ok(()) = leds.changed() => {
+                    let led = *leds.borrow_and_update();
+                    let keys = guest_input.guest_leds(led);
+                    info!(leds = keys.0, "guest keyboard LEDs changed; telling the client");
+                    server.set_keyboard_leds(keys);
+                }
                 _ = tick.tick() => {
                     if server.has_display() != present {
                         present = !present;
                         announce_client_presence(&mut qxl.device(), present);
                     }
+                    // As spice-server: client mouse mode while an absolute pointer is there.
+                    server.set_client_mouse_available(tablet.as_ref().is_some_and(|t| t.is_active()));
                 }
             }
         }
@@ -241,6 +332,12 @@ fn run(opts: cli::Options) -> anyhow::Result<()> {
     drop(worker); // stops and joins the device worker
     let _ = std::fs::remove_file(&opts.qxl_socket);
     if let Some(path) = &opts.control_socket {
+        let _ = std::fs::remove_file(path);
+    }
+    for path in [&opts.input.keyboard, &opts.input.tablet, &opts.input.mouse]
+        .into_iter()
+        .flatten()
+    {
         let _ = std::fs::remove_file(path);
     }
     info!("stopped");
