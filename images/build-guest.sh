@@ -23,6 +23,12 @@ MODS="drm drm_kms_helper ttm drm_ttm_helper qxl virtio_pci? virtio_console?"
 # "Known driver behaviour"); with these modules loaded too, the stale handler of trixie's 6.12 takes
 # the reloaded driver's interrupts or faults, on QEMU's own qxl as on ours.
 XORG_MODS="virtio_blk? crc32c_generic? ext4?"
+# Input devices, loaded by the input test only (input-load-order): evdev (/dev/input/event*),
+# virtio_input (QEMU's virtio-keyboard/tablet/mouse-pci and vhost-user-input-pci, the daemon's),
+# psmouse (the pc machine's PS/2 mouse: relative motion in server mouse mode; the PS/2 keyboard,
+# atkbd + i8042, is built into Debian's kernels), and QEMU's usb-tablet on a qemu-xhci host
+# (xhci_pci -> xhci_hcd -> usbcore, then usbhid + hid_generic bind the tablet).
+INPUT_MODS="evdev virtio_input? psmouse? xhci_pci? usbhid? hid_generic?"
 
 # --- which kernel package -------------------------------------------------------------------
 # The apt that resolves and downloads the kernel: the host's (bookworm) or the trixie root's.
@@ -85,7 +91,7 @@ BUSYBOX=/bin/busybox
 [ -x "$BUSYBOX" ] && ! readelf -l "$BUSYBOX" 2>/dev/null | grep -q 'INTERP' ||
     rig_die "static busybox missing: run images/install-host-deps.sh (busybox-static)"
 command -v gcc >/dev/null || rig_die "gcc missing: run images/install-host-deps.sh"
-HASH=$(cat "$0" "$GUEST_SRC/init" "$GUEST_SRC/qxltest.c" "$BUSYBOX" <(echo "$DEB $MODS $XORG_MODS") | sha256sum | cut -c1-16)
+HASH=$(cat "$0" "$GUEST_SRC/init" "$GUEST_SRC/qxltest.c" "$BUSYBOX" <(echo "$DEB $MODS $XORG_MODS $INPUT_MODS") | sha256sum | cut -c1-16)
 if [ -f "$OUT/info" ] && grep -qx "HASH=$HASH" "$OUT/info" && [ -f "$OUT/initrd.gz" ] && [ -f "$OUT/vmlinuz" ]; then
     printf '%s\n' "$OUT"
     exit 0
@@ -139,10 +145,32 @@ visit_list() {
     done
 }
 visit_list $MODS
-N_BASE=${#ORDER[@]} # ORDER[0..N_BASE) go to qxl-load-order, the rest to xorg-load-order
-visit_list $XORG_MODS
+N_BASE=${#ORDER[@]} # ORDER[0..N_BASE) is qxl-load-order
+visit_list $XORG_MODS $INPUT_MODS
 rm -f "$WORK/k.tar"
-rig_log "modules (load order): ${ORDER[*]}"
+# A later list's load order: the closure of its wanted modules, dependencies first, without the
+# modules of qxl-load-order (always loaded first). Each list gets its whole closure, so a
+# dependency shared by the xorg and the input lists is in both.
+list_order() {
+    local -A seen=()
+    local m out=()
+    for m in "${ORDER[@]:0:N_BASE}"; do seen[$m]=1; done
+    walk() {
+        local m=$1 d
+        [ -n "${seen[$m]:-}" ] && return 0
+        seen[$m]=1
+        for d in ${deps_of[$m]//,/ }; do walk "${d//-/_}"; done
+        out+=("$m")
+    }
+    for m in "$@"; do
+        m=${m%\?}
+        if [ -n "${path_of[$m]:-}" ]; then walk "$m"; fi
+    done
+    echo "${out[*]}"
+}
+XORG_ORDER=$(list_order $XORG_MODS)
+INPUT_ORDER=$(list_order $INPUT_MODS)
+rig_log "modules (load order): ${ORDER[*]:0:N_BASE} | xorg: $XORG_ORDER | input: $INPUT_ORDER"
 
 # --- initramfs tree -----------------------------------------------------------------------------
 R="$WORK/root"
@@ -154,10 +182,10 @@ strip "$R/bin/qxltest"
 install -m 0755 "$GUEST_SRC/init" "$R/init"
 
 # Modules decompressed (busybox insmod wants plain .ko), a modules.dep in kmod's format (for
-# busybox modprobe) and qxl-load-order (one module per line, dependencies first).
+# busybox modprobe) and qxl-load-order, xorg-load-order, input-load-order (one module per line,
+# dependencies first).
 MD="$R/lib/modules/$KVER"
 rel_of() { local p=${path_of[$1]#*/lib/modules/"$KVER"/}; p=${p%.xz}; echo "${p%.zst}"; }
-i=0
 for m in "${ORDER[@]}"; do
     src="$WORK/${path_of[$m]#./}"
     [ -f "$src" ] || src="$WORK/${path_of[$m]}"
@@ -168,10 +196,11 @@ for m in "${ORDER[@]}"; do
     *.zst) zstd -dcq "$src" >"$dst" ;;
     *) cp "$src" "$dst" ;;
     esac
-    if [ $i -lt "$N_BASE" ]; then echo "$m" >>"$MD/qxl-load-order"; else echo "$m" >>"$MD/xorg-load-order"; fi
-    i=$((i + 1))
 done
-touch "$MD/xorg-load-order"
+printf '%s\n' "${ORDER[@]:0:N_BASE}" >"$MD/qxl-load-order"
+printf '%s\n' $XORG_ORDER >"$MD/xorg-load-order"
+printf '%s\n' $INPUT_ORDER >"$MD/input-load-order"
+sed -i '/^$/d' "$MD/xorg-load-order" "$MD/input-load-order"
 closure() { # all dependencies of $1, dependents first (kmod order: the last is loaded first)
     local m=$1 d
     for d in ${deps_of[$m]//,/ }; do

@@ -25,6 +25,24 @@
 #   --pidfile FILE           write QEMU's pid there
 #   --disk IMAGE             a raw disk image as virtio-blk /dev/vda, opened with snapshot=on (the
 #                            guest's writes go to a temporary overlay), e.g. build-xorg-root.sh's
+#   --input-socket PATH      (repeatable) a vhost-user-input-pci device whose backend listens on the
+#                            unix socket PATH (the daemon's keyboard, tablet or mouse): each adds
+#                            -chardev socket,id=inN,path=PATH -device vhost-user-input-pci,chardev=inN.
+#                            Guest RAM is always a share=on memfd, which vhost-user needs.
+#   --usb-tablet             a qemu-xhci controller with QEMU's usb-tablet: an absolute pointer, so
+#                            the reference spice-server offers client mouse mode. Without it the
+#                            reference has the pc machine's PS/2 keyboard and mouse only (server
+#                            mouse mode), as the display tests always had.
+#   --virtio-input LIST      QEMU's own virtio-input devices, LIST a comma list of keyboard, tablet,
+#                            mouse (virtio-keyboard-pci, virtio-tablet-pci, virtio-mouse-pci): with
+#                            --reference, QEMU's spice input on the guest's virtio_input driver, the
+#                            driver the daemon's vhost-user devices meet. QEMU offers client mouse
+#                            mode only while the pointer device it routes to first is absolute:
+#                            with both tablet and mouse, the one the guest driver activated last
+#                            wins, so give tablet or mouse, not both, for a known mouse mode.
+#
+# The input devices are what the guest's "input" test reads (images/guest/init); the PS/2
+# keyboard (i8042, atkbd) is always there on the pc machine.
 #
 # Runs in the foreground until QEMU exits; kills QEMU on exit, INT or TERM (and QEMU gets SIGKILL
 # if this script is killed outright). Prints the accelerator it chose on stderr as
@@ -34,7 +52,8 @@ set -euo pipefail
 rig_need_root
 
 DIST=bookworm MODE="" SOCK="" NOMMAP=0 TEST=bind APPEND="" PORT=5930 LOG="" TIMEOUT=600
-ACCEL=auto MEM=512 REBOOT=0 AGENT=0 TASKSET="" PIDFILE="" DISK="" EXTRA=()
+ACCEL=auto MEM=512 REBOOT=0 AGENT=0 TASKSET="" PIDFILE="" DISK="" EXTRA=() INSOCKS=()
+USBTABLET=0 VIRTIOINPUT=""
 while [ $# -gt 0 ]; do
     case "$1" in
     --reference) MODE=reference ;;
@@ -54,6 +73,9 @@ while [ $# -gt 0 ]; do
     --qemu-arg) EXTRA+=("$2"); shift ;;
     --pidfile) PIDFILE=$2; shift ;;
     --disk) DISK=$2; shift ;;
+    --input-socket) INSOCKS+=("$2"); shift ;;
+    --usb-tablet) USBTABLET=1 ;;
+    --virtio-input) VIRTIOINPUT=$2; shift ;;
     -h | --help) sed -n '2,/^set -e/{/^set -e/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
     *) rig_die "run-guest.sh: unknown option $1 (see --help)" ;;
     esac
@@ -95,22 +117,51 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# Socket folders: the vfio-user socket's folder is bound at /spice-rs/sock, each other folder of an
+# --input-socket at /spice-rs/sock1, sock2, ... (sock_in_root maps a host path to its root path).
+SOCKDIRS=()
+[ -n "$SOCK" ] && SOCKDIRS+=("$(dirname "$(realpath "$SOCK")")")
+[ -n "$SOCK" ] || SOCKDIRS+=(/nonexistent)
+for s in "${INSOCKS[@]}"; do
+    d=$(dirname "$(realpath "$s")")
+    known=0
+    for k in "${SOCKDIRS[@]}"; do [ "$k" = "$d" ] && known=1; done
+    [ $known = 1 ] || SOCKDIRS+=("$d")
+done
+for i in "${!SOCKDIRS[@]}"; do [ "$i" = 0 ] || mkdir -p "$ROOT/spice-rs/sock$i"; done
+sock_in_root() {
+    local d i
+    d=$(dirname "$(realpath "$1")")
+    for i in "${!SOCKDIRS[@]}"; do
+        if [ "${SOCKDIRS[$i]}" = "$d" ]; then
+            if [ "$i" = 0 ]; then echo "/spice-rs/sock/$(basename "$1")"; else echo "/spice-rs/sock$i/$(basename "$1")"; fi
+            return
+        fi
+    done
+}
+
 # qemu_run LOGFILE ARGS...: QEMU inside the root, in the foreground of a private mount namespace.
 qemu_run() {
     local log=$1
     shift
-    local sockdir=/nonexistent
-    [ -n "$SOCK" ] && sockdir=$(dirname "$(realpath "$SOCK")")
     local pre=()
     [ -n "$TASKSET" ] && pre=(taskset -c "$TASKSET")
     "${pre[@]}" unshare --mount --propagation private -- sh -c '
-        root=$1 rundir=$2 logdir=$3 sockdir=$4; shift 4
+        root=$1 rundir=$2 logdir=$3 nsock=$4; shift 4
         mount --rbind /dev "$root/dev" &&
         mount --bind "$rundir" "$root/spice-rs/guest" &&
-        mount --bind "$logdir" "$root/spice-rs/log" &&
-        { [ ! -d "$sockdir" ] || mount --bind "$sockdir" "$root/spice-rs/sock"; } &&
-        exec setpriv --pdeathsig KILL chroot "$root" qemu-system-x86_64 "$@"' sh "$ROOT" "$RUNDIR" "$(dirname "$log")" "$sockdir" "$@" \
-        </dev/null 2>"$log.qemu" &
+        mount --bind "$logdir" "$root/spice-rs/log" || exit 1
+        i=0
+        while [ $i -lt "$nsock" ]; do
+            if [ -d "$1" ]; then
+                if [ $i = 0 ]; then m=sock; else m=sock$i; fi
+                mount --bind "$1" "$root/spice-rs/$m" || exit 1
+            fi
+            shift
+            i=$((i + 1))
+        done
+        exec setpriv --pdeathsig KILL chroot "$root" qemu-system-x86_64 "$@"' sh "$ROOT" "$RUNDIR" "$(dirname "$log")" \
+        "${#SOCKDIRS[@]}" "${SOCKDIRS[@]}" "$@" </dev/null 2>"$log.qemu" &
     QPID=$!
 }
 
@@ -180,6 +231,28 @@ else
     echo "run-guest: vfio-user-pci at $SOCK$([ $NOMMAP = 1 ] && echo ' (no-mmap)'), guest $DIST ($(sed -n 's/^KVER=//p' "$GUEST/info")), test=$TEST" >&2
 fi
 [ -n "$DISK" ] && ARGS+=(-drive file=/spice-rs/guest/disk.img,if=virtio,format=raw,snapshot=on)
+# Input devices (the guest's "input" test). usb-tablet on qemu-xhci: xHCI completes the tablet's
+# interrupt transfers when there is data, where UHCI would poll a 1 ms frame timer under TCG.
+# shellcheck disable=SC2054 # commas belong to QEMU option values
+[ $USBTABLET = 1 ] && ARGS+=(-device qemu-xhci,id=xhci -device usb-tablet,bus=xhci.0)
+# shellcheck disable=SC2054
+for v in ${VIRTIOINPUT//,/ }; do
+    case $v in
+    keyboard | tablet | mouse) ARGS+=(-device "virtio-$v-pci") ;;
+    *) rig_die "--virtio-input: $v is not keyboard, tablet or mouse" ;;
+    esac
+done
+n=0
+for s in "${INSOCKS[@]}"; do
+    [ -S "$s" ] || echo "run-guest: warning: input socket $s is not a socket (yet)" >&2
+    ARGS+=(-chardev "socket,id=in$n,path=$(sock_in_root "$s")" -device "vhost-user-input-pci,chardev=in$n")
+    n=$((n + 1))
+done
+INPUTS=""
+[ $USBTABLET = 1 ] && INPUTS+=" usb-tablet"
+[ -n "$VIRTIOINPUT" ] && INPUTS+=" virtio-input ($VIRTIOINPUT)"
+[ ${#INSOCKS[@]} -gt 0 ] && INPUTS+=" vhost-user-input x${#INSOCKS[@]} (${INSOCKS[*]})"
+[ -n "$INPUTS" ] && echo "run-guest: input devices: PS/2 keyboard+mouse$INPUTS" >&2
 qemu_run "$LOG" "${ARGS[@]}" "${EXTRA[@]}" -append "$CMDLINE spice_test=$TEST $APPEND"
 [ -n "$PIDFILE" ] && echo "$QPID" >"$PIDFILE"
 echo "run-guest: qemu pid $QPID, serial log $LOG" >&2

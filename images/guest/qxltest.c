@@ -16,6 +16,9 @@
  *   qxltest cmos    get IDX | set IDX VAL  one CMOS RAM byte (survives a guest reboot)
  *   qxltest agent   [--secs S]             minimal Spice agent on com.redhat.spice.0 (announces
  *                                          MONITORS_CONFIG so clients send monitor configs)
+ *   qxltest input   [--secs S] [--want K,..] [--led-key CODE] [--all] [--no-grab]
+ *                                          report every /dev/input/event* device and echo its
+ *                                          events; CODE (default KEY_F12) toggles Caps Lock LED
  *
  * The pictures are functions of (x, y, width, height); tests/lib/qxlpic.py computes the same ones.
  */
@@ -23,7 +26,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fb.h>
+#include <linux/input.h>
 #include <linux/kd.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -31,7 +36,10 @@
 #include <string.h>
 #include <sys/io.h>
 #include <sys/ioctl.h>
+#include <dirent.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -818,10 +826,263 @@ static int cmd_agent(int argc, char **argv)
 	return 0;
 }
 
+/* ---- input: evdev devices and their events (the keyboard/mouse tests) ----
+ * Written from the Linux UAPI (include/uapi/linux/input.h, input-event-codes.h). Lines:
+ *   QXL-TEST: input SCREEN WxH                       (fb0's size, when there is one)
+ *   QXL-TEST: input DEVICE eventN name="..." bus=0x.. vendor=0x.. product=0x.. version=0x..
+ *             kind=keyboard|tablet|mouse|other abs_x=MIN..MAX|none abs_y=MIN..MAX|none
+ *             rel=x,y,wheel,hwheel|none led=caps,num,scroll|none grab=yes|no
+ *   QXL-TEST: input READY devices=N [missing=KIND,..]  (every --want kind is there, or 30 s)
+ *   QXL-TEST: input EV eventN TYPE CODE VALUE SEC.USEC (decimal; CLOCK_MONOTONIC of the event)
+ *   QXL-TEST: input LED caps=0|1 devices=eventN,..|none  (the keyboard that sent the LED key)
+ *   QXL-TEST: input GONE eventN
+ *   QXL-TEST: input DONE events=N leds=N
+ * EV_SYN/SYN_REPORT, EV_MSC/MSC_SCAN and EV_REP (the echo of EVIOCSREP below) lines are left
+ * out unless --all (SYN_DROPPED is kept; so is the EV_LED echo of the program's own LED write).
+ * The devices are grabbed (EVIOCGRAB) so that the console's keyboard handler sees nothing: the
+ * events, and the Caps Lock LED, are this program's alone. Autorepeat is pushed to 10 s
+ * (EVIOCSREP) so that a key held across a slow (TCG) moment does not repeat. */
+#define MAX_INDEV 32
+#define BITS_LONG (8 * sizeof(unsigned long))
+#define NLONGS(n) (((n) + BITS_LONG - 1) / BITS_LONG)
+
+struct indev {
+	int fd, num, leds; /* leds: has LED_CAPSL */
+	char kind[12];
+};
+
+static int test_bit(const unsigned long *b, unsigned n) { return (b[n / BITS_LONG] >> (n % BITS_LONG)) & 1; }
+
+static int read_small(const char *path, char *buf, size_t len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t r = read(fd, buf, len - 1);
+	close(fd);
+	if (r < 0)
+		return -1;
+	buf[r] = 0;
+	while (r > 0 && (buf[r - 1] == '\n' || buf[r - 1] == ' '))
+		buf[--r] = 0;
+	return 0;
+}
+
+/* /dev/input/eventN from /sys/class/input/eventN/dev ("MAJ:MIN") when devtmpfs has not made it */
+static int open_event(int n)
+{
+	char path[64], sys[64], dev[32];
+	snprintf(path, sizeof path, "/dev/input/event%d", n);
+	if (access(path, F_OK)) {
+		unsigned ma, mi;
+		snprintf(sys, sizeof sys, "/sys/class/input/event%d/dev", n);
+		if (read_small(sys, dev, sizeof dev) || sscanf(dev, "%u:%u", &ma, &mi) != 2)
+			return -1;
+		mkdir("/dev/input", 0755);
+		if (mknod(path, S_IFCHR | 0600, makedev(ma, mi)) && errno != EEXIST)
+			return -1;
+	}
+	return open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+}
+
+static void describe(struct indev *d, int grab)
+{
+	char name[128] = "?";
+	struct input_id id = {0};
+	unsigned long ev[NLONGS(EV_CNT)] = {0}, key[NLONGS(KEY_CNT)] = {0}, rel[NLONGS(REL_CNT)] = {0};
+	unsigned long absb[NLONGS(ABS_CNT)] = {0}, led[NLONGS(LED_CNT)] = {0};
+	char absx[40] = "none", absy[40] = "none", rels[40] = "", leds[40] = "";
+	ioctl(d->fd, EVIOCGNAME(sizeof name - 1), name);
+	for (char *p = name; *p; p++)
+		if (*p == '"' || *p < ' ')
+			*p = '\'';
+	ioctl(d->fd, EVIOCGID, &id);
+	ioctl(d->fd, EVIOCGBIT(0, sizeof ev), ev);
+	if (test_bit(ev, EV_KEY))
+		ioctl(d->fd, EVIOCGBIT(EV_KEY, sizeof key), key);
+	if (test_bit(ev, EV_REL))
+		ioctl(d->fd, EVIOCGBIT(EV_REL, sizeof rel), rel);
+	if (test_bit(ev, EV_ABS))
+		ioctl(d->fd, EVIOCGBIT(EV_ABS, sizeof absb), absb);
+	if (test_bit(ev, EV_LED))
+		ioctl(d->fd, EVIOCGBIT(EV_LED, sizeof led), led);
+	struct input_absinfo ai;
+	if (test_bit(absb, ABS_X) && !ioctl(d->fd, EVIOCGABS(ABS_X), &ai))
+		snprintf(absx, sizeof absx, "%d..%d", ai.minimum, ai.maximum);
+	if (test_bit(absb, ABS_Y) && !ioctl(d->fd, EVIOCGABS(ABS_Y), &ai))
+		snprintf(absy, sizeof absy, "%d..%d", ai.minimum, ai.maximum);
+	static const struct { unsigned code; const char *n; } rn[] = {
+		{REL_X, "x"}, {REL_Y, "y"}, {REL_WHEEL, "wheel"}, {REL_HWHEEL, "hwheel"}};
+	for (unsigned i = 0; i < sizeof rn / sizeof rn[0]; i++)
+		if (test_bit(rel, rn[i].code))
+			snprintf(rels + strlen(rels), sizeof rels - strlen(rels), "%s%s", *rels ? "," : "", rn[i].n);
+	static const struct { unsigned code; const char *n; } ln[] = {
+		{LED_CAPSL, "caps"}, {LED_NUML, "num"}, {LED_SCROLLL, "scroll"}};
+	for (unsigned i = 0; i < sizeof ln / sizeof ln[0]; i++)
+		if (test_bit(led, ln[i].code))
+			snprintf(leds + strlen(leds), sizeof leds - strlen(leds), "%s%s", *leds ? "," : "", ln[i].n);
+	d->leds = test_bit(led, LED_CAPSL);
+	if (test_bit(ev, EV_ABS) && test_bit(absb, ABS_X))
+		strcpy(d->kind, "tablet");
+	else if (test_bit(ev, EV_REL) && test_bit(rel, REL_X))
+		strcpy(d->kind, "mouse");
+	else if (test_bit(ev, EV_KEY) && test_bit(key, KEY_A) && test_bit(key, KEY_ENTER))
+		strcpy(d->kind, "keyboard");
+	else
+		strcpy(d->kind, "other");
+	int clk = CLOCK_MONOTONIC;
+	ioctl(d->fd, EVIOCSCLOCKID, &clk);
+	if (test_bit(ev, EV_REP)) {
+		unsigned rep[2] = {10000, 1000}; /* REP_DELAY, REP_PERIOD in ms */
+		ioctl(d->fd, EVIOCSREP, rep);
+	}
+	int grabbed = grab && ioctl(d->fd, EVIOCGRAB, 1) == 0;
+	say("DEVICE event%d name=\"%s\" bus=0x%04x vendor=0x%04x product=0x%04x version=0x%04x kind=%s "
+	    "abs_x=%s abs_y=%s rel=%s led=%s grab=%s",
+	    d->num, name, id.bustype, id.vendor, id.product, id.version, d->kind, absx, absy,
+	    *rels ? rels : "none", *leds ? leds : "none", grabbed ? "yes" : "no");
+}
+
+static int write_ev(int fd, unsigned type, unsigned code, int value)
+{
+	struct input_event e;
+	memset(&e, 0, sizeof e);
+	e.type = (unsigned short)type;
+	e.code = (unsigned short)code;
+	e.value = value;
+	return write(fd, &e, sizeof e) == (ssize_t)sizeof e ? 0 : -1;
+}
+
+static int cmd_input(int argc, char **argv)
+{
+	long secs = opt_num(argc, argv, "--secs", 600);
+	long led_key = opt_num(argc, argv, "--led-key", KEY_F12);
+	int all = 0, grab = 1;
+	const char *want = "keyboard";
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--all"))
+			all = 1;
+		else if (!strcmp(argv[i], "--no-grab"))
+			grab = 0;
+		else if (!strcmp(argv[i], "--want") && i + 1 < argc)
+			want = argv[++i];
+	}
+	char geom[32];
+	if (!read_small("/sys/class/graphics/fb0/virtual_size", geom, sizeof geom)) {
+		char *c = strchr(geom, ',');
+		if (c)
+			*c = 'x';
+		say("SCREEN %s", geom);
+	}
+	static struct indev dev[MAX_INDEV];
+	int ndev = 0, ready = 0, caps = 0;
+	unsigned long nev = 0, nled = 0;
+	double start = now_s(), end = start + (double)secs, next_scan = 0;
+	while (now_s() < end) {
+		if (now_s() >= next_scan) {
+			next_scan = now_s() + 0.25;
+			DIR *dir = opendir("/sys/class/input");
+			struct dirent *de;
+			while (dir && (de = readdir(dir))) {
+				int n, known = 0;
+				if (sscanf(de->d_name, "event%d", &n) != 1)
+					continue;
+				for (int i = 0; i < ndev; i++)
+					known |= dev[i].num == n;
+				if (known || ndev >= MAX_INDEV)
+					continue;
+				int fd = open_event(n);
+				if (fd < 0)
+					continue; /* not ready yet: next scan */
+				dev[ndev] = (struct indev){.fd = fd, .num = n};
+				describe(&dev[ndev], grab);
+				ndev++;
+			}
+			if (dir)
+				closedir(dir);
+			if (!ready) {
+				/* every wanted kind present? */
+				char missing[96] = "", w[96];
+				snprintf(w, sizeof w, "%s", want);
+				for (char *save = NULL, *k = strtok_r(w, ",", &save); k; k = strtok_r(NULL, ",", &save)) {
+					int have = 0;
+					for (int i = 0; i < ndev; i++)
+						have |= !strcmp(dev[i].kind, k);
+					if (!have)
+						snprintf(missing + strlen(missing), sizeof missing - strlen(missing), "%s%s",
+							 *missing ? "," : "", k);
+				}
+				if (!*missing) {
+					say("READY devices=%d", ndev);
+					ready = 1;
+				} else if (now_s() - start > 30) {
+					say("READY devices=%d missing=%s", ndev, missing);
+					ready = 1;
+				}
+			}
+		}
+		struct pollfd pf[MAX_INDEV];
+		for (int i = 0; i < ndev; i++)
+			pf[i] = (struct pollfd){.fd = dev[i].fd, .events = POLLIN};
+		int r = poll(pf, (nfds_t)ndev, 250);
+		if (r < 0 && errno != EINTR)
+			return fail("poll");
+		for (int i = 0; r > 0 && i < ndev; i++) {
+			if (!(pf[i].revents & (POLLIN | POLLERR | POLLHUP)))
+				continue;
+			struct input_event ev[64];
+			ssize_t got = read(dev[i].fd, ev, sizeof ev);
+			if (got < 0 && (errno == EAGAIN || errno == EINTR))
+				continue;
+			if (got <= 0) { /* ENODEV: unplugged */
+				say("GONE event%d", dev[i].num);
+				close(dev[i].fd);
+				dev[i] = dev[--ndev];
+				i--;
+				continue;
+			}
+			int toggle = 0; /* the LED key came from this device */
+			for (size_t k = 0; k < (size_t)got / sizeof ev[0]; k++) {
+				struct input_event *e = &ev[k];
+				if (!all && ((e->type == EV_SYN && e->code == SYN_REPORT) ||
+					     (e->type == EV_MSC && e->code == MSC_SCAN) || e->type == EV_REP))
+					continue;
+				nev++;
+				printf("QXL-TEST: input EV event%d %u %u %d %ld.%06ld\n", dev[i].num, e->type,
+				       e->code, e->value, (long)e->input_event_sec, (long)e->input_event_usec);
+				if (e->type == EV_KEY && e->code == led_key && e->value == 1)
+					toggle = 1;
+			}
+			fflush(stdout);
+			if (toggle) {
+				/* What a console does for Caps Lock: an EV_LED event written to the keyboard
+				 * (its driver turns it into the keyboard's LED command, virtio_input into a
+				 * status queue event). Only the keyboard the key came from, so that the test
+				 * proves that device's LED path; every keyboard with a Caps Lock LED when that
+				 * one has none. */
+				caps ^= 1;
+				nled++;
+				char list[160] = "";
+				for (int j = 0; j < ndev; j++) {
+					if (!dev[j].leds || (dev[i].leds && j != i))
+						continue;
+					if (write_ev(dev[j].fd, EV_LED, LED_CAPSL, caps) || write_ev(dev[j].fd, EV_SYN, SYN_REPORT, 0))
+						say("LED-WRITE-FAILED event%d: %s", dev[j].num, strerror(errno));
+					snprintf(list + strlen(list), sizeof list - strlen(list), "%sevent%d",
+						 *list ? "," : "", dev[j].num);
+				}
+				say("LED caps=%d devices=%s", caps, *list ? list : "none");
+			}
+		}
+	}
+	say("DONE events=%lu leds=%lu", nev, nled);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
-		fprintf(stderr, "usage: qxltest fb|kms|cursor|modes|redraw|cmos|agent [options]\n");
+		fprintf(stderr, "usage: qxltest fb|kms|cursor|modes|redraw|cmos|agent|input [options]\n");
 		return 2;
 	}
 	const char *cmd = argv[1];
@@ -840,6 +1101,8 @@ int main(int argc, char **argv)
 		return cmd_cmos(argc - 1, argv + 1);
 	if (!strcmp(cmd, "agent"))
 		return cmd_agent(argc - 1, argv + 1);
+	if (!strcmp(cmd, "input"))
+		return cmd_input(argc - 1, argv + 1);
 	fprintf(stderr, "qxltest: unknown command %s\n", cmd);
 	return 2;
 }

@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# Benchmark: input latency from the Spice client to the guest kernel's input device, per stack.
+#
+#   client   remote-viewer under Xvfb (tests/lib/input.sh); X input events injected through XTEST
+#            (tests/bench/input_latency.py: libXtst over one persistent connection -- what
+#            xdotool does, without a process spawn per event)
+#   guest    the "input" test (images/guest/init, `qxltest input`): evdev reader that prints
+#            each event on the serial console the moment read() returns it
+#
+# Method (host and guest clocks differ, so it is a round trip on the host clock): t0 just before
+# the XTEST event is flushed to the X server; t1 when the guest's "QXL-TEST: input EV" line for
+# that event appears in the serial log file (polled every 0.5 ms). t1 - t0 = X server ->
+# remote-viewer -> Spice inputs channel -> server -> emulated device -> guest driver -> evdev ->
+# guest program -> serial console (16550, TCG) -> QEMU chardev -> file. The serial leg is part of
+# every figure; it is the same on every stack. "client" = XTEST to spice-gtk's key handler
+# (remote-viewer's --spice-debug "key_event press" line, 1 ms wall-clock resolution).
+#
+# Key presses are measured twice: with spice-gtk's default keypress-delay (its widget holds a
+# press back 100 ms to send it together with a quick release; every real user has it) and with
+# SPICE_KEYPRESS_DELAY=0, which leaves the path the server and the guest are responsible for.
+# The key is 'a' (X keycode 38, KEY_A 30), pressed, then released once the guest has the press.
+#
+# Stacks:
+#   reference PS/2 + usb-tablet   QEMU's own spice-server, the pc machine's PS/2 keyboard (atkbd)
+#                                 and QEMU's usb-tablet on qemu-xhci (client mouse mode)
+#   reference virtio-input        QEMU's own virtio-keyboard-pci + virtio-tablet-pci: the guest
+#                                 driver the daemon's vhost-user devices meet (like for like)
+#   daemon                        --daemon: NOT WIRED YET (see "DAEMON SLOT" below): prints a
+#                                 placeholder row while spice-bridge has no vhost-user input
+#
+# Usage: tests/bench/input-latency.sh [--count N] [--gap-ms M] [--no-virtio] [--daemon]
+#        [--out FILE.md]   (root; about 1.5 minutes with the default N=150)
+set -uo pipefail
+cd "$(dirname "$0")/../.." || exit 1
+. tests/lib/rig.sh
+. tests/lib/daemon.sh
+. tests/lib/input.sh
+
+COUNT=150 GAP=60 VIRTIO=1 DAEMON=0 OUTMD=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --count) COUNT=$2; shift ;;
+    --gap-ms) GAP=$2; shift ;;
+    --no-virtio) VIRTIO=0 ;;
+    --daemon) DAEMON=1 ;;
+    --out) OUTMD=$2; shift ;;
+    -h | --help) sed -n '2,/^set -uo/{/^set -uo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+say() { printf '[input-latency %s] %s\n' "$(date -u +%T)" "$*" >&2; }
+die() { echo "FAIL: $*" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || die "needs root"
+for t in python3 remote-viewer Xvfb xdotool; do command -v $t >/dev/null || die "$t missing (images/install-host-deps.sh)"; done
+
+RIG_OUT=$(mktemp -d /tmp/input-latency.XXXXXX)
+RIG_NAME=input-latency
+trap 'input_viewer_stop; daemon_cleanup; [ "${BENCH_KEEP:-0}" = 1 ] || rm -rf "$RIG_OUT"' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+bash images/build-qemu-root.sh >/dev/null || die "build-qemu-root.sh failed"
+bash images/build-guest.sh bookworm >/dev/null || die "build-guest.sh failed"
+
+ROWS=()
+# measure SLUG LABEL DEVICE-TEXT WHAT PATH: run input_latency.py, append a table row
+measure() {
+    local slug=$1 label=$2 dev=$3 what=$4 path=$5 out res extra=()
+    out="$RIG_OUT/$slug-$what.txt"
+    [ "$what" = keys ] && extra=(--client-log "$INPUT_RV_LOG")
+    [ "$what" = motion ] && extra=(--origin "$INPUT_OX" "$INPUT_OY")
+    python3 tests/bench/input_latency.py "$what" "$RIG_GUEST_LOG" --display "$XVFB_DISPLAY" \
+        --count "$COUNT" --gap-ms "$GAP" "${extra[@]}" >"$out" 2>&1
+    res=$(grep '^RESULT' "$out") || die "$label $what: no result ($(tail -3 "$out"))"
+    say "$label $what: $res"
+    v() { echo "$res" | grep -o "\b$1=[^ ]*" | cut -d= -f2; }
+    ROWS+=("| $label | $dev | $path | $(v n) | $(v lost) | $(v min) | $(v median) | $(v p90) | $(v p99) | $(v max) | $(v release_median) | $(v client_median) |")
+}
+
+# viewer SLUG LABEL DELAY: (re)start remote-viewer with SPICE_KEYPRESS_DELAY=DELAY ("" = its default)
+viewer() {
+    input_viewer_stop
+    INPUT_KEYPRESS_DELAY=$3 input_viewer_start "$RIG_OUT/x-$1-${3:-default}" "$PORT" || die "$2: $INPUT_WHY"
+    input_viewer_locate 30 || die "$2: $INPUT_WHY"
+    input_viewer_focus || die "$2: $INPUT_WHY"
+    # warm-up: the first events after connecting also carry the client's lock-key sync
+    input_type "warm" || die "$2: typing does not reach the guest: $INPUT_WHY"
+}
+
+# stack SLUG LABEL WANT [RUN-GUEST ARGS...]: boot; key presses with spice-gtk's default keypress
+# delay and with none; pointer motion (client mouse mode) when WANT has a tablet
+stack() {
+    local slug=$1 label=$2 want=$3 kbd tab
+    shift 3
+    input_boot "$RIG_OUT/$slug.log" "$want" "$@" || die "$label: $INPUT_WHY"
+    kbd=$(grep -ao 'input DEVICE .*kind=keyboard' "$RIG_GUEST_LOG" | grep -o 'name="[^"]*"' | tr '\n' ' ')
+    tab=$(grep -ao 'input DEVICE .*kind=tablet' "$RIG_GUEST_LOG" | grep -o 'name="[^"]*"' | head -1)
+    viewer "$slug" "$label" ""
+    measure "$slug-default" "$label" "keyboard(s) ${kbd% }" keys "key press, keypress-delay 100 (default)"
+    viewer "$slug" "$label" 0
+    measure "$slug-0" "$label" "keyboard(s) ${kbd% }" keys "key press, SPICE_KEYPRESS_DELAY=0"
+    case $want in
+    *tablet*)
+        input_mouse_mode client || die "$label: $INPUT_WHY"
+        measure "$slug" "$label" "$tab" motion "pointer motion (client mode)"
+        ;;
+    esac
+    input_viewer_stop
+    rig_stop_guest
+}
+
+PORT=$(rig_free_port)
+say "reference: QEMU spice-server, PS/2 keyboard + usb-tablet (bookworm, TCG)"
+stack ref-ps2 "reference PS/2 + usb-tablet" keyboard,tablet --reference --spice-port "$PORT" --usb-tablet
+if [ $VIRTIO = 1 ]; then
+    PORT=$(rig_free_port)
+    say "reference: QEMU spice-server, QEMU's virtio-keyboard-pci + virtio-tablet-pci"
+    stack ref-virtio "reference virtio-input" keyboard,tablet --reference --spice-port "$PORT" --virtio-input keyboard,tablet
+fi
+
+# ---- DAEMON SLOT -------------------------------------------------------------------------------
+# For the integrating engineer, once spice-bridge serves virtio-input over vhost-user. What the row
+# needs (flag names are not final; adjust to the daemon's):
+#   daemon_build --release
+#   daemon_start "$RIG_OUT/d" --keyboard-socket "$RIG_OUT/d/kbd.sock" \
+#       --tablet-socket "$RIG_OUT/d/tablet.sock" --mouse-socket "$RIG_OUT/d/mouse.sock"
+#   PORT=$DAEMON_PORT
+#   stack daemon "daemon vhost-user-input" keyboard,tablet --vfio-user "$DAEMON_SOCK" \
+#       --input-socket "$RIG_OUT/d/kbd.sock" --input-socket "$RIG_OUT/d/tablet.sock"
+#   (a --mouse-socket device next to the tablet makes the mouse mode depend on which the guest
+#   activated last, as with QEMU's own virtio devices; the tablet row wants client mode)
+#   daemon_stop
+if [ $DAEMON = 1 ]; then
+    daemon_build --release || die "cargo build --release failed"
+    if ! "$DAEMON_BIN" --help 2>&1 | grep -q -- '--keyboard-socket'; then
+        say "daemon: spice-bridge has no --keyboard-socket option yet: the daemon row is not wired"
+        ROWS+=("| daemon vhost-user-input | (not wired yet: spice-bridge serves no vhost-user input) | key press | - | - | - | - | - | - | - | - | - |")
+    else
+        die "spice-bridge now has --keyboard-socket: fill in the DAEMON SLOT in $0 (not wired yet)"
+    fi
+fi
+
+{
+    echo "Input latency, client event (XTEST) to the guest's evdev read, echoed on the serial console;"
+    echo "round trip on the host clock, ms. $(nproc) cores, $(grep -o 'accel=[a-z]*' "$RIG_OUT"/*.log.run | head -1 | cut -d= -f2 | tr a-z A-Z),"
+    echo "guest $(grep -aho 'BOOT kernel=[^ ]*' "$RIG_OUT"/ref-ps2.log | head -1 | cut -d= -f2), N=$COUNT per row, ${GAP} ms between events, load $(cut -d' ' -f1-3 /proc/loadavg)."
+    echo "release = key release to the guest's KEY 0 line; client = XTEST to spice-gtk's key handler."
+    echo
+    echo "| stack | guest device | path | n | lost | min | median | p90 | p99 | max | release median | client median |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+    printf '%s\n' "${ROWS[@]}"
+} | tee "${OUTMD:-/dev/null}"
