@@ -4,7 +4,10 @@
 #
 #   images/demo.sh [--dist bookworm|trixie] [--port N] [--reference]
 #
-#   (default)    the spice-bridge daemon: QEMU's vfio-user-pci device served by spice-bridge
+#   (default)    the spice-bridge daemon: QEMU's vfio-user-pci device served by spice-bridge, with
+#                a keyboard and a tablet (virtio-input over vhost-user, vhost-user-input-pci) so
+#                what you type in remote-viewer reaches the guest's shell and the pointer is not
+#                grabbed (client mouse mode)
 #   --reference  the reference stack: QEMU's own qxl-vga + libspice-server
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,7 +38,8 @@ if [ "$DAEMON" = 1 ]; then
     WORK=$(mktemp -d /tmp/spice-rs-demo.XXXXXX)
     LOG=$WORK/serial.log
     "$BIN" --spice-addr "127.0.0.1:$PORT" --disable-ticketing --qxl-no-mmap \
-        --qxl-socket "$WORK/qxl.sock" --control-socket "$WORK/control.sock" 2>"$WORK/daemon.log" &
+        --qxl-socket "$WORK/qxl.sock" --control-socket "$WORK/control.sock" \
+        --keyboard-socket "$WORK/keyboard.sock" --tablet-socket "$WORK/tablet.sock" 2>"$WORK/daemon.log" &
     DPID=$!
     trap 'kill $RUN $DPID 2>/dev/null; wait $RUN $DPID 2>/dev/null; rm -rf "$WORK"' EXIT INT TERM
     RUN=""
@@ -44,6 +48,7 @@ if [ "$DAEMON" = 1 ]; then
     echo "demo: spice-bridge is serving; booting the $DIST guest with the QXL device over vfio-user" >&2
     echo "demo: daemon log $WORK/daemon.log, guest serial log $LOG, control socket $WORK/control.sock" >&2
     bash images/run-guest.sh --dist "$DIST" --vfio-user "$WORK/qxl.sock" --no-mmap --test demo \
+        --input-socket "$WORK/keyboard.sock" --input-socket "$WORK/tablet.sock" \
         --timeout 86400 --log "$LOG" &
     RUN=$!
     echo "spice://127.0.0.1:$PORT"
@@ -58,7 +63,7 @@ bash images/build-guest.sh "$DIST" >/dev/null
 LOG=$(mktemp /tmp/spice-rs-demo.XXXXXX.log)
 echo "demo: booting the $DIST guest with QEMU's qxl-vga + libspice-server (reference stack)" >&2
 echo "demo: guest serial log: $LOG" >&2
-bash images/run-guest.sh --dist "$DIST" --reference --spice-port "$PORT" --test demo \
+bash images/run-guest.sh --dist "$DIST" --reference --usb-tablet --spice-port "$PORT" --test demo \
     --timeout 86400 --log "$LOG" &
 RUN=$!
 trap 'kill $RUN 2>/dev/null; wait $RUN 2>/dev/null' EXIT INT TERM
