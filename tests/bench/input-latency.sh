@@ -25,24 +25,28 @@
 #                                 and QEMU's usb-tablet on qemu-xhci (client mouse mode)
 #   reference virtio-input        QEMU's own virtio-keyboard-pci + virtio-tablet-pci: the guest
 #                                 driver the daemon's vhost-user devices meet (like for like)
-#   daemon                        --daemon: NOT WIRED YET (see "DAEMON SLOT" below): prints a
-#                                 placeholder row while spice-bridge has no vhost-user input
+#   daemon vhost-user-input       --daemon / --daemon-only: spice-bridge (release build, or
+#                                 --daemon-bin PATH) serving QXL over vfio-user and a virtio-input
+#                                 keyboard + tablet over vhost-user ("DAEMON SLOT" below)
 #
-# Usage: tests/bench/input-latency.sh [--count N] [--gap-ms M] [--no-virtio] [--daemon]
-#        [--out FILE.md]   (root; about 1.5 minutes with the default N=150)
+# Usage: tests/bench/input-latency.sh [--count N] [--gap-ms M] [--no-virtio] [--daemon |
+#        --daemon-only] [--daemon-bin PATH] [--out FILE.md]
+#        (root; about 1.5 minutes for the reference rows with the default N=150, +1 min daemon)
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 . tests/lib/rig.sh
 . tests/lib/daemon.sh
 . tests/lib/input.sh
 
-COUNT=150 GAP=60 VIRTIO=1 DAEMON=0 OUTMD=""
+COUNT=150 GAP=60 VIRTIO=1 DAEMON=0 REFERENCE=1 DAEMON_BIN_OPT="" OUTMD=""
 while [ $# -gt 0 ]; do
     case "$1" in
     --count) COUNT=$2; shift ;;
     --gap-ms) GAP=$2; shift ;;
     --no-virtio) VIRTIO=0 ;;
     --daemon) DAEMON=1 ;;
+    --daemon-only) DAEMON=1 REFERENCE=0 ;;
+    --daemon-bin) DAEMON_BIN_OPT=$2; shift ;;
     --out) OUTMD=$2; shift ;;
     -h | --help) sed -n '2,/^set -uo/{/^set -uo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
@@ -75,6 +79,12 @@ measure() {
     res=$(grep '^RESULT' "$out") || die "$label $what: no result ($(tail -3 "$out"))"
     say "$label $what: $res"
     v() { echo "$res" | grep -o "\b$1=[^ ]*" | cut -d= -f2; }
+    # the device(s) the measured events came from, by name
+    local d names=""
+    for d in $(v devices | tr , ' '); do
+        names+="${names:+, }$(grep -ao "input DEVICE $d name=\"[^\"]*\"" "$RIG_GUEST_LOG" | head -1 | sed 's/.*name=//')"
+    done
+    dev=${names:-$dev}
     ROWS+=("| $label | $dev | $path | $(v n) | $(v lost) | $(v min) | $(v median) | $(v p90) | $(v p99) | $(v max) | $(v release_median) | $(v client_median) |")
 }
 
@@ -97,9 +107,9 @@ stack() {
     kbd=$(grep -ao 'input DEVICE .*kind=keyboard' "$RIG_GUEST_LOG" | grep -o 'name="[^"]*"' | tr '\n' ' ')
     tab=$(grep -ao 'input DEVICE .*kind=tablet' "$RIG_GUEST_LOG" | grep -o 'name="[^"]*"' | head -1)
     viewer "$slug" "$label" ""
-    measure "$slug-default" "$label" "keyboard(s) ${kbd% }" keys "key press, keypress-delay 100 (default)"
+    measure "$slug-default" "$label" "${kbd% }" keys "key press, keypress-delay 100 (default)"
     viewer "$slug" "$label" 0
-    measure "$slug-0" "$label" "keyboard(s) ${kbd% }" keys "key press, SPICE_KEYPRESS_DELAY=0"
+    measure "$slug-0" "$label" "${kbd% }" keys "key press, SPICE_KEYPRESS_DELAY=0"
     case $want in
     *tablet*)
         input_mouse_mode client || die "$label: $INPUT_WHY"
@@ -110,42 +120,50 @@ stack() {
     rig_stop_guest
 }
 
-PORT=$(rig_free_port)
-say "reference: QEMU spice-server, PS/2 keyboard + usb-tablet (bookworm, TCG)"
-stack ref-ps2 "reference PS/2 + usb-tablet" keyboard,tablet --reference --spice-port "$PORT" --usb-tablet
-if [ $VIRTIO = 1 ]; then
+if [ $REFERENCE = 1 ]; then
+    PORT=$(rig_free_port)
+    say "reference: QEMU spice-server, PS/2 keyboard + usb-tablet (bookworm, TCG)"
+    stack ref-ps2 "reference PS/2 + usb-tablet" keyboard,tablet --reference --spice-port "$PORT" --usb-tablet
+fi
+if [ $REFERENCE = 1 ] && [ $VIRTIO = 1 ]; then
     PORT=$(rig_free_port)
     say "reference: QEMU spice-server, QEMU's virtio-keyboard-pci + virtio-tablet-pci"
     stack ref-virtio "reference virtio-input" keyboard,tablet --reference --spice-port "$PORT" --virtio-input keyboard,tablet
 fi
 
 # ---- DAEMON SLOT -------------------------------------------------------------------------------
-# For the integrating engineer, once spice-bridge serves virtio-input over vhost-user. What the row
-# needs (flag names are not final; adjust to the daemon's):
-#   daemon_build --release
-#   daemon_start "$RIG_OUT/d" --keyboard-socket "$RIG_OUT/d/kbd.sock" \
-#       --tablet-socket "$RIG_OUT/d/tablet.sock" --mouse-socket "$RIG_OUT/d/mouse.sock"
-#   PORT=$DAEMON_PORT
-#   stack daemon "daemon vhost-user-input" keyboard,tablet --vfio-user "$DAEMON_SOCK" \
-#       --input-socket "$RIG_OUT/d/kbd.sock" --input-socket "$RIG_OUT/d/tablet.sock"
-#   (a --mouse-socket device next to the tablet makes the mouse mode depend on which the guest
-#   activated last, as with QEMU's own virtio devices; the tablet row wants client mode)
-#   daemon_stop
+# The spice-bridge daemon: QXL over vfio-user (--qxl-no-mmap, the fast mode under TCG) plus a
+# virtio-input keyboard and tablet over vhost-user (run-guest.sh --input-socket, one
+# vhost-user-input-pci each). Keyboard + tablet only: a mouse next to the tablet makes the mouse
+# mode depend on which device the guest activated last (as with QEMU's own virtio devices), and
+# the motion row wants client mode. The integrating engineer owns the daemon flags: if they
+# change, this is the place (daemon_start passes --qxl-socket, --control-socket, --spice-addr).
 if [ $DAEMON = 1 ]; then
-    daemon_build --release || die "cargo build --release failed"
-    if ! "$DAEMON_BIN" --help 2>&1 | grep -q -- '--keyboard-socket'; then
-        say "daemon: spice-bridge has no --keyboard-socket option yet: the daemon row is not wired"
-        ROWS+=("| daemon vhost-user-input | (not wired yet: spice-bridge serves no vhost-user input) | key press | - | - | - | - | - | - | - | - | - |")
+    if [ -n "$DAEMON_BIN_OPT" ]; then
+        DAEMON_BIN=$DAEMON_BIN_OPT
     else
-        die "spice-bridge now has --keyboard-socket: fill in the DAEMON SLOT in $0 (not wired yet)"
+        say "building the daemon (cargo build --release)"
+        daemon_build --release || die "cargo build --release failed"
     fi
+    "$DAEMON_BIN" --help 2>&1 | grep -q -- '--keyboard-socket' ||
+        die "$DAEMON_BIN has no --keyboard-socket: this daemon serves no vhost-user input"
+    mkdir -p "$RIG_OUT/d"
+    daemon_start "$RIG_OUT/d" --disable-ticketing --qxl-no-mmap \
+        --keyboard-socket "$RIG_OUT/d/kbd.sock" --tablet-socket "$RIG_OUT/d/tablet.sock" ||
+        die "the daemon did not start: $(tail -3 "$RIG_OUT/d/daemon.log")"
+    PORT=$DAEMON_PORT
+    say "daemon: spice-bridge $("$DAEMON_BIN" --version 2>/dev/null) ($DAEMON_BIN), vhost-user keyboard + tablet"
+    stack daemon "daemon vhost-user-input" keyboard,tablet --vfio-user "$DAEMON_SOCK" --no-mmap \
+        --input-socket "$RIG_OUT/d/kbd.sock" --input-socket "$RIG_OUT/d/tablet.sock"
+    daemon_stop || say "daemon: unclean stop (see $RIG_OUT/d/daemon.log)"
 fi
 
 {
     echo "Input latency, client event (XTEST) to the guest's evdev read, echoed on the serial console;"
     echo "round trip on the host clock, ms. $(nproc) cores, $(grep -o 'accel=[a-z]*' "$RIG_OUT"/*.log.run | head -1 | cut -d= -f2 | tr a-z A-Z),"
-    echo "guest $(grep -aho 'BOOT kernel=[^ ]*' "$RIG_OUT"/ref-ps2.log | head -1 | cut -d= -f2), N=$COUNT per row, ${GAP} ms between events, load $(cut -d' ' -f1-3 /proc/loadavg)."
-    echo "release = key release to the guest's KEY 0 line; client = XTEST to spice-gtk's key handler."
+    echo "guest $(grep -aho 'BOOT kernel=[^ ]*' "$RIG_OUT"/*.log | head -1 | cut -d= -f2), N=$COUNT per row, ${GAP} ms between events, load $(cut -d' ' -f1-3 /proc/loadavg)."
+    echo "release = key release to the guest's KEY 0 line; client = XTEST to spice-gtk's key handler"
+    echo "(remote-viewer's debug log, 1 ms wall-clock resolution, so it can read slightly negative)."
     echo
     echo "| stack | guest device | path | n | lost | min | median | p90 | p99 | max | release median | client median |"
     echo "|---|---|---|---|---|---|---|---|---|---|---|---|"

@@ -24,8 +24,8 @@ spice-gtk's key handler logged the press ("key_event press", wall clock, 1 ms re
 client's share of the latency.
 
 Prints one line per sample (SAMPLE i ms) and a summary line:
-    RESULT what=keys n=N lost=L min=.. median=.. p90=.. p99=.. max=.. mean=.. [release_median=..]
-           [client_median=..]
+    RESULT what=keys n=N lost=L min=.. median=.. p90=.. p99=.. max=.. mean=.. devices=eventN,..
+           [release_median=..] [client_median=.. client_p99=..]   (ms; client: 1 ms resolution)
 """
 import argparse
 import ctypes
@@ -70,8 +70,11 @@ class Follower:
         self.f = open(path, "rb")
         self.f.seek(0, os.SEEK_END)
         self.buf = b""
+        self.dev = None
 
     def wait(self, regex, timeout):
+        """Time (CLOCK_MONOTONIC) at which a line matching regex was read; the device of the
+        last match goes to self.dev."""
         end = time.monotonic() + timeout
         while True:
             data = self.f.read()
@@ -79,7 +82,9 @@ class Follower:
                 self.buf += data
                 *lines, self.buf = self.buf.split(b"\n")
                 for ln in lines:
-                    if regex.search(ln):
+                    m = regex.search(ln)
+                    if m:
+                        self.dev = m.group(1).decode()
                         return time.monotonic()
             elif time.monotonic() > end:
                 return None
@@ -130,9 +135,10 @@ def main():
     fol = Follower(a.log)
     lat, rel, wall0, lost = [], [], [], 0
     c0 = len(client_times(a.client_log))
-    press = re.compile(rb"QXL-TEST: input EV event\d+ 1 %d 1 " % a.code)
-    release = re.compile(rb"QXL-TEST: input EV event\d+ 1 %d 0 " % a.code)
-    absx = re.compile(rb"QXL-TEST: input EV event\d+ 3 0 ")
+    press = re.compile(rb"QXL-TEST: input EV (event\d+) 1 %d 1 " % a.code)
+    release = re.compile(rb"QXL-TEST: input EV (event\d+) 1 %d 0 " % a.code)
+    absx = re.compile(rb"QXL-TEST: input EV (event\d+) 3 0 ")
+    devs = set()
     for i in range(a.count):
         fol.drain()
         if a.what == "keys":
@@ -143,6 +149,7 @@ def main():
             t2 = time.monotonic()
             x.key(a.keycode, False)
             t3 = fol.wait(release, a.timeout)
+            devs.add(fol.dev)
             if t1 is None or t3 is None:
                 lost += 1
                 print(f"SAMPLE {i} lost", flush=True)
@@ -157,6 +164,7 @@ def main():
             t0 = time.monotonic()
             x.motion(px, py)
             t1 = fol.wait(absx, a.timeout)
+            devs.add(fol.dev)
             if t1 is None:
                 lost += 1
                 print(f"SAMPLE {i} lost", flush=True)
@@ -167,7 +175,7 @@ def main():
     s = sorted(lat)
     line = (f"RESULT what={a.what} n={len(s)} lost={lost} min={pct(s, 0):.2f} median={pct(s, 50):.2f} "
             f"p90={pct(s, 90):.2f} p99={pct(s, 99):.2f} max={pct(s, 100):.2f} "
-            f"mean={(sum(s) / len(s)) if s else float('nan'):.2f}")
+            f"mean={(sum(s) / len(s)) if s else float('nan'):.2f} devices={','.join(sorted(d for d in devs if d))}")
     if rel:
         line += f" release_median={pct(sorted(rel), 50):.2f}"
     if a.what == "keys" and a.client_log:

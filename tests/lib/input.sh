@@ -49,6 +49,19 @@
 #                          QEMU's server): key-modifiers at connection is caps=V1, then for each
 #                          next V an F12 press from the probe makes key-modifiers caps=V
 # Each returns non-zero with INPUT_WHY set; INPUT_LAST holds the last check's OK line.
+#
+# A daemon test calls them as reference-input.sh does, on the daemon's sockets and port (this
+# sequence passed against spice-bridge 2e1e0e7, keyboard + tablet, and keyboard + mouse):
+#   daemon_start "$OUT/d" --disable-ticketing --qxl-no-mmap \
+#       --keyboard-socket "$OUT/d/kbd.sock" --tablet-socket "$OUT/d/tablet.sock"
+#   input_boot "$OUT/g.log" keyboard,tablet --vfio-user "$DAEMON_SOCK" --no-mmap \
+#       --input-socket "$OUT/d/kbd.sock" --input-socket "$OUT/d/tablet.sock"
+#   input_viewer_start "$OUT/x" "$DAEMON_PORT" && input_viewer_locate 60 && input_viewer_focus
+#   input_mouse_mode client && input_type 'Hello, World!' && input_keys Up=103 105=97 KP_Enter=96
+#   input_click 100 200 1 && input_wheel 1 -1 && input_led_viewer 'spice-rs keyboard'
+#   input_viewer_stop && input_led_probe "$DAEMON_PORT" 1,0,1
+# With --mouse-socket instead of the tablet: input_boot ... keyboard,mouse, input_mouse_mode
+# server, input_server_grab, input_rel 30 20, input_expect "$(input_mark)" buttons ... after clicks.
 # Scan codes come from remote-viewer's keymap; Linux key codes from the guest kernel's driver
 # (atkbd for PS/2, hid-input for usb-tablet buttons, virtio_input for virtio devices).
 
@@ -195,6 +208,7 @@ input_server_grab() {
         m=$(input_mark)
         input_xdo mousemove_relative -- 3 3 || return 1
         if python3 "$INPUT_LIB/input_check.py" expect "$RIG_GUEST_LOG" "$m" rel 3 3 --timeout 3 --settle 0.3 >/dev/null; then
+            INPUT_LAST="pointer grabbed, relative motion reaches the guest (prime move $i)"
             return 0
         fi
         INPUT_RETRIES=$((INPUT_RETRIES + 1))
