@@ -176,12 +176,15 @@ impl GuestInput {
         last[idx] = mask;
     }
 
-    /// Scales `v` in 0..size to 0..=0x7fff (the guest maps the axis back onto its screen).
+    /// Maps pixel `v` of `size` to the centre of its span on a 0..=0x7fff axis, so a guest
+    /// that maps the axis back onto its screen lands inside that pixel whichever rounding it
+    /// uses (libinput scales by `size / (max + 1)`, others by `(size - 1) / max`).
     fn scale(v: u32, size: u32) -> u32 {
-        let max = u64::from(size.saturating_sub(1).max(1));
-        let v = u64::from(v).min(max);
-        // v <= max, so the result is <= ABS_MAX_COORD.
-        (v * u64::from(ABS_MAX_COORD) / max) as u32
+        let size = u64::from(size.max(1));
+        let v = u64::from(v).min(size - 1);
+        let span = u64::from(ABS_MAX_COORD) + 1;
+        // (2v + 1) * span / (2 size) < span because v < size; the min keeps it on the axis.
+        ((2 * v + 1) * span / (2 * size)).min(u64::from(ABS_MAX_COORD)) as u32
     }
 }
 
@@ -371,14 +374,24 @@ mod tests {
             g.mouse_position(x, y, 0, Buttons(0));
             let r = t.take();
             let (vx, vy) = (r[0][0].2, r[0][1].2);
-            // what a guest does with an axis of 0..=0x7fff on a 1024x768 screen
+            // what guests do with an axis of 0..=0x7fff on a 1024x768 screen: libinput's
+            // v * size / (max + 1), and the rounded v * (size - 1) / max
+            let span = f64::from(ABS_MAX_COORD) + 1.0;
+            let lx = (f64::from(vx) * 1024.0 / span).floor() as u32;
+            let ly = (f64::from(vy) * 768.0 / span).floor() as u32;
+            assert_eq!((lx, ly), (x, y), "libinput-style");
             let gx = (f64::from(vx) * 1023.0 / f64::from(ABS_MAX_COORD)).round() as u32;
             let gy = (f64::from(vy) * 767.0 / f64::from(ABS_MAX_COORD)).round() as u32;
-            assert_eq!((gx, gy), (x, y));
+            assert!(
+                gx.abs_diff(x) <= 1 && gy.abs_diff(y) <= 1,
+                "({gx},{gy}) for ({x},{y})"
+            );
         }
+        // beyond the surface: the last pixel
+        g.mouse_position(1023, 767, 0, Buttons(0));
+        let last = t.take();
         g.mouse_position(5000, 5000, 0, Buttons(0));
-        let max = ABS_MAX_COORD as i32;
-        assert_eq!(t.take()[0][..2], [(3, 0, max), (3, 1, max)]);
+        assert_eq!(t.take(), last);
         // buttons and wheel go to the tablet in client mode
         g.mouse_button(MouseButton::Left, true, Buttons(1));
         g.mouse_button(MouseButton::WheelDown, true, Buttons(17));
