@@ -68,6 +68,7 @@ bash images/build-qemu-root.sh >/dev/null || die "build-qemu-root.sh failed"
 bash images/build-guest.sh bookworm >/dev/null || die "build-guest.sh failed"
 
 ROWS=()
+declare -A BASE=() # path -> median of the first stack measured on it (the ratio's reference)
 # measure SLUG LABEL DEVICE-TEXT WHAT PATH: run input_latency.py, append a table row
 measure() {
     local slug=$1 label=$2 dev=$3 what=$4 path=$5 out res extra=()
@@ -85,7 +86,11 @@ measure() {
         names+="${names:+, }$(grep -ao "input DEVICE $d name=\"[^\"]*\"" "$RIG_GUEST_LOG" | head -1 | sed 's/.*name=//')"
     done
     dev=${names:-$dev}
-    ROWS+=("| $label | $dev | $path | $(v n) | $(v lost) | $(v min) | $(v median) | $(v p90) | $(v p99) | $(v max) | $(v release_median) | $(v client_median) |")
+    local med ratio
+    med=$(v median)
+    [ -n "${BASE[$path]:-}" ] || BASE[$path]=$med
+    ratio=$(awk -v a="$med" -v b="${BASE[$path]}" 'BEGIN{ if (b > 0) printf "%.2fx", a / b; else print "-" }')
+    ROWS+=("| $label | $dev | $path | $(v n) | $(v lost) | $(v min) | $med | $ratio | $(v p90) | $(v p99) | $(v max) | $(v release_median) | $(v client_median) |")
 }
 
 # viewer SLUG LABEL DELAY: (re)start remote-viewer with SPICE_KEYPRESS_DELAY=DELAY ("" = its default)
@@ -164,8 +169,9 @@ fi
     echo "guest $(grep -aho 'BOOT kernel=[^ ]*' "$RIG_OUT"/*.log | head -1 | cut -d= -f2), N=$COUNT per row, ${GAP} ms between events, load $(cut -d' ' -f1-3 /proc/loadavg)."
     echo "release = key release to the guest's KEY 0 line; client = XTEST to spice-gtk's key handler"
     echo "(remote-viewer's debug log, 1 ms wall-clock resolution, so it can read slightly negative)."
+    echo "ratio = median / the median of the first stack measured on that path (the reference)."
     echo
-    echo "| stack | guest device | path | n | lost | min | median | p90 | p99 | max | release median | client median |"
-    echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+    echo "| stack | guest device | path | n | lost | min | median | ratio | p90 | p99 | max | release median | client median |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     printf '%s\n' "${ROWS[@]}"
 } | tee "${OUTMD:-/dev/null}"
