@@ -16,7 +16,7 @@
  *   qxltest cmos    get IDX | set IDX VAL  one CMOS RAM byte (survives a guest reboot)
  *   qxltest agent   [--secs S]             minimal Spice agent on com.redhat.spice.0 (announces
  *                                          MONITORS_CONFIG so clients send monitor configs)
- *   qxltest input   [--secs S] [--want K,..] [--led-key CODE] [--all] [--no-grab]
+ *   qxltest input   [--secs S] [--want K,..] [--led-key CODE] [--exit-key CODE] [--all] [--no-grab]
  *                                          report every /dev/input/event* device and echo its
  *                                          events; CODE (default KEY_F12) toggles Caps Lock LED
  *
@@ -957,7 +957,9 @@ static int cmd_input(int argc, char **argv)
 {
 	long secs = opt_num(argc, argv, "--secs", 600);
 	long led_key = opt_num(argc, argv, "--led-key", KEY_F12);
-	int all = 0, grab = 1;
+	/* --exit-key: stop after that key's release (the init's reboot step), 0 = never */
+	long exit_key = opt_num(argc, argv, "--exit-key", 0);
+	int all = 0, grab = 1, leave = 0;
 	const char *want = "keyboard";
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--all"))
@@ -978,7 +980,7 @@ static int cmd_input(int argc, char **argv)
 	int ndev = 0, ready = 0, caps = 0;
 	unsigned long nev = 0, nled = 0;
 	double start = now_s(), end = start + (double)secs, next_scan = 0;
-	while (now_s() < end) {
+	while (now_s() < end && !leave) {
 		if (now_s() >= next_scan) {
 			next_scan = now_s() + 0.25;
 			DIR *dir = opendir("/sys/class/input");
@@ -1052,6 +1054,8 @@ static int cmd_input(int argc, char **argv)
 				       e->code, e->value, (long)e->input_event_sec, (long)e->input_event_usec);
 				if (e->type == EV_KEY && e->code == led_key && e->value == 1)
 					toggle = 1;
+				if (exit_key && e->type == EV_KEY && e->code == exit_key && e->value == 0)
+					leave = 1;
 			}
 			fflush(stdout);
 			if (toggle) {

@@ -12,9 +12,12 @@
 #           navigation, keypad and function keys as CODE 1, CODE 0; left, right and middle
 #           clicks land at their guest pixel (+-1 px) on the tablet; wheel; F12 makes the guest
 #           set its Caps Lock LED through the virtio status queue and remote-viewer's inputs
-#           channel reports it (KEY_MODIFIERS); a second client (spice-gtk probe) sees the LED
-#           follow the guest: on, off, on. Then the VMM goes away and comes back (QEMU stops,
-#           a new QEMU connects to the same vhost-user sockets): text and a click work again.
+#           channel reports it (KEY_MODIFIERS). Then the guest reboots (F9 in the client; the
+#           virtio devices are reset by the guest and brought up again by the rebooted driver):
+#           text and a click work again in the same client. A second client (spice-gtk probe)
+#           sees the LED follow the rebooted guest: off, on, off. Then the VMM goes away and comes back
+#           (QEMU stops, a new QEMU connects to the same vhost-user sockets): text and a click
+#           work again.
 #   server  trixie 6.12, daemon keyboard + relative mouse (server mouse mode): after the grab
 #           click, relative moves add up to the move; buttons and wheel; text typed
 #   demo    the README main job (images/demo.sh) as a new user runs it: a command typed in
@@ -100,7 +103,8 @@ for c in $CASES; do
         daemon_start "$D" --disable-ticketing --qxl-no-mmap \
             --keyboard-socket "$D/kbd.sock" --tablet-socket "$D/tablet.sock" ||
             fail "the daemon did not start"
-        input_boot "$D/guest1.log" keyboard,tablet --vfio-user "$DAEMON_SOCK" --no-mmap \
+        INPUT_APPEND=spice_input_reboot=1 input_boot "$D/guest1.log" keyboard,tablet --allow-reboot \
+            --vfio-user "$DAEMON_SOCK" --no-mmap \
             --input-socket "$D/kbd.sock" --input-socket "$D/tablet.sock" || fail "client: $INPUT_WHY"
         viewer x1
         input_mouse_mode client || fail "client: $INPUT_WHY"
@@ -111,8 +115,18 @@ for c in $CASES; do
         check "middle click at (512,384)" input_click 512 384 2
         check "wheel" input_wheel 1 1 -1
         check "Caps Lock LED (F12, virtio status queue) -> remote-viewer" input_led_viewer 'spice-rs keyboard'
+
+        step "  the guest reboots (F9); the same client stays connected"
+        input_xdo key F9
+        rig_wait_marker "$RIG_GUEST_LOG" 'QXL-TEST: input REBOOTING' 30 || fail "the guest did not take F9 as its reboot key"
+        wait_count "$RIG_GUEST_LOG" 'QXL-TEST: input READY' 2 180 || fail "no 'input READY' after the guest's reboot"
+        input_viewer_locate 60 || fail "after the reboot: $INPUT_WHY"
+        input_viewer_focus || fail "after the reboot: $INPUT_WHY"
+        check "typed text after the guest rebooted" input_type 'Rebooted: Yes!'
+        check "left click at (200,300) after the guest rebooted" input_click 200 300 1
         input_viewer_stop
-        check "a new client: Caps Lock LED -> key-modifiers (spice-gtk probe)" input_led_probe "$DAEMON_PORT" 1,0,1
+        # The rebooted guest starts with Caps Lock off: off, then on and off again through F12.
+        check "a new client: Caps Lock LED -> key-modifiers (spice-gtk probe)" input_led_probe "$DAEMON_PORT" 0,1,0
 
         step "  the VMM disconnects (QEMU stops) and a new one connects to the same sockets"
         rig_stop_guest

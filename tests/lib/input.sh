@@ -5,7 +5,8 @@
 # after tests/lib/rig.sh and tests/lib/daemon.sh (xvfb_start, kill_wait). They work on any Spice
 # server: QEMU's own (tests/e2e/reference-input.sh) or the spice-bridge daemon.
 #
-#   input_boot LOG WANT [RUN-GUEST ARGS...]
+#   input_boot LOG WANT [RUN-GUEST ARGS...]   (INPUT_APPEND: more guest parameters, e.g.
+#                          "spice_input_reboot=1" with --allow-reboot)
 #                          boot the "input" test (rig_start_guest), wait for the qxl bind and for
 #                          "input READY" with every device kind in WANT (comma separated:
 #                          keyboard,tablet,mouse); INPUT_WHY says what went wrong
@@ -74,7 +75,7 @@ input_boot() {
     local log=$1 want=$2 t0
     shift 2
     t0=$(rig_now_ms)
-    rig_start_guest "$log" --test input --append "spice_hold=300 spice_input_want=$want" --timeout 400 "$@"
+    rig_start_guest "$log" --test input --append "spice_hold=300 spice_input_want=$want${INPUT_APPEND:+ $INPUT_APPEND}" --timeout 400 "$@"
     rig_wait_marker "$log" 'QXL-TEST: (bind (PASS|FAIL)|END)' 120 || { INPUT_WHY="guest did not reach the qxl bind"; return 1; }
     grep -qa 'QXL-TEST: bind PASS' "$log" || { INPUT_WHY="qxl did not bind"; return 1; }
     rig_wait_marker "$log" 'QXL-TEST: (input READY|input FAIL|END)' 90 || { INPUT_WHY="no 'input READY' line"; return 1; }
