@@ -54,18 +54,8 @@ fail() {
     [ -z "$DAEMON_LOG" ] || { echo "--- daemon log (tail)" >&2; tail -20 "$DAEMON_LOG" >&2; }
     rig_fail "$* (work dir $RIG_OUT kept)"
 }
-check() { # check LABEL COMMAND...: run a helper, print its result, fail loudly
-    local label=$1 t
-    shift
-    t=$(rig_now_ms)
-    if "$@"; then
-        step "  ok   $label ($(($(rig_now_ms) - t)) ms): ${INPUT_LAST:-done}"
-        INPUT_LAST=""
-    else
-        step "  FAIL $label"
-        fail "$label: $INPUT_WHY"
-    fi
-}
+input_on_fail() { fail "$1: $INPUT_WHY"; }
+check() { input_step "$@"; }
 
 CASES=${DAEMON_INPUT_CASES:-client server demo}
 step "building the rig and the daemon"
@@ -75,12 +65,6 @@ bash images/build-guest.sh bookworm >/dev/null || rig_fail "images/build-guest.s
 case " $CASES " in *" server "*) bash images/build-guest.sh trixie >/dev/null || rig_fail "images/build-guest.sh trixie failed" ;; esac
 daemon_build || rig_fail "cargo build -p spice-bridge --bin spice-bridge failed"
 step "ready in $(($(rig_now_ms) - t0)) ms"
-
-# As in reference-input.sh: right Ctrl/Alt by X keycode (105/108), F11 is remote-viewer's.
-KEYS=(Up=103 Down=108 Left=105 Right=106 105=97 108=100 Super_L=125 Home=102 End=107 Prior=104
-    Next=109 Insert=110 Delete=111 KP_Enter=96 KP_Add=78 KP_Subtract=74 KP_Multiply=55 KP_Divide=98
-    KP_End=79 Escape=1 Tab=15 BackSpace=14 Return=28 F1=59 F10=68)
-TEXT='Hello, World! 0123 ~{}|:"<>? qwerty_+'
 
 # viewer DIR: remote-viewer on the daemon, the guest screen located and focused
 viewer() {
@@ -108,8 +92,8 @@ for c in $CASES; do
             --input-socket "$D/kbd.sock" --input-socket "$D/tablet.sock" || fail "client: $INPUT_WHY"
         viewer x1
         input_mouse_mode client || fail "client: $INPUT_WHY"
-        check "typed text" input_type "$TEXT"
-        check "special keys" input_keys "${KEYS[@]}"
+        check "typed text" input_type "$INPUT_TEXT"
+        check "special keys" input_keys "${INPUT_KEYS[@]}"
         check "left click at (100,200)" input_click 100 200 1
         check "right click at ($((INPUT_W - 1)),$((INPUT_H - 1)))" input_click $((INPUT_W - 1)) $((INPUT_H - 1)) 3
         check "middle click at (512,384)" input_click 512 384 2

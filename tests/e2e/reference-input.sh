@@ -41,19 +41,11 @@ KEEP=0
 trap 'input_viewer_stop; daemon_cleanup; [ $KEEP = 1 ] || rm -rf "$RIG_OUT"' EXIT
 t_start=$(rig_now_ms)
 step() { rig_step "$@"; }
-check() { # check LABEL COMMAND...: run a helper, print its result, fail loudly
-    local label=$1 t
-    shift
-    t=$(rig_now_ms)
-    if "$@"; then
-        step "  ok   $label ($(($(rig_now_ms) - t)) ms): ${INPUT_LAST:-done}"
-        INPUT_LAST=""
-    else
-        KEEP=1
-        step "  FAIL $label (work dir $RIG_OUT kept)"
-        rig_fail "$label: $INPUT_WHY"
-    fi
+input_on_fail() { # input_step's failure: keep the work dir, fail loudly
+    KEEP=1
+    rig_fail "$1: $INPUT_WHY (work dir $RIG_OUT kept)"
 }
+check() { input_step "$@"; }
 
 CASES=${RIG_INPUT_CASES:-usb ps2 virtio}
 step "building the rig (cached under ${SPICE_RS_CACHE:-~/.cache/spice-rs})"
@@ -63,19 +55,10 @@ bash images/build-guest.sh bookworm >/dev/null || rig_fail "images/build-guest.s
 case " $CASES " in *" virtio "*) bash images/build-guest.sh trixie >/dev/null || rig_fail "images/build-guest.sh trixie failed" ;; esac
 step "rig ready in $(($(rig_now_ms) - t0)) ms"
 
-# Keys whose Linux codes the guest must see (X keysym, or X keycode for modifiers: xdotool presses
-# Control_L along with the Control_R keysym, so right Ctrl/Alt go by keycode, 105/108 = evdev
-# KEY_RIGHTCTRL/KEY_RIGHTALT + 8). F11 is remote-viewer's full-screen hot key and never reaches
-# the guest; F12 is the guest's LED key, used by the LED check.
-KEYS=(Up=103 Down=108 Left=105 Right=106 105=97 108=100 Super_L=125 Home=102 End=107 Prior=104
-    Next=109 Insert=110 Delete=111 KP_Enter=96 KP_Add=78 KP_Subtract=74 KP_Multiply=55 KP_Divide=98
-    KP_End=79 Escape=1 Tab=15 BackSpace=14 Return=28 F1=59 F10=68)
-TEXT='Hello, World! 0123 ~{}|:"<>? qwerty_+'
-
 # keyboard_checks: text and keys through remote-viewer
 keyboard_checks() {
-    check "typed text" input_type "$TEXT"
-    check "special keys" input_keys "${KEYS[@]}"
+    check "typed text" input_type "$INPUT_TEXT"
+    check "special keys" input_keys "${INPUT_KEYS[@]}"
 }
 
 for c in $CASES; do

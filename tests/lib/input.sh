@@ -49,6 +49,12 @@
 #                          tests/lib/spice_inputs_probe.py (no remote-viewer: one client at a time on
 #                          QEMU's server): key-modifiers at connection is caps=V1, then for each
 #                          next V an F12 press from the probe makes key-modifiers caps=V
+#   input_step LABEL HELPER ARGS...
+#                          run one of the helpers above, print "ok LABEL (ms): result" or FAIL;
+#                          on failure calls input_on_fail LABEL (define it in the test; default
+#                          rig_fail)
+#   INPUT_KEYS, INPUT_TEXT the key list (for input_keys) and the text (for input_type) both the
+#                          reference and the daemon tests send
 # Each returns non-zero with INPUT_WHY set; INPUT_LAST holds the last check's OK line.
 #
 # A daemon test calls them as reference-input.sh does, on the daemon's sockets and port (this
@@ -67,6 +73,32 @@
 # (atkbd for PS/2, hid-input for usb-tablet buttons, virtio_input for virtio devices).
 
 INPUT_LIB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+# Keys whose Linux codes the guest must see (X keysym, or X keycode for modifiers: xdotool presses
+# Control_L along with the Control_R keysym, so right Ctrl/Alt go by keycode, 105/108 = evdev
+# KEY_RIGHTCTRL/KEY_RIGHTALT + 8). F11 is remote-viewer's full-screen hot key and never reaches
+# the guest; F12 is the guest's LED key (input_led_*), F9 its reboot key (spice_input_reboot=1).
+# shellcheck disable=SC2034 # used by the tests that source this file
+INPUT_KEYS=(Up=103 Down=108 Left=105 Right=106 105=97 108=100 Super_L=125 Home=102 End=107 Prior=104
+    Next=109 Insert=110 Delete=111 KP_Enter=96 KP_Add=78 KP_Subtract=74 KP_Multiply=55 KP_Divide=98
+    KP_End=79 Escape=1 Tab=15 BackSpace=14 Return=28 F1=59 F10=68)
+# shellcheck disable=SC2034
+INPUT_TEXT='Hello, World! 0123 ~{}|:"<>? qwerty_+'
+
+input_on_fail() { rig_fail "$1: $INPUT_WHY"; }
+
+input_step() {
+    local label=$1 t
+    shift
+    t=$(rig_now_ms)
+    if "$@"; then
+        rig_step "  ok   $label ($(($(rig_now_ms) - t)) ms): ${INPUT_LAST:-done}"
+        INPUT_LAST=""
+    else
+        rig_step "  FAIL $label"
+        input_on_fail "$label"
+    fi
+}
 INPUT_RV_PID="" INPUT_RV_LOG="" INPUT_OX="" INPUT_OY="" INPUT_W="" INPUT_H="" INPUT_WHY="" INPUT_LAST=""
 INPUT_RETRIES=0
 INPUT_XDO_DELAY=${INPUT_XDO_DELAY:-40} # ms between typed keys
