@@ -19,7 +19,8 @@
 #           (QEMU stops, a new QEMU connects to the same vhost-user sockets): text and a click
 #           work again.
 #   server  trixie 6.12, daemon keyboard + relative mouse (server mouse mode): after the grab
-#           click, relative moves add up to the move; buttons and wheel; text typed
+#           click, relative moves add up to the move; buttons and wheel; text, the special keys
+#           and the Caps Lock LED as in the client case, on the 6.12 driver
 #   demo    the README main job (images/demo.sh) as a new user runs it: a command typed in
 #           remote-viewer runs in the demo guest's shell (its output, computed by the guest,
 #           reaches the serial log), and remote-viewer is in client mouse mode (no grab)
@@ -147,6 +148,8 @@ for c in $CASES; do
         check "buttons left, right, middle" input_expect "$m" buttons 272 273 274
         check "wheel" input_wheel -1 1
         check "typed text" input_type 'Server mode: ok?'
+        check "special keys" input_keys "${INPUT_KEYS[@]}"
+        check "Caps Lock LED (F12, virtio status queue) -> remote-viewer" input_led_viewer 'spice-rs keyboard'
         input_viewer_stop
         rig_stop_guest
         daemon_stop || fail "daemon did not stop cleanly"
