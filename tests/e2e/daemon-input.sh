@@ -160,8 +160,7 @@ for c in $CASES; do
         mkdir -p "$D"
         port=$(rig_free_port)
         setsid bash images/demo.sh --port "$port" >"$D/demo.out" 2>"$D/demo.err" &
-        DEMO_PID=$!
-        bg_track "$DEMO_PID"
+        DEMO_PID=$! # stopped by demo_stop (here and in the EXIT trap)
         log=""
         for _ in $(seq 1800); do # demo.sh builds the release daemon first
             log=$(sed -n 's/.*guest serial log \([^,]*\),.*/\1/p' "$D/demo.err" | head -1)

@@ -145,7 +145,8 @@ bg_track() { DAEMON_BG+=("$1"); }
 # kill_wait PID: TERM, then KILL after 3 s.
 kill_wait() {
     local pid=$1
-    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return 0; }
+    # (a reaped child's status is not this function's: errexit callers must not trip on it)
+    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
     kill "$pid" 2>/dev/null || true
     for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$pid" 2>/dev/null || true
