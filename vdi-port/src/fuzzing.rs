@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use virtio_queue::{Queue, QueueT};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
@@ -124,6 +124,7 @@ fn unreachable_queue() -> Queue {
 
 struct Server {
     path: PathBuf,
+    server: VhostUserServer<InputDevice>,
     metrics: Arc<ServerMetrics>,
     _handle: InputHandle,
 }
@@ -142,9 +143,9 @@ fn server() -> &'static Mutex<Server> {
         let handle = dev.handle();
         let srv = VhostUserServer::bind(&path, dev).unwrap_or_else(|_| std::process::abort());
         let metrics = srv.metrics();
-        std::thread::spawn(move || srv.run());
         Mutex::new(Server {
             path,
+            server: srv,
             metrics,
             _handle: handle,
         })
@@ -157,23 +158,36 @@ fn server() -> &'static Mutex<Server> {
 ///
 /// vhost-user-backend 0.24 keeps its request handler type private, so the bytes go through the
 /// real listener on a socket path instead of a socketpair.
+///
+/// The connection is served by [`VhostUserServer::serve_one`] on a thread that is joined before
+/// returning: the per-connection daemon, its request thread and its vring worker thread are all
+/// gone when the input ends. (With `run()` on a background thread, the next connection's daemon
+/// and worker thread were being spawned while libFuzzer checked the input for leaks, and
+/// LeakSanitizer reported that live worker's allocations as leaked.)
 pub fn vhost_user_msgs(data: &[u8]) {
-    let srv = server().lock().unwrap_or_else(|e| e.into_inner());
+    let mut guard = server().lock().unwrap_or_else(|e| e.into_inner());
+    let srv = &mut *guard;
     let before = srv.metrics.connections_finished();
+    // Connect first (the listener is bound, so this queues): `serve_one` then cannot block in
+    // accept forever.
     let Ok(mut s) = UnixStream::connect(&srv.path) else {
         return;
     };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    let _ = s.write_all(data);
-    let _ = s.shutdown(std::net::Shutdown::Write);
-    let mut sink = Vec::new();
-    let _ = s.take(1 << 20).read_to_end(&mut sink);
-    let start = Instant::now();
-    while srv.metrics.connections_finished() == before {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "server did not finish the connection"
-        );
-        std::thread::sleep(Duration::from_micros(50));
-    }
+    let server = &mut srv.server;
+    std::thread::scope(|scope| {
+        let serving = scope.spawn(move || server.serve_one());
+        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+        let _ = s.write_all(data);
+        let _ = s.shutdown(std::net::Shutdown::Write);
+        let mut sink = Vec::new();
+        let _ = (&s).take(1 << 20).read_to_end(&mut sink);
+        drop(s);
+        let served = serving.join();
+        assert!(matches!(served, Ok(Ok(()))), "serve_one failed or panicked");
+    });
+    assert_eq!(
+        srv.metrics.connections_finished(),
+        before + 1,
+        "server did not finish the connection"
+    );
 }

@@ -11,15 +11,18 @@
 //! `CONFIGURE_MEM_SLOTS`.
 
 use std::io;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use vhost::vhost_user::message::{VhostUserProtocolFeatures, VhostUserVirtioFeatures};
 use vhost::vhost_user::Listener;
-use vhost_user_backend::{VhostUserBackend, VhostUserDaemon, VringRwLock, VringT};
+use vhost_user_backend::{
+    VhostUserBackend, VhostUserDaemon, VringEpollHandler, VringRwLock, VringT,
+};
 use virtio_queue::QueueT;
 use vm_memory::{GuestAddressSpace, GuestMemoryAtomic, GuestMemoryMmap};
 use vmm_sys_util::epoll::EventSet;
@@ -116,6 +119,8 @@ pub struct DeviceBackend<D: VirtioDevice> {
     device: Arc<D>,
     mem: Arc<Mutex<Option<Memory>>>,
     metrics: Arc<ServerMetrics>,
+    /// Raw fds of the exit-event consumers handed to vhost-user-backend (see [`ExitFds`]).
+    exit_fds: Arc<Mutex<Vec<RawFd>>>,
 }
 
 impl<D: VirtioDevice> Clone for DeviceBackend<D> {
@@ -124,6 +129,7 @@ impl<D: VirtioDevice> Clone for DeviceBackend<D> {
             device: self.device.clone(),
             mem: self.mem.clone(),
             metrics: self.metrics.clone(),
+            exit_fds: self.exit_fds.clone(),
         }
     }
 }
@@ -135,6 +141,7 @@ impl<D: VirtioDevice> DeviceBackend<D> {
             device,
             mem: Arc::new(Mutex::new(None)),
             metrics,
+            exit_fds: Arc::new(Mutex::new(Vec::new())),
         }
     }
 
@@ -250,9 +257,17 @@ impl<D: VirtioDevice> VhostUserBackend for DeviceBackend<D> {
 
     fn exit_event(&self, thread_index: usize) -> Option<(EventConsumer, EventNotifier)> {
         // Without an exit event the vring worker threads never stop and dropping the
-        // per-connection daemon would hang.
-        match new_event_consumer_and_notifier(EventFlag::NONBLOCK) {
-            Ok(pair) => Some(pair),
+        // per-connection daemon would hang. vhost-user-backend 0.24 turns the consumer into a
+        // raw fd for its epoll set and never closes it; its number is recorded so that
+        // `ExitFds` closes it once the daemon is gone.
+        match new_event_consumer_and_notifier(EventFlag::NONBLOCK | EventFlag::CLOEXEC) {
+            Ok(pair) => {
+                self.exit_fds
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(pair.0.as_raw_fd());
+                Some(pair)
+            }
             Err(e) => {
                 tracing::error!(thread_index, error = %e, "vhost-user: cannot create the exit event");
                 None
@@ -298,6 +313,47 @@ impl<D: VirtioDevice> VhostUserBackend for DeviceBackend<D> {
             tracing::debug!(device_event, "vhost-user: event from an unknown source");
         }
         Ok(())
+    }
+}
+
+/// Closes the exit-event consumer fds that vhost-user-backend 0.24 leaks, once per connection.
+///
+/// `VringEpollHandler::new` (event_loop.rs) registers `consumer.into_raw_fd()` in its epoll set
+/// and keeps only the notifier: nothing ever closes the consumer, so every per-connection daemon
+/// left one eventfd behind and a reconnecting (or hostile) frontend could exhaust the daemon's
+/// fd limit. The fds are closed only once every epoll handler of the daemon is provably gone
+/// (no strong reference left: the worker threads were stopped through the exit event and
+/// joined by `VhostUserHandler::drop`, the epoll fds closed). Closing earlier could remove the
+/// exit event from a live worker's epoll set and make its join hang; so if a handler were still
+/// alive, or the daemon was never fully built, the fds are left open (logged) rather than risked.
+///
+/// Declared before the daemon in [`VhostUserServer::serve_one`], so it drops after it on every
+/// path.
+struct ExitFds<D: VirtioDevice> {
+    fds: Arc<Mutex<Vec<RawFd>>>,
+    handlers: Vec<Weak<VringEpollHandler<DeviceBackend<D>>>>,
+}
+
+impl<D: VirtioDevice> Drop for ExitFds<D> {
+    fn drop(&mut self) {
+        let fds = std::mem::take(&mut *self.fds.lock().unwrap_or_else(|e| e.into_inner()));
+        if fds.is_empty() {
+            return;
+        }
+        if self.handlers.is_empty() || self.handlers.iter().any(|h| h.strong_count() > 0) {
+            tracing::warn!(
+                count = fds.len(),
+                "vhost-user: epoll handlers still alive; exit-event fds left open"
+            );
+            return;
+        }
+        for fd in fds {
+            // SAFETY: `fd` is the consumer eventfd created in `DeviceBackend::exit_event` and
+            // given away with `into_raw_fd` by vhost-user-backend, which stores no owner for it
+            // and never closes it. Its only user, the epoll handler, has been dropped (checked
+            // above), so this is the sole owner and the number cannot have been reused.
+            drop(unsafe { OwnedFd::from_raw_fd(fd) });
+        }
     }
 }
 
@@ -347,8 +403,19 @@ impl<D: VirtioDevice> VhostUserServer<D> {
         let backend = DeviceBackend::new(self.device.clone(), self.metrics.clone());
         let wake_id = backend.wake_event_id();
         let mem: Memory = GuestMemoryAtomic::new(GuestMemoryMmap::new());
+        // Must be declared before `daemon`: it closes the leaked exit fds after the daemon (and
+        // with it every vring worker thread) is gone, on every return path.
+        let mut exit_fds = ExitFds {
+            fds: backend.exit_fds.clone(),
+            handlers: Vec::new(),
+        };
         let mut daemon = VhostUserDaemon::new("vdi-port-vhost-user".into(), backend, mem)
             .map_err(VhostUserError::Daemon)?;
+        exit_fds.handlers = daemon
+            .get_epoll_handlers()
+            .iter()
+            .map(Arc::downgrade)
+            .collect();
         if let Some(ev) = self.device.wake_event() {
             for h in daemon.get_epoll_handlers() {
                 h.register_listener(ev.as_raw_fd(), EventSet::IN, wake_id)
@@ -362,9 +429,11 @@ impl<D: VirtioDevice> VhostUserServer<D> {
         ServerMetrics::inc(&self.metrics.connections);
         tracing::info!(path = %self.path.display(), "vhost-user: frontend connected");
         let result = daemon.wait();
-        // Dropping the daemon stops and joins its event-loop threads; then the device goes
-        // back to power-on state before anyone sees the connection as finished.
+        // Dropping the daemon stops and joins its event-loop threads (VhostUserHandler::drop
+        // sends the exit event and joins); then the leaked exit fds are closed and the device
+        // goes back to power-on state before anyone sees the connection as finished.
         drop(daemon);
+        drop(exit_fds);
         self.device.reset();
         match result {
             Ok(())
