@@ -95,23 +95,45 @@ impl InputSink for NullInput {
     fn mouse_button(&self, _: MouseButton, _: bool, _: Buttons) {}
 }
 
+/// Why an [`AgentSink`] refused client agent data. The server drops the client connection
+/// (as spice-server does for malformed agent data).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AgentDataError {
+    /// The VDAgent message stream from the client is malformed.
+    #[error("malformed agent stream: {0}")]
+    Malformed(String),
+    /// The client sent more than its flow-control window allows.
+    #[error("agent data beyond the flow-control window")]
+    Overflow,
+}
+
 /// Receives VDAgent stream bytes from the client (AGENT_DATA) and the agent session events.
-/// Must not block. The server returns flow-control tokens to the client as chunks are accepted.
+/// Must not block.
+///
+/// Flow control: each AGENT_DATA comes with its [`AgentDataToken`]; dropping the token gives
+/// the client its credit back (MAIN_AGENT_TOKEN). A sink that forwards the data to a guest
+/// keeps the token until the bytes are on their way, so a client can never have more than
+/// the agent window (10 messages) in flight.
 pub trait AgentSink: Send + Sync {
-    /// A client started talking to the agent (AGENT_START).
+    /// A client started talking to the agent (AGENT_START; again after each agent (re)connect).
     fn client_started(&self) {}
-    /// One AGENT_DATA chunk (at most 2048 bytes of the VDAgent byte stream).
-    fn client_data(&self, data: &[u8]);
+    /// One AGENT_DATA message (at most 2048 bytes of the VDAgent byte stream) and its token.
+    fn client_data(&self, data: &[u8], token: AgentDataToken) -> Result<(), AgentDataError>;
     /// The client went away.
     fn client_gone(&self) {}
 }
 
-/// An [`AgentSink`] that drops everything.
+pub use crate::session::AgentDataToken;
+
+/// An [`AgentSink`] that drops everything (returning each token at once).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct NullAgent;
 
 impl AgentSink for NullAgent {
-    fn client_data(&self, _: &[u8]) {}
+    fn client_data(&self, _: &[u8], _: AgentDataToken) -> Result<(), AgentDataError> {
+        Ok(())
+    }
 }
 
 /// Splits a set-1 scancode byte sequence into key events (0xE0 prefixes one key; 0xE1

@@ -13,6 +13,8 @@
 //!   tablet and mouse devices (behind [`guest_input::EvdevDevice`]);
 //! - [`input`]: the [`input::InputSink`] trait that receives keyboard and mouse events, and the
 //!   [`input::AgentSink`] hook for VDAgent traffic;
+//! - [`agent`]: the agent channel between the client and the guest agent behind the VDI port
+//!   (relay with flow control, connect/disconnect, monitors config, client mouse via the agent);
 //! - [`qxl_display`]: the bridge from a QXL device (`qxl-device`) to the [`model`];
 //! - [`qxl_vfio`]: the QXL device as a vfio-user PCI function (`vfio-user-server`), for serving it
 //!   to an unmodified VMM.
@@ -50,6 +52,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod agent;
 pub mod channel;
 pub mod codec;
 #[cfg(any(test, feature = "test-utils"))]

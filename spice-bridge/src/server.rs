@@ -1,8 +1,7 @@
 //! The server: tokio accept loop, link driver, sessions (one client per session) and shutdown.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -232,6 +231,14 @@ impl ServerHandle {
         }
     }
 
+    /// Whether a client is connected and has started its agent channel (AGENT_START), so
+    /// agent messages sent now reach it.
+    pub fn has_agent_client(&self) -> bool {
+        lock(&self.shared.session)
+            .as_ref()
+            .is_some_and(|s| s.agent_started.load(Ordering::Relaxed))
+    }
+
     /// Sends VDAgent stream bytes to the client (split into 2048-byte AGENT_DATA messages, each
     /// costing one client token).
     pub fn send_agent_data(&self, data: &[u8]) -> Result<(), ServerError> {
@@ -375,17 +382,7 @@ fn new_session(shared: &Shared) -> Arc<Session> {
         id = rand::random();
     }
     let (cancel, _) = watch::channel(false);
-    let s = Arc::new(Session {
-        id,
-        cancel,
-        main_tx: Mutex::new(None),
-        inputs_tx: Mutex::new(None),
-        display_tx: Mutex::new(None),
-        pongs: Mutex::new(HashMap::new()),
-        server_agent_tokens: AtomicU64::new(0),
-        agent_started: AtomicBool::new(false),
-        agent_tokens_cap: AtomicBool::new(false),
-    });
+    let s = Arc::new(Session::new(id, cancel, channel::main::AGENT_WINDOW));
     if let Some(old) = cur.replace(s.clone()) {
         info!(
             old = old.id,

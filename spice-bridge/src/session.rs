@@ -95,6 +95,66 @@ pub(crate) struct Session {
     pub agent_started: AtomicBool,
     /// client has AGENT_CONNECTED_TOKENS
     pub agent_tokens_cap: AtomicBool,
+    /// AGENT_DATA messages the client may still send (its window, minus what it sent, plus
+    /// what was returned with AGENT_TOKEN).
+    pub client_agent_tokens: AtomicU32,
+    /// Tokens consumed and not yet returned, with the agent epoch they belong to.
+    pub agent_owed: Mutex<(u64, u32)>,
+    /// Bumped when a new agent connects (the client's window restarts at 10); tokens of an
+    /// older epoch are not returned.
+    pub agent_epoch: AtomicU64,
+}
+
+impl Session {
+    /// Creates a session with id `id`.
+    pub(crate) fn new(id: u32, cancel: watch::Sender<bool>, agent_window: u32) -> Self {
+        Session {
+            id,
+            cancel,
+            main_tx: Mutex::new(None),
+            inputs_tx: Mutex::new(None),
+            display_tx: Mutex::new(None),
+            pongs: Mutex::new(HashMap::new()),
+            server_agent_tokens: AtomicU64::new(0),
+            agent_started: AtomicBool::new(false),
+            agent_tokens_cap: AtomicBool::new(false),
+            client_agent_tokens: AtomicU32::new(agent_window),
+            agent_owed: Mutex::new((0, 0)),
+            agent_epoch: AtomicU64::new(0),
+        }
+    }
+}
+
+/// The flow-control credit of one client AGENT_DATA message. Dropping it returns the credit
+/// to the client (in batches, as MAIN_AGENT_TOKEN); see [`crate::input::AgentSink`].
+pub struct AgentDataToken {
+    session: std::sync::Weak<Session>,
+    epoch: u64,
+}
+
+impl AgentDataToken {
+    pub(crate) fn new(session: &Arc<Session>) -> Self {
+        AgentDataToken {
+            session: Arc::downgrade(session),
+            epoch: session.agent_epoch.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl std::fmt::Debug for AgentDataToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentDataToken")
+            .field("epoch", &self.epoch)
+            .finish()
+    }
+}
+
+impl Drop for AgentDataToken {
+    fn drop(&mut self) {
+        if let Some(s) = self.session.upgrade() {
+            crate::channel::main::return_agent_token(&s, self.epoch);
+        }
+    }
 }
 
 pub(crate) struct Shared {

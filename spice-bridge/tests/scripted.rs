@@ -4,7 +4,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use spice_bridge::input::{AgentSink, Buttons, InputSink, KeyEvent, MouseButton, MouseMode};
+use spice_bridge::input::{
+    AgentDataError, AgentDataToken, AgentSink, Buttons, InputSink, KeyEvent, MouseButton, MouseMode,
+};
 use spice_bridge::link::TicketPolicy;
 use spice_bridge::model::{Rect, SurfaceFormat};
 use spice_bridge::server::{ImageCompression, ServerHandle};
@@ -50,11 +52,12 @@ impl InputSink for Rec {
 }
 
 impl AgentSink for Rec {
-    fn client_data(&self, d: &[u8]) {
+    fn client_data(&self, d: &[u8], _token: AgentDataToken) -> Result<(), AgentDataError> {
         self.events
             .lock()
             .unwrap()
             .push(format!("agent {}", d.len()));
+        Ok(())
     }
 }
 

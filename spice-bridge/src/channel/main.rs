@@ -13,7 +13,7 @@ use super::{
     handle_base, msg, push, read_msg, BaseAction, ChannelError, MsgWriter, Out, OUTBOX_LEN,
 };
 use crate::input::MouseMode as InputMouseMode;
-use crate::session::{ConnCtx, ServerError, Session};
+use crate::session::{AgentDataToken, ConnCtx, ServerError, Session};
 use crate::wire::main::{
     cap, mouse_mode, AgentConnected, AgentConnectedTokens, AgentDisconnected, AgentToken,
     ChannelsList, MainClientMessage, MainInit, MouseMode, MultiMediaTime, Name, Uuid,
@@ -38,19 +38,47 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Tells the session's client that the guest agent (dis)connected.
+/// Tells the session's client that the guest agent (dis)connected. A new agent restarts the
+/// client's agent window (AGENT_CONNECTED_TOKENS carries it), so tokens still held for the old
+/// agent are not returned.
 pub(crate) fn agent_state_changed(s: &Session, connected: bool) {
+    let guard = lock(&s.main_tx);
+    let Some(tx) = guard.as_ref() else {
+        return;
+    };
+    let m = if !connected {
+        msg(&AgentDisconnected { error_code: 0 })
+    } else if s.agent_tokens_cap.load(Ordering::Relaxed) {
+        let mut owed = lock(&s.agent_owed);
+        let epoch = s.agent_epoch.fetch_add(1, Ordering::Relaxed) + 1;
+        *owed = (epoch, 0);
+        s.client_agent_tokens.store(AGENT_WINDOW, Ordering::Relaxed);
+        msg(&AgentConnectedTokens {
+            num_tokens: AGENT_WINDOW,
+        })
+    } else {
+        msg(&AgentConnected {})
+    };
+    let _ = tx.try_send(m);
+}
+
+/// Gives one AGENT_DATA credit back to the client: tokens go out in batches of
+/// [`TOKENS_TO_SEND`] (as spice-server does). Credits of an older agent epoch are dropped.
+pub(crate) fn return_agent_token(s: &Session, epoch: u64) {
+    let mut owed = lock(&s.agent_owed);
+    if owed.0 != epoch {
+        return;
+    }
+    owed.1 += 1;
+    if owed.1 < TOKENS_TO_SEND {
+        return;
+    }
     if let Some(tx) = lock(&s.main_tx).as_ref() {
-        let m = if !connected {
-            msg(&AgentDisconnected { error_code: 0 })
-        } else if s.agent_tokens_cap.load(Ordering::Relaxed) {
-            msg(&AgentConnectedTokens {
-                num_tokens: AGENT_WINDOW,
-            })
-        } else {
-            msg(&AgentConnected {})
-        };
-        let _ = tx.try_send(m);
+        // On a full outbox the credit stays owed and goes out with the next batch.
+        if tx.try_send(msg(&AgentToken { num_tokens: owed.1 })).is_ok() {
+            s.client_agent_tokens.fetch_add(owed.1, Ordering::Relaxed);
+            owed.1 = 0;
+        }
     }
 }
 
@@ -87,8 +115,6 @@ pub(crate) fn send_agent_data(s: &Session, data: &[u8]) -> Result<(), ServerErro
 
 struct MainState {
     attached: bool,
-    client_tokens: u32,
-    consumed: u32,
 }
 
 fn handle(
@@ -137,9 +163,8 @@ fn handle(
             )?;
         }
         MainClientMessage::AgentStart(a) => {
-            if ctx.session.agent_started.swap(true, Ordering::Relaxed) {
-                return Err(ChannelError::OutOfOrder("second AGENT_START".into()));
-            }
+            // spice-gtk sends AGENT_START again after every AGENT_CONNECTED.
+            ctx.session.agent_started.store(true, Ordering::Relaxed);
             ctx.session
                 .server_agent_tokens
                 .store(a.num_tokens.into(), Ordering::Relaxed);
@@ -168,24 +193,21 @@ fn handle(
                     "AGENT_DATA before AGENT_START".into(),
                 ));
             }
-            if st.client_tokens == 0 {
+            if ctx
+                .session
+                .client_agent_tokens
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| t.checked_sub(1))
+                .is_err()
+            {
                 return Err(ChannelError::OutOfOrder(
                     "AGENT_DATA without a token (flow control violated)".into(),
                 ));
             }
-            st.client_tokens -= 1;
-            shared.agent.client_data(&d.0);
-            st.consumed += 1;
-            if st.consumed >= TOKENS_TO_SEND {
-                st.client_tokens += st.consumed;
-                push(
-                    out,
-                    msg(&AgentToken {
-                        num_tokens: st.consumed,
-                    }),
-                )?;
-                st.consumed = 0;
-            }
+            let token = AgentDataToken::new(&ctx.session);
+            shared
+                .agent
+                .client_data(&d.0, token)
+                .map_err(|e| ChannelError::OutOfOrder(format!("agent data refused: {e}")))?;
         }
     }
     Ok(())
@@ -259,11 +281,7 @@ pub(crate) async fn run(
         Ok::<(), ChannelError>(())
     };
     let reader = async {
-        let mut st = MainState {
-            attached: false,
-            client_tokens: AGENT_WINDOW,
-            consumed: 0,
-        };
+        let mut st = MainState { attached: false };
         let mut synced = false;
         while let Some((t, body)) = read_msg(&mut rd, ctx.linked.header, MAX_MAIN_MSG).await? {
             match handle_base(t, &body, false, &mut synced)? {
