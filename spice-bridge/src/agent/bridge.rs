@@ -272,7 +272,7 @@ impl AgentBridge {
 
     /// Serves the port: opens its host side and moves data both ways until the task is
     /// dropped. Never blocks a thread; waits on the port's notify and the client's tokens.
-    pub async fn run(self: Arc<Self>, port: PortHandle, server: ServerHandle) {
+    pub async fn run(self: Arc<Self>, port: PortHandle, server: Arc<ServerHandle>) {
         let wake = self.wake.clone();
         port.set_notify(move || wake.notify_one());
         port.set_host_open(true);

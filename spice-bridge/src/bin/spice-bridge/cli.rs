@@ -10,7 +10,10 @@ spice-bridge: serves an emulated QXL display device to a VMM over vfio-user and 
 Spice clients (remote-viewer, spicy, GNOME Boxes).
 
 USAGE:
-    spice-bridge --qxl-socket PATH (--password-file FILE | --disable-ticketing) [OPTIONS]
+    spice-bridge (--password-file FILE | --disable-ticketing) --qxl-socket PATH [OPTIONS]
+
+    At least one device socket (--qxl-socket, --vdi-socket or an input socket) is needed;
+    without --qxl-socket clients get no display, only the agent and the input devices.
 
 OPTIONS:
     --spice-addr ADDR:PORT   where Spice clients connect (default 127.0.0.1:5930)
@@ -28,6 +31,17 @@ OPTIONS:
                              client mouse mode is offered while the guest's driver runs it
     --mouse-socket PATH      vhost-user socket of a virtio-input relative mouse (server mouse
                              mode)
+    --vdi-socket PATH        vhost-user socket of the VDI port: a virtio-console (id 3) with
+                             MULTIPORT whose port 1 is com.redhat.spice.0, the Spice agent
+                             channel (clipboard, resolution, client mouse through
+                             spice-vdagent). QEMU 11: -device vhost-user-test-device-pci,
+                             chardev=ID,virtio-id=3,num_vqs=2*(PORTS+2),config_size=12
+                             (PORTS = 1 + the --vdi-port count; shared guest RAM)
+    --vdi-port NAME=PATH     (repeatable; needs --vdi-socket) a further named port (ids 2, 3,
+                             ... in order), e.g. org.qemu.guest_agent.0=/run/qga.sock: the
+                             daemon listens on the Unix socket PATH, one peer at a time, and
+                             passes bytes both ways; the guest sees the host side open while
+                             a peer is connected
     --control-socket PATH    line-based control socket (\"monitors WxH[+X+Y] ...\", \"status\")
     --name NAME              VM name shown by clients (default \"spice-bridge\")
     -h, --help               print this help
@@ -39,6 +53,11 @@ ENVIRONMENT:
 SIGNALS:
     SIGINT/SIGTERM           shut down cleanly and remove the socket
 ";
+
+/// Name of the VDI port that carries the Spice agent.
+pub const AGENT_PORT: &str = "com.redhat.spice.0";
+/// Most ports of the VDI port, the agent's included (`vdi_port::console::MAX_PORTS`).
+pub const MAX_VDI_PORTS: usize = vdi_port::console::MAX_PORTS;
 
 /// How clients authenticate.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,8 +75,8 @@ pub struct Options {
     pub spice_addr: SocketAddr,
     /// Authentication.
     pub ticketing: Ticketing,
-    /// vfio-user socket path.
-    pub qxl_socket: PathBuf,
+    /// vfio-user socket path (no QXL device without it).
+    pub qxl_socket: Option<PathBuf>,
     /// Offer every BAR trapped.
     pub no_mmap: bool,
     /// RAM BAR size in MiB.
@@ -74,6 +93,10 @@ pub struct Options {
     pub control_socket: Option<PathBuf>,
     /// vhost-user sockets of the virtio-input devices.
     pub input: InputSockets,
+    /// vhost-user socket of the VDI port (virtio-console).
+    pub vdi_socket: Option<PathBuf>,
+    /// Further named ports of the VDI port and the Unix sockets they are bridged to.
+    pub vdi_ports: Vec<(String, PathBuf)>,
 }
 
 /// Where the virtio-input devices are served over vhost-user (each optional).
@@ -113,6 +136,8 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
     let mut name = "spice-bridge".to_string();
     let mut control_socket = None;
     let mut input = InputSockets::default();
+    let mut vdi_socket = None;
+    let mut vdi_ports: Vec<(String, PathBuf)> = Vec::new();
 
     while let Some(arg) = it.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -147,6 +172,21 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
             "--keyboard-socket" => input.keyboard = Some(PathBuf::from(value(&mut it)?)),
             "--tablet-socket" => input.tablet = Some(PathBuf::from(value(&mut it)?)),
             "--mouse-socket" => input.mouse = Some(PathBuf::from(value(&mut it)?)),
+            "--vdi-socket" => vdi_socket = Some(PathBuf::from(value(&mut it)?)),
+            "--vdi-port" => {
+                let v = value(&mut it)?;
+                let (name, path) = v
+                    .split_once('=')
+                    .filter(|(n, p)| !n.is_empty() && !p.is_empty())
+                    .ok_or_else(|| format!("--vdi-port: '{v}' is not NAME=PATH"))?;
+                if name == AGENT_PORT || vdi_ports.iter().any(|(n, _)| n == name) {
+                    return Err(format!("--vdi-port: port name '{name}' used twice"));
+                }
+                if name.len() > 255 || name.contains(['/', '\0']) {
+                    return Err(format!("--vdi-port: bad port name '{name}'"));
+                }
+                vdi_ports.push((name.to_string(), PathBuf::from(path)));
+            }
             other => return Err(format!("unknown argument '{other}' (see --help)")),
         }
     }
@@ -161,8 +201,22 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
         (None, true) => Ticketing::Disabled,
         (Some(path), false) => Ticketing::Password(read_password(&path)?),
     };
-    let qxl_socket = qxl_socket.ok_or("--qxl-socket PATH is required")?;
-    let mut paths = vec![("--qxl-socket", &qxl_socket)];
+    if qxl_socket.is_none() && vdi_socket.is_none() && input == InputSockets::default() {
+        return Err("give at least one device socket (--qxl-socket, --vdi-socket, --keyboard-socket, --tablet-socket, --mouse-socket)".into());
+    }
+    if !vdi_ports.is_empty() && vdi_socket.is_none() {
+        return Err("--vdi-port needs --vdi-socket".into());
+    }
+    if vdi_ports.len() + 1 > MAX_VDI_PORTS {
+        return Err(format!("at most {} --vdi-port ports", MAX_VDI_PORTS - 1));
+    }
+    if control_socket.is_some() && qxl_socket.is_none() {
+        return Err("--control-socket needs --qxl-socket".into());
+    }
+    let mut paths = vec![];
+    paths.extend(qxl_socket.iter().map(|p| ("--qxl-socket", p)));
+    paths.extend(vdi_socket.iter().map(|p| ("--vdi-socket", p)));
+    paths.extend(vdi_ports.iter().map(|(_, p)| ("--vdi-port", p)));
     paths.extend(control_socket.iter().map(|p| ("--control-socket", p)));
     paths.extend(input.keyboard.iter().map(|p| ("--keyboard-socket", p)));
     paths.extend(input.tablet.iter().map(|p| ("--tablet-socket", p)));
@@ -189,6 +243,8 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
         name,
         control_socket,
         input,
+        vdi_socket,
+        vdi_ports,
     })))
 }
 
@@ -234,6 +290,10 @@ mod tests {
         assert_eq!(o.ticketing, Ticketing::Disabled);
         assert_eq!((o.ram_mib, o.vram_mib, o.vgamem_mib), (64, 64, 16));
         assert_eq!(o.input, InputSockets::default());
+        assert_eq!(
+            o.qxl_socket.as_deref(),
+            Some(std::path::Path::new("/tmp/q"))
+        );
     }
 
     #[test]
@@ -266,6 +326,33 @@ mod tests {
     }
 
     #[test]
+    fn vdi_port_and_its_named_ports() {
+        let Command::Run(o) = p(&[
+            "--disable-ticketing",
+            "--vdi-socket",
+            "/v",
+            "--vdi-port",
+            "org.qemu.guest_agent.0=/qga",
+            "--vdi-port=org.spice-space.webdav.0=/dav",
+        ])
+        .unwrap() else {
+            panic!("expected run")
+        };
+        assert_eq!(o.qxl_socket, None);
+        assert_eq!(o.vdi_socket.as_deref(), Some(std::path::Path::new("/v")));
+        assert_eq!(
+            o.vdi_ports,
+            [
+                ("org.qemu.guest_agent.0".to_string(), PathBuf::from("/qga")),
+                (
+                    "org.spice-space.webdav.0".to_string(),
+                    PathBuf::from("/dav")
+                )
+            ]
+        );
+    }
+
+    #[test]
     fn bad_flags_are_one_line_errors() {
         for args in [
             &["--bogus"][..],
@@ -293,6 +380,25 @@ mod tests {
                 "16",
             ][..],
             &["--disable-ticketing"][..],
+            &["--disable-ticketing", "--vdi-port", "a=/x"][..],
+            &[
+                "--disable-ticketing",
+                "--vdi-socket=/v",
+                "--vdi-port",
+                "com.redhat.spice.0=/x",
+            ][..],
+            &[
+                "--disable-ticketing",
+                "--vdi-socket=/v",
+                "--vdi-port",
+                "noeq",
+            ][..],
+            &["--disable-ticketing", "--vdi-socket=/v", "--vdi-port=a=/v"][..],
+            &[
+                "--disable-ticketing",
+                "--vdi-socket=/v",
+                "--control-socket=/c",
+            ][..],
         ] {
             let e = p(args).unwrap_err();
             assert!(!e.contains('\n'), "{e}");

@@ -1,13 +1,16 @@
-//! `spice-bridge`: the daemon that plugs the QXL display into an unmodified VMM over
-//! vfio-user and serves its screen to Spice clients. `--help` documents every flag.
+//! `spice-bridge`: the daemon that plugs the QXL display, the input devices and the VDI port
+//! into an unmodified VMM (vfio-user, vhost-user) and serves them to Spice clients. `--help`
+//! documents every flag.
 //!
 //! Wiring only: the code it wires lives in the libraries (`qxl_device::Worker`,
-//! `spice_bridge::qxl_display`, `spice_bridge::qxl_vfio`, `vfio_user_server`).
+//! `spice_bridge::qxl_display`, `spice_bridge::qxl_vfio`, `spice_bridge::agent`,
+//! `vfio_user_server`, `vdi_port`).
 //!
 //! Threads: the vfio-user server (register accesses; one VMM connection at a time, the next
 //! one accepted after a disconnect), the device worker (drains rings), the display bridge
-//! (device events → display model), the control socket and the tokio runtime serving Spice
-//! clients.
+//! (device events → display model), one vhost-user thread per virtio device, one per bridged
+//! VDI port, the control socket and the tokio runtime serving Spice clients (and the agent
+//! channel).
 
 mod cli;
 mod control;
@@ -20,14 +23,18 @@ use std::time::Duration;
 
 use anyhow::Context;
 use qxl_device::{DeviceEvent, QxlConfig, QxlDevice, Worker, WorkerConfig, WorkerHandle};
+use spice_bridge::agent::wire::MonitorConfig;
+use spice_bridge::agent::{AgentBridge, AgentMouseInput, AgentOptions, MonitorsSink};
 use spice_bridge::guest_input::{GuestDevices, GuestInput};
-use spice_bridge::input::NullAgent;
+use spice_bridge::input::{AgentSink, InputSink, NullAgent};
 use spice_bridge::link::TicketPolicy;
 use spice_bridge::qxl_display::{announce_client_presence, QxlDisplay};
 use spice_bridge::qxl_vfio::{IntxLine, QxlFunction};
 use spice_bridge::server::{ImageCompression, Server, ServerConfig};
 use spice_bridge::DisplayModel;
 use tracing::{error, info, warn};
+use vdi_port::console::unix_bridge::UnixBridge;
+use vdi_port::console::{ConsoleDevice, ConsoleOptions, PortHandle, PortOptions};
 use vdi_port::input::{InputDevice, InputHandle, InputKind, InputOptions, LedState, StatusSink};
 use vfio_user_server::{server_tables, FunctionBackend, Intx, PciFunction};
 
@@ -109,15 +116,16 @@ fn qxl_device(opts: &cli::Options) -> anyhow::Result<Qxl> {
 /// lowered, the device reset and the next VMM accepted.
 fn serve_qxl_vfio_user(
     opts: &cli::Options,
+    socket: &std::path::Path,
     qxl: WorkerHandle,
     intx: Arc<Intx>,
 ) -> anyhow::Result<()> {
     let func = QxlFunction::new(qxl);
     let (regions, irqs) = server_tables(&func.bars(), !opts.no_mmap);
-    let vfu = vfio_user_server::Server::new(&opts.qxl_socket, irqs, regions)
-        .with_context(|| format!("--qxl-socket {}", opts.qxl_socket.display()))?;
+    let vfu = vfio_user_server::Server::new(socket, irqs, regions)
+        .with_context(|| format!("--qxl-socket {}", socket.display()))?;
     info!(
-        socket = %opts.qxl_socket.display(),
+        socket = %socket.display(),
         mmap = !opts.no_mmap,
         "vfio-user QXL device ready"
     );
@@ -214,12 +222,118 @@ fn serve_inputs(opts: &cli::Options) -> anyhow::Result<Inputs> {
     })
 }
 
-fn run(opts: cli::Options) -> anyhow::Result<()> {
-    if opts.qxl_socket.exists() {
-        anyhow::bail!(
-            "--qxl-socket {}: path exists (another daemon running? remove it first)",
-            opts.qxl_socket.display()
+/// Writes the client's monitor layout (from the agent channel) into the QXL device, as the
+/// control socket's `monitors` command does.
+struct QxlMonitors(WorkerHandle);
+
+impl MonitorsSink for QxlMonitors {
+    fn client_monitors(&self, monitors: &[MonitorConfig]) {
+        let heads: Vec<qxl_device::ClientMonitor> = monitors
+            .iter()
+            .take(64)
+            .map(|m| qxl_device::ClientMonitor {
+                x: m.x.max(0) as u32,
+                y: m.y.max(0) as u32,
+                width: m.width,
+                height: m.height,
+            })
+            .collect();
+        let raised = self.0.device().set_client_monitors(&heads);
+        info!(
+            heads = heads.len(),
+            raised, "client monitors config from the agent channel"
         );
+    }
+}
+
+/// The VDI port: its agent port (for the agent channel) and the threads serving it.
+struct Vdi {
+    agent: PortHandle,
+}
+
+/// Creates the virtio-console VDI port (port 1 = the Spice agent, then the `--vdi-port`
+/// ports), serves it over vhost-user on `--vdi-socket` and each extra port on its Unix socket.
+fn serve_vdi(opts: &cli::Options, socket: &std::path::Path) -> anyhow::Result<Vdi> {
+    let mut ports = vec![PortOptions::new(cli::AGENT_PORT)];
+    ports.extend(
+        opts.vdi_ports
+            .iter()
+            .map(|(n, _)| PortOptions::new(n.clone())),
+    );
+    let (dev, mut handles) = ConsoleDevice::new(ConsoleOptions {
+        ports,
+        ..ConsoleOptions::default()
+    })
+    .context("--vdi-socket: virtio-console device")?;
+    let queues = vdi_port::VirtioDevice::num_queues(&dev);
+    let server = vdi_port::vhost_user::VhostUserServer::bind(socket, Arc::new(dev))
+        .map_err(|e| anyhow::anyhow!("--vdi-socket {}: {e}", socket.display()))?;
+    info!(
+        socket = %socket.display(),
+        ports = opts.vdi_ports.len() + 1,
+        num_vqs = queues,
+        "vhost-user VDI port ready (QEMU: vhost-user-test-device-pci,virtio-id=3,num_vqs={queues},config_size=12)"
+    );
+    std::thread::Builder::new()
+        .name("vhost-user-vdi".into())
+        .spawn(move || {
+            if let Err(e) = server.run() {
+                error!("vhost-user VDI port stopped: {e}");
+            }
+        })
+        .context("vhost-user thread")?;
+    let extra = handles.split_off(1);
+    for ((name, path), port) in opts.vdi_ports.iter().zip(extra) {
+        let bridge = UnixBridge::bind(path, port)
+            .with_context(|| format!("--vdi-port {name}={}", path.display()))?;
+        info!(port = %name, socket = %path.display(), "VDI port bridged to a Unix socket");
+        std::thread::Builder::new()
+            .name(format!("vdi-port-{name}"))
+            .spawn(move || {
+                if let Err(e) = bridge.run() {
+                    error!("VDI port bridge stopped: {e}");
+                }
+            })
+            .context("VDI port bridge thread")?;
+    }
+    let agent = handles.pop().context("agent port")?;
+    Ok(Vdi { agent })
+}
+
+/// Every socket path the daemon creates (removed again on exit).
+fn socket_paths(opts: &cli::Options) -> Vec<(&'static str, &std::path::Path)> {
+    let mut v: Vec<(&'static str, &std::path::Path)> = Vec::new();
+    v.extend(opts.qxl_socket.as_deref().map(|p| ("--qxl-socket", p)));
+    v.extend(opts.vdi_socket.as_deref().map(|p| ("--vdi-socket", p)));
+    v.extend(
+        opts.vdi_ports
+            .iter()
+            .map(|(_, p)| ("--vdi-port", p.as_path())),
+    );
+    v.extend(
+        opts.control_socket
+            .as_deref()
+            .map(|p| ("--control-socket", p)),
+    );
+    v.extend(
+        opts.input
+            .keyboard
+            .as_deref()
+            .map(|p| ("--keyboard-socket", p)),
+    );
+    v.extend(opts.input.tablet.as_deref().map(|p| ("--tablet-socket", p)));
+    v.extend(opts.input.mouse.as_deref().map(|p| ("--mouse-socket", p)));
+    v
+}
+
+fn run(opts: cli::Options) -> anyhow::Result<()> {
+    for (flag, path) in socket_paths(&opts) {
+        if path.exists() {
+            anyhow::bail!(
+                "{flag} {}: path exists (another daemon running? remove it first)",
+                path.display()
+            );
+        }
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -227,14 +341,38 @@ fn run(opts: cli::Options) -> anyhow::Result<()> {
         .build()
         .context("tokio runtime")?;
 
-    // Spice first: clients can link before any VMM connects.
+    // Devices first, then Spice: clients can link before any VMM connects.
     let model = DisplayModel::new();
+    let qxl_dev = opts
+        .qxl_socket
+        .as_ref()
+        .map(|_| qxl_device(&opts))
+        .transpose()?;
+    let qxl = qxl_dev.as_ref().map(|q| q.worker.handle());
     let Inputs {
         devices,
         tablet,
         mut leds,
     } = serve_inputs(&opts)?;
     let guest_input = Arc::new(GuestInput::new(devices, model.clone()));
+    let vdi = opts
+        .vdi_socket
+        .as_deref()
+        .map(|s| serve_vdi(&opts, s))
+        .transpose()?;
+    let agent_bridge = vdi.as_ref().map(|_| {
+        let monitors = qxl
+            .clone()
+            .map(|h| Arc::new(QxlMonitors(h)) as Arc<dyn MonitorsSink>);
+        AgentBridge::new(AgentOptions::default(), monitors)
+    });
+    let (input_sink, agent_sink): (Arc<dyn InputSink>, Arc<dyn AgentSink>) = match &agent_bridge {
+        Some(b) => (
+            Arc::new(AgentMouseInput::new(guest_input.clone(), b.clone())),
+            b.clone(),
+        ),
+        None => (guest_input.clone(), Arc::new(NullAgent)),
+    };
     let server_cfg = ServerConfig {
         listen: opts.spice_addr,
         ticket: match &opts.ticketing {
@@ -249,39 +387,41 @@ fn run(opts: cli::Options) -> anyhow::Result<()> {
         client_mouse: false,
         compression: ImageCompression::Lz,
     };
-    let server = rt
-        .block_on(Server::start(
+    let server = Arc::new(
+        rt.block_on(Server::start(
             server_cfg,
             model.clone(),
-            guest_input.clone(),
-            Arc::new(NullAgent),
+            input_sink,
+            agent_sink,
         ))
-        .with_context(|| format!("spice server on {}", opts.spice_addr))?;
+        .with_context(|| format!("spice server on {}", opts.spice_addr))?,
+    );
     let addr = server.local_addr();
     info!("spice://{}:{}", addr.ip(), addr.port());
+    if let (Some(vdi), Some(bridge)) = (vdi, &agent_bridge) {
+        rt.spawn(bridge.clone().run(vdi.agent, server.clone()));
+    }
 
-    // The QXL device, the bridge from its events to the display model, its vfio-user server.
-    let Qxl {
-        worker,
-        intx,
-        events,
-    } = qxl_device(&opts)?;
-    let qxl = worker.handle();
+    // The QXL device: the bridge from its events to the display model, its vfio-user server.
     let stop = Arc::new(AtomicBool::new(false));
-    {
+    let mut worker = None;
+    if let (Some(q), Some(socket), Some(qxl)) = (qxl_dev, opts.qxl_socket.as_deref(), &qxl) {
+        let Qxl {
+            worker: w,
+            intx,
+            events,
+        } = q;
+        worker = Some(w);
         let display = QxlDisplay::new(model.clone(), qxl.clone());
         let stop = stop.clone();
         std::thread::Builder::new()
             .name("bridge".into())
             .spawn(move || display.run(events, stop))
             .context("bridge thread")?;
+        serve_qxl_vfio_user(&opts, socket, qxl.clone(), intx)?;
     }
-    serve_qxl_vfio_user(&opts, qxl.clone(), intx)?;
 
-    if let Some(path) = &opts.control_socket {
-        if path.exists() {
-            anyhow::bail!("--control-socket {}: path exists", path.display());
-        }
+    if let (Some(path), Some(qxl)) = (&opts.control_socket, &qxl) {
         let listener = std::os::unix::net::UnixListener::bind(path)
             .with_context(|| format!("--control-socket {}", path.display()))?;
         let qxl = qxl.clone();
@@ -315,12 +455,17 @@ fn run(opts: cli::Options) -> anyhow::Result<()> {
                     server.set_keyboard_leds(keys);
                 }
                 _ = tick.tick() => {
-                    if server.has_display() != present {
-                        present = !present;
-                        announce_client_presence(&mut qxl.device(), present);
+                    if let Some(qxl) = &qxl {
+                        if server.has_display() != present {
+                            present = !present;
+                            announce_client_presence(&mut qxl.device(), present);
+                        }
                     }
-                    // As spice-server: client mouse mode while an absolute pointer is there.
-                    server.set_client_mouse_available(tablet.as_ref().is_some_and(|t| t.is_active()));
+                    // As spice-server: client mouse mode while an absolute pointer is there,
+                    // or an agent that takes MOUSE_STATE.
+                    let tablet_up = tablet.as_ref().is_some_and(|t| t.is_active());
+                    let agent_mouse = agent_bridge.as_ref().is_some_and(|b| b.mouse_available());
+                    server.set_client_mouse_available(tablet_up || agent_mouse);
                 }
             }
         }
@@ -330,14 +475,7 @@ fn run(opts: cli::Options) -> anyhow::Result<()> {
     .context("signal handling")?;
     stop.store(true, Ordering::Relaxed);
     drop(worker); // stops and joins the device worker
-    let _ = std::fs::remove_file(&opts.qxl_socket);
-    if let Some(path) = &opts.control_socket {
-        let _ = std::fs::remove_file(path);
-    }
-    for path in [&opts.input.keyboard, &opts.input.tablet, &opts.input.mouse]
-        .into_iter()
-        .flatten()
-    {
+    for (_, path) in socket_paths(&opts) {
         let _ = std::fs::remove_file(path);
     }
     info!("stopped");
