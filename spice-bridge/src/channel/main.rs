@@ -65,6 +65,8 @@ pub(crate) fn agent_state_changed(s: &Session, connected: bool) {
 /// Gives one AGENT_DATA credit back to the client: tokens go out in batches of
 /// [`TOKENS_TO_SEND`] (as spice-server does). Credits of an older agent epoch are dropped.
 pub(crate) fn return_agent_token(s: &Session, epoch: u64) {
+    // Lock order as in `agent_state_changed`: the outbox, then the owed count.
+    let tx = lock(&s.main_tx);
     let mut owed = lock(&s.agent_owed);
     if owed.0 != epoch {
         return;
@@ -73,8 +75,9 @@ pub(crate) fn return_agent_token(s: &Session, epoch: u64) {
     if owed.1 < TOKENS_TO_SEND {
         return;
     }
-    if let Some(tx) = lock(&s.main_tx).as_ref() {
-        // On a full outbox the credit stays owed and goes out with the next batch.
+    // On a full outbox (or no main channel) the credit stays owed and goes out with the next
+    // batch.
+    if let Some(tx) = tx.as_ref() {
         if tx.try_send(msg(&AgentToken { num_tokens: owed.1 })).is_ok() {
             s.client_agent_tokens.fetch_add(owed.1, Ordering::Relaxed);
             owed.1 = 0;
