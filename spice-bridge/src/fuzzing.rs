@@ -317,3 +317,69 @@ pub fn session(data: &[u8]) {
         "a server task panicked"
     );
 }
+
+/// The agent stream parsers (`agent::wire`): the guest's VDI byte stream (chunk headers, then
+/// VDAgent messages per port) and the client's AGENT_DATA stream, fed in arbitrary splits,
+/// never panic, and report every message exactly: a 20-byte first piece, data pieces adding up
+/// to the declared size, the collected data equal to it. Messages the server reads itself
+/// (capabilities, MONITORS_CONFIG) are parsed from whatever the stream carried.
+///
+/// Input: one byte seeding the split sizes, then the stream.
+pub fn agent_stream(data: &[u8]) {
+    use crate::agent::wire::{self, ChunkStream, MsgPiece, MsgStream};
+
+    let Some((&seed, stream)) = data.split_first() else {
+        return;
+    };
+    // Per message: declared size, data bytes seen.
+    struct Check {
+        current: Option<(u32, u64)>,
+    }
+    let check = |c: &mut Check, p: &MsgPiece<'_>| {
+        if p.first {
+            assert!(c.current.is_none(), "new message before the last ended");
+            assert_eq!(p.raw.len(), wire::MSG_HEADER_SIZE);
+            c.current = Some((p.header.size, 0));
+        } else {
+            let (size, seen) = c.current.as_mut().expect("data piece outside a message");
+            *seen += p.raw.len() as u64;
+            assert!(*seen <= u64::from(*size));
+        }
+        if p.last {
+            let (size, seen) = c.current.take().expect("last piece outside a message");
+            assert_eq!(seen, u64::from(size));
+            if let Some(w) = p.whole {
+                assert_eq!(w.len() as u64, u64::from(size));
+                let _ = wire::parse_caps(w);
+                let _ = wire::parse_monitors_config(w);
+            }
+        }
+    };
+    let mut chunks = ChunkStream::new(1 << 20);
+    let mut ports = [MsgStream::new(1 << 20, 1024), MsgStream::new(1 << 20, 0)];
+    let mut checks = [Check { current: None }, Check { current: None }];
+    let mut client = MsgStream::new(1 << 20, 8192);
+    let mut client_check = Check { current: None };
+    let mut rest = stream;
+    let mut s = u32::from(seed) | 1;
+    let (mut guest_ok, mut client_ok) = (true, true);
+    while !rest.is_empty() {
+        s = s.wrapping_mul(1_103_515_245).wrapping_add(12345);
+        let n = ((s >> 16) as usize % 64 + 1).min(rest.len());
+        let (piece, r) = rest.split_at(n);
+        rest = r;
+        if guest_ok {
+            let res = chunks.feed(piece, &mut |port, bytes| {
+                let i = (port - 1) as usize;
+                let c = &mut checks[i];
+                ports[i].feed(bytes, &mut |p| check(c, &p))
+            });
+            guest_ok = res.is_ok();
+        }
+        if client_ok {
+            client_ok = client
+                .feed(piece, &mut |p| check(&mut client_check, &p))
+                .is_ok();
+        }
+    }
+}

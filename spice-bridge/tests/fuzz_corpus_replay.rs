@@ -88,3 +88,8 @@ fn lz_roundtrip_corpus_replays() {
 fn session_corpus_replays() {
     replay("session", 400, 1, spice_bridge::fuzzing::session);
 }
+
+#[test]
+fn agent_stream_corpus_replays() {
+    replay("agent_stream", 3, 1, spice_bridge::fuzzing::agent_stream);
+}

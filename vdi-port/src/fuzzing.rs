@@ -191,3 +191,129 @@ pub fn vhost_user_msgs(data: &[u8]) {
         "server did not finish the connection"
     );
 }
+
+/// A guest driver (the fuzzer) against a two-port virtio-console: it posts arbitrary buffers on
+/// any queue (control messages included), scribbles over rings and buffers, and the owner side
+/// writes, reads, and opens/closes the host side, in any order. Nothing may panic or hang, and
+/// the bounded buffers stay bounded.
+pub fn console_queues(mut data: &[u8]) {
+    use crate::console::{ConsoleDevice, ConsoleOptions, PortOptions};
+    use crate::testing::{Mem, SplitRing};
+
+    const TO_GUEST: usize = 4096;
+    let Ok((dev, ports)) = ConsoleDevice::new(ConsoleOptions {
+        ports: vec![
+            PortOptions {
+                name: "com.redhat.spice.0".into(),
+                host_open: true,
+            },
+            PortOptions::new("org.qemu.guest_agent.0"),
+        ],
+        to_guest_bytes: TO_GUEST,
+        from_guest_bytes: 8192,
+    }) else {
+        return;
+    };
+    let n = dev.num_queues();
+    let Ok(mem) = Mem::from_ranges(&[(GuestAddress(0), 0x100_0000)]) else {
+        return;
+    };
+    let mut rings: Vec<SplitRing> = (0..n).map(SplitRing::new).collect();
+    let mut queues: Vec<Queue> = rings.iter().map(SplitRing::queue).collect();
+    dev.activate();
+    let mut steps = 0;
+    while let Some([op]) = take::<1>(&mut data) {
+        steps += 1;
+        if steps > 512 {
+            break;
+        }
+        match op % 10 {
+            // Post a device-readable buffer (control message or port data) on queue q.
+            0 | 1 => {
+                let Some([q, len]) = take::<2>(&mut data) else {
+                    break;
+                };
+                let len = usize::from(len % 33).min(data.len());
+                let (bytes, rest) = data.split_at(len);
+                data = rest;
+                let q = usize::from(q) % n;
+                let _ = rings[q].post(&mem, None, bytes);
+            }
+            // Post a device-writable buffer.
+            2 => {
+                let Some([q, len]) = take::<2>(&mut data) else {
+                    break;
+                };
+                let q = usize::from(q) % n;
+                let _ = rings[q].post(&mem, Some(u32::from(len) * 16), &[]);
+            }
+            // A well-formed control message (so the handshake gets far).
+            3 => {
+                let Some([id, ev, val]) = take::<3>(&mut data) else {
+                    break;
+                };
+                let m = crate::console::abi::ControlMsg::new(
+                    u32::from(id % 4),
+                    u16::from(ev % 8),
+                    u16::from(val % 3),
+                );
+                let _ = rings[crate::console::abi::CONTROL_TX].post(&mem, None, &m.to_bytes());
+            }
+            // Scribble over rings (first 64 KiB of each ring area) or buffers.
+            4 => {
+                let Some([a0, a1, a2, len]) = take::<4>(&mut data) else {
+                    break;
+                };
+                let addr = u64::from(u32::from_le_bytes([a0, a1, a2, 0]));
+                let len = usize::from(len % 17).min(data.len());
+                let (bytes, rest) = data.split_at(len);
+                data = rest;
+                let _ = mem.write_slice(bytes, GuestAddress(addr));
+            }
+            5 => {
+                let Some([q]) = take::<1>(&mut data) else {
+                    break;
+                };
+                let q = usize::from(q) % n;
+                let _ = dev.process_queue(q, &mut queues[q], &mem);
+                let _ = rings[q].take_used(&mem);
+            }
+            6 => {
+                let Some([p, len]) = take::<2>(&mut data) else {
+                    break;
+                };
+                let _ = ports[usize::from(p % 2)].write(&vec![p; usize::from(len) * 64]);
+            }
+            7 => {
+                let Some([p]) = take::<1>(&mut data) else {
+                    break;
+                };
+                while ports[usize::from(p % 2)].recv().is_some() {}
+            }
+            8 => {
+                let Some([p]) = take::<1>(&mut data) else {
+                    break;
+                };
+                ports[usize::from(p % 2)].set_host_open(p & 2 != 0);
+            }
+            _ => {
+                let Some([c]) = take::<1>(&mut data) else {
+                    break;
+                };
+                if c & 1 == 0 {
+                    let mut cfg = [0u8; 16];
+                    dev.read_config(u64::from(c % 16), &mut cfg);
+                    dev.write_config(u64::from(c % 16), &cfg[..4]);
+                } else {
+                    dev.reset();
+                    rings = (0..n).map(SplitRing::new).collect();
+                    queues = rings.iter().map(SplitRing::queue).collect();
+                    dev.activate();
+                }
+            }
+        }
+        for p in &ports {
+            assert!(p.pending_to_guest() <= TO_GUEST);
+        }
+    }
+}

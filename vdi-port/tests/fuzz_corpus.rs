@@ -22,3 +22,8 @@ fn replay_input_queues_corpus() {
 fn replay_vhost_user_msgs_corpus() {
     replay("vhost_user_msgs", vdi_port::fuzzing::vhost_user_msgs);
 }
+
+#[test]
+fn replay_console_queues_corpus() {
+    replay("console_queues", vdi_port::fuzzing::console_queues);
+}
