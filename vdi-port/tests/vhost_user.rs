@@ -187,3 +187,50 @@ fn vhost_user_input_end_to_end_and_reconnect() {
     assert_eq!(handle.stats().events_delivered, 4);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The VDI port over the real vhost-user protocol: what a VMM's generic vhost-user device
+/// (QEMU `vhost-user-test-device-pci`, cloud-hypervisor `--generic-vhost-user`) reads before
+/// the guest starts: features with MULTIPORT, the queue count it must create, and the config
+/// space with `max_nr_ports`.
+#[test]
+fn vhost_user_console_features_queues_and_config() {
+    use vdi_port::console::{abi, ConsoleDevice, ConsoleOptions, PortOptions};
+
+    let dir = std::env::temp_dir().join(format!("vdi-port-console-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("vdi.sock");
+    let (dev, _ports) = ConsoleDevice::new(ConsoleOptions {
+        ports: vec![
+            PortOptions::new("com.redhat.spice.0"),
+            PortOptions::new("org.qemu.guest_agent.0"),
+        ],
+        ..Default::default()
+    })
+    .unwrap();
+    let server = VhostUserServer::bind(&path, Arc::new(dev)).unwrap();
+    let metrics = server.metrics();
+    std::thread::spawn(move || server.run());
+
+    let mut fe = Frontend::connect(&path, 8).unwrap();
+    fe.set_owner().unwrap();
+    let features = fe.get_features().unwrap();
+    assert_ne!(features & abi::VIRTIO_CONSOLE_F_MULTIPORT, 0);
+    assert_ne!(features & (1 << 32), 0, "VIRTIO_F_VERSION_1");
+    fe.set_features(features).unwrap();
+    let pf = fe.get_protocol_features().unwrap();
+    assert!(pf.contains(VhostUserProtocolFeatures::CONFIG | VhostUserProtocolFeatures::MQ));
+    fe.set_protocol_features(
+        pf & (VhostUserProtocolFeatures::CONFIG | VhostUserProtocolFeatures::MQ),
+    )
+    .unwrap();
+    // Two ports plus the unused port 0 and the control pair: 2 * (2 + 2).
+    assert_eq!(fe.get_queue_num().unwrap(), 8);
+    let (_, cfg) = fe
+        .get_config(0, 12, VhostUserConfigFlags::empty(), &[0u8; 12])
+        .unwrap();
+    assert_eq!(cfg, [0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0]);
+    drop(fe);
+    wait_for("disconnect", || finished(&metrics, 1));
+    assert_eq!(metrics.snapshot().protocol_errors, 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
