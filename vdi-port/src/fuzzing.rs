@@ -203,10 +203,7 @@ pub fn console_queues(mut data: &[u8]) {
     const TO_GUEST: usize = 4096;
     let Ok((dev, ports)) = ConsoleDevice::new(ConsoleOptions {
         ports: vec![
-            PortOptions {
-                name: "com.redhat.spice.0".into(),
-                host_open: true,
-            },
+            PortOptions::new("com.redhat.spice.0").opened(),
             PortOptions::new("org.qemu.guest_agent.0"),
         ],
         to_guest_bytes: TO_GUEST,

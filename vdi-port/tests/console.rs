@@ -12,13 +12,7 @@ const GA: &str = "org.qemu.guest_agent.0";
 
 fn console(to_guest: usize, from_guest: usize) -> (ConsoleDevice, Vec<PortHandle>) {
     ConsoleDevice::new(ConsoleOptions {
-        ports: vec![
-            PortOptions {
-                name: AGENT.into(),
-                host_open: true,
-            },
-            PortOptions::new(GA),
-        ],
+        ports: vec![PortOptions::new(AGENT).opened(), PortOptions::new(GA)],
         to_guest_bytes: to_guest,
         from_guest_bytes: from_guest,
     })
@@ -278,4 +272,40 @@ fn construction_refuses_bad_port_sets() {
     assert!(matches!(bad(&[""]), Some(ConsoleError::BadName(_))));
     assert!(matches!(bad(&["a/b"]), Some(ConsoleError::BadName(_))));
     assert!(bad(&["com.redhat.spice.0", "org.qemu.guest_agent.0"]).is_none());
+}
+
+#[test]
+fn a_console_port_gets_console_port_and_its_size() {
+    let (dev, h) = ConsoleDevice::new(ConsoleOptions {
+        ports: vec![PortOptions {
+            console: true,
+            ..PortOptions::new("org.spice-rs.console.0").opened()
+        }],
+        ..Default::default()
+    })
+    .unwrap();
+    h[0].resize(132, 43);
+    let mut drv = MockConsoleDriver::new(&dev);
+    drv.probe();
+    let evs: Vec<(u16, Vec<u8>)> = drv
+        .control_log
+        .iter()
+        .map(|m| (m.event, m.payload.clone()))
+        .collect();
+    assert_eq!(
+        evs,
+        [
+            (PORT_ADD, vec![]),
+            (CONSOLE_PORT, vec![]),
+            (RESIZE, vec![43, 0, 132, 0]), // rows, then cols, as Linux reads them
+            (PORT_NAME, b"org.spice-rs.console.0\0".to_vec()),
+            (PORT_OPEN, vec![]),
+        ]
+    );
+    h[0].resize(80, 25);
+    drv.pump();
+    assert_eq!(
+        drv.control_log.last().map(|m| (m.event, m.payload.clone())),
+        Some((RESIZE, vec![25, 0, 80, 0]))
+    );
 }

@@ -318,11 +318,9 @@ impl AgentBridge {
 
     fn agent_gone(&self, g: &mut GuestSide, server: &ServerHandle) {
         g.reset_streams();
-        {
-            let mut c = lock(&self.client);
-            c.queue.clear();
-            c.stream.reset();
-        }
+        // The client's stream is not reset here: chunks it sent before it heard
+        // AGENT_DISCONNECTED may still arrive mid-message. It restarts at its next AGENT_START.
+        lock(&self.client).queue.clear();
         *lock(&self.mouse) = None;
         self.agent_mouse.store(false, Ordering::Relaxed);
         if self.connected.swap(false, Ordering::Relaxed) {
@@ -519,6 +517,9 @@ impl AgentSink for AgentBridge {
                 .push_back((wire::chunk(wire::VDP_CLIENT_PORT, data), Some(token)));
             self.wake.notify_one();
         } else {
+            // No agent: spice-gtk stops sending at AGENT_DISCONNECTED, so what still arrives is
+            // the tail of messages for the agent that left; it is dropped (and its token
+            // returned), after the parse above has handed any MONITORS_CONFIG to the display.
             inc(&self.metrics.client_dropped_no_agent);
         }
         drop(c);

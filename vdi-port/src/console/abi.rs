@@ -97,6 +97,19 @@ impl ControlMsg {
         }
     }
 
+    /// RESIZE for console port `id`. The payload is rows then cols, the order the Linux driver
+    /// reads (the spec text says cols first; Linux is the driver that runs).
+    pub fn resize(id: u32, cols: u16, rows: u16) -> Self {
+        let mut payload = rows.to_le_bytes().to_vec();
+        payload.extend_from_slice(&cols.to_le_bytes());
+        ControlMsg {
+            id,
+            event: RESIZE,
+            value: 0,
+            payload,
+        }
+    }
+
     /// The wire bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut b = Vec::with_capacity(CONTROL_HEADER_SIZE + self.payload.len());

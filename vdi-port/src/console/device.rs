@@ -46,6 +46,9 @@ pub struct PortOptions {
     /// Whether the host side is open from the start (the guest sees PORT_OPEN 1 as soon as the
     /// port is ready). Change it later with [`PortHandle::set_host_open`].
     pub host_open: bool,
+    /// An hvc console port (CONSOLE_PORT): the guest gets `/dev/hvcN` on it and a terminal size
+    /// through [`PortHandle::resize`].
+    pub console: bool,
 }
 
 impl PortOptions {
@@ -54,7 +57,14 @@ impl PortOptions {
         PortOptions {
             name: name.into(),
             host_open: false,
+            console: false,
         }
+    }
+
+    /// The same port with the host side open from the start.
+    pub fn opened(mut self) -> Self {
+        self.host_open = true;
+        self
     }
 }
 
@@ -187,6 +197,9 @@ type Notify = Arc<dyn Fn() + Send + Sync>;
 struct Port {
     id: u32,
     name: String,
+    console: bool,
+    /// Terminal size (cols, rows) of a console port.
+    size: Option<(u16, u16)>,
     /// PORT_READY(1) seen since the last DEVICE_READY.
     ready: bool,
     guest_open: bool,
@@ -308,7 +321,7 @@ fn run_notifies(n: Vec<Notify>) {
 ///
 /// let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x10_0000)]).unwrap();
 /// let (console, ports) = ConsoleDevice::new(ConsoleOptions {
-///     ports: vec![PortOptions { name: "com.redhat.spice.0".into(), host_open: true }],
+///     ports: vec![PortOptions::new("com.redhat.spice.0").opened()],
 ///     ..Default::default()
 /// })
 /// .unwrap();
@@ -464,6 +477,28 @@ impl PortHandle {
         }
     }
 
+    /// Sets the terminal size of a console port ([`PortOptions::console`]); the guest's hvc
+    /// gets a RESIZE now if the port is ready, else when it is. Ignored on other ports.
+    pub fn resize(&self, cols: u16, rows: u16) {
+        let mut st = lock(&self.shared.state);
+        let metrics = &self.shared.metrics;
+        let Some(p) = st.port_mut(self.id) else {
+            return;
+        };
+        if !p.console {
+            return;
+        }
+        p.size = Some((cols, rows));
+        let send = p.ready;
+        if send {
+            st.push_control(ControlMsg::resize(self.id, cols, rows), metrics);
+        }
+        drop(st);
+        if send {
+            self.shared.wake();
+        }
+    }
+
     /// Whether the guest has the port open.
     pub fn is_guest_open(&self) -> bool {
         self.with_port(|p| p.guest_open)
@@ -512,6 +547,8 @@ impl ConsoleDevice {
             .map(|(o, id)| Port {
                 id,
                 name: o.name.clone(),
+                console: o.console,
+                size: None,
                 ready: false,
                 guest_open: false,
                 host_open: o.host_open,
@@ -778,7 +815,14 @@ impl ConsoleDevice {
                     return;
                 }
                 p.ready = true;
-                let (name, host_open) = (p.name.clone(), p.host_open);
+                let (name, host_open, console, size) =
+                    (p.name.clone(), p.host_open, p.console, p.size);
+                if console {
+                    st.push_control(ControlMsg::new(m.id, CONSOLE_PORT, 1), metrics);
+                    if let Some((cols, rows)) = size {
+                        st.push_control(ControlMsg::resize(m.id, cols, rows), metrics);
+                    }
+                }
                 st.push_control(ControlMsg::port_name(m.id, &name), metrics);
                 if host_open {
                     st.push_control(ControlMsg::new(m.id, PORT_OPEN, 1), metrics);
