@@ -7,11 +7,19 @@
 //! connection is accepted. A VMM that reconnects therefore gets a working device.
 //!
 //! Offered: `VIRTIO_F_VERSION_1`, the device's ring features, `VHOST_USER_F_PROTOCOL_FEATURES`;
-//! protocol features `CONFIG` (QEMU's vhost-user-input-pci requires it), `MQ`, `REPLY_ACK` and
-//! `CONFIGURE_MEM_SLOTS`.
+//! protocol features `CONFIG` (QEMU's vhost-user-input-pci requires it), `MQ`, `REPLY_ACK`,
+//! `CONFIGURE_MEM_SLOTS` and `BACKEND_REQ` (User-Mode Linux needs it: without it `virtio_uml`
+//! asks for its ring interrupts on IRQ 0 and fails; the backend channel is kept open for the
+//! connection and never used).
+//!
+//! Frontends connect to the public socket; each connection is relayed to the `vhost` crate's
+//! handler on a private socket ([`relay`]), which trims User-Mode Linux's padded SET_MEM_TABLE.
+
+mod relay;
 
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,7 +27,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use vhost::vhost_user::message::{VhostUserProtocolFeatures, VhostUserVirtioFeatures};
-use vhost::vhost_user::Listener;
+use vhost::vhost_user::{Backend, Listener};
 use vhost_user_backend::{
     VhostUserBackend, VhostUserDaemon, VringEpollHandler, VringRwLock, VringT,
 };
@@ -121,6 +129,10 @@ pub struct DeviceBackend<D: VirtioDevice> {
     metrics: Arc<ServerMetrics>,
     /// Raw fds of the exit-event consumers handed to vhost-user-backend (see [`ExitFds`]).
     exit_fds: Arc<Mutex<Vec<RawFd>>>,
+    /// The frontend's backend-request channel (BACKEND_REQ). Held, unused, for the
+    /// connection: dropping it closes the socket, and User-Mode Linux then takes the
+    /// connection as broken and removes the device.
+    backend_req: Arc<Mutex<Option<Backend>>>,
 }
 
 impl<D: VirtioDevice> Clone for DeviceBackend<D> {
@@ -130,6 +142,7 @@ impl<D: VirtioDevice> Clone for DeviceBackend<D> {
             mem: self.mem.clone(),
             metrics: self.metrics.clone(),
             exit_fds: self.exit_fds.clone(),
+            backend_req: self.backend_req.clone(),
         }
     }
 }
@@ -142,6 +155,7 @@ impl<D: VirtioDevice> DeviceBackend<D> {
             mem: Arc::new(Mutex::new(None)),
             metrics,
             exit_fds: Arc::new(Mutex::new(Vec::new())),
+            backend_req: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -204,11 +218,16 @@ impl<D: VirtioDevice> VhostUserBackend for DeviceBackend<D> {
     fn protocol_features(&self) -> VhostUserProtocolFeatures {
         let mut f = VhostUserProtocolFeatures::MQ
             | VhostUserProtocolFeatures::REPLY_ACK
-            | VhostUserProtocolFeatures::CONFIGURE_MEM_SLOTS;
+            | VhostUserProtocolFeatures::CONFIGURE_MEM_SLOTS
+            | VhostUserProtocolFeatures::BACKEND_REQ;
         if self.device.config_size() > 0 {
             f |= VhostUserProtocolFeatures::CONFIG;
         }
         f
+    }
+
+    fn set_backend_req_fd(&self, backend: Backend) {
+        *self.backend_req.lock().unwrap_or_else(|e| e.into_inner()) = Some(backend);
     }
 
     fn reset_device(&self) {
@@ -360,9 +379,60 @@ impl<D: VirtioDevice> Drop for ExitFds<D> {
 /// Serves a [`VirtioDevice`] on a Unix socket, one frontend at a time.
 pub struct VhostUserServer<D: VirtioDevice> {
     device: Arc<D>,
+    /// Where frontends connect.
+    public: std::os::unix::net::UnixListener,
+    /// The `vhost` crate's listener, in a private directory only the relay connects to.
     listener: Listener,
+    private: PrivateDir,
     path: PathBuf,
     metrics: Arc<ServerMetrics>,
+}
+
+/// A 0700 directory for the private socket, removed with the server.
+struct PrivateDir(PathBuf);
+
+impl PrivateDir {
+    fn new() -> io::Result<Self> {
+        let base = std::env::temp_dir();
+        for _ in 0..16 {
+            let p = base.join(format!(
+                "vdi-port-{}-{:x}",
+                std::process::id(),
+                Self::nonce()
+            ));
+            match std::fs::DirBuilder::new().mode(0o700).create(&p) {
+                Ok(()) => return Ok(PrivateDir(p)),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "no free private socket directory",
+        ))
+    }
+
+    fn nonce() -> u64 {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0),
+        );
+        h.finish()
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.0.join("backend.sock")
+    }
+}
+
+impl Drop for PrivateDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 impl<D: VirtioDevice> std::fmt::Debug for VhostUserServer<D> {
@@ -378,13 +448,28 @@ impl<D: VirtioDevice> VhostUserServer<D> {
     /// Binds `path` (an existing socket file there is replaced).
     pub fn bind(path: impl AsRef<Path>, device: Arc<D>) -> Result<Self, VhostUserError> {
         let path = path.as_ref().to_path_buf();
-        let listener = Listener::new(&path, true).map_err(|source| VhostUserError::Listen {
+        let io_err = |e: io::Error| VhostUserError::Listen {
             path: path.clone(),
-            source,
-        })?;
+            source: vhost::vhost_user::Error::SocketError(e),
+        };
+        if std::fs::symlink_metadata(&path)
+            .map(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()))
+            .unwrap_or(false)
+        {
+            std::fs::remove_file(&path).map_err(io_err)?;
+        }
+        let public = std::os::unix::net::UnixListener::bind(&path).map_err(io_err)?;
+        let private = PrivateDir::new().map_err(io_err)?;
+        let listener =
+            Listener::new(private.socket(), true).map_err(|source| VhostUserError::Listen {
+                path: private.socket(),
+                source,
+            })?;
         Ok(VhostUserServer {
             device,
+            public,
             listener,
+            private,
             path,
             metrics: Arc::new(ServerMetrics::default()),
         })
@@ -422,19 +507,54 @@ impl<D: VirtioDevice> VhostUserServer<D> {
                     .map_err(VhostUserError::RegisterWake)?;
             }
         }
-        if let Err(e) = daemon.start(&mut self.listener) {
-            ServerMetrics::inc(&self.metrics.accept_errors);
-            return Err(VhostUserError::Accept(e));
-        }
+        let frontend = loop {
+            match self.public.accept() {
+                Ok((s, _)) => break s,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    ServerMetrics::inc(&self.metrics.accept_errors);
+                    return Err(VhostUserError::Accept(
+                        vhost_user_backend::Error::StartDaemon(e),
+                    ));
+                }
+            }
+        };
+        // The handler's end: connect (queued on the bound private listener), then let the
+        // daemon accept it.
+        let accepted = std::os::unix::net::UnixStream::connect(self.private.socket())
+            .map_err(vhost_user_backend::Error::StartDaemon)
+            .and_then(|backend| daemon.start(&mut self.listener).map(|()| backend));
+        let backend = match accepted {
+            Ok(b) => b,
+            Err(e) => {
+                ServerMetrics::inc(&self.metrics.accept_errors);
+                return Err(VhostUserError::Accept(e));
+            }
+        };
+        let relay = match relay::spawn(frontend, backend) {
+            Ok(r) => r,
+            Err(e) => {
+                ServerMetrics::inc(&self.metrics.accept_errors);
+                return Err(VhostUserError::Accept(
+                    vhost_user_backend::Error::StartDaemon(e),
+                ));
+            }
+        };
         ServerMetrics::inc(&self.metrics.connections);
         tracing::info!(path = %self.path.display(), "vhost-user: frontend connected");
         let result = daemon.wait();
+        let relay_error = relay.finish();
         // Dropping the daemon stops and joins its event-loop threads (VhostUserHandler::drop
         // sends the exit event and joins); then the leaked exit fds are closed and the device
         // goes back to power-on state before anyone sees the connection as finished.
         drop(daemon);
         drop(exit_fds);
         self.device.reset();
+        if let Some(e) = relay_error {
+            ServerMetrics::inc(&self.metrics.protocol_errors);
+            tracing::warn!(error = %e, "vhost-user: connection dropped");
+            return Ok(());
+        }
         match result {
             Ok(())
             | Err(vhost_user_backend::Error::HandleRequest(

@@ -332,7 +332,8 @@ fn run_notifies(n: Vec<Notify>) {
 /// crx.add_desc_chains(&[Descriptor::new(0x8000, 4096, VRING_DESC_F_WRITE as u16, 0).into()], 0)
 ///     .unwrap();
 /// let mut crx_q: Queue = crx.create_queue().unwrap();
-/// let ctx = MockSplitQueue::new(&mem, 16);
+/// // A second ring, placed apart from the first (MockSplitQueue::new puts rings at 0).
+/// let ctx = MockSplitQueue::create(&mem, GuestAddress(0x4000), 16);
 /// mem.write_slice(&abi::ControlMsg::new(abi::BAD_ID, abi::DEVICE_READY, 1).to_bytes(),
 ///     GuestAddress(0x9000)).unwrap();
 /// ctx.add_desc_chains(&[Descriptor::new(0x9000, 8, 0, 0).into()], 0).unwrap();
