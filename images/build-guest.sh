@@ -29,6 +29,9 @@ XORG_MODS="virtio_blk? crc32c_generic? ext4?"
 # atkbd + i8042, is built into Debian's kernels), and QEMU's usb-tablet on a qemu-xhci host
 # (xhci_pci -> xhci_hcd -> usbcore, then usbhid + hid_generic bind the tablet).
 INPUT_MODS="evdev virtio_input? psmouse? xhci_pci? usbhid? hid_generic?"
+# The VDI port test (vdiport-load-order, its whole closure: that test loads no qxl): virtio_pci and
+# virtio_console, built into trixie's kernel (then the list is empty).
+VDIPORT_MODS="virtio_pci? virtio_console?"
 
 # --- which kernel package -------------------------------------------------------------------
 # The apt that resolves and downloads the kernel: the host's (bookworm) or the trixie root's.
@@ -91,7 +94,7 @@ BUSYBOX=/bin/busybox
 [ -x "$BUSYBOX" ] && ! readelf -l "$BUSYBOX" 2>/dev/null | grep -q 'INTERP' ||
     rig_die "static busybox missing: run images/install-host-deps.sh (busybox-static)"
 command -v gcc >/dev/null || rig_die "gcc missing: run images/install-host-deps.sh"
-HASH=$(cat "$0" "$GUEST_SRC/init" "$GUEST_SRC/qxltest.c" "$BUSYBOX" <(echo "$DEB $MODS $XORG_MODS $INPUT_MODS") | sha256sum | cut -c1-16)
+HASH=$(cat "$0" "$GUEST_SRC/init" "$GUEST_SRC/vdiport.sh" "$GUEST_SRC/qxltest.c" "$BUSYBOX" <(echo "$DEB $MODS $XORG_MODS $INPUT_MODS $VDIPORT_MODS") | sha256sum | cut -c1-16)
 if [ -f "$OUT/info" ] && grep -qx "HASH=$HASH" "$OUT/info" && [ -f "$OUT/initrd.gz" ] && [ -f "$OUT/vmlinuz" ]; then
     printf '%s\n' "$OUT"
     exit 0
@@ -149,12 +152,13 @@ N_BASE=${#ORDER[@]} # ORDER[0..N_BASE) is qxl-load-order
 visit_list $XORG_MODS $INPUT_MODS
 rm -f "$WORK/k.tar"
 # A later list's load order: the closure of its wanted modules, dependencies first, without the
-# modules of qxl-load-order (always loaded first). Each list gets its whole closure, so a
-# dependency shared by the xorg and the input lists is in both.
+# modules of qxl-load-order (always loaded first; --all: with them, for a test that loads no qxl).
+# Each list gets its whole closure, so a dependency shared by the xorg and the input lists is in
+# both.
 list_order() {
     local -A seen=()
     local m out=()
-    for m in "${ORDER[@]:0:N_BASE}"; do seen[$m]=1; done
+    if [ "$1" = --all ]; then shift; else for m in "${ORDER[@]:0:N_BASE}"; do seen[$m]=1; done; fi
     walk() {
         local m=$1 d
         [ -n "${seen[$m]:-}" ] && return 0
@@ -170,7 +174,8 @@ list_order() {
 }
 XORG_ORDER=$(list_order $XORG_MODS)
 INPUT_ORDER=$(list_order $INPUT_MODS)
-rig_log "modules (load order): ${ORDER[*]:0:N_BASE} | xorg: $XORG_ORDER | input: $INPUT_ORDER"
+VDIPORT_ORDER=$(list_order --all $VDIPORT_MODS)
+rig_log "modules (load order): ${ORDER[*]:0:N_BASE} | xorg: $XORG_ORDER | input: $INPUT_ORDER | vdiport: $VDIPORT_ORDER"
 
 # --- initramfs tree -----------------------------------------------------------------------------
 R="$WORK/root"
@@ -180,6 +185,7 @@ for a in $("$BUSYBOX" --list); do [ "$a" = busybox ] || ln -sf busybox "$R/bin/$
 gcc -static -O2 -Wall -Wextra -Werror -o "$R/bin/qxltest" "$GUEST_SRC/qxltest.c"
 strip "$R/bin/qxltest"
 install -m 0755 "$GUEST_SRC/init" "$R/init"
+install -m 0755 "$GUEST_SRC/vdiport.sh" "$R/vdiport.sh"
 
 # Modules decompressed (busybox insmod wants plain .ko), a modules.dep in kmod's format (for
 # busybox modprobe) and qxl-load-order, xorg-load-order, input-load-order (one module per line,
@@ -200,7 +206,8 @@ done
 printf '%s\n' "${ORDER[@]:0:N_BASE}" >"$MD/qxl-load-order"
 printf '%s\n' $XORG_ORDER >"$MD/xorg-load-order"
 printf '%s\n' $INPUT_ORDER >"$MD/input-load-order"
-sed -i '/^$/d' "$MD/xorg-load-order" "$MD/input-load-order"
+printf '%s\n' $VDIPORT_ORDER >"$MD/vdiport-load-order"
+sed -i '/^$/d' "$MD/xorg-load-order" "$MD/input-load-order" "$MD/vdiport-load-order"
 closure() { # all dependencies of $1, dependents first (kmod order: the last is loaded first)
     local m=$1 d
     for d in ${deps_of[$m]//,/ }; do

@@ -7,6 +7,8 @@
 #                          guest RAM is a shared memfd, -vga none. [--no-mmap] only tags the log:
 #                          the daemon decides whether BARs are mmap-able.
 #
+# or none (-vga none) when only --vhost-user-console is given (the guest's "vdiport" test).
+#
 # Options:
 #   --dist bookworm|trixie   guest kernel (default bookworm)
 #   --test NAME              spice_test=NAME for the guest /init (default bind); see images/guest/init
@@ -33,6 +35,13 @@
 #                            the reference spice-server offers client mouse mode. Without it the
 #                            reference has the pc machine's PS/2 keyboard and mouse only (server
 #                            mouse mode), as the display tests always had.
+#   --vhost-user-console SOCK[:NUM_VQS]
+#                            a virtio-console (virtio id 3) whose vhost-user backend listens on the
+#                            unix socket SOCK (the daemon's --vdi-socket, the VDI port): -chardev
+#                            socket,id=vdi,path=SOCK -device vhost-user-test-device-pci,chardev=vdi,
+#                            virtio-id=3,num_vqs=NUM_VQS,config_size=12,vq_size=128. NUM_VQS is
+#                            2 x (ports + 2): 6 for the agent port alone (the default), 8 with one
+#                            --vdi-port (the daemon logs its number at start)
 #   --virtio-input LIST      QEMU's own virtio-input devices, LIST a comma list of keyboard, tablet,
 #                            mouse (virtio-keyboard-pci, virtio-tablet-pci, virtio-mouse-pci): with
 #                            --reference, QEMU's spice input on the guest's virtio_input driver, the
@@ -53,7 +62,7 @@ rig_need_root
 
 DIST=bookworm MODE="" SOCK="" NOMMAP=0 TEST=bind APPEND="" PORT=5930 LOG="" TIMEOUT=600
 ACCEL=auto MEM=512 REBOOT=0 AGENT=0 TASKSET="" PIDFILE="" DISK="" EXTRA=() INSOCKS=()
-USBTABLET=0 VIRTIOINPUT=""
+USBTABLET=0 VIRTIOINPUT="" VUCONSOLE=""
 while [ $# -gt 0 ]; do
     case "$1" in
     --reference) MODE=reference ;;
@@ -76,12 +85,20 @@ while [ $# -gt 0 ]; do
     --input-socket) INSOCKS+=("$2"); shift ;;
     --usb-tablet) USBTABLET=1 ;;
     --virtio-input) VIRTIOINPUT=$2; shift ;;
+    --vhost-user-console) VUCONSOLE=$2; shift ;;
     -h | --help) sed -n '2,/^set -e/{/^set -e/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
     *) rig_die "run-guest.sh: unknown option $1 (see --help)" ;;
     esac
     shift
 done
-[ -n "$MODE" ] || rig_die "run-guest.sh: give --reference or --vfio-user SOCKET"
+[ -n "$MODE" ] || [ -n "$VUCONSOLE" ] ||
+    rig_die "run-guest.sh: give --reference, --vfio-user SOCKET or --vhost-user-console SOCK"
+VUC_SOCK="" VUC_VQS=6
+if [ -n "$VUCONSOLE" ]; then
+    VUC_SOCK=${VUCONSOLE%%:*}
+    [ "$VUC_SOCK" = "$VUCONSOLE" ] || VUC_VQS=${VUCONSOLE#*:}
+    case "$VUC_VQS" in '' | *[!0-9]*) rig_die "--vhost-user-console SOCK[:NUM_VQS]: bad NUM_VQS '$VUC_VQS'" ;; esac
+fi
 case "$ACCEL" in auto | kvm | tcg) ;; *) rig_die "--accel auto|kvm|tcg" ;; esac
 
 ROOT=$(bash "$RIG_IMAGES_DIR/build-qemu-root.sh")
@@ -118,11 +135,11 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # Socket folders: the vfio-user socket's folder is bound at /spice-rs/sock, each other folder of an
-# --input-socket at /spice-rs/sock1, sock2, ... (sock_in_root maps a host path to its root path).
+# --input-socket or the --vhost-user-console socket at /spice-rs/sock1, sock2, ... (sock_in_root maps a host path to its root path).
 SOCKDIRS=()
 [ -n "$SOCK" ] && SOCKDIRS+=("$(dirname "$(realpath "$SOCK")")")
 [ -n "$SOCK" ] || SOCKDIRS+=(/nonexistent)
-for s in "${INSOCKS[@]}"; do
+for s in "${INSOCKS[@]}" ${VUC_SOCK:+"$VUC_SOCK"}; do
     d=$(dirname "$(realpath "$s")")
     known=0
     for k in "${SOCKDIRS[@]}"; do [ "$k" = "$d" ] && known=1; done
@@ -222,13 +239,16 @@ if [ "$MODE" = reference ]; then
     [ $AGENT = 1 ] && ARGS+=(-device virtio-serial-pci -chardev spicevmc,id=vdagent,name=vdagent
         -device virtserialport,chardev=vdagent,name=com.redhat.spice.0)
     echo "run-guest: reference qxl-vga + spice://127.0.0.1:$PORT, guest $DIST ($(sed -n 's/^KVER=//p' "$GUEST/info")), test=$TEST" >&2
-else
+elif [ "$MODE" = vfio-user ]; then
     [ -S "$SOCK" ] || echo "run-guest: warning: $SOCK is not a socket (yet)" >&2
     # x-msg-timeout: QEMU fails a BAR read that waits longer than this behind posted writes
     # and hands the guest all-ones (device/README.md, "All-zero (NULL) ring entries"); 5 s by
     # default, raised so a loaded CI machine cannot turn a slow reply into a lost command.
     ARGS+=(-vga none -device "{\"driver\":\"vfio-user-pci\",\"x-msg-timeout\":30000,\"socket\":{\"path\":\"/spice-rs/sock/$(basename "$SOCK")\",\"type\":\"unix\"}}")
     echo "run-guest: vfio-user-pci at $SOCK$([ $NOMMAP = 1 ] && echo ' (no-mmap)'), guest $DIST ($(sed -n 's/^KVER=//p' "$GUEST/info")), test=$TEST" >&2
+else
+    ARGS+=(-vga none)
+    echo "run-guest: no display device, guest $DIST ($(sed -n 's/^KVER=//p' "$GUEST/info")), test=$TEST" >&2
 fi
 [ -n "$DISK" ] && ARGS+=(-drive file=/spice-rs/guest/disk.img,if=virtio,format=raw,snapshot=on)
 # Input devices (the guest's "input" test). usb-tablet on qemu-xhci: xHCI completes the tablet's
@@ -248,6 +268,12 @@ for s in "${INSOCKS[@]}"; do
     ARGS+=(-chardev "socket,id=in$n,path=$(sock_in_root "$s")" -device "vhost-user-input-pci,chardev=in$n")
     n=$((n + 1))
 done
+if [ -n "$VUC_SOCK" ]; then
+    [ -S "$VUC_SOCK" ] || echo "run-guest: warning: console socket $VUC_SOCK is not a socket (yet)" >&2
+    ARGS+=(-chardev "socket,id=vdi,path=$(sock_in_root "$VUC_SOCK")"
+        -device "vhost-user-test-device-pci,chardev=vdi,virtio-id=3,num_vqs=$VUC_VQS,config_size=12,vq_size=128")
+    echo "run-guest: vhost-user virtio-console at $VUC_SOCK, $VUC_VQS queues" >&2
+fi
 INPUTS=""
 [ $USBTABLET = 1 ] && INPUTS+=" usb-tablet"
 [ -n "$VIRTIOINPUT" ] && INPUTS+=" virtio-input ($VIRTIOINPUT)"
