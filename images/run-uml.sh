@@ -63,6 +63,7 @@ trap 'exit 143' TERM
 [ -S "$SOCK" ] || echo "run-uml: warning: $SOCK is not a socket (yet)" >&2
 # con0 (the boot console, /dev/console for init) writes to stdout, the other consoles and serial
 # lines are off; uml_dir keeps UML's pid file and management socket in RUNDIR.
+# shellcheck disable=SC2054 # commas belong to the parameters
 ARGS=(mem="${MEM}M" initrd="$ROOT/initrd.gz" "virtio_uml.device=$(realpath "$SOCK"):3"
     con=null con0=null,fd:1 ssl=null uml_dir="$RUNDIR" umid=uml quiet panic=-1
     "spice_test=$TEST")

@@ -5,7 +5,11 @@
 #   daemon_build [--release]           cargo build the daemon; sets DAEMON_BIN
 #   daemon_start DIR [FLAGS...]        start it: vfio-user socket DIR/qxl.sock, control socket
 #                                      DIR/ctl.sock, Spice on a free 127.0.0.1 port, log DIR/daemon.log;
-#                                      sets DAEMON_PID DAEMON_PORT DAEMON_SOCK DAEMON_CTL DAEMON_LOG
+#                                      sets DAEMON_PID DAEMON_PORT DAEMON_SOCK DAEMON_CTL DAEMON_LOG.
+#                                      DAEMON_NO_QXL=1: no --qxl-socket and no control socket (it
+#                                      needs the QXL device): DAEMON_SOCK and DAEMON_CTL empty, ready
+#                                      when the daemon logs its spice:// address; FLAGS must give
+#                                      another device socket, e.g. --vdi-socket
 #   daemon_alive                       the daemon process still runs
 #   daemon_stop                        SIGTERM, wait (SIGKILL after 5 s); checks the socket is gone
 #   daemon_ctl LINE                    one control-socket command; prints the reply line
@@ -36,15 +40,20 @@ daemon_start() {
     local dir=$1
     shift
     DAEMON_SOCK=$dir/qxl.sock DAEMON_CTL=$dir/ctl.sock DAEMON_LOG=$dir/daemon.log
+    local qxl=(--qxl-socket "$DAEMON_SOCK" --control-socket "$DAEMON_CTL")
+    [ "${DAEMON_NO_QXL:-0}" = 1 ] && DAEMON_SOCK="" DAEMON_CTL="" qxl=()
     DAEMON_PORT=$(rig_free_port)
     : >>"$DAEMON_LOG"
-    echo "--- daemon start $(date -u +%T) port $DAEMON_PORT flags: $*" >>"$DAEMON_LOG"
-    RUST_LOG=${DAEMON_RUST_LOG:-info} NO_COLOR=1 "$DAEMON_BIN" --qxl-socket "$DAEMON_SOCK" \
-        --control-socket "$DAEMON_CTL" --spice-addr "127.0.0.1:$DAEMON_PORT" "$@" >>"$DAEMON_LOG" 2>&1 &
+    echo "--- daemon start $(date -u +%T) port $DAEMON_PORT flags: ${qxl[*]} $*" >>"$DAEMON_LOG"
+    RUST_LOG=${DAEMON_RUST_LOG:-info} NO_COLOR=1 "$DAEMON_BIN" "${qxl[@]}" --spice-addr "127.0.0.1:$DAEMON_PORT" "$@" >>"$DAEMON_LOG" 2>&1 &
     DAEMON_PID=$!
     local i
     for i in $(seq 100); do
-        [ -S "$DAEMON_SOCK" ] && [ -S "$DAEMON_CTL" ] && return 0
+        if [ -n "$DAEMON_SOCK" ]; then
+            [ -S "$DAEMON_SOCK" ] && [ -S "$DAEMON_CTL" ] && return 0
+        else
+            grep -q "spice://127.0.0.1:$DAEMON_PORT" "$DAEMON_LOG" && return 0
+        fi
         kill -0 "$DAEMON_PID" 2>/dev/null || return 1
         sleep 0.1
     done
@@ -65,7 +74,7 @@ daemon_stop() {
     fi
     wait "$DAEMON_PID" 2>/dev/null || true
     DAEMON_PID=""
-    [ ! -e "$DAEMON_SOCK" ] || { echo "socket $DAEMON_SOCK left behind" >>"$DAEMON_LOG"; rc=1; }
+    [ -z "$DAEMON_SOCK" ] || [ ! -e "$DAEMON_SOCK" ] || { echo "socket $DAEMON_SOCK left behind" >>"$DAEMON_LOG"; rc=1; }
     return $rc
 }
 
