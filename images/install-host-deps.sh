@@ -8,6 +8,8 @@ PKGS=(
     x11-xserver-utils x11-utils xterm xfonts-base fonts-dejavu-core
     # guest images, the Xorg root file system and the trixie root that carries QEMU >= 10.1
     mmdebstrap busybox-static cpio gzip xz-utils e2fsprogs
+    # the User-Mode Linux guest of the VDI port test (/usr/bin/linux.uml, its modules)
+    user-mode-linux
     # guest test programs (gcc -static) and the picture comparison (python3)
     gcc libc6-dev python3
     # spice-gtk's GObject bindings for the cursor-channel probe (run with /usr/bin/python3)

@@ -11,9 +11,12 @@
 #   --mem MB                    guest RAM (default 256)
 #   --pidfile FILE              write UML's pid there
 #
-# Guest RAM: linux.uml maps its physical memory from a file it creates in $TMPDIR and virtio_uml
-# hands that file's descriptor to the backend (SET_MEM_TABLE), which maps it too. The file is put on
-# a tmpfs (/dev/shm, or $SPICE_RS_UML_TMPDIR), so that the memory is RAM and not disk pages.
+# Guest RAM: linux.uml maps its physical memory from an unlinked file it creates in $TMPDIR, and
+# virtio_uml hands that file's descriptor to the backend (SET_MEM_TABLE), which maps it MAP_SHARED
+# too. Here TMPDIR is a fresh folder on /dev/shm (or under $SPICE_RS_UML_TMPDIR). Seen here: a
+# folder on a disk file system (ext4) works as well (both map the same page cache; linux.uml
+# warns "tempdir ... is not on tmpfs"), but the guest's RAM then gets written back to the disk;
+# this script warns too and goes on.
 #
 # Runs in the foreground until UML powers off; kills UML (its whole process group: UML runs every
 # guest process as a host process) on exit, INT, TERM or timeout. Exit status: UML's, or 124.
@@ -41,7 +44,9 @@ command -v setsid >/dev/null || rig_die "setsid missing (util-linux)"
 ROOT=$(bash "$RIG_IMAGES_DIR/build-uml-root.sh")
 UML=$(sed -n 's/^UML=//p' "$ROOT/info")
 MEMDIR=${SPICE_RS_UML_TMPDIR:-/dev/shm}
-[ "$(stat -f -c %T "$MEMDIR" 2>/dev/null)" = tmpfs ] || rig_die "run-uml.sh: $MEMDIR is not a tmpfs (guest RAM file)"
+[ -d "$MEMDIR" ] || rig_die "run-uml.sh: $MEMDIR (the guest RAM file's folder) does not exist"
+[ "$(stat -f -c %T "$MEMDIR" 2>/dev/null)" = tmpfs ] ||
+    echo "run-uml: warning: $MEMDIR is not a tmpfs: the guest RAM file is backed by disk" >&2
 RUNDIR=$(mktemp -d /tmp/spice-rs-uml.XXXXXX)
 MEMTMP=$(mktemp -d "$MEMDIR/spice-rs-uml.XXXXXX")
 LOG=${LOG:-$RUNDIR/console.log}
