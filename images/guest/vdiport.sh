@@ -13,6 +13,7 @@
 #   spice_vdi_flood=N      open/close cycles of the agent port (default 50)
 #   spice_vdi_hold=S       seconds the agent port stays open in AGENT (default 2)
 #   spice_vdi_wait=S       seconds to wait for the ports to appear (default 30)
+#   spice_vdi_bytes3=N     bytes of the third stream, after the driver reload (default 65536)
 #
 # Lines for the host, "QXL-TEST: vdiport <STEP> PASS|FAIL ..." (and a few progress lines):
 #   PORTS    both names in /sys/class/virtio-ports/vport*/name; /dev/virtio-ports/NAME links made
@@ -26,9 +27,14 @@
 #   FLOOD    the agent port opened and closed spice_vdi_flood times in a quick loop
 #   AGENT2   as AGENT1, after the flood (the daemon still serves)
 #   STREAM2  as STREAM1 with spice_vdi_bytes2 bytes, on the same open named port
+#   RELOAD   every port closed, rmmod virtio_console (the driver resets the device), insmod: the
+#            ports come back (links made again)
+#   AGENT3   as AGENT1, with the reloaded driver
+#   STREAM3  as STREAM1 with spice_vdi_bytes3 bytes, the named port opened again (the host's peer
+#            stayed connected through the reset)
 # The last line is "QXL-TEST: vdiport DONE pass=P fail=F".
 : "${spice_vdi_port:=org.spice-space.test.0}" "${spice_vdi_bytes:=10485760}"
-: "${spice_vdi_bytes2:=1048576}" "${spice_vdi_flood:=50}" "${spice_vdi_hold:=2}" "${spice_vdi_wait:=30}"
+: "${spice_vdi_bytes2:=1048576}" "${spice_vdi_bytes3:=65536}" "${spice_vdi_flood:=50}" "${spice_vdi_hold:=2}" "${spice_vdi_wait:=30}"
 AGENT=com.redhat.spice.0
 PASS=0 FAIL=0
 vsay() { echo "QXL-TEST: vdiport $*"; }
@@ -56,33 +62,38 @@ port_of() { # NAME -> vportXpY (empty if absent)
 }
 
 # --- PORTS ---------------------------------------------------------------------------------------
-i=0
-while [ -z "$(port_of $AGENT)" ] || [ -z "$(port_of "$spice_vdi_port")" ]; do
-    i=$((i + 1))
-    [ $i -gt $((spice_vdi_wait * 10)) ] && break
-    sleep 0.1
-done
-mkdir -p /dev/virtio-ports
-list="" perr=""
-for v in /sys/class/virtio-ports/*; do
-    [ -d "$v" ] || continue
-    p=${v##*/} name=$(cat "$v/name" 2>/dev/null) want=$(cat "$v/dev")
-    list="$list $p=${name:-<unnamed>}"
-    [ -n "$name" ] || continue
-    # udev's job (50-udev-default.rules): /dev/virtio-ports/NAME -> ../vportXpY. devtmpfs makes
-    # the node itself; create it from the sysfs dev numbers if it did not.
-    [ -c "/dev/$p" ] || mknod "/dev/$p" c "${want%:*}" "${want#*:}"
-    ln -sf "../$p" "/dev/virtio-ports/$name"
-    got=$(stat -L -c '%t:%T' "/dev/virtio-ports/$name" 2>/dev/null) # hex major:minor
-    [ -n "$got" ] && [ "$((0x${got%:*})):$((0x${got#*:}))" = "$want" ] || perr="$perr $name(sysfs $want, node ${got:-none})"
-done
-AP=$(port_of $AGENT) XP=$(port_of "$spice_vdi_port")
-if [ -n "$AP" ] && [ -n "$XP" ] && [ -z "$perr" ]; then
-    ok PORTS "ports:$list links=/dev/virtio-ports/$AGENT,/dev/virtio-ports/$spice_vdi_port at=$(now)"
-else
-    bad PORTS "ports:${list:- none} (wanted $AGENT and $spice_vdi_port within ${spice_vdi_wait}s)${perr:+ bad nodes:$perr}"
-    done_exit
-fi
+# ports_check STEP: wait for both ports, make the links, check them; exits when they are not there.
+ports_check() {
+    i=0
+    while [ -z "$(port_of $AGENT)" ] || [ -z "$(port_of "$spice_vdi_port")" ]; do
+        i=$((i + 1))
+        [ $i -gt $((spice_vdi_wait * 10)) ] && break
+        sleep 0.1
+    done
+    rm -rf /dev/virtio-ports
+    mkdir -p /dev/virtio-ports
+    list="" perr=""
+    for v in /sys/class/virtio-ports/*; do
+        [ -d "$v" ] || continue
+        p=${v##*/} name=$(cat "$v/name" 2>/dev/null) want=$(cat "$v/dev")
+        list="$list $p=${name:-<unnamed>}"
+        [ -n "$name" ] || continue
+        # udev's job (50-udev-default.rules): /dev/virtio-ports/NAME -> ../vportXpY. devtmpfs makes
+        # the node itself; create it from the sysfs dev numbers if it did not.
+        [ -c "/dev/$p" ] || mknod "/dev/$p" c "${want%:*}" "${want#*:}"
+        ln -sf "../$p" "/dev/virtio-ports/$name"
+        got=$(stat -L -c '%t:%T' "/dev/virtio-ports/$name" 2>/dev/null) # hex major:minor
+        [ -n "$got" ] && [ "$((0x${got%:*})):$((0x${got#*:}))" = "$want" ] || perr="$perr $name(sysfs $want, node ${got:-none})"
+    done
+    AP=$(port_of $AGENT) XP=$(port_of "$spice_vdi_port")
+    if [ -n "$AP" ] && [ -n "$XP" ] && [ -z "$perr" ]; then
+        ok "$1" "ports:$list links=/dev/virtio-ports/$AGENT,/dev/virtio-ports/$spice_vdi_port at=$(now)"
+    else
+        bad "$1" "ports:${list:- none} (wanted $AGENT and $spice_vdi_port within ${spice_vdi_wait}s)${perr:+ bad nodes:$perr}"
+        done_exit
+    fi
+}
+ports_check PORTS
 A=/dev/virtio-ports/$AGENT P=/dev/virtio-ports/$spice_vdi_port
 
 # agent_check STEP N: open the agent port, hold it, close it.
@@ -148,5 +159,41 @@ sleep 1
 
 agent_check AGENT2 2
 stream_check STREAM2 "$spice_vdi_bytes2"
+exec 3>&-
+
+# --- RELOAD: the driver goes away and comes back --------------------------------------------------
+ko=$(find /lib/modules/"$(uname -r)" -name 'virtio_console.ko' | head -1)
+if [ -z "$ko" ] || ! grep -q '^virtio_console ' /proc/modules; then
+    bad RELOAD "virtio_console is not a loaded module here (built in?): cannot reload it"
+    done_exit
+fi
+# busybox timeout's watcher (a child polling once a second) may hold the named port a moment
+# after the stream's reader ended: rmmod fails with EAGAIN (module in use) meanwhile.
+t0=$(now) tries=0
+while ! rmmod virtio_console 2>/dev/null; do
+    tries=$((tries + 1))
+    [ $tries -ge 50 ] && break
+    sleep 0.1
+done
+if [ $tries -ge 50 ]; then
+    bad RELOAD "rmmod virtio_console failed for 5 s: $(rmmod virtio_console 2>&1)"
+    done_exit
+fi
+if [ -n "$(port_of $AGENT)" ]; then
+    bad RELOAD "the ports are still in sysfs after rmmod virtio_console"
+    done_exit
+fi
+if ! insmod "$ko"; then
+    bad RELOAD "insmod $ko failed"
+    done_exit
+fi
+vsay "RELOADED at=$(now) (rmmod: ports gone; rmmod retries $tries)"
+ports_check RELOAD
+agent_check AGENT3 3
+if ! command exec 3<>"$P" 2>/dev/null; then
+    bad STREAM3 "cannot open $P after the reload"
+    done_exit
+fi
+stream_check STREAM3 "$spice_vdi_bytes3"
 exec 3>&-
 done_exit

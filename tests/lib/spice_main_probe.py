@@ -3,7 +3,7 @@
 the server), then it prints every main-channel message the server sends, as a client receives it.
 
     spice_main_probe.py watch --port N [--host H] [--seconds S] [--no-tokens-cap]
-    spice_main_probe.py agent-check LOG --pairs N --hold S --connect-type 107|115
+    spice_main_probe.py agent-check LOG --opens N --held K --hold S --connect-type 107|115
 
 watch: links the main channel advertising the common caps AUTH_SELECTION, AUTH_SPICE and
 MINI_HEADER and the main caps spice-gtk sends (SEMI_SEAMLESS_MIGRATE, NAME_AND_UUID,
@@ -17,11 +17,14 @@ SET_ACK window. Lines (time = time.monotonic() of the host):
     MSG time TYPE NAME [fields]        e.g. "MSG 12.345678 115 AGENT_CONNECTED_TOKENS tokens=10"
     CLOSED time | END time (after --seconds, default 300, or SIGTERM)
 
-agent-check: reads a watch LOG and checks what a client saw of the guest's agent port: MAIN_INIT
-with agent_connected=0, then exactly N agent connections, each announced with --connect-type
-(107 AGENT_CONNECTED or 115 AGENT_CONNECTED_TOKENS) and each followed by AGENT_DISCONNECTED
-(108) before the next; the first and the last connection lasted at least 0.75 x --hold seconds
-(the guest held the port open that long). Prints "OK ..." or "FAIL ..." (exit 0 / 1).
+agent-check: reads a watch LOG and checks what a client saw of the guest's agent port, which the
+guest opened and closed --opens times, --held of them held open --hold seconds (the others in a
+quick loop): MAIN_INIT with agent_connected=0, then agent connections, each announced with
+--connect-type (107 AGENT_CONNECTED or 115 AGENT_CONNECTED_TOKENS) and each followed by
+AGENT_DISCONNECTED (108) before the next, at most --opens of them; exactly --held lasted at least
+0.75 x --hold seconds, the first and the last among them. (The VDI port folds an open the daemon
+has not taken yet with the close that follows it, so a quick loop may show fewer connections
+than opens: vdi-port's `Port::push_state`.) Prints "OK ..." or "FAIL ..." (exit 0 / 1).
 """
 import argparse
 import signal
@@ -197,14 +200,15 @@ def agent_check(a):
             pairs.append((events[i - 1][0], t))
     if len(events) % 2:
         return fail("the last agent connection was never followed by AGENT_DISCONNECTED")
-    if len(pairs) != a.pairs:
-        return fail(f"{len(pairs)} connect/disconnect pairs, expected {a.pairs}")
-    first, last = pairs[0][1] - pairs[0][0], pairs[-1][1] - pairs[-1][0]
-    if first < 0.75 * a.hold or last < 0.75 * a.hold:
-        return fail(f"the first/last agent connection lasted {first:.2f}/{last:.2f} s for a "
-                    f"{a.hold} s hold in the guest")
-    print(f"OK {len(pairs)} x {a.connect_type} {MAIN_MSGS[a.connect_type]} then 108 AGENT_DISCONNECTED, "
-          f"alternating; first connection {first:.2f} s, last {last:.2f} s "
+    if not pairs or len(pairs) > a.opens:
+        return fail(f"{len(pairs)} connect/disconnect pairs for {a.opens} opens in the guest")
+    long = [i for i, (t0, t1) in enumerate(pairs) if t1 - t0 >= 0.75 * a.hold]
+    durs = ", ".join(f"{pairs[i][1] - pairs[i][0]:.2f}" for i in long)
+    if len(long) != a.held or long[0] != 0 or long[-1] != len(pairs) - 1:
+        return fail(f"connections {[i + 1 for i in long]} of {len(pairs)} lasted >= {0.75 * a.hold:.2f} s "
+                    f"({durs} s); expected {a.held}, the first and the last among them")
+    print(f"OK {len(pairs)} x {a.connect_type} {MAIN_MSGS[a.connect_type]} then 108 AGENT_DISCONNECTED "
+          f"for {a.opens} opens, alternating; the {a.held} held opens lasted {durs} s "
           f"(guest held the port {a.hold} s)")
     return 0
 
@@ -219,7 +223,8 @@ def main():
     w.add_argument("--no-tokens-cap", action="store_true")
     c = sub.add_parser("agent-check")
     c.add_argument("log")
-    c.add_argument("--pairs", type=int, required=True)
+    c.add_argument("--opens", type=int, required=True)
+    c.add_argument("--held", type=int, required=True)
     c.add_argument("--hold", type=float, required=True)
     c.add_argument("--connect-type", type=int, choices=(AGENT_CONNECTED, AGENT_CONNECTED_TOKENS), required=True)
     a = ap.parse_args()
