@@ -157,18 +157,30 @@ fn monitors_msg(w: u32, h: u32) -> Vec<u8> {
     wire::message(msg::MONITORS_CONFIG, &d)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn agent_channel_relays_both_ways_with_connect_disconnect_and_mouse() {
+/// A one-port VDI port (the agent's) with the bridge and server running; drive it with
+/// [`ready_driver`].
+async fn agent_port() -> (ConsoleDevice, Rig) {
     let (dev, ports) = ConsoleDevice::new(ConsoleOptions {
         ports: vec![PortOptions::new("com.redhat.spice.0")],
         ..Default::default()
     })
     .unwrap();
     let rig = start(ports[0].clone()).await;
-    let mut drv = MockConsoleDriver::new(&dev);
+    (dev, rig)
+}
+
+/// The mock guest driver, probed, once the bridge has opened the host side (PORT_OPEN 1).
+async fn ready_driver(dev: &ConsoleDevice) -> MockConsoleDriver<'_> {
+    let mut drv = MockConsoleDriver::new(dev);
     drv.probe();
-    // The bridge opens the host side; the guest sees PORT_OPEN 1.
     pump_until(&mut drv, |d| d.ports.get(&1).is_some_and(|p| p.host_open)).await;
+    drv
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_channel_relays_both_ways_with_connect_disconnect_and_mouse() {
+    let (dev, rig) = agent_port().await;
+    let mut drv = ready_driver(&dev).await;
 
     let (mut m, init) = main_client(&rig.server).await;
     assert_eq!(init.agent_connected, 0);
@@ -312,14 +324,8 @@ async fn agent_channel_relays_both_ways_with_connect_disconnect_and_mouse() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_client_agent_data_drops_only_that_client() {
-    let (dev, ports) = ConsoleDevice::new(ConsoleOptions {
-        ports: vec![PortOptions::new("com.redhat.spice.0")],
-        ..Default::default()
-    })
-    .unwrap();
-    let rig = start(ports[0].clone()).await;
-    let mut drv = MockConsoleDriver::new(&dev);
-    drv.probe();
+    let (dev, rig) = agent_port().await;
+    let mut drv = ready_driver(&dev).await;
     drv.open(1);
     for bad in [
         {
@@ -354,4 +360,54 @@ async fn malformed_client_agent_data_drops_only_that_client() {
         chunks.iter().any(|(p, c)| *p == 1 && *c == ok)
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_data_while_the_agent_restarts_is_held_for_the_next_agent() {
+    let (dev, rig) = agent_port().await;
+    let mut drv = ready_driver(&dev).await;
+    let (mut m, _) = main_client(&rig.server).await;
+    drv.open(1);
+    m.recv_until(S_AGENT_CONNECTED_TOKENS).await.unwrap();
+    m.send(AGENT_START, &u32::MAX.to_le_bytes()).await.unwrap();
+
+    // A 3,000-byte message in two AGENT_DATA; the agent leaves between them.
+    let mut reader = GuestReader::default();
+    let cut = wire::message(msg::CLIPBOARD, &[3; 2980]);
+    m.send(AGENT_DATA, &cut[..2048]).await.unwrap();
+    let mut chunks = Vec::new();
+    pump_until(&mut drv, |d| {
+        chunks.extend(reader.take_chunks(d));
+        chunks.len() == 1
+    })
+    .await;
+    drv.close(1);
+    m.recv_until(S_AGENT_DISCONNECTED).await.unwrap();
+    reader.bytes.clear();
+
+    // The rest of the cut message (in flight) is for nobody; a whole new message sent while no
+    // agent is there waits for the next one (a client that ignored AGENT_DISCONNECTED).
+    m.send(AGENT_DATA, &cut[2048..]).await.unwrap();
+    let fresh = wire::message(msg::CLIPBOARD_GRAB, &1u32.to_le_bytes());
+    m.send(AGENT_DATA, &fresh).await.unwrap();
+    let t = Instant::now();
+    while rig.bridge.stats().client_held_no_agent < 1 {
+        assert!(t.elapsed() < Duration::from_secs(10), "held in time");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let s = rig.bridge.stats();
+    assert_eq!((s.client_dropped_no_agent, s.client_held_no_agent), (1, 1));
+    pump_until(&mut drv, |_| true).await;
+    assert!(drv.read(1).is_empty(), "nothing reaches a closed port");
+
+    // The agent comes back: it gets exactly the held message.
+    drv.open(1);
+    m.recv_until(S_AGENT_CONNECTED_TOKENS).await.unwrap();
+    let mut chunks = Vec::new();
+    pump_until(&mut drv, |d| {
+        chunks.extend(reader.take_chunks(d));
+        !chunks.is_empty()
+    })
+    .await;
+    assert_eq!(chunks, [(1, fresh)]);
 }

@@ -32,6 +32,18 @@ pub enum DeviceError {
     EventFd(std::io::Error),
 }
 
+/// Copies `data.len()` bytes of a config-space image from `offset`; bytes past the image (or
+/// past `u64`/`usize`) read as 0, as a guest reading beyond the config space sees.
+pub(crate) fn read_config_image(img: &[u8], offset: u64, data: &mut [u8]) {
+    for (i, b) in data.iter_mut().enumerate() {
+        *b = offset
+            .checked_add(i as u64)
+            .and_then(|o| usize::try_from(o).ok())
+            .and_then(|o| img.get(o).copied())
+            .unwrap_or(0);
+    }
+}
+
 /// A virtio device model: everything a transport (in-process VMM, vhost-user) needs.
 ///
 /// Methods take `&self`; implementations keep their state behind their own locks so one device

@@ -70,6 +70,7 @@ struct Metrics {
     client_bytes: AtomicU64,
     client_errors: AtomicU64,
     client_dropped_no_agent: AtomicU64,
+    client_held_no_agent: AtomicU64,
     agent_messages: AtomicU64,
     agent_bytes_to_client: AtomicU64,
     agent_dropped_no_client: AtomicU64,
@@ -92,8 +93,11 @@ pub struct AgentStats {
     pub client_bytes: u64,
     /// Client agent streams refused as malformed (the client was dropped).
     pub client_errors: u64,
-    /// Client AGENT_DATA dropped because no agent was connected.
+    /// Client AGENT_DATA dropped because no agent was connected and it continued a message
+    /// meant for the agent that left.
     pub client_dropped_no_agent: u64,
+    /// Client AGENT_DATA held while no agent was connected, for the next agent.
+    pub client_held_no_agent: u64,
     /// Agent messages on the client port.
     pub agent_messages: u64,
     /// Agent bytes sent to the client.
@@ -117,8 +121,14 @@ fn inc(c: &AtomicU64) {
 /// State the main channel's callbacks touch (client → guest direction).
 struct ClientSide {
     stream: MsgStream,
-    /// Whole VDI chunks for the guest, with the client's flow-control token.
+    /// Whole VDI chunks for the guest, with the client's flow-control token. Bounded by
+    /// [`MAX_CLIENT_QUEUE`]; while no agent is connected it holds the client's new messages
+    /// for the next agent (their tokens come back only once delivered, so a client that
+    /// respects its tokens cannot overflow it).
     queue: VecDeque<(Vec<u8>, Option<AgentDataToken>)>,
+    /// The agent left while the client was in the middle of a message: the rest of that
+    /// message is for nobody and is dropped up to the next message boundary.
+    skip_stale: bool,
 }
 
 /// The agent channel between the Spice server and the guest agent's VDI port.
@@ -133,7 +143,9 @@ struct ClientSide {
 ///   tracked: an agent with MOUSE_STATE makes client mouse mode available
 ///   ([`mouse_available`](Self::mouse_available)).
 /// * The guest opening the port is AGENT_CONNECTED(_TOKENS) for the client, closing it (or a
-///   driver reset) AGENT_DISCONNECTED; partial messages are discarded then. A malformed agent
+///   driver reset) AGENT_DISCONNECTED; partial messages are discarded then (the rest of a
+///   client message cut by the disconnect included). Whole client messages that arrive while
+///   no agent is there are held, bounded, for the next agent. A malformed agent
 ///   stream is logged and counted, and reset: the host side of the port closes (the agent
 ///   reads EOF and reopens the port), then opens again once the guest has closed it.
 /// * MOUSE_STATE for client mouse mode goes on the server port, coalesced (only the latest
@@ -215,6 +227,7 @@ impl AgentBridge {
             client: Mutex::new(ClientSide {
                 stream: MsgStream::new(options.max_message, CLIENT_COLLECT),
                 queue: VecDeque::new(),
+                skip_stale: false,
             }),
             mouse: Mutex::new(None),
             connected: AtomicBool::new(false),
@@ -260,6 +273,7 @@ impl AgentBridge {
             client_bytes: l(&m.client_bytes),
             client_errors: l(&m.client_errors),
             client_dropped_no_agent: l(&m.client_dropped_no_agent),
+            client_held_no_agent: l(&m.client_held_no_agent),
             agent_messages: l(&m.agent_messages),
             agent_bytes_to_client: l(&m.agent_bytes_to_client),
             agent_dropped_no_client: l(&m.agent_dropped_no_client),
@@ -290,7 +304,10 @@ impl AgentBridge {
                 }
             }
             let blocked = self.flush_to_client(&mut g, &server);
-            self.write_to_guest(&mut g, &port);
+            if self.is_connected() {
+                // Without an agent the client queue waits (held for the next one).
+                self.write_to_guest(&mut g, &port);
+            }
             if blocked {
                 tokio::select! {
                     _ = self.wake.notified() => {}
@@ -307,10 +324,11 @@ impl AgentBridge {
             return;
         }
         g.reset_streams();
-        lock(&self.client).queue.clear();
+        // The client queue keeps what the client sent while no agent was there.
         *lock(&self.mouse) = None;
         self.agent_mouse.store(false, Ordering::Relaxed);
         self.connected.store(true, Ordering::Relaxed);
+        self.wake.notify_one();
         inc(&self.metrics.agent_connects);
         info!("agent connected");
         server.set_agent_connected(true);
@@ -319,8 +337,13 @@ impl AgentBridge {
     fn agent_gone(&self, g: &mut GuestSide, server: &ServerHandle) {
         g.reset_streams();
         // The client's stream is not reset here: chunks it sent before it heard
-        // AGENT_DISCONNECTED may still arrive mid-message. It restarts at its next AGENT_START.
-        lock(&self.client).queue.clear();
+        // AGENT_DISCONNECTED may still arrive mid-message. The rest of such a message is
+        // dropped; whole messages after it are held for the next agent. The stream restarts
+        // at the client's next AGENT_START.
+        let mut c = lock(&self.client);
+        c.queue.clear();
+        c.skip_stale = !c.stream.at_boundary();
+        drop(c);
         *lock(&self.mouse) = None;
         self.agent_mouse.store(false, Ordering::Relaxed);
         if self.connected.swap(false, Ordering::Relaxed) {
@@ -475,19 +498,34 @@ impl AgentBridge {
 impl AgentSink for AgentBridge {
     fn client_started(&self) {
         // A (re)started client agent session begins at a message boundary.
-        lock(&self.client).stream.reset();
+        let mut c = lock(&self.client);
+        c.stream.reset();
+        c.skip_stale = false;
     }
 
     fn client_data(&self, data: &[u8], token: AgentDataToken) -> Result<(), AgentDataError> {
         let mut monitors: Option<Option<Vec<MonitorConfig>>> = None;
         let mut messages = 0u64;
+        let connected = self.is_connected();
+        // Without an agent, the bytes to hold for the next one (a stale tail left out).
+        let mut held = Vec::new();
         let mut c = lock(&self.client);
-        let r = c.stream.feed(data, &mut |p| {
+        let ClientSide {
+            stream, skip_stale, ..
+        } = &mut *c;
+        let r = stream.feed(data, &mut |p| {
             if p.first {
                 messages += 1;
             }
             if p.last && p.header.type_ == msg::MONITORS_CONFIG {
                 monitors = Some(p.whole.and_then(wire::parse_monitors_config));
+            }
+            if !connected {
+                if *skip_stale {
+                    *skip_stale = !p.last;
+                } else {
+                    held.extend_from_slice(p.raw);
+                }
             }
         });
         self.metrics
@@ -505,21 +543,24 @@ impl AgentSink for AgentBridge {
             warn!("client MONITORS_CONFIG malformed; dropping the client");
             return Err(AgentDataError::Malformed("MONITORS_CONFIG".into()));
         }
-        if self.is_connected() {
+        let bytes = if connected { data } else { &held[..] };
+        if !bytes.is_empty() {
             if c.queue.len() >= MAX_CLIENT_QUEUE {
                 inc(&self.metrics.client_errors);
                 return Err(AgentDataError::Overflow);
             }
+            if !connected {
+                inc(&self.metrics.client_held_no_agent);
+            }
             self.metrics
                 .client_bytes
-                .fetch_add(data.len() as u64, Ordering::Relaxed);
+                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
             c.queue
-                .push_back((wire::chunk(wire::VDP_CLIENT_PORT, data), Some(token)));
+                .push_back((wire::chunk(wire::VDP_CLIENT_PORT, bytes), Some(token)));
             self.wake.notify_one();
         } else {
-            // No agent: spice-gtk stops sending at AGENT_DISCONNECTED, so what still arrives is
-            // the tail of messages for the agent that left; it is dropped (and its token
-            // returned), after the parse above has handed any MONITORS_CONFIG to the display.
+            // The tail of a message for the agent that left: dropped (its token returned),
+            // after the parse above has handed any MONITORS_CONFIG to the display.
             inc(&self.metrics.client_dropped_no_agent);
         }
         drop(c);
@@ -536,6 +577,7 @@ impl AgentSink for AgentBridge {
         let mut c = lock(&self.client);
         c.stream.reset();
         c.queue.clear();
+        c.skip_stale = false;
         if self.is_connected() {
             let m = wire::message(msg::CLIENT_DISCONNECTED, &[]);
             c.queue

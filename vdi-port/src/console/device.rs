@@ -1054,13 +1054,7 @@ impl VirtioDevice for ConsoleDevice {
         let mut img = [0u8; CONFIG_SIZE];
         img[CONFIG_MAX_NR_PORTS..CONFIG_MAX_NR_PORTS + 4]
             .copy_from_slice(&self.max_nr_ports().to_le_bytes());
-        for (i, b) in data.iter_mut().enumerate() {
-            *b = offset
-                .checked_add(i as u64)
-                .and_then(|o| usize::try_from(o).ok())
-                .and_then(|o| img.get(o).copied())
-                .unwrap_or(0);
-        }
+        crate::device::read_config_image(&img, offset, data);
     }
 
     fn write_config(&self, offset: u64, data: &[u8]) {

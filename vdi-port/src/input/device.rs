@@ -718,13 +718,7 @@ impl VirtioDevice for InputDevice {
     fn read_config(&self, offset: u64, data: &mut [u8]) {
         let (select, subsel) = *lock(&self.select);
         let img = self.config.image(select, subsel);
-        for (i, b) in data.iter_mut().enumerate() {
-            *b = offset
-                .checked_add(i as u64)
-                .and_then(|o| usize::try_from(o).ok())
-                .and_then(|o| img.get(o).copied())
-                .unwrap_or(0);
-        }
+        crate::device::read_config_image(&img, offset, data);
     }
 
     fn write_config(&self, offset: u64, data: &[u8]) {

@@ -1,63 +1,99 @@
-//! Command line of the `spice-bridge` daemon. Bad flags and unreadable files are reported in
-//! one line and the process exits with status 2.
+//! Command line of the `spice-bridge` daemon, on clap. Bad flags and unreadable files are
+//! reported and the process exits with status 2.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-/// The help text printed by `--help`.
-pub const HELP: &str = "\
-spice-bridge: serves an emulated QXL display device to a VMM over vfio-user and its screen to
-Spice clients (remote-viewer, spicy, GNOME Boxes).
-
-USAGE:
-    spice-bridge (--password-file FILE | --disable-ticketing) --qxl-socket PATH [OPTIONS]
-
-    At least one device socket (--qxl-socket, --vdi-socket or an input socket) is needed;
-    without --qxl-socket clients get no display, only the agent and the input devices.
-
-OPTIONS:
-    --spice-addr ADDR:PORT   where Spice clients connect (default 127.0.0.1:5930)
-    --password-file FILE     Spice ticket (password) is the first line of FILE (max 60 bytes)
-    --disable-ticketing      accept clients without a password
-    --qxl-socket PATH        vfio-user socket the VMM connects to (created; removed on exit)
-    --qxl-no-mmap            offer every BAR trapped (no mmap): the fast mode under QEMU TCG
-    --qxl-ram-mib N          size of the QXL RAM BAR (BAR0) in MiB, power of two (default 64)
-    --qxl-vram-mib N         size of the QXL VRAM BAR (BAR1) in MiB, power of two (default 64)
-    --qxl-vgamem-mib N       surface-0 / VGA framebuffer area in MiB, power of two (default 16)
-    --qxl-secondary          present class 0x0380 (secondary display) instead of VGA 0x0300
-    --keyboard-socket PATH   vhost-user socket of a virtio-input keyboard (QEMU:
-                             -device vhost-user-input-pci; guest RAM must be shared memory)
-    --tablet-socket PATH     vhost-user socket of a virtio-input tablet (absolute pointer):
-                             client mouse mode is offered while the guest's driver runs it
-    --mouse-socket PATH      vhost-user socket of a virtio-input relative mouse (server mouse
-                             mode)
-    --vdi-socket PATH        vhost-user socket of the VDI port: a virtio-console (id 3) with
-                             MULTIPORT whose port 1 is com.redhat.spice.0, the Spice agent
-                             channel (clipboard, resolution, client mouse through
-                             spice-vdagent). QEMU 11: -device vhost-user-test-device-pci,
-                             chardev=ID,virtio-id=3,num_vqs=2*(PORTS+2),config_size=12
-                             (PORTS = 1 + the --vdi-port count; shared guest RAM)
-    --vdi-port NAME=PATH     (repeatable; needs --vdi-socket) a further named port (ids 2, 3,
-                             ... in order), e.g. org.qemu.guest_agent.0=/run/qga.sock: the
-                             daemon listens on the Unix socket PATH, one peer at a time, and
-                             passes bytes both ways; the guest sees the host side open while
-                             a peer is connected
-    --control-socket PATH    line-based control socket (\"monitors WxH[+X+Y] ...\", \"status\")
-    --name NAME              VM name shown by clients (default \"spice-bridge\")
-    -h, --help               print this help
-    -V, --version            print the version
-
-ENVIRONMENT:
-    RUST_LOG                 log filter for the stderr log (default \"info\")
-
-SIGNALS:
-    SIGINT/SIGTERM           shut down cleanly and remove the socket
-";
+use clap::{ArgGroup, Parser};
 
 /// Name of the VDI port that carries the Spice agent.
 pub const AGENT_PORT: &str = "com.redhat.spice.0";
 /// Most ports of the VDI port, the agent's included (`vdi_port::console::MAX_PORTS`).
 pub const MAX_VDI_PORTS: usize = vdi_port::console::MAX_PORTS;
+
+const AFTER_HELP: &str = "\
+At least one device socket (--qxl-socket, --vdi-socket or an input socket) is needed; without
+--qxl-socket clients get no display, only the agent and the input devices.
+
+Environment:
+  RUST_LOG  log filter for the stderr log (default \"info\")
+
+Signals:
+  SIGINT/SIGTERM  shut down cleanly and remove the sockets";
+
+/// The flags as clap parses them; [`parse`] checks what spans flags and builds [`Options`].
+#[derive(Parser, Debug)]
+#[command(
+    name = "spice-bridge",
+    version,
+    about = "Serves an emulated QXL display, virtio-input devices and the VDI port to a VMM \
+             (vfio-user, vhost-user) and the guest's screen to Spice clients (remote-viewer, \
+             spicy, GNOME Boxes).",
+    after_help = AFTER_HELP,
+    override_usage = "spice-bridge (--password-file FILE | --disable-ticketing) DEVICE-SOCKET... [OPTIONS]",
+    group(ArgGroup::new("device").required(true).multiple(true)
+        .args(["qxl_socket", "vdi_socket", "keyboard_socket", "tablet_socket", "mouse_socket"])),
+    group(ArgGroup::new("auth").required(true).args(["password_file", "disable_ticketing"])),
+)]
+struct Args {
+    /// Where Spice clients connect.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:5930")]
+    spice_addr: SocketAddr,
+    /// Spice ticket (password): the first line of FILE (at most 60 bytes).
+    #[arg(long, value_name = "FILE")]
+    password_file: Option<PathBuf>,
+    /// Accept clients without a password.
+    #[arg(long)]
+    disable_ticketing: bool,
+    /// vfio-user socket of the QXL display device (created; removed on exit).
+    #[arg(long, value_name = "PATH")]
+    qxl_socket: Option<PathBuf>,
+    /// Offer every BAR trapped (no mmap): the fast mode under QEMU TCG.
+    #[arg(long = "qxl-no-mmap")]
+    no_mmap: bool,
+    /// Size of the QXL RAM BAR (BAR0) in MiB, a power of two.
+    #[arg(long = "qxl-ram-mib", value_name = "N", default_value_t = 64, value_parser = ram_mib)]
+    ram_mib: u32,
+    /// Size of the QXL VRAM BAR (BAR1) in MiB, a power of two.
+    #[arg(long = "qxl-vram-mib", value_name = "N", default_value_t = 64, value_parser = vram_mib)]
+    vram_mib: u32,
+    /// Surface-0 / VGA framebuffer area in MiB, a power of two.
+    #[arg(long = "qxl-vgamem-mib", value_name = "N", default_value_t = 16, value_parser = vgamem_mib)]
+    vgamem_mib: u32,
+    /// Present class 0x0380 (secondary display) instead of VGA 0x0300.
+    #[arg(long = "qxl-secondary")]
+    secondary: bool,
+    /// vhost-user socket of a virtio-input keyboard (QEMU: -device vhost-user-input-pci; guest
+    /// RAM must be shared memory).
+    #[arg(long, value_name = "PATH")]
+    keyboard_socket: Option<PathBuf>,
+    /// vhost-user socket of a virtio-input tablet (absolute pointer): client mouse mode is
+    /// offered while the guest's driver runs it.
+    #[arg(long, value_name = "PATH")]
+    tablet_socket: Option<PathBuf>,
+    /// vhost-user socket of a virtio-input relative mouse (server mouse mode).
+    #[arg(long, value_name = "PATH")]
+    mouse_socket: Option<PathBuf>,
+    /// vhost-user socket of the VDI port: a virtio-console (id 3) with MULTIPORT whose port 1
+    /// is com.redhat.spice.0, the Spice agent channel (clipboard, resolution, client mouse
+    /// through spice-vdagent). QEMU 11: vhost-user-test-device-pci with virtio-id=3,
+    /// num_vqs=2*(PORTS+2), config_size=12 (PORTS = 1 + the --vdi-port count; shared guest
+    /// RAM).
+    #[arg(long, value_name = "PATH")]
+    vdi_socket: Option<PathBuf>,
+    /// A further named port of the VDI port (repeatable; ids 2, 3, ... in order), e.g.
+    /// org.qemu.guest_agent.0=/run/qga.sock: the daemon listens on the Unix socket PATH, one
+    /// peer at a time, and passes bytes both ways; the guest sees the host side open while a
+    /// peer is connected.
+    #[arg(long = "vdi-port", value_name = "NAME=PATH", requires = "vdi_socket", value_parser = named_port)]
+    vdi_ports: Vec<(String, PathBuf)>,
+    /// Line-based control socket ("monitors WxH[+X+Y] ...", "status").
+    #[arg(long, value_name = "PATH", requires = "qxl_socket")]
+    control_socket: Option<PathBuf>,
+    /// VM name shown by clients.
+    #[arg(long, default_value = "spice-bridge")]
+    name: String,
+}
 
 /// How clients authenticate.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -110,154 +146,114 @@ pub struct InputSockets {
     pub mouse: Option<PathBuf>,
 }
 
-/// What the command line asks for.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Command {
-    /// Run the daemon.
-    Run(Box<Options>),
-    /// Print help and exit 0.
-    Help,
-    /// Print the version and exit 0.
-    Version,
+/// Why the command line gives no [`Options`].
+#[derive(Debug)]
+pub enum CliError {
+    /// What clap reports, `--help` and `--version` included: print it with `exit()`.
+    Clap(clap::Error),
+    /// A check across flags or a file failed: one line.
+    Invalid(String),
 }
 
-/// Parses `args` (without the program name). Errors are one-line messages.
-pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String> {
-    let mut it = args.into_iter();
-    let mut spice_addr: SocketAddr = "127.0.0.1:5930".parse().map_err(|_| "internal")?;
-    let mut password_file: Option<PathBuf> = None;
-    let mut disable_ticketing = false;
-    let mut qxl_socket = None;
-    let mut no_mmap = false;
-    let mut ram_mib = 64;
-    let mut vram_mib = 64;
-    let mut vgamem_mib = 16;
-    let mut secondary = false;
-    let mut name = "spice-bridge".to_string();
-    let mut control_socket = None;
-    let mut input = InputSockets::default();
-    let mut vdi_socket = None;
-    let mut vdi_ports: Vec<(String, PathBuf)> = Vec::new();
-
-    while let Some(arg) = it.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
-            _ => (arg.clone(), None),
-        };
-        let value = |it: &mut I::IntoIter| -> Result<String, String> {
-            inline
-                .clone()
-                .or_else(|| it.next())
-                .ok_or_else(|| format!("{flag} needs a value"))
-        };
-        match flag.as_str() {
-            "-h" | "--help" => return Ok(Command::Help),
-            "-V" | "--version" => return Ok(Command::Version),
-            "--spice-addr" => {
-                let v = value(&mut it)?;
-                spice_addr = v
-                    .parse()
-                    .map_err(|_| format!("--spice-addr: '{v}' is not ADDR:PORT"))?;
-            }
-            "--password-file" => password_file = Some(PathBuf::from(value(&mut it)?)),
-            "--disable-ticketing" => disable_ticketing = true,
-            "--qxl-socket" => qxl_socket = Some(PathBuf::from(value(&mut it)?)),
-            "--qxl-no-mmap" => no_mmap = true,
-            "--qxl-ram-mib" => ram_mib = mib(&flag, &value(&mut it)?, 2, 2048)?,
-            "--qxl-vram-mib" => vram_mib = mib(&flag, &value(&mut it)?, 1, 2048)?,
-            "--qxl-vgamem-mib" => vgamem_mib = mib(&flag, &value(&mut it)?, 8, 256)?,
-            "--qxl-secondary" => secondary = true,
-            "--name" => name = value(&mut it)?,
-            "--control-socket" => control_socket = Some(PathBuf::from(value(&mut it)?)),
-            "--keyboard-socket" => input.keyboard = Some(PathBuf::from(value(&mut it)?)),
-            "--tablet-socket" => input.tablet = Some(PathBuf::from(value(&mut it)?)),
-            "--mouse-socket" => input.mouse = Some(PathBuf::from(value(&mut it)?)),
-            "--vdi-socket" => vdi_socket = Some(PathBuf::from(value(&mut it)?)),
-            "--vdi-port" => {
-                let v = value(&mut it)?;
-                let (name, path) = v
-                    .split_once('=')
-                    .filter(|(n, p)| !n.is_empty() && !p.is_empty())
-                    .ok_or_else(|| format!("--vdi-port: '{v}' is not NAME=PATH"))?;
-                if name == AGENT_PORT || vdi_ports.iter().any(|(n, _)| n == name) {
-                    return Err(format!("--vdi-port: port name '{name}' used twice"));
-                }
-                if name.len() > 255 || name.contains(['/', '\0']) {
-                    return Err(format!("--vdi-port: bad port name '{name}'"));
-                }
-                vdi_ports.push((name.to_string(), PathBuf::from(path)));
-            }
-            other => return Err(format!("unknown argument '{other}' (see --help)")),
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CliError::Clap(e) => write!(f, "{e}"),
+            CliError::Invalid(m) => f.write_str(m),
         }
     }
+}
 
-    let ticketing = match (password_file, disable_ticketing) {
-        (Some(_), true) => {
-            return Err("--password-file and --disable-ticketing exclude each other".into())
-        }
-        (None, false) => {
-            return Err("give --password-file FILE or --disable-ticketing".into());
-        }
-        (None, true) => Ticketing::Disabled,
-        (Some(path), false) => Ticketing::Password(read_password(&path)?),
+/// Parses `args` (without the program name).
+pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, CliError> {
+    let a = Args::try_parse_from(std::iter::once("spice-bridge".to_string()).chain(args))
+        .map_err(CliError::Clap)?;
+    let invalid = |m: String| Err(CliError::Invalid(m));
+    let ticketing = match a.password_file {
+        Some(path) => Ticketing::Password(read_password(&path).map_err(CliError::Invalid)?),
+        None => Ticketing::Disabled,
     };
-    if qxl_socket.is_none() && vdi_socket.is_none() && input == InputSockets::default() {
-        return Err("give at least one device socket (--qxl-socket, --vdi-socket, --keyboard-socket, --tablet-socket, --mouse-socket)".into());
+    for (i, (name, _)) in a.vdi_ports.iter().enumerate() {
+        if name == AGENT_PORT || a.vdi_ports[..i].iter().any(|(n, _)| n == name) {
+            return invalid(format!("--vdi-port: port name '{name}' used twice"));
+        }
     }
-    if !vdi_ports.is_empty() && vdi_socket.is_none() {
-        return Err("--vdi-port needs --vdi-socket".into());
+    if a.vdi_ports.len() + 1 > MAX_VDI_PORTS {
+        return invalid(format!("at most {} --vdi-port ports", MAX_VDI_PORTS - 1));
     }
-    if vdi_ports.len() + 1 > MAX_VDI_PORTS {
-        return Err(format!("at most {} --vdi-port ports", MAX_VDI_PORTS - 1));
-    }
-    if control_socket.is_some() && qxl_socket.is_none() {
-        return Err("--control-socket needs --qxl-socket".into());
-    }
+    let input = InputSockets {
+        keyboard: a.keyboard_socket,
+        tablet: a.tablet_socket,
+        mouse: a.mouse_socket,
+    };
     let mut paths = vec![];
-    paths.extend(qxl_socket.iter().map(|p| ("--qxl-socket", p)));
-    paths.extend(vdi_socket.iter().map(|p| ("--vdi-socket", p)));
-    paths.extend(vdi_ports.iter().map(|(_, p)| ("--vdi-port", p)));
-    paths.extend(control_socket.iter().map(|p| ("--control-socket", p)));
+    paths.extend(a.qxl_socket.iter().map(|p| ("--qxl-socket", p)));
+    paths.extend(a.vdi_socket.iter().map(|p| ("--vdi-socket", p)));
+    paths.extend(a.vdi_ports.iter().map(|(_, p)| ("--vdi-port", p)));
+    paths.extend(a.control_socket.iter().map(|p| ("--control-socket", p)));
     paths.extend(input.keyboard.iter().map(|p| ("--keyboard-socket", p)));
     paths.extend(input.tablet.iter().map(|p| ("--tablet-socket", p)));
     paths.extend(input.mouse.iter().map(|p| ("--mouse-socket", p)));
-    for (i, (fa, a)) in paths.iter().enumerate() {
-        if let Some((fb, _)) = paths[..i].iter().find(|(_, b)| b == a) {
-            return Err(format!("{fa} and {fb} name the same path {}", a.display()));
+    for (i, (fa, pa)) in paths.iter().enumerate() {
+        if let Some((fb, _)) = paths[..i].iter().find(|(_, pb)| pb == pa) {
+            return invalid(format!("{fa} and {fb} name the same path {}", pa.display()));
         }
     }
-    if u64::from(vgamem_mib) * 2 > u64::from(ram_mib) {
-        return Err(format!(
-            "--qxl-ram-mib {ram_mib} must be at least twice --qxl-vgamem-mib {vgamem_mib}"
+    if u64::from(a.vgamem_mib) * 2 > u64::from(a.ram_mib) {
+        return invalid(format!(
+            "--qxl-ram-mib {} must be at least twice --qxl-vgamem-mib {}",
+            a.ram_mib, a.vgamem_mib
         ));
     }
-    Ok(Command::Run(Box::new(Options {
-        spice_addr,
+    Ok(Options {
+        spice_addr: a.spice_addr,
         ticketing,
-        qxl_socket,
-        no_mmap,
-        ram_mib,
-        vram_mib,
-        vgamem_mib,
-        secondary,
-        name,
-        control_socket,
+        qxl_socket: a.qxl_socket,
+        no_mmap: a.no_mmap,
+        ram_mib: a.ram_mib,
+        vram_mib: a.vram_mib,
+        vgamem_mib: a.vgamem_mib,
+        secondary: a.secondary,
+        name: a.name,
+        control_socket: a.control_socket,
         input,
-        vdi_socket,
-        vdi_ports,
-    })))
+        vdi_socket: a.vdi_socket,
+        vdi_ports: a.vdi_ports,
+    })
 }
 
-fn mib(flag: &str, v: &str, min: u32, max: u32) -> Result<u32, String> {
-    let n: u32 = v
-        .parse()
-        .map_err(|_| format!("{flag}: '{v}' is not a number"))?;
+fn mib(v: &str, min: u32, max: u32) -> Result<u32, String> {
+    let n: u32 = v.parse().map_err(|_| format!("'{v}' is not a number"))?;
     if !n.is_power_of_two() || n < min || n > max {
         return Err(format!(
-            "{flag}: {n} must be a power of two between {min} and {max}"
+            "{n} must be a power of two between {min} and {max}"
         ));
     }
     Ok(n)
+}
+
+fn ram_mib(v: &str) -> Result<u32, String> {
+    mib(v, 2, 2048)
+}
+
+fn vram_mib(v: &str) -> Result<u32, String> {
+    mib(v, 1, 2048)
+}
+
+fn vgamem_mib(v: &str) -> Result<u32, String> {
+    mib(v, 8, 256)
+}
+
+/// `NAME=PATH` of `--vdi-port`.
+fn named_port(v: &str) -> Result<(String, PathBuf), String> {
+    let (name, path) = v
+        .split_once('=')
+        .filter(|(n, p)| !n.is_empty() && !p.is_empty())
+        .ok_or_else(|| format!("'{v}' is not NAME=PATH"))?;
+    if name.len() > 255 || name.contains(['/', '\0']) {
+        return Err(format!("bad port name '{name}'"));
+    }
+    Ok((name.to_string(), PathBuf::from(path)))
 }
 
 fn read_password(path: &PathBuf) -> Result<String, String> {
@@ -277,15 +273,13 @@ fn read_password(path: &PathBuf) -> Result<String, String> {
 mod tests {
     use super::*;
 
-    fn p(args: &[&str]) -> Result<Command, String> {
+    fn p(args: &[&str]) -> Result<Options, CliError> {
         parse(args.iter().map(|s| s.to_string()))
     }
 
     #[test]
     fn minimal_command_line() {
-        let Command::Run(o) = p(&["--qxl-socket", "/tmp/q", "--disable-ticketing"]).unwrap() else {
-            panic!("expected run")
-        };
+        let o = p(&["--qxl-socket", "/tmp/q", "--disable-ticketing"]).unwrap();
         assert_eq!(o.spice_addr.port(), 5930);
         assert_eq!(o.ticketing, Ticketing::Disabled);
         assert_eq!((o.ram_mib, o.vram_mib, o.vgamem_mib), (64, 64, 16));
@@ -298,7 +292,7 @@ mod tests {
 
     #[test]
     fn input_sockets() {
-        let Command::Run(o) = p(&[
+        let o = p(&[
             "--qxl-socket=/q",
             "--disable-ticketing",
             "--keyboard-socket",
@@ -307,9 +301,7 @@ mod tests {
             "--mouse-socket",
             "/m",
         ])
-        .unwrap() else {
-            panic!("expected run")
-        };
+        .unwrap();
         assert_eq!(
             o.input.keyboard.as_deref(),
             Some(std::path::Path::new("/k"))
@@ -321,13 +313,14 @@ mod tests {
             "--disable-ticketing",
             "--keyboard-socket=/q",
         ])
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("same path"), "{e}");
     }
 
     #[test]
     fn vdi_port_and_its_named_ports() {
-        let Command::Run(o) = p(&[
+        let o = p(&[
             "--disable-ticketing",
             "--vdi-socket",
             "/v",
@@ -335,9 +328,7 @@ mod tests {
             "org.qemu.guest_agent.0=/qga",
             "--vdi-port=org.spice-space.webdav.0=/dav",
         ])
-        .unwrap() else {
-            panic!("expected run")
-        };
+        .unwrap();
         assert_eq!(o.qxl_socket, None);
         assert_eq!(o.vdi_socket.as_deref(), Some(std::path::Path::new("/v")));
         assert_eq!(
@@ -353,7 +344,7 @@ mod tests {
     }
 
     #[test]
-    fn bad_flags_are_one_line_errors() {
+    fn bad_flags_are_errors() {
         for args in [
             &["--bogus"][..],
             &["--qxl-socket", "/s"][..],
@@ -400,8 +391,38 @@ mod tests {
                 "--control-socket=/c",
             ][..],
         ] {
-            let e = p(args).unwrap_err();
-            assert!(!e.contains('\n'), "{e}");
+            match p(args) {
+                Err(CliError::Invalid(m)) => assert!(!m.contains('\n'), "{m}"),
+                Err(CliError::Clap(e)) => assert!(
+                    !matches!(
+                        e.kind(),
+                        clap::error::ErrorKind::DisplayHelp
+                            | clap::error::ErrorKind::DisplayVersion
+                    ),
+                    "{args:?}"
+                ),
+                Ok(o) => panic!("{args:?} accepted: {o:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn help_and_version() {
+        for (flag, kind) in [
+            ("--help", clap::error::ErrorKind::DisplayHelp),
+            ("-V", clap::error::ErrorKind::DisplayVersion),
+        ] {
+            let Err(CliError::Clap(e)) = p(&[flag]) else {
+                panic!("{flag}")
+            };
+            assert_eq!(e.kind(), kind);
+        }
+        let Err(CliError::Clap(e)) = p(&["--help"]) else {
+            panic!()
+        };
+        let help = e.to_string();
+        for flag in ["--vdi-socket", "--vdi-port", "--tablet-socket", "RUST_LOG"] {
+            assert!(help.contains(flag), "{flag} missing from --help");
         }
     }
 
@@ -409,11 +430,7 @@ mod tests {
     fn password_file_first_line() {
         let dir = std::env::temp_dir().join(format!("sb-cli-{}", std::process::id()));
         std::fs::write(&dir, "s3cret\nignored\n").unwrap();
-        let Command::Run(o) =
-            p(&["--qxl-socket=/s", "--password-file", dir.to_str().unwrap()]).unwrap()
-        else {
-            panic!()
-        };
+        let o = p(&["--qxl-socket=/s", "--password-file", dir.to_str().unwrap()]).unwrap();
         assert_eq!(o.ticketing, Ticketing::Password("s3cret".into()));
         let _ = std::fs::remove_file(dir);
     }

@@ -43,23 +43,14 @@ const MIB: u64 = 1 << 20;
 const WORKER_POLL: Duration = Duration::from_millis(50);
 
 fn main() -> ExitCode {
-    let cmd = match cli::parse(std::env::args().skip(1)) {
-        Ok(c) => c,
-        Err(e) => {
+    let opts = match cli::parse(std::env::args().skip(1)) {
+        Ok(o) => o,
+        // --help, --version and flag errors, printed as clap formats them (exit 0 or 2).
+        Err(cli::CliError::Clap(e)) => e.exit(),
+        Err(e @ cli::CliError::Invalid(_)) => {
             eprintln!("spice-bridge: {e}");
             return ExitCode::from(2);
         }
-    };
-    let opts = match cmd {
-        cli::Command::Help => {
-            print!("{}", cli::HELP);
-            return ExitCode::SUCCESS;
-        }
-        cli::Command::Version => {
-            println!("spice-bridge {}", env!("CARGO_PKG_VERSION"));
-            return ExitCode::SUCCESS;
-        }
-        cli::Command::Run(o) => o,
     };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -68,7 +59,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    match run(*opts) {
+    match run(opts) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e:#}");
