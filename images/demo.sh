@@ -7,7 +7,9 @@
 #   (default)    the spice-bridge daemon: QEMU's vfio-user-pci device served by spice-bridge, with
 #                a keyboard and a tablet (virtio-input over vhost-user, vhost-user-input-pci) so
 #                what you type in remote-viewer reaches the guest's shell and the pointer is not
-#                grabbed (client mouse mode)
+#                grabbed (client mouse mode), and the VDI port (virtio-console over vhost-user,
+#                vhost-user-test-device-pci): the guest sees the Spice agent port
+#                com.redhat.spice.0 (/sys/class/virtio-ports), which an agent in the guest opens
 #   --reference  the reference stack: QEMU's own qxl-vga + libspice-server
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,17 +41,18 @@ if [ "$DAEMON" = 1 ]; then
     LOG=$WORK/serial.log
     "$BIN" --spice-addr "127.0.0.1:$PORT" --disable-ticketing --qxl-no-mmap \
         --qxl-socket "$WORK/qxl.sock" --control-socket "$WORK/control.sock" \
-        --keyboard-socket "$WORK/keyboard.sock" --tablet-socket "$WORK/tablet.sock" 2>"$WORK/daemon.log" &
+        --keyboard-socket "$WORK/keyboard.sock" --tablet-socket "$WORK/tablet.sock" \
+        --vdi-socket "$WORK/vdi.sock" 2>"$WORK/daemon.log" &
     DPID=$!
     trap 'kill $RUN $DPID 2>/dev/null; wait $RUN $DPID 2>/dev/null; rm -rf "$WORK"' EXIT INT TERM
     RUN=""
-    for _ in $(seq 1 100); do [ -S "$WORK/qxl.sock" ] && break; sleep 0.1; done
-    [ -S "$WORK/qxl.sock" ] || { cat "$WORK/daemon.log" >&2; echo "demo: the daemon did not start" >&2; exit 1; }
+    for _ in $(seq 1 100); do [ -S "$WORK/qxl.sock" ] && [ -S "$WORK/vdi.sock" ] && break; sleep 0.1; done
+    [ -S "$WORK/qxl.sock" ] && [ -S "$WORK/vdi.sock" ] || { cat "$WORK/daemon.log" >&2; echo "demo: the daemon did not start" >&2; exit 1; }
     echo "demo: spice-bridge is serving; booting the $DIST guest with the QXL device over vfio-user" >&2
     echo "demo: daemon log $WORK/daemon.log, guest serial log $LOG, control socket $WORK/control.sock" >&2
     bash images/run-guest.sh --dist "$DIST" --vfio-user "$WORK/qxl.sock" --no-mmap --test demo \
         --input-socket "$WORK/keyboard.sock" --input-socket "$WORK/tablet.sock" \
-        --timeout 86400 --log "$LOG" &
+        --vhost-user-console "$WORK/vdi.sock" --timeout 86400 --log "$LOG" &
     RUN=$!
     echo "spice://127.0.0.1:$PORT"
     echo "demo: open it now with:  remote-viewer spice://127.0.0.1:$PORT   (the guest's console appears once its qxl driver binds; Ctrl-C stops everything)" >&2

@@ -170,6 +170,9 @@ for c in $CASES; do
         done
         [ -n "$log" ] && grep -qa 'QXL-TEST: demo READY' "$log" || fail "the demo guest did not come up: $(tail -5 "$D/demo.err")"
         grep -qx "spice://127.0.0.1:$port" "$D/demo.out" || fail "demo.sh did not print spice://127.0.0.1:$port"
+        grep -qa 'QXL-TEST: demo ports: .*com\.redhat\.spice\.0' "$log" ||
+            fail "the demo guest has no Spice agent port (VDI port): $(grep -a 'demo ports' "$log")"
+        step "  ok   the demo guest sees the VDI port's agent port: $(grep -ao 'demo ports: .*' "$log" | head -1)"
         RIG_GUEST_LOG=$log
         input_viewer_start "$RIG_OUT/xd" "$port" || fail "demo: $INPUT_WHY"
         input_mouse_mode client || fail "demo: $INPUT_WHY"
