@@ -155,10 +155,22 @@ pub enum CliError {
     Invalid(String),
 }
 
+/// One line, as daemons log: clap's first paragraph without its "error: " prefix and its usage
+/// block, folded.
 impl std::fmt::Display for CliError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            CliError::Clap(e) => write!(f, "{e}"),
+            CliError::Clap(e) => {
+                let text = e.to_string();
+                let first = text.split("\n\n").next().unwrap_or("");
+                let line: Vec<&str> = first.lines().map(str::trim).collect();
+                let line = line.join(" ");
+                write!(
+                    f,
+                    "{} (see --help)",
+                    line.strip_prefix("error: ").unwrap_or(&line)
+                )
+            }
             CliError::Invalid(m) => f.write_str(m),
         }
     }

@@ -45,9 +45,9 @@ const WORKER_POLL: Duration = Duration::from_millis(50);
 fn main() -> ExitCode {
     let opts = match cli::parse(std::env::args().skip(1)) {
         Ok(o) => o,
-        // --help, --version and flag errors, printed as clap formats them (exit 0 or 2).
-        Err(cli::CliError::Clap(e)) => e.exit(),
-        Err(e @ cli::CliError::Invalid(_)) => {
+        // --help and --version as clap formats them (exit 0).
+        Err(cli::CliError::Clap(e)) if !e.use_stderr() => e.exit(),
+        Err(e) => {
             eprintln!("spice-bridge: {e}");
             return ExitCode::from(2);
         }
