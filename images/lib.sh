@@ -48,3 +48,17 @@ rig_lock() {
     exec {RIG_LOCK_FD}>"$SPICE_RS_CACHE/.lock-$1"
     flock "$RIG_LOCK_FD"
 }
+
+# rig_wait_exit NAME PID SECS: waits until PID (a child of this shell) exits and returns its
+# status, or returns 124 (logged as NAME) once SECS have passed with PID still running.
+rig_wait_exit() {
+    local deadline=$(($(date +%s) + $3))
+    while kill -0 "$2" 2>/dev/null; do
+        if [ "$(date +%s)" -ge "$deadline" ]; then
+            echo "$1: timeout after ${3}s" >&2
+            return 124
+        fi
+        sleep 0.3
+    done
+    wait "$2"
+}

@@ -80,17 +80,7 @@ UPID=$!
 [ -n "$PIDFILE" ] && echo "$UPID" >"$PIDFILE"
 echo "run-uml: pid $UPID, console log $LOG" >&2
 
-rc=0 deadline=$(($(date +%s) + TIMEOUT))
-while kill -0 "$UPID" 2>/dev/null; do
-    if [ "$(date +%s)" -ge "$deadline" ]; then
-        echo "run-uml: timeout after ${TIMEOUT}s" >&2
-        rc=124
-        break
-    fi
-    sleep 0.3
-done
-if [ $rc = 0 ]; then
-    wait "$UPID" || rc=$?
-    UPID=""
-fi
+rc=0
+rig_wait_exit run-uml "$UPID" "$TIMEOUT" || rc=$?
+[ $rc = 124 ] || UPID="" # reaped: the exit trap has nothing to kill
 exit $rc
