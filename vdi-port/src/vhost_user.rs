@@ -381,14 +381,13 @@ pub struct VhostUserServer<D: VirtioDevice> {
     device: Arc<D>,
     /// Where frontends connect.
     public: std::os::unix::net::UnixListener,
-    /// The `vhost` crate's listener, in a private directory only the relay connects to.
-    listener: Listener,
-    private: PrivateDir,
     path: PathBuf,
     metrics: Arc<ServerMetrics>,
 }
 
-/// A 0700 directory for the private socket, removed with the server.
+/// A 0700 directory for the private socket the `vhost` crate's handler accepts on. It exists
+/// only while one frontend connection is set up, so a daemon killed outright leaves nothing
+/// behind.
 struct PrivateDir(PathBuf);
 
 impl PrivateDir {
@@ -445,6 +444,20 @@ impl<D: VirtioDevice> std::fmt::Debug for VhostUserServer<D> {
 }
 
 impl<D: VirtioDevice> VhostUserServer<D> {
+    /// Connects a new stream to a fresh private listener and lets `daemon` accept it; returns
+    /// the relay's end. The private directory is gone again when this returns.
+    fn hand_over(
+        daemon: &mut VhostUserDaemon<DeviceBackend<D>>,
+    ) -> Result<std::os::unix::net::UnixStream, vhost_user_backend::Error> {
+        let start = vhost_user_backend::Error::StartDaemon;
+        let private = PrivateDir::new().map_err(start)?;
+        let mut listener = Listener::new(private.socket(), true)
+            .map_err(|e| start(io::Error::other(e.to_string())))?;
+        let backend = std::os::unix::net::UnixStream::connect(private.socket()).map_err(start)?;
+        daemon.start(&mut listener)?;
+        Ok(backend)
+    }
+
     /// Binds `path` (an existing socket file there is replaced).
     pub fn bind(path: impl AsRef<Path>, device: Arc<D>) -> Result<Self, VhostUserError> {
         let path = path.as_ref().to_path_buf();
@@ -459,17 +472,9 @@ impl<D: VirtioDevice> VhostUserServer<D> {
             std::fs::remove_file(&path).map_err(io_err)?;
         }
         let public = std::os::unix::net::UnixListener::bind(&path).map_err(io_err)?;
-        let private = PrivateDir::new().map_err(io_err)?;
-        let listener =
-            Listener::new(private.socket(), true).map_err(|source| VhostUserError::Listen {
-                path: private.socket(),
-                source,
-            })?;
         Ok(VhostUserServer {
             device,
             public,
-            listener,
-            private,
             path,
             metrics: Arc::new(ServerMetrics::default()),
         })
@@ -521,9 +526,7 @@ impl<D: VirtioDevice> VhostUserServer<D> {
         };
         // The handler's end: connect (queued on the bound private listener), then let the
         // daemon accept it.
-        let accepted = std::os::unix::net::UnixStream::connect(self.private.socket())
-            .map_err(vhost_user_backend::Error::StartDaemon)
-            .and_then(|backend| daemon.start(&mut self.listener).map(|()| backend));
+        let accepted = Self::hand_over(&mut daemon);
         let backend = match accepted {
             Ok(b) => b,
             Err(e) => {
