@@ -1303,6 +1303,14 @@ impl QxlDevice {
         changed
     }
 
+    /// Whether the guest driver takes a client monitors config now: it unmasked
+    /// CLIENT_MONITORS_CONFIG (what spice-server asks QEMU's qxl before it intercepts a
+    /// client's MONITORS_CONFIG instead of passing it to the agent).
+    pub fn takes_client_monitors(&self) -> bool {
+        let mask = self.hdr().int_mask().unwrap_or(0);
+        !self.halted && mask != 0 && mask != u32::MAX && mask & irq::CLIENT_MONITORS_CONFIG != 0
+    }
+
     /// Sets the client's monitors (heads beyond `max_outputs`/64 are dropped), writes them
     /// with their CRC into the ROM and raises CLIENT_MONITORS_CONFIG if the config changed
     /// and the guest unmasked it (mask ≠ 0, ≠ !0, bit set; reference §3). Returns whether
@@ -1310,9 +1318,7 @@ impl QxlDevice {
     pub fn set_client_monitors(&mut self, heads: &[ClientMonitor]) -> bool {
         self.client.monitors = Some(heads.to_vec());
         let changed = self.write_client_monitors(heads);
-        let mask = self.hdr().int_mask().unwrap_or(0);
-        let unmasked = mask != 0 && mask != u32::MAX && mask & irq::CLIENT_MONITORS_CONFIG != 0;
-        if changed && unmasked && !self.halted {
+        if changed && self.takes_client_monitors() {
             self.raise(irq::CLIENT_MONITORS_CONFIG);
             return true;
         }

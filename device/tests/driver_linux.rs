@@ -261,6 +261,8 @@ fn client_monitors_config_in_rom_with_crc_and_interrupt() {
         width: 1024,
         height: 768,
     };
+    // The Linux driver unmasked CLIENT_MONITORS_CONFIG: the device takes client configs.
+    assert!(d.dev.takes_client_monitors());
     assert!(d.dev.set_client_monitors(&[head]));
     d.run_worker();
     assert_eq!(d.irq_counts().client_monitors_config, 1);
@@ -284,8 +286,10 @@ fn client_monitors_config_in_rom_with_crc_and_interrupt() {
     // A guest that masks everything (mask ~0, old Windows drivers) or nothing gets no
     // interrupt, but the ROM is still updated.
     d.set_int_mask(u32::MAX);
+    assert!(!d.dev.takes_client_monitors());
     assert!(!d.dev.set_client_monitors(&[h2]));
     d.set_int_mask(0);
+    assert!(!d.dev.takes_client_monitors());
     assert!(!d.dev.set_client_monitors(&[head]));
     assert_eq!(d.client_monitors(4), Some(vec![(0, 0, 1024, 768)]));
     // The config survives the driver's RESET (boot resolution for the next probe).

@@ -2,6 +2,7 @@
 //! `AgentBridge` and a virtio-console VDI port driven by a mock Linux `virtio_console` driver
 //! (the guest side writes and reads the raw VDI byte stream as spice-vdagentd does).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,10 +24,16 @@ const S_AGENT_DATA: u16 = 109;
 const S_AGENT_TOKEN: u16 = 110;
 const S_AGENT_CONNECTED_TOKENS: u16 = 115;
 
+/// A display that takes client monitors configs while `takes` is set (a QXL guest driver that
+/// unmasked the interrupt).
 #[derive(Default)]
-struct Monitors(Mutex<Vec<Vec<MonitorConfig>>>);
+struct Monitors(Mutex<Vec<Vec<MonitorConfig>>>, AtomicBool);
 
 impl MonitorsSink for Monitors {
+    fn takes_monitors(&self) -> bool {
+        self.1.load(Ordering::Relaxed)
+    }
+
     fn client_monitors(&self, m: &[MonitorConfig]) {
         self.0.lock().unwrap().push(m.to_vec());
     }
@@ -191,7 +198,8 @@ async fn agent_channel_relays_both_ways_with_connect_disconnect_and_mouse() {
     assert!(rig.bridge.is_connected());
     m.send(AGENT_START, &u32::MAX.to_le_bytes()).await.unwrap();
 
-    // Client → agent: each AGENT_DATA is one chunk on port 1, unchanged.
+    // Client → agent: each AGENT_DATA is one chunk on port 1, unchanged. MONITORS_CONFIG goes
+    // to the agent while the display cannot take it.
     let mut reader = GuestReader::default();
     let client_caps = caps_msg(true, &[0, 1, 5, 6]);
     let mon = monitors_msg(1280, 800);
@@ -203,11 +211,26 @@ async fn agent_channel_relays_both_ways_with_connect_disconnect_and_mouse() {
         chunks.len() == 2
     })
     .await;
-    assert_eq!(chunks, [(1, client_caps), (1, mon)]);
-    // MONITORS_CONFIG also reached the display device.
+    assert_eq!(chunks, [(1, client_caps.clone()), (1, mon)]);
+    assert!(rig.monitors.0.lock().unwrap().is_empty());
+    // Once the display takes it (as spice-server intercepts for a QXL driver that unmasked the
+    // interrupt), MONITORS_CONFIG reaches the display only; a message after it in the same
+    // AGENT_DATA still reaches the agent.
+    rig.monitors.1.store(true, Ordering::Relaxed);
+    let mut both = monitors_msg(1440, 900);
+    both.extend(&client_caps);
+    m.send(AGENT_DATA, &both).await.unwrap();
+    let mut chunks = Vec::new();
+    pump_until(&mut drv, |d| {
+        chunks.extend(reader.take_chunks(d));
+        !chunks.is_empty()
+    })
+    .await;
+    assert_eq!(chunks, [(1, client_caps)]);
     let got = rig.monitors.0.lock().unwrap().clone();
     assert_eq!(got.len(), 1);
-    assert_eq!((got[0][0].width, got[0][0].height), (1280, 800));
+    assert_eq!((got[0][0].width, got[0][0].height), (1440, 900));
+    assert_eq!(rig.bridge.stats().monitors_configs, 1);
 
     // Agent → client: one chunk per message (as spice-vdagentd writes), any size; the client
     // gets AGENT_DATA of at most 2048 bytes, each from one message.
@@ -251,7 +274,7 @@ async fn agent_channel_relays_both_ways_with_connect_disconnect_and_mouse() {
 
     // Tokens: 20 messages go through, the client sending only while it has credit (as
     // spice-gtk does); the credit comes back in fives once the chunks are in the port.
-    let mut tokens = 10 - 2;
+    let mut tokens = 10 - 3;
     let mut returned = Vec::new();
     for i in 0..20u8 {
         while tokens == 0 {
@@ -327,6 +350,8 @@ async fn malformed_client_agent_data_drops_only_that_client() {
     let (dev, rig) = agent_port().await;
     let mut drv = ready_driver(&dev).await;
     drv.open(1);
+    // The display takes MONITORS_CONFIG, so the server checks it (an agent checks its own).
+    rig.monitors.1.store(true, Ordering::Relaxed);
     for bad in [
         {
             let mut b = wire::message(msg::CLIPBOARD, b"x");

@@ -38,7 +38,15 @@ const RETRY: Duration = Duration::from_millis(5);
 
 /// Receives the client's monitor layout (VD_AGENT_MONITORS_CONFIG), e.g. to write it into the
 /// QXL device's client monitors config. Called on a server task; must not block for long.
+///
+/// As spice-server does, the bridge asks [`takes_monitors`](Self::takes_monitors) when a
+/// client MONITORS_CONFIG begins: if the display takes it, the message goes to
+/// [`client_monitors`](Self::client_monitors) only; otherwise it goes to the agent only (which
+/// then sets the guest's resolution itself).
 pub trait MonitorsSink: Send + Sync {
+    /// Whether the display can take a client monitors config now (a QXL guest driver that
+    /// unmasked the CLIENT_MONITORS_CONFIG interrupt).
+    fn takes_monitors(&self) -> bool;
     /// The client's monitors, in display order (disabled ones have width or height 0).
     fn client_monitors(&self, monitors: &[MonitorConfig]);
 }
@@ -108,7 +116,8 @@ pub struct AgentStats {
     pub agent_server_port_messages: u64,
     /// Agent streams reset for a protocol error.
     pub agent_protocol_errors: u64,
-    /// Client MONITORS_CONFIG messages handed to the [`MonitorsSink`].
+    /// Client MONITORS_CONFIG messages the [`MonitorsSink`] took (the agent did not get
+    /// them).
     pub monitors_configs: u64,
     /// MOUSE_STATE messages written to the agent.
     pub mouse_states: u64,
@@ -129,14 +138,18 @@ struct ClientSide {
     /// The agent left while the client was in the middle of a message: the rest of that
     /// message is for nobody and is dropped up to the next message boundary.
     skip_stale: bool,
+    /// The message in progress is a MONITORS_CONFIG the display takes: not forwarded.
+    intercept: bool,
 }
 
 /// The agent channel between the Spice server and the guest agent's VDI port.
 ///
 /// * Client → agent: each AGENT_DATA becomes one chunk on the client port; its token goes back
-///   to the client only once the chunk is in the port's buffer. MONITORS_CONFIG is also handed
-///   to the [`MonitorsSink`] (the QXL device); the client's stream is checked message by
-///   message, and a malformed one drops the client.
+///   to the client only once the chunk is in the port's buffer. MONITORS_CONFIG goes to the
+///   [`MonitorsSink`] (the QXL device) instead when it takes it, as spice-server intercepts
+///   it (spice-vdagentd also refuses spice-gtk's MONITORS_CONFIG with physical sizes, so the
+///   agent path is for displays that cannot take it); the client's stream is checked message
+///   by message, and a malformed one drops the client.
 /// * Agent → client: the port's byte stream is split into chunks and messages; client-port
 ///   messages go to the client as AGENT_DATA of at most 2048 bytes, each holding bytes of one
 ///   message only; server-port messages are read and dropped. ANNOUNCE_CAPABILITIES is
@@ -228,6 +241,7 @@ impl AgentBridge {
                 stream: MsgStream::new(options.max_message, CLIENT_COLLECT),
                 queue: VecDeque::new(),
                 skip_stale: false,
+                intercept: false,
             }),
             mouse: Mutex::new(None),
             connected: AtomicBool::new(false),
@@ -501,31 +515,39 @@ impl AgentSink for AgentBridge {
         let mut c = lock(&self.client);
         c.stream.reset();
         c.skip_stale = false;
+        c.intercept = false;
     }
 
     fn client_data(&self, data: &[u8], token: AgentDataToken) -> Result<(), AgentDataError> {
         let mut monitors: Option<Option<Vec<MonitorConfig>>> = None;
         let mut messages = 0u64;
         let connected = self.is_connected();
-        // Without an agent, the bytes to hold for the next one (a stale tail left out).
-        let mut held = Vec::new();
+        // The bytes for the agent: everything but MONITORS_CONFIG the display takes and, with
+        // no agent there, the stale tail of a message for the one that left.
+        let mut out = Vec::with_capacity(data.len());
+        let mut stale = 0u64;
+        let sink = self.monitors.as_deref();
         let mut c = lock(&self.client);
         let ClientSide {
-            stream, skip_stale, ..
+            stream,
+            skip_stale,
+            intercept,
+            ..
         } = &mut *c;
         let r = stream.feed(data, &mut |p| {
             if p.first {
                 messages += 1;
+                *intercept = p.header.type_ == msg::MONITORS_CONFIG
+                    && sink.is_some_and(MonitorsSink::takes_monitors);
             }
-            if p.last && p.header.type_ == msg::MONITORS_CONFIG {
+            if p.last && *intercept {
                 monitors = Some(p.whole.and_then(wire::parse_monitors_config));
             }
-            if !connected {
-                if *skip_stale {
-                    *skip_stale = !p.last;
-                } else {
-                    held.extend_from_slice(p.raw);
-                }
+            if !connected && *skip_stale {
+                *skip_stale = !p.last;
+                stale += u64::from(p.last);
+            } else if !*intercept {
+                out.extend_from_slice(p.raw);
             }
         });
         self.metrics
@@ -543,7 +565,11 @@ impl AgentSink for AgentBridge {
             warn!("client MONITORS_CONFIG malformed; dropping the client");
             return Err(AgentDataError::Malformed("MONITORS_CONFIG".into()));
         }
-        let bytes = if connected { data } else { &held[..] };
+        let bytes = &out[..];
+        if stale > 0 {
+            // The tail of a message for the agent that left: dropped.
+            inc(&self.metrics.client_dropped_no_agent);
+        }
         if !bytes.is_empty() {
             if c.queue.len() >= MAX_CLIENT_QUEUE {
                 inc(&self.metrics.client_errors);
@@ -558,11 +584,8 @@ impl AgentSink for AgentBridge {
             c.queue
                 .push_back((wire::chunk(wire::VDP_CLIENT_PORT, bytes), Some(token)));
             self.wake.notify_one();
-        } else {
-            // The tail of a message for the agent that left: dropped (its token returned),
-            // after the parse above has handed any MONITORS_CONFIG to the display.
-            inc(&self.metrics.client_dropped_no_agent);
         }
+        // Otherwise nothing is for the agent and the token goes back as it drops here.
         drop(c);
         if let Some(Some(m)) = monitors {
             inc(&self.metrics.monitors_configs);
@@ -578,6 +601,7 @@ impl AgentSink for AgentBridge {
         c.stream.reset();
         c.queue.clear();
         c.skip_stale = false;
+        c.intercept = false;
         if self.is_connected() {
             let m = wire::message(msg::CLIENT_DISCONNECTED, &[]);
             c.queue

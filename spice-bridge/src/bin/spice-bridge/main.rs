@@ -218,6 +218,10 @@ fn serve_inputs(opts: &cli::Options) -> anyhow::Result<Inputs> {
 struct QxlMonitors(WorkerHandle);
 
 impl MonitorsSink for QxlMonitors {
+    fn takes_monitors(&self) -> bool {
+        self.0.device().takes_client_monitors()
+    }
+
     fn client_monitors(&self, monitors: &[MonitorConfig]) {
         let heads: Vec<qxl_device::ClientMonitor> = monitors
             .iter()
@@ -232,7 +236,7 @@ impl MonitorsSink for QxlMonitors {
         let raised = self.0.device().set_client_monitors(&heads);
         info!(
             heads = heads.len(),
-            raised, "client monitors config from the agent channel"
+            raised, "client monitors config from the agent channel, for the QXL device"
         );
     }
 }
