@@ -40,6 +40,13 @@
 #                            mode only while the pointer device it routes to first is absolute:
 #                            with both tablet and mouse, the one the guest driver activated last
 #                            wins, so give tablet or mouse, not both, for a known mouse mode.
+#   --vdi-socket PATH        a VDI port (virtio-console with MULTIPORT, port 1 com.redhat.spice.0) on the
+#                            vhost-user backend socket PATH (the daemon's --vdi-socket): a
+#                            vhost-user-test-device-pci with virtio-id=3 and 6 queues (the agent
+#                            port only: 2 x (1 port + 2))
+#   --ctl PATH               a second serial port (ttyS1) on a unix socket PATH that QEMU listens
+#                            on: the guest's "agent" test serves its control port there
+#                            (images/guest/init; tests/lib/agent_ctl.py talks to it)
 #
 # The input devices are what the guest's "input" test reads (images/guest/init); the PS/2
 # keyboard (i8042, atkbd) is always there on the pc machine.
@@ -53,7 +60,7 @@ rig_need_root
 
 DIST=bookworm MODE="" SOCK="" NOMMAP=0 TEST=bind APPEND="" PORT=5930 LOG="" TIMEOUT=600
 ACCEL=auto MEM=512 REBOOT=0 AGENT=0 TASKSET="" PIDFILE="" DISK="" EXTRA=() INSOCKS=()
-USBTABLET=0 VIRTIOINPUT=""
+USBTABLET=0 VIRTIOINPUT="" VDISOCK="" CTLSOCK=""
 while [ $# -gt 0 ]; do
     case "$1" in
     --reference) MODE=reference ;;
@@ -76,6 +83,8 @@ while [ $# -gt 0 ]; do
     --input-socket) INSOCKS+=("$2"); shift ;;
     --usb-tablet) USBTABLET=1 ;;
     --virtio-input) VIRTIOINPUT=$2; shift ;;
+    --vdi-socket) VDISOCK=$2; shift ;;
+    --ctl) CTLSOCK=$2; shift ;;
     -h | --help) sed -n '2,/^set -e/{/^set -e/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
     *) rig_die "run-guest.sh: unknown option $1 (see --help)" ;;
     esac
@@ -122,7 +131,7 @@ trap 'exit 143' TERM
 SOCKDIRS=()
 [ -n "$SOCK" ] && SOCKDIRS+=("$(dirname "$(realpath "$SOCK")")")
 [ -n "$SOCK" ] || SOCKDIRS+=(/nonexistent)
-for s in "${INSOCKS[@]}"; do
+for s in "${INSOCKS[@]}" ${VDISOCK:+"$VDISOCK"} ${CTLSOCK:+"$CTLSOCK"}; do
     d=$(dirname "$(realpath "$s")")
     known=0
     for k in "${SOCKDIRS[@]}"; do [ "$k" = "$d" ] && known=1; done
@@ -248,6 +257,16 @@ for s in "${INSOCKS[@]}"; do
     ARGS+=(-chardev "socket,id=in$n,path=$(sock_in_root "$s")" -device "vhost-user-input-pci,chardev=in$n")
     n=$((n + 1))
 done
+if [ -n "$VDISOCK" ]; then
+    [ -S "$VDISOCK" ] || echo "run-guest: warning: VDI socket $VDISOCK is not a socket (yet)" >&2
+    ARGS+=(-chardev "socket,id=vdi,path=$(sock_in_root "$VDISOCK")"
+        -device vhost-user-test-device-pci,chardev=vdi,virtio-id=3,num_vqs=6,config_size=12,vq_size=128)
+    echo "run-guest: VDI port (vhost-user virtio-console) at $VDISOCK" >&2
+fi
+if [ -n "$CTLSOCK" ]; then
+    rm -f "$CTLSOCK"
+    ARGS+=(-chardev "socket,id=ctl,path=$(sock_in_root "$CTLSOCK"),server=on,wait=off" -serial chardev:ctl)
+fi
 INPUTS=""
 [ $USBTABLET = 1 ] && INPUTS+=" usb-tablet"
 [ -n "$VIRTIOINPUT" ] && INPUTS+=" virtio-input ($VIRTIOINPUT)"
