@@ -9,12 +9,13 @@
 #   (a) clipboard host -> guest   unique text set with xclip on the host display is what xclip
 #                                 reads from the guest's CLIPBOARD
 #   (b) clipboard guest -> host   the other way
-#   (c) window resize             xdotool resizes remote-viewer's window (1100x900, then 900x700):
-#                                 spice-gtk sends a monitors config of its display area, and the
+#   (c) window resize             xdotool resizes remote-viewer's window to 900x700: spice-gtk
+#                                 sends a monitors config of its display area (890x644), and the
 #                                 guest's X screen (xrandr) becomes exactly that size. (QEMU's qxl
 #                                 takes the config: the guest's qxl driver makes it the connector's
 #                                 preferred mode and reports a hotplug; the guest's
-#                                 follow-preferred.sh sets that mode, as a desktop would.)
+#                                 follow-preferred.sh sets that mode, as a desktop would.) Then the
+#                                 client must show the guest screen at that size.
 #   (d) client mouse              the host pointer over two guest pixels of the client window:
 #                                 the guest's X pointer (xdotool getmouselocation) is there (+-2 px)
 #

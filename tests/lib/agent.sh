@@ -17,20 +17,22 @@
 #                          remote-viewer under Xvfb (input_viewer_start), in client mouse mode
 #                          within 20 s (the agent's MOUSE_STATE capability: no tablet here);
 #                          sets AGENT_WIN (its window)
-#   agent_locate           where the guest screen (its root window colour) is in the client
-#                          window: AGENT_OX AGENT_OY AGENT_GW AGENT_GH
+#   agent_locate [SECS]    where the guest screen (its root window colour) is in the client
+#                          window: AGENT_OX AGENT_OY AGENT_GW AGENT_GH (waits up to SECS, default 20)
 #   agent_clip_to_guest    (a) unique text set on the host's CLIPBOARD (xclip on Xvfb) is what
 #                          `xclip -o -selection clipboard` reads in the guest
 #   agent_clip_to_host     (b) unique text set on the guest's CLIPBOARD is what xclip reads on
 #                          the host display
 #   agent_resize W H       (c) xdotool windowsize on remote-viewer's window: spice-gtk sends the
 #                          new monitors config (its debug log: "monitor #0: WxH+0+0"), and the
-#                          guest's X screen (xrandr --current) becomes that size
+#                          guest's X screen (xrandr --current) becomes that size within
+#                          AGENT_RESIZE_SECS (default 30)
+#   agent_shown            after (c): the client shows the guest screen (its colour) at the new size
 #   agent_mouse GX GY      (d) the host pointer moved over guest pixel GX,GY of the client
 #                          window: the guest's X pointer (xdotool getmouselocation) goes there,
 #                          within AGENT_MOUSE_TOL pixels (default 2)
-#   agent_checks           the four in order (a, b, c at two sizes, d at two positions after the
-#                          resize), each printed "PASS ..." or "FAIL ..."; AGENT_FAILED counts
+#   agent_checks           the four in order (a, b, c with agent_shown, d at two positions after
+#                          the resize), each printed "PASS ..." or "FAIL ..."; AGENT_FAILED counts
 #                          failures, AGENT_RESULTS collects the lines
 #   agent_dump_logs        the guest's spice-vdagentd, spice-vdagent, follow-preferred and Xorg
 #                          log tails (through the control port), for a failure report
@@ -80,9 +82,10 @@ agent_viewer_start() {
     input_xdo mousemove 2 2
 }
 
-agent_locate() {
+agent_locate() { # [SECS]
     local pos i
-    for i in $(seq 40); do
+    AGENT_GW="" AGENT_GH=""
+    for i in $(seq $((${1:-20} * 2))); do
         pos=$(python3 "$AGENT_LIB/agent_check.py" locate "$XVFB_FB" 2>/dev/null) && break
         pos=""
         sleep 0.5
@@ -140,7 +143,7 @@ agent_resize() {
     done
     [ -n "$sent" ] || { AGENT_WHY="remote-viewer sent no monitors config after the window became ${w}x$h"; return 1; }
     # the last config spice-gtk sent wins (it may send a few while the window settles)
-    end=$(($(date +%s) + 30))
+    end=$(($(date +%s) + ${AGENT_RESIZE_SECS:-30}))
     while :; do
         sent=$(tail -n +$((r0 + 1)) "$INPUT_RV_LOG" | sed -n 's/.*monitor #0: \([0-9]*x[0-9]*\)+.*/\1/p' | tail -1)
         got=$(agent_guest_size)
@@ -195,12 +198,35 @@ agent_check() {
     rig_step "  $line"
 }
 
+# agent_shown: the guest screen (its root colour) fills the display area at the guest's size
+agent_shown() {
+    local size end
+    size=$(agent_guest_size)
+    end=$(($(date +%s) + ${AGENT_SHOWN_SECS:-20}))
+    while :; do
+        if agent_locate 1 && [ "${AGENT_GW}x$AGENT_GH" = "$size" ]; then
+            AGENT_LAST="the client shows the ${size} guest screen at ($AGENT_OX,$AGENT_OY)"
+            return 0
+        fi
+        [ "$(date +%s)" -lt "$end" ] || break
+        sleep 1
+    done
+    AGENT_WHY="the guest screen is $size; the client shows ${AGENT_GW:-no}x${AGENT_GH:-} area of its colour"
+    return 1
+}
+
 agent_checks() {
     agent_check "(a) clipboard host -> guest" agent_clip_to_guest
     agent_check "(b) clipboard guest -> host" agent_clip_to_host
-    agent_check "(c) window resize 1100x900 -> guest resolution" agent_resize 1100 900
     agent_check "(c) window resize 900x700 -> guest resolution" agent_resize 900 700
-    if agent_locate; then
+    agent_check "(c) the client shows the resized guest screen" agent_shown
+    if ! agent_locate 2; then
+        # Not a retry of a check: (d) needs to see where the guest screen is. xrefresh makes the
+        # guest's X server repaint every window, the root with its colour.
+        rig_step "  the guest screen is not visible in the client; xrefresh in the guest, for (d)"
+        agent_guest --timeout 120 xrefresh >/dev/null || true
+    fi
+    if agent_locate 20; then
         rig_step "  guest screen ${AGENT_GW}x$AGENT_GH at ($AGENT_OX,$AGENT_OY) in remote-viewer's window"
         agent_check "(d) client mouse: guest pointer follows to (100,150)" agent_mouse 100 150
         agent_check "(d) client mouse: guest pointer follows to ($((AGENT_GW - 60)),$((AGENT_GH - 40)))" \
