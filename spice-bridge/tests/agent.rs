@@ -355,3 +355,37 @@ async fn malformed_client_agent_data_drops_only_that_client() {
     })
     .await;
 }
+
+/// spice-vdagentd writes a clipboard as one message in one chunk; 1 MiB is 512 AGENT_DATA
+/// pieces, far more than the bridge's to-client backlog (64). Found with Debian's
+/// spice-vdagent and remote-viewer (tests/bench/clipboard.sh): the bridge stopped reading the
+/// port when its backlog was full, sent the backlog, then waited for a port notification that
+/// had already been consumed, so the last part of the message stayed in the port for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_to_client_message_larger_than_the_backlog_arrives_whole() {
+    let (dev, ports) = ConsoleDevice::new(ConsoleOptions {
+        ports: vec![PortOptions::new("com.redhat.spice.0")],
+        ..Default::default()
+    })
+    .unwrap();
+    let rig = start(ports[0].clone()).await;
+    let mut drv = MockConsoleDriver::new(&dev);
+    drv.probe();
+    pump_until(&mut drv, |d| d.ports.get(&1).is_some_and(|p| p.host_open)).await;
+    let (mut m, _) = main_client(&rig.server).await;
+    drv.open(1);
+    m.recv_until(S_AGENT_CONNECTED_TOKENS).await.unwrap();
+    m.send(AGENT_START, &u32::MAX.to_le_bytes()).await.unwrap();
+
+    let mut data = 1u32.to_le_bytes().to_vec(); // VD_AGENT_CLIPBOARD_UTF8_TEXT
+    data.extend((0..(1u32 << 20)).map(|i| (i % 253) as u8));
+    let clip = wire::message(msg::CLIPBOARD, &data);
+    let n = clip.len();
+    let client = tokio::spawn(async move { recv_agent_data(&mut m, n).await });
+    // The guest writes as the port takes it (the VMM's queue thread pumps the rings).
+    drv.write(1, &wire::chunk(1, &clip));
+    pump_until(&mut drv, |d| d.tx_backlog(1) == 0).await;
+    let pieces = client.await.unwrap();
+    assert_eq!(pieces.concat(), clip);
+    assert_eq!(pieces.len(), clip.len().div_ceil(2048));
+}
