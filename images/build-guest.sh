@@ -27,8 +27,9 @@ XORG_MODS="virtio_blk? crc32c_generic? ext4?"
 # virtio_input (QEMU's virtio-keyboard/tablet/mouse-pci and vhost-user-input-pci, the daemon's),
 # psmouse (the pc machine's PS/2 mouse: relative motion in server mouse mode; the PS/2 keyboard,
 # atkbd + i8042, is built into Debian's kernels), and QEMU's usb-tablet on a qemu-xhci host
-# (xhci_pci -> xhci_hcd -> usbcore, then usbhid + hid_generic bind the tablet).
-INPUT_MODS="evdev virtio_input? psmouse? xhci_pci? usbhid? hid_generic?"
+# (xhci_pci -> xhci_hcd -> usbcore, then usbhid + hid_generic bind the tablet); uinput for the
+# agent test (spice-vdagentd's tablet for client mouse mode, /dev/uinput).
+INPUT_MODS="evdev virtio_input? psmouse? xhci_pci? usbhid? hid_generic? uinput?"
 # The VDI port test (vdiport-load-order, its whole closure: that test loads no qxl): virtio_pci and
 # virtio_console, built into trixie's kernel (then the list is empty).
 VDIPORT_MODS="virtio_pci? virtio_console?"

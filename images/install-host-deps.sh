@@ -3,7 +3,7 @@
 set -euo pipefail
 PKGS=(
     # real Spice clients and an X server to run them in
-    spice-client-gtk virt-viewer xvfb xdotool x11-apps imagemagick
+    spice-client-gtk virt-viewer xvfb xdotool xclip x11-apps imagemagick
     # the xorg test's expected picture: the guest's X clients and fonts, drawn on Xvfb
     x11-xserver-utils x11-utils xterm xfonts-base fonts-dejavu-core
     # guest images, the Xorg root file system and the trixie root that carries QEMU >= 10.1

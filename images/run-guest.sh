@@ -49,6 +49,10 @@
 #                            mode only while the pointer device it routes to first is absolute:
 #                            with both tablet and mouse, the one the guest driver activated last
 #                            wins, so give tablet or mouse, not both, for a known mouse mode.
+#   --vdi-socket PATH        the same as --vhost-user-console PATH (the agent port alone, 6 queues)
+#   --ctl PATH               a second serial port (ttyS1) on a unix socket PATH that QEMU listens
+#                            on: the guest's "agent" test serves its control port there
+#                            (images/guest/init; tests/lib/agent_ctl.py talks to it)
 #
 # The input devices are what the guest's "input" test reads (images/guest/init); the PS/2
 # keyboard (i8042, atkbd) is always there on the pc machine.
@@ -62,7 +66,7 @@ rig_need_root
 
 DIST=bookworm MODE="" SOCK="" NOMMAP=0 TEST=bind APPEND="" PORT=5930 LOG="" TIMEOUT=600
 ACCEL=auto MEM=512 REBOOT=0 AGENT=0 TASKSET="" PIDFILE="" DISK="" EXTRA=() INSOCKS=()
-USBTABLET=0 VIRTIOINPUT="" VUCONSOLE=""
+USBTABLET=0 VIRTIOINPUT="" VUCONSOLE="" CTLSOCK=""
 while [ $# -gt 0 ]; do
     case "$1" in
     --reference) MODE=reference ;;
@@ -85,7 +89,8 @@ while [ $# -gt 0 ]; do
     --input-socket) INSOCKS+=("$2"); shift ;;
     --usb-tablet) USBTABLET=1 ;;
     --virtio-input) VIRTIOINPUT=$2; shift ;;
-    --vhost-user-console) VUCONSOLE=$2; shift ;;
+    --vhost-user-console | --vdi-socket) VUCONSOLE=$2; shift ;;
+    --ctl) CTLSOCK=$2; shift ;;
     -h | --help) sed -n '2,/^set -e/{/^set -e/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
     *) rig_die "run-guest.sh: unknown option $1 (see --help)" ;;
     esac
@@ -139,7 +144,7 @@ trap 'exit 143' TERM
 SOCKDIRS=()
 [ -n "$SOCK" ] && SOCKDIRS+=("$(dirname "$(realpath "$SOCK")")")
 [ -n "$SOCK" ] || SOCKDIRS+=(/nonexistent)
-for s in "${INSOCKS[@]}" ${VUC_SOCK:+"$VUC_SOCK"}; do
+for s in "${INSOCKS[@]}" ${VUC_SOCK:+"$VUC_SOCK"} ${CTLSOCK:+"$CTLSOCK"}; do
     d=$(dirname "$(realpath "$s")")
     known=0
     for k in "${SOCKDIRS[@]}"; do [ "$k" = "$d" ] && known=1; done
@@ -273,6 +278,10 @@ if [ -n "$VUC_SOCK" ]; then
     ARGS+=(-chardev "socket,id=vdi,path=$(sock_in_root "$VUC_SOCK")"
         -device "vhost-user-test-device-pci,chardev=vdi,virtio-id=3,num_vqs=$VUC_VQS,config_size=12,vq_size=128")
     echo "run-guest: vhost-user virtio-console at $VUC_SOCK, $VUC_VQS queues" >&2
+fi
+if [ -n "$CTLSOCK" ]; then
+    rm -f "$CTLSOCK"
+    ARGS+=(-chardev "socket,id=ctl,path=$(sock_in_root "$CTLSOCK"),server=on,wait=off" -serial chardev:ctl)
 fi
 INPUTS=""
 [ $USBTABLET = 1 ] && INPUTS+=" usb-tablet"

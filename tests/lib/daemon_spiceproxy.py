@@ -2,7 +2,7 @@
 """A counting TCP proxy for Spice (plain TCP): put it between a real client and a server to log
 what the server sends, message by message, without changing a byte.
 
-    daemon_spiceproxy.py --listen PORT --upstream PORT --events FILE [--connect-timeout S]
+    daemon_spiceproxy.py --listen PORT --upstream PORT --events FILE [--connect-timeout S] [--log-up]
 
 Each client connection gets its own upstream connection (retried for --connect-timeout seconds,
 default 120, so a client may connect before the server listens). The proxy reads the link
@@ -14,7 +14,8 @@ then splits the server->client stream into messages and appends one line per mes
 CHANNEL: main display inputs cursor ... ; TIME: time.time() when the message was complete;
 KIND: link (the link reply + result), draw (display DRAW_* messages; EXTRA = box WxH),
 surface (SURFACE_CREATE; EXTRA = WxH), msg (anything else); WIRE_BYTES: header + body.
-A line "CHANNEL TIME closed" marks the end of a connection.
+A line "CHANNEL TIME closed" marks the end of a connection. With --log-up, every read from the
+client after the link message adds "CHANNEL TIME up BYTES" (client->server bytes on the wire).
 
     daemon_spiceproxy.py summary FILE --size WxH [--from T] [--to T]
 
@@ -64,8 +65,9 @@ def caps_word0(body, caps_offset, num_common):
 
 
 class Conn:
-    def __init__(self, client, upstream, events):
+    def __init__(self, client, upstream, events, log_up=False):
         self.c, self.u, self.ev = client, upstream, events
+        self.log_up = log_up
         self.chan = "unknown"
         self.client_caps = 0
         self.ready = threading.Event()
@@ -88,6 +90,8 @@ class Conn:
                 if not d:
                     break
                 self.u.sendall(d)
+                if self.log_up:
+                    log_line(self.ev, f"{self.chan} {time.time():.6f} up {len(d)}")
         except OSError:
             pass
         finally:
@@ -194,7 +198,7 @@ def serve(args):
             c.close()
             return
         c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        conn = Conn(c, u, ev)
+        conn = Conn(c, u, ev, args.log_up)
         threading.Thread(target=conn.client_to_server, daemon=True).start()
         conn.server_to_client()
 
@@ -248,6 +252,7 @@ def main():
     ap.add_argument("--upstream", type=int, required=True)
     ap.add_argument("--events", required=True)
     ap.add_argument("--connect-timeout", type=float, default=120)
+    ap.add_argument("--log-up", action="store_true")
     try:
         serve(ap.parse_args())
     except KeyboardInterrupt:

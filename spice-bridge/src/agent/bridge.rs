@@ -306,8 +306,15 @@ impl AgentBridge {
         port.set_host_open(true);
         let mut g = GuestSide::new(self.options.max_message);
         loop {
-            // Guest → client: read port events while the backlog has room.
-            while g.fwd.backlog.len() < self.options.to_client_backlog.max(1) {
+            // Guest → client: read port events while the backlog has room. When it fills, the
+            // port may still hold events whose notification this task has already taken, so
+            // it must come back to them without waiting for another one.
+            let mut more = false;
+            loop {
+                if g.fwd.backlog.len() >= self.options.to_client_backlog.max(1) {
+                    more = true;
+                    break;
+                }
                 let Some(ev) = port.recv() else {
                     break;
                 };
@@ -322,7 +329,10 @@ impl AgentBridge {
                 // Without an agent the client queue waits (held for the next one).
                 self.write_to_guest(&mut g, &port);
             }
-            if blocked {
+            if more && !blocked {
+                // The backlog went out: read on at once.
+                tokio::task::yield_now().await;
+            } else if blocked {
                 tokio::select! {
                     _ = self.wake.notified() => {}
                     _ = tokio::time::sleep(RETRY) => {}

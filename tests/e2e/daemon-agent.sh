@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# End-to-end: the Spice agent through the spice-bridge daemon's VDI port, against real
+# counterparts: Debian's spice-vdagent (spice-vdagentd + the session agent) in the bookworm Xorg
+# guest (images/guest/init, test "agent") and remote-viewer under Xvfb. The daemon serves the QXL
+# device over vfio-user (--qxl-no-mmap), a virtio-input keyboard and a relative mouse over
+# vhost-user (no tablet: client mouse mode must come from the agent's MOUSE_STATE capability) and
+# the VDI port (--vdi-socket: virtio-console with MULTIPORT, port 1 com.redhat.spice.0) over
+# vhost-user; QEMU 11 attaches it with vhost-user-test-device-pci (run-guest.sh --vdi-socket).
+# The checks are tests/e2e/reference-agent.sh's, on QEMU's own spice-server (tests/lib/agent.sh):
+#   (a) clipboard host -> guest, (b) clipboard guest -> host, (c) a remote-viewer window resize
+#   becomes the guest's X resolution and the client shows the resized screen, (d) client mouse:
+#   the guest's X pointer follows the host pointer over the client window (two positions).
+# The daemon's log must show no agent stream error (out of sync, malformed).
+#
+# Each check prints PASS or FAIL; exit status 0 only when all passed. A missing piece of the rig
+# is a failure.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+. tests/lib/rig.sh
+. tests/lib/daemon.sh
+. tests/lib/input.sh # remote-viewer under Xvfb, xdotool
+. tests/lib/agent.sh
+
+[ "$(id -u)" = 0 ] || rig_fail "needs root (chroot for QEMU)"
+for tool in remote-viewer Xvfb xdotool xclip python3 gcc mmdebstrap cargo; do
+    command -v "$tool" >/dev/null || rig_fail "$tool missing: run images/install-host-deps.sh"
+done
+RIG_OUT=$(mktemp -d /tmp/daemon-agent.XXXXXX)
+RIG_NAME=daemon-agent
+KEEP=0
+trap 'input_viewer_stop; daemon_cleanup; [ $KEEP = 1 ] || rm -rf "$RIG_OUT"' EXIT
+t_start=$(rig_now_ms)
+fail() {
+    KEEP=1
+    agent_dump_logs
+    [ -z "$DAEMON_LOG" ] || { echo "--- daemon log (tail)" >&2; tail -30 "$DAEMON_LOG" >&2; }
+    rig_fail "$* (work dir $RIG_OUT kept)"
+}
+
+# A mode change costs the guest minutes here, not seconds: under TCG every guest access to the QXL
+# BARs is a vfio-user message, and after a modeset the guest's qxl driver copies the whole new
+# frame buffer through them (about 80 s for 1090x844 here; docs/bench.md, "The transport is").
+export AGENT_RESIZE_SECS=${AGENT_RESIZE_SECS:-240}
+rig_step "building the rig and the daemon"
+t0=$(rig_now_ms)
+bash images/build-qemu-root.sh >/dev/null || rig_fail "images/build-qemu-root.sh failed"
+bash images/build-guest.sh bookworm >/dev/null || rig_fail "images/build-guest.sh bookworm failed"
+bash images/build-xorg-root.sh >/dev/null || rig_fail "images/build-xorg-root.sh failed"
+daemon_build || rig_fail "cargo build -p spice-bridge --bin spice-bridge failed"
+rig_step "ready in $(($(rig_now_ms) - t0)) ms"
+
+D=$RIG_OUT/d
+mkdir -p "$D"
+daemon_start "$D" --disable-ticketing --qxl-no-mmap --keyboard-socket "$D/kbd.sock" \
+    --mouse-socket "$D/mouse.sock" --vdi-socket "$D/vdi.sock" || fail "the daemon did not start"
+rig_step "spice-bridge: vfio-user QXL, vhost-user keyboard + relative mouse + VDI port; bookworm Xorg + spice-vdagent"
+agent_boot "$RIG_OUT/guest.log" --vfio-user "$DAEMON_SOCK" --no-mmap --input-socket "$D/kbd.sock" \
+    --input-socket "$D/mouse.sock" --vdi-socket "$D/vdi.sock" || fail "$AGENT_WHY"
+agent_viewer_start "$RIG_OUT/x" "$DAEMON_PORT" || fail "$AGENT_WHY"
+agent_checks
+rig_step "  daemon log: $(grep -c 'agent connected' "$DAEMON_LOG") agent connect(s), $(grep -cE 'out of sync|malformed' "$DAEMON_LOG") stream error(s); $(grep -o 'agent capabilities.*' "$DAEMON_LOG" | tail -1)"
+if grep -qE 'agent stream out of sync|client agent stream malformed|MONITORS_CONFIG malformed' "$DAEMON_LOG"; then
+    AGENT_FAILED=$((AGENT_FAILED + 1))
+    rig_step "  FAIL the daemon reported agent stream errors: $(grep -E 'out of sync|malformed' "$DAEMON_LOG" | head -2)"
+fi
+if [ "$AGENT_FAILED" != 0 ]; then
+    KEEP=1
+    agent_dump_logs
+    echo "--- daemon log (tail)" >&2
+    tail -30 "$DAEMON_LOG" >&2
+fi
+input_viewer_stop
+rig_stop_guest
+daemon_alive || { AGENT_FAILED=$((AGENT_FAILED + 1)); rig_step "  FAIL the daemon died"; }
+daemon_stop || { AGENT_FAILED=$((AGENT_FAILED + 1)); rig_step "  FAIL the daemon did not stop cleanly"; }
+rig_step "${#AGENT_RESULTS[@]} checks, $AGENT_FAILED failed, $(($(rig_now_ms) - t_start)) ms (retries: $AGENT_RETRIES)"
+[ "$AGENT_FAILED" = 0 ] || rig_fail "daemon agent: $AGENT_FAILED check(s) failed (work dir $RIG_OUT kept)"
+rig_step "PASS"

@@ -1,0 +1,244 @@
+# shellcheck shell=bash
+# Helpers for the Spice agent tests: Debian's spice-vdagent (spice-vdagentd + the session agent) in
+# the Xorg guest (images/guest/init, test "agent"), remote-viewer under Xvfb on the host, and the
+# guest's control port (run-guest.sh --ctl, tests/lib/agent_ctl.py) to ask the guest what it sees.
+# Source it after tests/lib/rig.sh, tests/lib/daemon.sh and tests/lib/input.sh (remote-viewer,
+# Xvfb and xdotool helpers). They work on any Spice server: QEMU's own
+# (tests/e2e/reference-agent.sh) or the spice-bridge daemon (tests/e2e/daemon-agent.sh).
+#
+#   agent_boot LOG [RUN-GUEST ARGS...]
+#                          boot the "agent" test on the Xorg root (build-xorg-root.sh) with the
+#                          control port at AGENT_CTL (DIR-OF-LOG/ctl.sock); wait for the qxl bind,
+#                          "xorg STARTED" and "agent READY" (spice-vdagentd opened the agent port)
+#   agent_guest [--timeout S] COMMAND
+#                          run COMMAND in the guest's root on DISPLAY=:0; its output on stdout,
+#                          its exit status
+#   agent_viewer_start DIR PORT
+#                          remote-viewer under Xvfb (input_viewer_start), in client mouse mode
+#                          within 20 s (the agent's MOUSE_STATE capability: no tablet here);
+#                          sets AGENT_WIN (its window)
+#   agent_locate [SECS]    where the guest screen (its root window colour) is in the client
+#                          window: AGENT_OX AGENT_OY AGENT_GW AGENT_GH (waits up to SECS, default 20)
+#   agent_clip_to_guest    (a) unique text set on the host's CLIPBOARD (xclip on Xvfb) is what
+#                          `xclip -o -selection clipboard` reads in the guest
+#   agent_clip_to_host     (b) unique text set on the guest's CLIPBOARD is what xclip reads on
+#                          the host display
+#   agent_resize W H       (c) xdotool windowsize on remote-viewer's window: spice-gtk sends the
+#                          new monitors config (its debug log: "monitor #0: WxH+0+0"), and the
+#                          guest's X screen (xrandr --current) becomes that size within
+#                          AGENT_RESIZE_SECS (default 30)
+#   agent_shown            after (c): the client shows the guest screen (its colour) at the new size
+#   agent_mouse GX GY      (d) the host pointer moved over guest pixel GX,GY of the client
+#                          window: the guest's X pointer (xdotool getmouselocation) goes there,
+#                          within AGENT_MOUSE_TOL pixels (default 2)
+#   agent_checks           the four in order (a, b, c with agent_shown, d at two positions after
+#                          the resize), each printed "PASS ..." or "FAIL ..."; AGENT_FAILED counts
+#                          failures, AGENT_RESULTS collects the lines
+#   agent_dump_logs        the guest's spice-vdagentd, spice-vdagent, follow-preferred and Xorg
+#                          log tails (through the control port), for a failure report
+# Each returns non-zero with AGENT_WHY set; AGENT_LAST holds the last check's result.
+
+AGENT_LIB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+AGENT_CTL="" AGENT_WIN="" AGENT_OX="" AGENT_OY="" AGENT_GW="" AGENT_GH="" AGENT_WHY="" AGENT_LAST=""
+AGENT_FAILED=0 AGENT_RETRIES=0
+AGENT_RESULTS=()
+AGENT_MOUSE_TOL=${AGENT_MOUSE_TOL:-2}
+
+agent_boot() {
+    local log=$1 t0 img
+    shift
+    t0=$(rig_now_ms)
+    img=$(bash "$RIG_REPO/images/build-xorg-root.sh") || { AGENT_WHY="images/build-xorg-root.sh failed"; return 1; }
+    AGENT_CTL=$(dirname "$log")/ctl.sock
+    rig_start_guest "$log" --test agent --append "spice_hold=${AGENT_HOLD:-600}" --disk "$img" --mem 768 \
+        --timeout "${AGENT_TIMEOUT:-900}" --ctl "$AGENT_CTL" "$@"
+    rig_wait_marker "$log" 'QXL-TEST: (bind (PASS|FAIL)|END)' 120 || { AGENT_WHY="guest did not reach the qxl bind"; return 1; }
+    grep -qa 'QXL-TEST: bind PASS' "$log" || { AGENT_WHY="qxl did not bind"; return 1; }
+    rig_wait_marker "$log" 'QXL-TEST: (agent (READY|FAIL)|xorg FAIL|END)' 240 ||
+        { AGENT_WHY="no 'agent READY' line within 240 s"; return 1; }
+    grep -qa 'QXL-TEST: agent READY' "$log" ||
+        { AGENT_WHY="$(grep -a 'QXL-TEST: \(agent\|xorg\) FAIL' "$log" | head -1)"; return 1; }
+    rig_wait_marker "$log" 'QXL-TEST: agent CTL' 10 || { AGENT_WHY="the guest has no control port (ttyS1)"; return 1; }
+    rig_step "agent: $(grep -ao 'xorg STARTED.*' "$log" | head -1 | tr -d '\r'); $(grep -ao 'agent READY.*' "$log" | tr -d '\r'), $(($(rig_now_ms) - t0)) ms after start"
+}
+
+agent_guest() {
+    local t=60
+    if [ "$1" = --timeout ]; then t=$2; shift 2; fi
+    python3 "$AGENT_LIB/agent_ctl.py" --timeout "$t" "$AGENT_CTL" "$1"
+}
+
+agent_viewer_start() {
+    input_viewer_start "$1" "$2" e2e-agent || { AGENT_WHY=$INPUT_WHY; return 1; }
+    local i
+    for i in $(seq 100); do
+        AGENT_WIN=$(input_xdo search --pid "$INPUT_RV_PID" --onlyvisible 2>/dev/null | tail -1)
+        [ -n "$AGENT_WIN" ] && break
+        sleep 0.2
+    done
+    [ -n "$AGENT_WIN" ] || { AGENT_WHY="no remote-viewer window"; return 1; }
+    input_mouse_mode client || { AGENT_WHY="$INPUT_WHY (the agent offers client mouse mode)"; return 1; }
+    # the pointer out of the guest screen (over the menu bar) until a check moves it
+    input_xdo mousemove 2 2
+}
+
+agent_locate() { # [SECS]
+    local pos i
+    AGENT_GW="" AGENT_GH=""
+    for i in $(seq $((${1:-20} * 2))); do
+        pos=$(python3 "$AGENT_LIB/agent_check.py" locate "$XVFB_FB" 2>/dev/null) && break
+        pos=""
+        sleep 0.5
+    done
+    [ -n "$pos" ] || { AGENT_WHY="the guest screen's colour (#3c8c5a) is not in remote-viewer's window"; return 1; }
+    read -r AGENT_OX AGENT_OY AGENT_GW AGENT_GH <<<"$pos"
+}
+
+# agent_clip_text WHAT: unique text for one check (UTF-8, no quote characters)
+agent_clip_text() { printf 'spice-rs %s %s-%s äöü €' "$1" "$(date +%s%N)" "$RANDOM"; }
+
+agent_clip_to_guest() {
+    local text got="" end
+    text=$(agent_clip_text host-to-guest)
+    printf '%s' "$text" | input_xdo_env xclip -selection clipboard -i >/dev/null 2>&1 ||
+        { AGENT_WHY="xclip on the host display failed"; return 1; }
+    end=$(($(date +%s) + 30))
+    while :; do
+        got=$(agent_guest --timeout 15 'timeout 5 xclip -o -selection clipboard') || true
+        [ "$got" = "$text" ] && break
+        [ "$(date +%s)" -lt "$end" ] || break
+        sleep 0.5
+    done
+    [ "$got" = "$text" ] || { AGENT_WHY="the guest's CLIPBOARD is '${got:0:80}', not '$text'"; return 1; }
+    AGENT_LAST="host set '$text'; the guest read it (${#text} characters)"
+}
+
+agent_clip_to_host() {
+    local text got="" end
+    text=$(agent_clip_text guest-to-host)
+    agent_guest "printf '%s' '$text' | xclip -selection clipboard -i >/dev/null 2>&1" ||
+        { AGENT_WHY="xclip in the guest failed"; return 1; }
+    end=$(($(date +%s) + 30))
+    while :; do
+        got=$(input_xdo_env timeout 5 xclip -o -selection clipboard 2>/dev/null) || true
+        [ "$got" = "$text" ] && break
+        [ "$(date +%s)" -lt "$end" ] || break
+        sleep 0.5
+    done
+    [ "$got" = "$text" ] || { AGENT_WHY="the host's CLIPBOARD is '${got:0:80}', not '$text'"; return 1; }
+    AGENT_LAST="guest set '$text'; the host read it"
+}
+
+# the guest X screen size, WxH
+agent_guest_size() { agent_guest --timeout 10 'xrandr --current' | sed -n 's/.* current \([0-9]*\) x \([0-9]*\),.*/\1x\2/p' | head -1; }
+
+agent_resize() {
+    local w=$1 h=$2 r0 sent="" got="" i end
+    r0=$(wc -l <"$INPUT_RV_LOG")
+    input_xdo windowsize "$AGENT_WIN" "$w" "$h" || { AGENT_WHY="xdotool windowsize failed"; return 1; }
+    for i in $(seq 50); do
+        sent=$(tail -n +$((r0 + 1)) "$INPUT_RV_LOG" | sed -n 's/.*monitor #0: \([0-9]*x[0-9]*\)+.*/\1/p' | tail -1)
+        [ -n "$sent" ] && break
+        sleep 0.2
+    done
+    [ -n "$sent" ] || { AGENT_WHY="remote-viewer sent no monitors config after the window became ${w}x$h"; return 1; }
+    # the last config spice-gtk sent wins (it may send a few while the window settles)
+    end=$(($(date +%s) + ${AGENT_RESIZE_SECS:-30}))
+    while :; do
+        sent=$(tail -n +$((r0 + 1)) "$INPUT_RV_LOG" | sed -n 's/.*monitor #0: \([0-9]*x[0-9]*\)+.*/\1/p' | tail -1)
+        got=$(agent_guest_size)
+        [ "$got" = "$sent" ] && break
+        [ "$(date +%s)" -lt "$end" ] || break
+        sleep 0.5
+    done
+    [ "$got" = "$sent" ] || { AGENT_WHY="window ${w}x$h: spice-gtk asked for $sent, the guest's X screen is ${got:-?}"; return 1; }
+    local sw=${sent%x*} sh=${sent#*x}
+    [ "$sw" -le "$w" ] && [ "$sh" -le "$h" ] && [ "$sw" -ge $((w - 40)) ] && [ "$sh" -ge $((h - 120)) ] ||
+        { AGENT_WHY="spice-gtk asked for $sent, which does not fit the ${w}x$h window's display area"; return 1; }
+    AGENT_LAST="window ${w}x$h -> spice-gtk monitors config $sent -> guest xrandr current $got"
+}
+
+agent_mouse() {
+    local gx=$1 gy=$2 loc="" x y i end
+    input_xdo mousemove $((AGENT_OX + gx)) $((AGENT_OY + gy)) || { AGENT_WHY="xdotool mousemove failed"; return 1; }
+    end=$(($(date +%s) + 20))
+    for i in $(seq 1000); do
+        [ "$(date +%s)" -lt "$end" ] || break
+        loc=$(agent_guest --timeout 10 'xdotool getmouselocation' | head -1)
+        x=$(sed -n 's/^x:\([0-9-]*\) .*/\1/p' <<<"$loc")
+        y=$(sed -n 's/.* y:\([0-9-]*\) .*/\1/p' <<<"$loc")
+        if [ -n "$x" ] && [ -n "$y" ] && [ $((x - gx)) -le "$AGENT_MOUSE_TOL" ] && [ $((gx - x)) -le "$AGENT_MOUSE_TOL" ] &&
+            [ $((y - gy)) -le "$AGENT_MOUSE_TOL" ] && [ $((gy - y)) -le "$AGENT_MOUSE_TOL" ]; then
+            AGENT_LAST="host pointer at screen ($((AGENT_OX + gx)),$((AGENT_OY + gy))) = guest pixel ($gx,$gy); guest pointer at ($x,$y)"
+            return 0
+        fi
+        sleep 0.5
+        # nudge: the tablet may have been re-created (a new screen size) after the last motion
+        [ $((i % 6)) = 0 ] && input_xdo mousemove $((AGENT_OX + gx + 1)) $((AGENT_OY + gy)) mousemove $((AGENT_OX + gx)) $((AGENT_OY + gy))
+    done
+    AGENT_WHY="guest pixel ($gx,$gy): the guest pointer is at ${loc:-?}"
+    return 1
+}
+
+input_xdo_env() { DISPLAY=$XVFB_DISPLAY "$@"; }
+
+# agent_check LABEL FUNCTION ARGS...: one check, printed PASS or FAIL
+agent_check() {
+    local label=$1 t line
+    shift
+    t=$(rig_now_ms)
+    AGENT_LAST="" AGENT_WHY=""
+    if "$@"; then
+        line="PASS $label ($(($(rig_now_ms) - t)) ms): $AGENT_LAST"
+    else
+        line="FAIL $label ($(($(rig_now_ms) - t)) ms): $AGENT_WHY"
+        AGENT_FAILED=$((AGENT_FAILED + 1))
+    fi
+    AGENT_RESULTS+=("$line")
+    rig_step "  $line"
+}
+
+# agent_shown: the guest screen (its root colour) fills the display area at the guest's size
+agent_shown() {
+    local size end
+    size=$(agent_guest_size)
+    end=$(($(date +%s) + ${AGENT_SHOWN_SECS:-20}))
+    while :; do
+        if agent_locate 1 && [ "${AGENT_GW}x$AGENT_GH" = "$size" ]; then
+            AGENT_LAST="the client shows the ${size} guest screen at ($AGENT_OX,$AGENT_OY)"
+            return 0
+        fi
+        [ "$(date +%s)" -lt "$end" ] || break
+        sleep 1
+    done
+    AGENT_WHY="the guest screen is $size; the client shows ${AGENT_GW:-no}x${AGENT_GH:-} area of its colour"
+    return 1
+}
+
+agent_checks() {
+    agent_check "(a) clipboard host -> guest" agent_clip_to_guest
+    agent_check "(b) clipboard guest -> host" agent_clip_to_host
+    agent_check "(c) window resize 900x700 -> guest resolution" agent_resize 900 700
+    agent_check "(c) the client shows the resized guest screen" agent_shown
+    if ! agent_locate 2; then
+        # Not a retry of a check: (d) needs to see where the guest screen is. xrefresh makes the
+        # guest's X server repaint every window, the root with its colour.
+        rig_step "  the guest screen is not visible in the client; xrefresh in the guest, for (d)"
+        agent_guest --timeout 120 xrefresh >/dev/null || true
+    fi
+    if agent_locate 20; then
+        rig_step "  guest screen ${AGENT_GW}x$AGENT_GH at ($AGENT_OX,$AGENT_OY) in remote-viewer's window"
+        agent_check "(d) client mouse: guest pointer follows to (100,150)" agent_mouse 100 150
+        agent_check "(d) client mouse: guest pointer follows to ($((AGENT_GW - 60)),$((AGENT_GH - 40)))" \
+            agent_mouse $((AGENT_GW - 60)) $((AGENT_GH - 40))
+    else
+        AGENT_FAILED=$((AGENT_FAILED + 1))
+        AGENT_RESULTS+=("FAIL (d) client mouse: $AGENT_WHY")
+        rig_step "  FAIL (d) client mouse: $AGENT_WHY"
+    fi
+}
+
+agent_dump_logs() {
+    echo "--- guest logs (control port)" >&2
+    agent_guest --timeout 20 'for f in /tmp/vdagentd.log /tmp/vdagent.log /tmp/follow.log; do echo "== $f"; tail -25 $f; done; echo "== Xorg (EE/WW)"; grep -E "\((EE|WW)\)" /tmp/Xorg.0.log | tail -10' >&2 || true
+}
