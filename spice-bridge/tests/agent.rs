@@ -467,7 +467,7 @@ async fn agent_to_client_message_larger_than_the_backlog_arrives_whole() {
     let client = tokio::spawn(async move { recv_agent_data(&mut m, n).await });
     // The guest writes as the port takes it (the VMM's queue thread pumps the rings).
     drv.write(1, &wire::chunk(1, &clip));
-    pump_until(&mut drv, |d| d.tx_backlog(1) == 0).await;
+    pump_until(&mut drv, |d| d.tx_backlog(1) == 0 && client.is_finished()).await;
     let pieces = client.await.unwrap();
     assert_eq!(pieces.concat(), clip);
     assert_eq!(pieces.len(), clip.len().div_ceil(2048));

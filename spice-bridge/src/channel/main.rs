@@ -76,11 +76,21 @@ pub(crate) fn return_agent_token(s: &Session, epoch: u64) {
         return;
     }
     // On a full outbox (or no main channel) the credit stays owed and goes out with the next
-    // batch.
+    // batch. The credit is counted before the AGENT_TOKEN can leave: once it is in the outbox
+    // the writer may send it and the client spend it at once, and its AGENT_DATA must not meet
+    // the old count (with remote-viewer under load that dropped the client as a flow-control
+    // violator in the middle of a 1 MiB paste).
     if let Some(tx) = tx.as_ref() {
+        s.client_agent_tokens.fetch_add(owed.1, Ordering::Relaxed);
         if tx.try_send(msg(&AgentToken { num_tokens: owed.1 })).is_ok() {
-            s.client_agent_tokens.fetch_add(owed.1, Ordering::Relaxed);
             owed.1 = 0;
+        } else {
+            let n = owed.1;
+            let _ = s
+                .client_agent_tokens
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| {
+                    Some(t.saturating_sub(n))
+                });
         }
     }
 }
