@@ -40,7 +40,7 @@
 
 AGENT_LIB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 AGENT_CTL="" AGENT_WIN="" AGENT_OX="" AGENT_OY="" AGENT_GW="" AGENT_GH="" AGENT_WHY="" AGENT_LAST=""
-AGENT_FAILED=0 AGENT_RETRIES=0
+AGENT_FAILED=0
 AGENT_RESULTS=()
 AGENT_MOUSE_TOL=${AGENT_MOUSE_TOL:-2}
 
@@ -211,7 +211,11 @@ agent_shown() {
         [ "$(date +%s)" -lt "$end" ] || break
         sleep 1
     done
-    AGENT_WHY="the guest screen is $size; the client shows ${AGENT_GW:-no}x${AGENT_GH:-} area of its colour"
+    if [ -n "$AGENT_GW" ]; then
+        AGENT_WHY="the guest screen is $size; the client shows a ${AGENT_GW}x$AGENT_GH area of its colour"
+    else
+        AGENT_WHY="the guest screen is $size; the client shows none of its colour (#3c8c5a)"
+    fi
     return 1
 }
 
