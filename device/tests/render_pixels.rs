@@ -808,11 +808,18 @@ fn update_area_writes_rows_honouring_negative_stride() {
     let a = b.drawable(0, draw_type::FILL, area, QxlPhys(0), &f);
     let c = decode_display(&mem, cmd_type::DRAW, a, &Limits::default()).unwrap();
     r.draw(&c, &mem).unwrap();
-    // Nothing in guest memory until UPDATE_AREA.
-    assert!(mem
-        .bytes(data, (w * h * 4) as usize)
-        .iter()
-        .all(|&v| v == 0));
+    // Write-through: the drawn rows are in guest memory at once (bottom-up rows).
+    let bytes = mem.bytes(data, (w * h * 4) as usize);
+    for y in 0..h {
+        for x in 0..w {
+            let o = (((h - 1 - y) * w + x) * 4) as usize;
+            let v = u32::from_le_bytes(bytes[o..o + 4].try_into().unwrap());
+            let want = if inside(area, x, y) { 0xAABBCC } else { 0 };
+            assert_eq!(v, want, "({x},{y}) after the draw");
+        }
+    }
+    // The guest scribbles over its memory; UPDATE_AREA of a part rewrites just that part.
+    mem.write(data, &vec![0u8; (w * h * 4) as usize]).unwrap();
     r.update_area(0, Rect::new(0, 0, 2, 2), &mem).unwrap();
     let bytes = mem.bytes(data, (w * h * 4) as usize);
     let guest = |x: u32, y: u32| {

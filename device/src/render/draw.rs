@@ -253,8 +253,16 @@ impl Renderer {
             .take()
             .ok_or(RenderError::NoSuchSurface(d.surface_id))?;
         let r = self.draw_into(&mut dst, d, mem);
+        // Write-through: the guest's surface memory always holds what was drawn, as with
+        // spice-server (which renders into it). Guest drivers read it without UPDATE_AREA: the
+        // Linux qxl driver's dirty-fb path copies a framebuffer object's memory into an image
+        // (after an Xorg resize the new front buffer was drawn by commands only).
+        let w = match &r {
+            Ok(()) => dst.write_back(d.bbox, mem),
+            Err(_) => Ok(()),
+        };
         self.surfaces[i] = Some(dst);
-        r
+        r.and(w)
     }
 
     fn resolve_src<'a>(

@@ -159,7 +159,7 @@ impl Surface {
     }
 
     /// Writes the pixels of `area` (clipped to the surface) into guest memory.
-    fn write_back(&self, area: Rect, mem: &dyn GuestMemory) -> Result<(), RenderError> {
+    pub(super) fn write_back(&self, area: Rect, mem: &dyn GuestMemory) -> Result<(), RenderError> {
         let a = area.intersect(&self.bounds());
         if a.is_empty() {
             return Ok(());
