@@ -128,6 +128,24 @@ async fn main_client(server: &ServerHandle) -> (ScriptedClient, MainInit) {
     (m, init)
 }
 
+/// A main-channel client once the agent opened its port: AGENT_CONNECTED_TOKENS heard,
+/// AGENT_START sent and handled (agent output goes only to such a client).
+async fn started_client(rig: &Rig, drv: &mut MockConsoleDriver<'_>) -> ScriptedClient {
+    let (mut m, _) = main_client(&rig.server).await;
+    drv.open(1);
+    m.recv_until(S_AGENT_CONNECTED_TOKENS).await.unwrap();
+    m.send(AGENT_START, &u32::MAX.to_le_bytes()).await.unwrap();
+    let t = Instant::now();
+    while !rig.server.has_agent_client() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "AGENT_START handled in time"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    m
+}
+
 /// Receives client AGENT_DATA until `n` bytes arrived; returns the pieces.
 async fn recv_agent_data(m: &mut ScriptedClient, n: usize) -> Vec<Vec<u8>> {
     let mut got = Vec::new();
@@ -391,10 +409,7 @@ async fn malformed_client_agent_data_drops_only_that_client() {
 async fn client_data_while_the_agent_restarts_is_held_for_the_next_agent() {
     let (dev, rig) = agent_port().await;
     let mut drv = ready_driver(&dev).await;
-    let (mut m, _) = main_client(&rig.server).await;
-    drv.open(1);
-    m.recv_until(S_AGENT_CONNECTED_TOKENS).await.unwrap();
-    m.send(AGENT_START, &u32::MAX.to_le_bytes()).await.unwrap();
+    let mut m = started_client(&rig, &mut drv).await;
 
     // A 3,000-byte message in two AGENT_DATA; the agent leaves between them.
     let mut reader = GuestReader::default();
@@ -446,19 +461,7 @@ async fn client_data_while_the_agent_restarts_is_held_for_the_next_agent() {
 async fn agent_to_client_message_larger_than_the_backlog_arrives_whole() {
     let (dev, rig) = agent_port().await;
     let mut drv = ready_driver(&dev).await;
-    let (mut m, _) = main_client(&rig.server).await;
-    drv.open(1);
-    m.recv_until(S_AGENT_CONNECTED_TOKENS).await.unwrap();
-    m.send(AGENT_START, &u32::MAX.to_le_bytes()).await.unwrap();
-    // Agent output goes only to a client whose AGENT_START the server has handled.
-    let t = Instant::now();
-    while !rig.server.has_agent_client() {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "AGENT_START handled in time"
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    let mut m = started_client(&rig, &mut drv).await;
 
     let mut data = 1u32.to_le_bytes().to_vec(); // VD_AGENT_CLIPBOARD_UTF8_TEXT
     data.extend((0..(1u32 << 20)).map(|i| (i % 253) as u8));

@@ -21,33 +21,13 @@ cd "$(dirname "$0")/../.."
 . tests/lib/input.sh # remote-viewer under Xvfb, xdotool
 . tests/lib/agent.sh
 
-[ "$(id -u)" = 0 ] || rig_fail "needs root (chroot for QEMU)"
-for tool in remote-viewer Xvfb xdotool xclip python3 gcc mmdebstrap cargo; do
-    command -v "$tool" >/dev/null || rig_fail "$tool missing: run images/install-host-deps.sh"
-done
-RIG_OUT=$(mktemp -d /tmp/daemon-agent.XXXXXX)
-RIG_NAME=daemon-agent
-KEEP=0
-trap 'input_viewer_stop; daemon_cleanup; [ $KEEP = 1 ] || rm -rf "$RIG_OUT"' EXIT
-t_start=$(rig_now_ms)
-fail() {
-    KEEP=1
-    agent_dump_logs
-    [ -z "$DAEMON_LOG" ] || { echo "--- daemon log (tail)" >&2; tail -30 "$DAEMON_LOG" >&2; }
-    rig_fail "$* (work dir $RIG_OUT kept)"
-}
+agent_setup daemon-agent cargo
 
 # A mode change costs the guest minutes here, not seconds: under TCG every guest access to the QXL
 # BARs is a vfio-user message, and after a modeset the guest's qxl driver copies the whole new
 # frame buffer through them (about 80 s for 1090x844 here; docs/bench.md, "The transport is").
 export AGENT_RESIZE_SECS=${AGENT_RESIZE_SECS:-240}
-rig_step "building the rig and the daemon"
-t0=$(rig_now_ms)
-bash images/build-qemu-root.sh >/dev/null || rig_fail "images/build-qemu-root.sh failed"
-bash images/build-guest.sh bookworm >/dev/null || rig_fail "images/build-guest.sh bookworm failed"
-bash images/build-xorg-root.sh >/dev/null || rig_fail "images/build-xorg-root.sh failed"
 daemon_build || rig_fail "cargo build -p spice-bridge --bin spice-bridge failed"
-rig_step "ready in $(($(rig_now_ms) - t0)) ms"
 
 D=$RIG_OUT/d
 mkdir -p "$D"

@@ -28,27 +28,7 @@ cd "$(dirname "$0")/../.."
 . tests/lib/input.sh  # remote-viewer under Xvfb, xdotool
 . tests/lib/agent.sh
 
-[ "$(id -u)" = 0 ] || rig_fail "needs root (chroot for QEMU)"
-for tool in remote-viewer Xvfb xdotool xclip python3 gcc mmdebstrap; do
-    command -v "$tool" >/dev/null || rig_fail "$tool missing: run images/install-host-deps.sh"
-done
-RIG_OUT=$(mktemp -d /tmp/reference-agent.XXXXXX)
-RIG_NAME=reference-agent
-KEEP=0
-trap 'input_viewer_stop; daemon_cleanup; [ $KEEP = 1 ] || rm -rf "$RIG_OUT"' EXIT
-t_start=$(rig_now_ms)
-fail() {
-    KEEP=1
-    agent_dump_logs
-    rig_fail "$* (work dir $RIG_OUT kept)"
-}
-
-rig_step "building the rig (cached under ${SPICE_RS_CACHE:-~/.cache/spice-rs})"
-t0=$(rig_now_ms)
-bash images/build-qemu-root.sh >/dev/null || rig_fail "images/build-qemu-root.sh failed"
-bash images/build-guest.sh bookworm >/dev/null || rig_fail "images/build-guest.sh bookworm failed"
-bash images/build-xorg-root.sh >/dev/null || rig_fail "images/build-xorg-root.sh failed"
-rig_step "rig ready in $(($(rig_now_ms) - t0)) ms"
+agent_setup reference-agent
 
 port=$(rig_free_port)
 rig_step "QEMU qxl-vga + spice-server, virtio-serial agent port, PS/2 only; bookworm Xorg + spice-vdagent"

@@ -6,6 +6,12 @@
 # Xvfb and xdotool helpers). They work on any Spice server: QEMU's own
 # (tests/e2e/reference-agent.sh) or the spice-bridge daemon (tests/e2e/daemon-agent.sh).
 #
+#   agent_setup NAME [TOOL...]
+#                          root and the tools present (TOOLs beyond the agent tests' own), a work
+#                          dir RIG_OUT (removed on exit unless KEEP=1), the EXIT trap, t_start,
+#                          the QEMU root and the bookworm and Xorg images built
+#   fail MESSAGE           keep the work dir, dump the guest's agent logs (and the daemon log
+#                          tail, if a daemon ran) and fail the test
 #   agent_boot LOG [RUN-GUEST ARGS...]
 #                          boot the "agent" test on the Xorg root (build-xorg-root.sh) with the
 #                          control port at AGENT_CTL (DIR-OF-LOG/ctl.sock); wait for the qxl bind,
@@ -39,6 +45,33 @@
 # Each returns non-zero with AGENT_WHY set; AGENT_LAST holds the last check's result.
 
 AGENT_LIB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+agent_setup() {
+    local tool t0
+    RIG_NAME=$1
+    shift
+    [ "$(id -u)" = 0 ] || rig_fail "needs root (chroot for QEMU)"
+    for tool in remote-viewer Xvfb xdotool xclip python3 gcc mmdebstrap "$@"; do
+        command -v "$tool" >/dev/null || rig_fail "$tool missing: run images/install-host-deps.sh"
+    done
+    RIG_OUT=$(mktemp -d "/tmp/$RIG_NAME.XXXXXX")
+    KEEP=0
+    trap 'input_viewer_stop; daemon_cleanup; [ $KEEP = 1 ] || rm -rf "$RIG_OUT"' EXIT
+    t_start=$(rig_now_ms)
+    rig_step "building the rig (cached under ${SPICE_RS_CACHE:-~/.cache/spice-rs})"
+    t0=$(rig_now_ms)
+    bash images/build-qemu-root.sh >/dev/null || rig_fail "images/build-qemu-root.sh failed"
+    bash images/build-guest.sh bookworm >/dev/null || rig_fail "images/build-guest.sh bookworm failed"
+    bash images/build-xorg-root.sh >/dev/null || rig_fail "images/build-xorg-root.sh failed"
+    rig_step "rig ready in $(($(rig_now_ms) - t0)) ms"
+}
+
+fail() {
+    KEEP=1
+    agent_dump_logs
+    [ -z "${DAEMON_LOG:-}" ] || { echo "--- daemon log (tail)" >&2; tail -30 "$DAEMON_LOG" >&2; }
+    rig_fail "$* (work dir $RIG_OUT kept)"
+}
 AGENT_CTL="" AGENT_WIN="" AGENT_OX="" AGENT_OY="" AGENT_GW="" AGENT_GH="" AGENT_WHY="" AGENT_LAST=""
 AGENT_FAILED=0
 AGENT_RESULTS=()
