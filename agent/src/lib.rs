@@ -1,0 +1,18 @@
+//! spice-agent: the Spice guest agent for Linux guests (`../shared/design.md`, `agent/`).
+//!
+//! Two processes, as the system needs them (`../shared/reference/agent-and-vdiport.md` §4):
+//!
+//! - `spice-agentd` (system service, root): owns the VDI port
+//!   (`/dev/virtio-ports/com.redhat.spice.0`) and `/dev/uinput`; speaks the vdagent protocol
+//!   ([`protocol`]) with the host, injects the client's pointer ([`uinput`]), and relays the
+//!   rest to the session agent of the active session over a Unix socket ([`ipc`]).
+//! - `spice-agent` (per graphical session, the user): clipboard and resolution on X11
+//!   ([`session`]), file transfer into the user's download folder ([`session::file_xfer`]).
+#![deny(missing_docs)]
+
+pub mod daemon;
+pub mod ipc;
+pub mod port;
+pub mod protocol;
+pub mod session;
+pub mod uinput;

@@ -1,0 +1,1 @@
+//! X11 clipboard bridge (not written yet).

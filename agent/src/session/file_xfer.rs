@@ -1,0 +1,1 @@
+//! File transfer into the user's download folder (not written yet).
