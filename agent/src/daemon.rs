@@ -117,7 +117,12 @@ pub struct Core {
 }
 
 fn port_msg(m: &Message, dialect: Dialect) -> Action {
-    Action::Port(encode_chunks(VDP_CLIENT_PORT, m.type_(), 0, &m.encode(dialect)))
+    Action::Port(encode_chunks(
+        VDP_CLIENT_PORT,
+        m.type_(),
+        0,
+        &m.encode(dialect),
+    ))
 }
 
 impl Core {
@@ -138,7 +143,10 @@ impl Core {
     }
 
     fn dialect(&self) -> Dialect {
-        self.client_caps.as_ref().map(Dialect::of_peer).unwrap_or_default()
+        self.client_caps
+            .as_ref()
+            .map(Dialect::of_peer)
+            .unwrap_or_default()
     }
 
     fn want_port(&mut self, out: &mut Vec<Action>) {
@@ -186,15 +194,14 @@ impl Core {
             Err(e) => {
                 warn!("host sent a bad {} on port {port}: {e}", type_name(m.type_));
                 // Requests the protocol answers are answered, so no peer waits forever.
-                match m.type_ {
-                    msg::MONITORS_CONFIG => out.push(port_msg(
+                if m.type_ == msg::MONITORS_CONFIG {
+                    out.push(port_msg(
                         &Message::Reply {
                             type_: msg::MONITORS_CONFIG,
                             error: reply::ERROR,
                         },
                         self.dialect(),
-                    )),
-                    _ => {}
+                    ));
                 }
                 return out;
             }
@@ -231,10 +238,12 @@ impl Core {
                 buttons,
                 display_id,
             } => match self.active() {
-                Some((_, layout)) => match uinput::to_desktop(layout, u32::from(display_id), x, y) {
-                    Some(at) => out.push(Action::Mouse { at, buttons }),
-                    None => debug!("MOUSE_STATE for display {display_id}, not in the layout"),
-                },
+                Some((_, layout)) => {
+                    match uinput::to_desktop(layout, u32::from(display_id), x, y) {
+                        Some(at) => out.push(Action::Mouse { at, buttons }),
+                        None => debug!("MOUSE_STATE for display {display_id}, not in the layout"),
+                    }
+                }
                 None => debug!("MOUSE_STATE without a session layout"),
             },
             Message::ClientDisconnected => out.extend(self.client_gone()),
@@ -322,7 +331,10 @@ impl Core {
         let mut out = vec![];
         if frame.type_ == ipc::LAYOUT {
             let Some(layout) = ipc::parse_layout(&frame.data) else {
-                warn!("session {id}: malformed layout ({} bytes) ignored", frame.data.len());
+                warn!(
+                    "session {id}: malformed layout ({} bytes) ignored",
+                    frame.data.len()
+                );
                 return out;
             };
             info!("session {id}: layout {layout:?}");
@@ -338,7 +350,10 @@ impl Core {
             return out;
         }
         if self.active().map(|(a, _)| a) != Some(id) {
-            debug!("session {id} is not active: {} dropped", type_name(frame.type_));
+            debug!(
+                "session {id} is not active: {} dropped",
+                type_name(frame.type_)
+            );
             return out;
         }
         match frame.type_ {
@@ -357,7 +372,10 @@ impl Core {
                     )));
                 }
             }
-            other => warn!("session {id} sent {} ({other}), not a message for the client", type_name(other)),
+            other => warn!(
+                "session {id} sent {} ({other}), not a message for the client",
+                type_name(other)
+            ),
         }
         out
     }
@@ -558,7 +576,12 @@ pub fn run(opts: DaemonOptions) -> io::Result<()> {
     info!("listening for session agents on {}", opts.socket.display());
     let (tx, rx): (Sender<Event>, Receiver<Event>) = mpsc::channel();
     // Frames from a session carry at most a message plus headers.
-    spawn_listener(listener, opts.max_sessions, opts.max_message.saturating_add(64), tx.clone());
+    spawn_listener(
+        listener,
+        opts.max_sessions,
+        opts.max_message.saturating_add(64),
+        tx.clone(),
+    );
     let mut core = Core::new(opts.file_xfer_disabled);
     let mut sessions: HashMap<SessionId, UnixStream> = HashMap::new();
     let mut port: Option<OpenPort> = None;
@@ -594,7 +617,9 @@ pub fn run(opts: DaemonOptions) -> io::Result<()> {
         };
         let actions = match ev {
             Event::PortBytes(g, bytes) => {
-                let Some(p) = port.as_mut().filter(|p| p.gen == g) else { continue };
+                let Some(p) = port.as_mut().filter(|p| p.gen == g) else {
+                    continue;
+                };
                 let mut msgs = Vec::new();
                 let r = p.reassembler.feed(&bytes, &mut msgs);
                 let mut actions = Vec::new();
@@ -613,8 +638,13 @@ pub fn run(opts: DaemonOptions) -> io::Result<()> {
                 actions
             }
             Event::Host(g, up) => {
-                let Some(p) = port.as_mut().filter(|p| p.gen == g) else { continue };
-                info!("host side of the agent port {}", if up { "connected" } else { "gone" });
+                let Some(p) = port.as_mut().filter(|p| p.gen == g) else {
+                    continue;
+                };
+                info!(
+                    "host side of the agent port {}",
+                    if up { "connected" } else { "gone" }
+                );
                 p.reassembler.reset();
                 if up {
                     core.host_connected()
@@ -657,7 +687,10 @@ pub fn run(opts: DaemonOptions) -> io::Result<()> {
                         // Written off this thread: a session that stops reading must not stall
                         // the port (its socket has a write timeout; the queue is bounded).
                         if writer_tx.try_send((id, s, type_, data)).is_err() {
-                            warn!("session agent {id}: send queue full, {} dropped", type_name(type_));
+                            warn!(
+                                "session agent {id}: send queue full, {} dropped",
+                                type_name(type_)
+                            );
                         }
                     }
                 }
@@ -776,7 +809,14 @@ mod tests {
         };
         let a = c.port_message(VDP_CLIENT_PORT, raw(&client, Dialect::default()));
         assert_eq!(port_messages(&a)[0].0, msg::ANNOUNCE_CAPABILITIES);
-        assert!(a.iter().any(|a| matches!(a, Action::Session { id: 7, type_: msg::ANNOUNCE_CAPABILITIES, .. })));
+        assert!(a.iter().any(|a| matches!(
+            a,
+            Action::Session {
+                id: 7,
+                type_: msg::ANNOUNCE_CAPABILITIES,
+                ..
+            }
+        )));
         // then clipboard messages are read with the selection prefix
         let d = Dialect {
             selection: true,
@@ -807,7 +847,9 @@ mod tests {
             buttons: 2,
             display_id: 0,
         };
-        assert!(c.port_message(VDP_SERVER_PORT, raw(&ms, Dialect::default())).is_empty());
+        assert!(c
+            .port_message(VDP_SERVER_PORT, raw(&ms, Dialect::default()))
+            .is_empty());
         c.session_connected(1);
         c.session_frame(1, layout());
         let a = c.port_message(VDP_SERVER_PORT, raw(&ms, Dialect::default()));

@@ -16,3 +16,14 @@ pub mod port;
 pub mod protocol;
 pub mod session;
 pub mod uinput;
+
+/// Logs to stderr (the journal under systemd), `RUST_LOG` overriding the level.
+pub fn init_logging(debug: bool) {
+    let default = if debug { "debug" } else { "info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

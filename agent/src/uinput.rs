@@ -63,12 +63,23 @@ pub struct DesktopPoint {
 /// Maps a position in Spice display `display_id` to the desktop, with the session's layout.
 /// `None` if the display is not in the layout (the event is dropped, as spice-vdagentd does) or
 /// the layout is empty; positions beyond the monitor are clamped to it.
-pub fn to_desktop(layout: &[GuestMonitor], display_id: u32, x: u32, y: u32) -> Option<DesktopPoint> {
+pub fn to_desktop(
+    layout: &[GuestMonitor],
+    display_id: u32,
+    x: u32,
+    y: u32,
+) -> Option<DesktopPoint> {
     let m = layout.iter().find(|m| m.display_id == display_id)?;
     let left = layout.iter().map(|m| i64::from(m.x)).min()?;
     let top = layout.iter().map(|m| i64::from(m.y)).min()?;
-    let right = layout.iter().map(|m| i64::from(m.x) + i64::from(m.width)).max()?;
-    let bottom = layout.iter().map(|m| i64::from(m.y) + i64::from(m.height)).max()?;
+    let right = layout
+        .iter()
+        .map(|m| i64::from(m.x) + i64::from(m.width))
+        .max()?;
+    let bottom = layout
+        .iter()
+        .map(|m| i64::from(m.y) + i64::from(m.height))
+        .max()?;
     let (w, h) = (right - left, bottom - top);
     if w <= 0 || h <= 0 || m.width == 0 || m.height == 0 {
         return None;
@@ -99,17 +110,33 @@ pub fn axis_value(p: u32, size: u32) -> i32 {
 /// high-resolution twin, 120 per notch). The device adds SYN_REPORT.
 pub fn events(p: DesktopPoint, buttons: u32, previous: u32) -> Vec<InputEvent> {
     let mut ev = vec![
-        InputEvent::new(EventType::ABSOLUTE.0, AbsoluteAxisCode::ABS_X.0, axis_value(p.x, p.width)),
-        InputEvent::new(EventType::ABSOLUTE.0, AbsoluteAxisCode::ABS_Y.0, axis_value(p.y, p.height)),
+        InputEvent::new(
+            EventType::ABSOLUTE.0,
+            AbsoluteAxisCode::ABS_X.0,
+            axis_value(p.x, p.width),
+        ),
+        InputEvent::new(
+            EventType::ABSOLUTE.0,
+            AbsoluteAxisCode::ABS_Y.0,
+            axis_value(p.y, p.height),
+        ),
     ];
     for (mask, key) in BUTTONS {
         if (buttons ^ previous) & mask != 0 {
-            ev.push(InputEvent::new(EventType::KEY.0, key.0, i32::from(buttons & mask != 0)));
+            ev.push(InputEvent::new(
+                EventType::KEY.0,
+                key.0,
+                i32::from(buttons & mask != 0),
+            ));
         }
     }
     for (mask, notch) in [(button::UP, 1), (button::DOWN, -1)] {
         if buttons & mask != 0 && previous & mask == 0 {
-            ev.push(InputEvent::new(EventType::RELATIVE.0, RelativeAxisCode::REL_WHEEL.0, notch));
+            ev.push(InputEvent::new(
+                EventType::RELATIVE.0,
+                RelativeAxisCode::REL_WHEEL.0,
+                notch,
+            ));
             ev.push(InputEvent::new(
                 EventType::RELATIVE.0,
                 RelativeAxisCode::REL_WHEEL_HI_RES.0,
@@ -187,7 +214,10 @@ mod tests {
     fn axis_values_land_on_the_pixel() {
         // what libinput computes back: value * size / (ABS_MAX + 1), truncated
         for size in [1u32, 640, 890, 1024, 1920, 3840, 32768] {
-            for p in [0, 1, size / 3, size / 2, size - 1].into_iter().filter(|&p| p < size) {
+            for p in [0, 1, size / 3, size / 2, size - 1]
+                .into_iter()
+                .filter(|&p| p < size)
+            {
                 let v = axis_value(p, size);
                 assert!((0..=ABS_MAX).contains(&v));
                 let back = i64::from(v) * i64::from(size) / (i64::from(ABS_MAX) + 1);
@@ -204,7 +234,11 @@ mod tests {
             width: 10,
             height: 10,
         };
-        let codes = |ev: Vec<InputEvent>| ev.iter().map(|e| (e.event_type().0, e.code(), e.value())).collect::<Vec<_>>();
+        let codes = |ev: Vec<InputEvent>| {
+            ev.iter()
+                .map(|e| (e.event_type().0, e.code(), e.value()))
+                .collect::<Vec<_>>()
+        };
         let down = codes(events(p, button::LEFT, 0));
         assert!(down.contains(&(EventType::KEY.0, KeyCode::BTN_LEFT.0, 1)));
         let held = codes(events(p, button::LEFT, button::LEFT));
@@ -213,7 +247,11 @@ mod tests {
         assert!(up.contains(&(EventType::KEY.0, KeyCode::BTN_LEFT.0, 0)));
         let wheel = codes(events(p, button::DOWN, 0));
         assert!(wheel.contains(&(EventType::RELATIVE.0, RelativeAxisCode::REL_WHEEL.0, -1)));
-        assert!(wheel.contains(&(EventType::RELATIVE.0, RelativeAxisCode::REL_WHEEL_HI_RES.0, -120)));
+        assert!(wheel.contains(&(
+            EventType::RELATIVE.0,
+            RelativeAxisCode::REL_WHEEL_HI_RES.0,
+            -120
+        )));
         // the release of a wheel button is no notch
         assert_eq!(codes(events(p, 0, button::DOWN)).len(), 2);
     }
