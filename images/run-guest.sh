@@ -27,6 +27,8 @@
 #   --pidfile FILE           write QEMU's pid there
 #   --disk IMAGE             a raw disk image as virtio-blk /dev/vda, opened with snapshot=on (the
 #                            guest's writes go to a temporary overlay), e.g. build-xorg-root.sh's
+#   --disk2 IMAGE            a second raw disk image, /dev/vdb, read-only (the agent test's .deb of
+#                            spice-agent: tests/lib/agent.sh agent_deb_disk)
 #   --input-socket PATH      (repeatable) a vhost-user-input-pci device whose backend listens on the
 #                            unix socket PATH (the daemon's keyboard, tablet or mouse): each adds
 #                            -chardev socket,id=inN,path=PATH -device vhost-user-input-pci,chardev=inN.
@@ -65,7 +67,7 @@ set -euo pipefail
 rig_need_root
 
 DIST=bookworm MODE="" SOCK="" NOMMAP=0 TEST=bind APPEND="" PORT=5930 LOG="" TIMEOUT=600
-ACCEL=auto MEM=512 REBOOT=0 AGENT=0 TASKSET="" PIDFILE="" DISK="" EXTRA=() INSOCKS=()
+ACCEL=auto MEM=512 REBOOT=0 AGENT=0 TASKSET="" PIDFILE="" DISK="" DISK2="" EXTRA=() INSOCKS=()
 USBTABLET=0 VIRTIOINPUT="" VUCONSOLE="" CTLSOCK=""
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -86,6 +88,7 @@ while [ $# -gt 0 ]; do
     --qemu-arg) EXTRA+=("$2"); shift ;;
     --pidfile) PIDFILE=$2; shift ;;
     --disk) DISK=$2; shift ;;
+    --disk2) DISK2=$2; shift ;;
     --input-socket) INSOCKS+=("$2"); shift ;;
     --usb-tablet) USBTABLET=1 ;;
     --virtio-input) VIRTIOINPUT=$2; shift ;;
@@ -124,6 +127,10 @@ ln -f "$GUEST/initrd.gz" "$RUNDIR/initrd.gz" 2>/dev/null || cp "$GUEST/initrd.gz
 if [ -n "$DISK" ]; then
     [ -f "$DISK" ] || rig_die "run-guest.sh: --disk $DISK: no such file"
     ln -f "$DISK" "$RUNDIR/disk.img" 2>/dev/null || cp "$DISK" "$RUNDIR/disk.img"
+fi
+if [ -n "$DISK2" ]; then
+    [ -f "$DISK2" ] || rig_die "run-guest.sh: --disk2 $DISK2: no such file"
+    ln -f "$DISK2" "$RUNDIR/disk2.img" 2>/dev/null || cp "$DISK2" "$RUNDIR/disk2.img"
 fi
 
 QPID=""
@@ -256,6 +263,7 @@ else
     echo "run-guest: no display device, guest $DIST ($(sed -n 's/^KVER=//p' "$GUEST/info")), test=$TEST" >&2
 fi
 [ -n "$DISK" ] && ARGS+=(-drive file=/spice-rs/guest/disk.img,if=virtio,format=raw,snapshot=on)
+[ -n "$DISK2" ] && ARGS+=(-drive file=/spice-rs/guest/disk2.img,if=virtio,format=raw,readonly=on)
 # Input devices (the guest's "input" test). usb-tablet on qemu-xhci: xHCI completes the tablet's
 # interrupt transfers when there is data, where UHCI would poll a 1 ms frame timer under TCG.
 # shellcheck disable=SC2054 # commas belong to QEMU option values

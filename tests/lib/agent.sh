@@ -15,7 +15,12 @@
 #   agent_boot LOG [RUN-GUEST ARGS...]
 #                          boot the "agent" test on the Xorg root (build-xorg-root.sh) with the
 #                          control port at AGENT_CTL (DIR-OF-LOG/ctl.sock); wait for the qxl bind,
-#                          "xorg STARTED" and "agent READY" (spice-vdagentd opened the agent port)
+#                          "xorg STARTED" and "agent READY" (the agent opened the agent port).
+#                          AGENT_IMPL picks the agent: vdagent (Debian's spice-vdagent, the
+#                          default) or rs (our spice-agent: its .deb, built by agent_deb_disk, on
+#                          a second disk, installed in the guest with dpkg -i)
+#   agent_deb_disk         build the spice-agent .deb (agent/packaging/build-deb.sh) and an ext2
+#                          image holding it as spice-agent.deb: AGENT_DEB_IMG
 #   agent_guest [--timeout S] COMMAND
 #                          run COMMAND in the guest's root on DISPLAY=:0; its output on stdout,
 #                          its exit status
@@ -40,7 +45,18 @@
 #   agent_checks           the four in order (a, b, c with agent_shown, d at two positions after
 #                          the resize), each printed "PASS ..." or "FAIL ..."; AGENT_FAILED counts
 #                          failures, AGENT_RESULTS collects the lines
-#   agent_dump_logs        the guest's spice-vdagentd, spice-vdagent, follow-preferred and Xorg
+#   agent_more_checks PORT the checks beyond (a)-(d), after remote-viewer stopped (spice-gtk
+#                          clients replace it on the server): (e) a PNG image through the
+#                          clipboard both ways (with remote-viewer still up: call
+#                          agent_image_checks before), (f) a file sent by spice-gtk's
+#                          file_copy_async (a drop on remote-viewer's window) arrives intact,
+#                          (g) FILE_XFER_START names "../x", "/tmp/x", "a/b" refused and nothing
+#                          written outside the download folder (tests/lib/spice_agent_raw.py),
+#                          (h) malformed agent messages, then the agent still answers
+#   agent_table TITLE NAME=FILE...
+#                          a table of check x agent (PASS/FAIL) from the files agent_check
+#                          appended "STATUS<TAB>label" lines to (AGENT_TABLE_FILE, when set)
+#   agent_dump_logs        the guest's agent (spice-vdagent's or ours), follow-preferred and Xorg
 #                          log tails (through the control port), for a failure report
 # Each returns non-zero with AGENT_WHY set; AGENT_LAST holds the last check's result.
 
@@ -83,8 +99,13 @@ agent_boot() {
     t0=$(rig_now_ms)
     img=$(bash "$RIG_REPO/images/build-xorg-root.sh") || { AGENT_WHY="images/build-xorg-root.sh failed"; return 1; }
     AGENT_CTL=$(dirname "$log")/ctl.sock
-    rig_start_guest "$log" --test agent --append "spice_hold=${AGENT_HOLD:-600}" --disk "$img" --mem 768 \
-        --timeout "${AGENT_TIMEOUT:-900}" --ctl "$AGENT_CTL" "$@"
+    local impl=${AGENT_IMPL:-vdagent} more=()
+    if [ "$impl" = rs ]; then
+        [ -n "${AGENT_DEB_IMG:-}" ] || { AGENT_WHY="agent_deb_disk was not run"; return 1; }
+        more=(--disk2 "$AGENT_DEB_IMG")
+    fi
+    rig_start_guest "$log" --test agent --append "spice_hold=${AGENT_HOLD:-600} spice_agent=$impl" --disk "$img" --mem 768 \
+        --timeout "${AGENT_TIMEOUT:-900}" --ctl "$AGENT_CTL" "${more[@]}" "$@"
     rig_wait_marker "$log" 'QXL-TEST: (bind (PASS|FAIL)|END)' 120 || { AGENT_WHY="guest did not reach the qxl bind"; return 1; }
     grep -qa 'QXL-TEST: bind PASS' "$log" || { AGENT_WHY="qxl did not bind"; return 1; }
     rig_wait_marker "$log" 'QXL-TEST: (agent (READY|FAIL)|xorg FAIL|END)' 240 ||
@@ -92,7 +113,7 @@ agent_boot() {
     grep -qa 'QXL-TEST: agent READY' "$log" ||
         { AGENT_WHY="$(grep -a 'QXL-TEST: \(agent\|xorg\) FAIL' "$log" | head -1)"; return 1; }
     rig_wait_marker "$log" 'QXL-TEST: agent CTL' 10 || { AGENT_WHY="the guest has no control port (ttyS1)"; return 1; }
-    rig_step "agent: $(grep -ao 'xorg STARTED.*' "$log" | head -1 | tr -d '\r'); $(grep -ao 'agent READY.*' "$log" | tr -d '\r'), $(($(rig_now_ms) - t0)) ms after start"
+    rig_step "agent ($impl): $(grep -ao 'xorg STARTED.*' "$log" | head -1 | tr -d '\r'); $(grep -ao 'agent INSTALLED.*' "$log" | tr -d '\r')$(grep -ao 'agent READY.*' "$log" | tr -d '\r'), $(($(rig_now_ms) - t0)) ms after start"
 }
 
 agent_guest() {
@@ -227,6 +248,8 @@ agent_check() {
         line="FAIL $label ($(($(rig_now_ms) - t)) ms): $AGENT_WHY"
         AGENT_FAILED=$((AGENT_FAILED + 1))
     fi
+    # (for agent_table: status TAB label)
+    [ -z "${AGENT_TABLE_FILE:-}" ] || printf '%s\t%s\n' "${line%% *}" "$label" >>"$AGENT_TABLE_FILE"
     AGENT_RESULTS+=("$line")
     rig_step "  $line"
 }
@@ -277,5 +300,147 @@ agent_checks() {
 
 agent_dump_logs() {
     echo "--- guest logs (control port)" >&2
-    agent_guest --timeout 20 'for f in /tmp/vdagentd.log /tmp/vdagent.log /tmp/follow.log; do echo "== $f"; tail -25 $f; done; echo "== Xorg (EE/WW)"; grep -E "\((EE|WW)\)" /tmp/Xorg.0.log | tail -10' >&2 || true
+    agent_guest --timeout 20 'for f in /tmp/vdagentd.log /tmp/vdagent.log /tmp/agentd.log /tmp/agent.log /tmp/follow.log; do [ -e $f ] || continue; echo "== $f"; tail -25 $f; done; echo "== Xorg (EE/WW)"; grep -E "\((EE|WW)\)" /tmp/Xorg.0.log | tail -10' >&2 || true
+}
+
+agent_deb_disk() {
+    local deb dir
+    deb=$(bash "$RIG_REPO/agent/packaging/build-deb.sh" | tail -1) || rig_fail "agent/packaging/build-deb.sh failed"
+    [ -f "$deb" ] || rig_fail "agent/packaging/build-deb.sh printed '$deb', not a .deb"
+    dir=$RIG_OUT/debdisk
+    mkdir -p "$dir/root"
+    cp "$deb" "$dir/root/spice-agent.deb"
+    AGENT_DEB_IMG=$dir/deb.img
+    mke2fs -q -t ext2 -d "$dir/root" "$AGENT_DEB_IMG" $(($(du -sm "$dir/root" | cut -f1) + 8))M ||
+        rig_fail "mke2fs of the .deb disk failed"
+    rig_step "spice-agent package: $(basename "$deb") ($(du -k "$deb" | cut -f1) KiB) on a disk image"
+}
+
+# A PNG of 64x48 random pixels (python3 zlib), base64 on one line
+agent_png_b64() {
+    python3 - <<'PY'
+import base64, os, struct, zlib
+w, h = 64, 48
+raw = b"".join(b"\0" + os.urandom(w * 3) for _ in range(h))
+def chunk(t, d):
+    return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
+png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)) + \
+    chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+print(base64.b64encode(png).decode())
+PY
+}
+
+agent_image_to_guest() {
+    local b64 want got="" end
+    b64=$(agent_png_b64)
+    base64 -d <<<"$b64" >"$RIG_OUT/host.png"
+    want=$(sha256sum <"$RIG_OUT/host.png" | cut -c1-64)
+    input_xdo_env xclip -selection clipboard -t image/png -i "$RIG_OUT/host.png" >/dev/null 2>&1 ||
+        { AGENT_WHY="xclip -t image/png on the host display failed"; return 1; }
+    end=$(($(date +%s) + 30))
+    while :; do
+        got=$(agent_guest --timeout 20 'timeout 8 xclip -o -selection clipboard -t image/png | sha256sum | cut -c1-64') || true
+        [ "$got" = "$want" ] && break
+        [ "$(date +%s)" -lt "$end" ] || break
+        sleep 1
+    done
+    [ "$got" = "$want" ] || { AGENT_WHY="the guest's image/png is ${got:0:16}..., the host's ${want:0:16}..."; return 1; }
+    AGENT_LAST="a $(stat -c %s "$RIG_OUT/host.png")-byte PNG set on the host; the guest's xclip read it byte for byte"
+}
+
+agent_image_to_host() {
+    local b64 want got="" end
+    b64=$(agent_png_b64)
+    want=$(base64 -d <<<"$b64" | sha256sum | cut -c1-64)
+    agent_guest "echo $b64 | base64 -d >/tmp/guest.png && xclip -selection clipboard -t image/png -i /tmp/guest.png >/dev/null 2>&1" ||
+        { AGENT_WHY="xclip -t image/png in the guest failed"; return 1; }
+    end=$(($(date +%s) + 30))
+    while :; do
+        got=$(input_xdo_env timeout 8 xclip -o -selection clipboard -t image/png 2>/dev/null | sha256sum | cut -c1-64) || true
+        [ "$got" = "$want" ] && break
+        [ "$(date +%s)" -lt "$end" ] || break
+        sleep 1
+    done
+    [ "$got" = "$want" ] || { AGENT_WHY="the host's image/png is ${got:0:16}..., the guest's ${want:0:16}..."; return 1; }
+    AGENT_LAST="a PNG set in the guest; the host's xclip read it byte for byte"
+}
+
+agent_image_checks() {
+    agent_check "(e) clipboard image host -> guest (PNG)" agent_image_to_guest
+    agent_check "(e) clipboard image guest -> host (PNG)" agent_image_to_host
+}
+
+# (f) a 300 KiB file through spice-gtk's file_copy_async, found in the guest by name
+agent_file_drop() {
+    local port=$1 name f out want got
+    name="spice-rs-drop-$RANDOM.bin"
+    f=$RIG_OUT/$name
+    head -c 307200 /dev/urandom >"$f"
+    want=$(sha256sum <"$f" | cut -c1-64)
+    out=$(/usr/bin/python3 "$AGENT_LIB/spice_file_copy.py" --port "$port" --timeout 90 "$f" 2>&1 | tail -1) || true
+    case $out in DONE*) ;; *) AGENT_WHY="spice-gtk: ${out:-no output}"; return 1 ;; esac
+    got=$(agent_guest --timeout 30 "f=\$(find /tmp /root -name '$name' -type f 2>/dev/null | head -1); [ -n \"\$f\" ] && echo \"\$f \$(sha256sum <\"\$f\" | cut -c1-64)\"") || true
+    [ "${got#* }" = "$want" ] || { AGENT_WHY="spice-gtk said '$out'; in the guest: '${got:-no file named $name}'"; return 1; }
+    AGENT_LAST="spice-gtk: $out; the guest has ${got%% *} (300 KiB, same SHA-256)"
+}
+
+# (g) names that would escape the download folder: refused, nothing written outside
+agent_traversal() {
+    local port=$1 tag=$RANDOM name out st leaked ok_name
+    for name in "../spice-rs-escape-$tag" "/tmp/spice-rs-abs-$tag" "sub/spice-rs-sub-$tag"; do
+        out=$(python3 "$AGENT_LIB/spice_agent_raw.py" xfer --port "$port" --name "$name" 2>&1 | tail -1) || true
+        st=$(awk '$1 == "STATUS" { print $4 }' <<<"$out")
+        case $st in
+        ERROR | CANCELLED) ;;
+        *) AGENT_WHY="name '$name': ${out:-no answer} (not refused)"; return 1 ;;
+        esac
+    done
+    leaked=$(agent_guest --timeout 30 "find / -xdev -name 'spice-rs-*-$tag' 2>/dev/null; find /tmp -name 'spice-rs-*-$tag' 2>/dev/null") || true
+    [ -z "$leaked" ] || { AGENT_WHY="names were refused but files exist: $leaked"; return 1; }
+    # the same client with a plain name is served: the refusals were the names'
+    ok_name="spice-rs-plain-$tag.txt"
+    out=$(python3 "$AGENT_LIB/spice_agent_raw.py" xfer --port "$port" --name "$ok_name" --data "plain $tag" 2>&1 | tail -1) || true
+    [ "$(awk '$1 == "STATUS" { print $4 }' <<<"$out")" = SUCCESS ] ||
+        { AGENT_WHY="a plain name was not served either: ${out:-no answer}"; return 1; }
+    AGENT_LAST="'../x', '/tmp/x', 'sub/x' refused (ERROR), nothing written anywhere; a plain name SUCCESS"
+}
+
+# (h) malformed messages, then the agent still serves
+agent_garbage() {
+    local port=$1 out
+    out=$(python3 "$AGENT_LIB/spice_agent_raw.py" garbage --port "$port" 2>&1) || true
+    grep -q '^ALIVE' <<<"$out" || { AGENT_WHY="$(tail -1 <<<"$out")"; return 1; }
+    AGENT_LAST="$(grep -c '^GOT' <<<"$out") answer(s) to the malformed messages, then: $(grep '^ALIVE' <<<"$out")"
+}
+
+agent_more_checks() {
+    agent_check "(f) file transfer: spice-gtk file_copy_async (a drop) arrives intact" agent_file_drop "$1"
+    agent_check "(g) file transfer: '..', absolute and sub-directory names refused" agent_traversal "$1"
+    agent_check "(h) malformed agent messages; the agent keeps serving" agent_garbage "$1"
+}
+
+agent_table() {
+    local title=$1
+    shift
+    printf '\n%s\n' "$title"
+    python3 - "$@" <<'PY'
+import sys
+cols = [a.split("=", 1) for a in sys.argv[1:]]
+res, labels = {}, []
+for name, path in cols:
+    try:
+        lines = open(path).read().splitlines()
+    except OSError:
+        lines = []
+    for ln in lines:
+        st, label = ln.split("\t", 1)
+        res[(name, label)] = st
+        if label not in labels:
+            labels.append(label)
+w = max([len(l) for l in labels] + [5])
+print("| " + "check".ljust(w) + " | " + " | ".join(n.ljust(8) for n, _ in cols) + " |")
+print("|" + "-" * (w + 2) + "|" + "|".join("-" * 10 for _ in cols) + "|")
+for l in labels:
+    print("| " + l.ljust(w) + " | " + " | ".join(res.get((n, l), "not run").ljust(8) for n, _ in cols) + " |")
+PY
 }
