@@ -11,6 +11,8 @@
 #![deny(missing_docs)]
 
 pub mod daemon;
+#[cfg(feature = "test-utils")]
+pub mod fuzzing;
 pub mod ipc;
 pub mod port;
 pub mod protocol;
