@@ -102,7 +102,12 @@ fn xclip_set(display: &str, selection: &str, target: Option<&str>, data: &[u8]) 
 }
 
 /// `xclip -selection SEL [-t TARGET] -o`, killed after `timeout`: (exit success, stdout).
-fn xclip_get(display: &str, selection: &str, target: Option<&str>, timeout: Duration) -> (bool, Vec<u8>) {
+fn xclip_get(
+    display: &str,
+    selection: &str,
+    target: Option<&str>,
+    timeout: Duration,
+) -> (bool, Vec<u8>) {
     let mut c = xclip_cmd(display);
     c.args(["-selection", selection]);
     if let Some(t) = target {
@@ -172,7 +177,12 @@ impl Recorder {
     }
 
     fn count(&self, pred: impl Fn(&Message) -> bool) -> usize {
-        self.msgs.lock().expect("lock").iter().filter(|m| pred(m)).count()
+        self.msgs
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|m| pred(m))
+            .count()
     }
 }
 
@@ -410,15 +420,30 @@ fn guest_text_is_grabbed_with_serials_and_served() {
     let first = "first: héllo".as_bytes();
     let second = "Grüße aus dem Gast — 日本語 ✓".as_bytes();
     xclip_set(&h.x.display, "clipboard", None, first);
-    let g = h.rec.take(PASTE, is_grab(Selection::Clipboard)).expect("no grab");
+    let g = h
+        .rec
+        .take(PASTE, is_grab(Selection::Clipboard))
+        .expect("no grab");
     let Message::ClipboardGrab { serial, types, .. } = g else {
         unreachable!()
     };
     assert_eq!(serial, Some(0));
     assert_eq!(types, vec![ClipboardType::Utf8Text]);
     xclip_set(&h.x.display, "clipboard", None, second);
-    let g = h.rec.take(PASTE, is_grab(Selection::Clipboard)).expect("no second grab");
-    assert!(matches!(g, Message::ClipboardGrab { serial: Some(1), .. }), "{g:?}");
+    let g = h
+        .rec
+        .take(PASTE, is_grab(Selection::Clipboard))
+        .expect("no second grab");
+    assert!(
+        matches!(
+            g,
+            Message::ClipboardGrab {
+                serial: Some(1),
+                ..
+            }
+        ),
+        "{g:?}"
+    );
     let m = request(&h, Selection::Clipboard, ClipboardType::Utf8Text);
     assert_eq!(
         m,
@@ -430,15 +455,39 @@ fn guest_text_is_grabbed_with_serials_and_served() {
     );
     // a type not offered is answered NONE
     let m = request(&h, Selection::Clipboard, ClipboardType::ImagePng);
-    assert!(matches!(m, Message::Clipboard { type_: ClipboardType::None, .. }), "{m:?}");
+    assert!(
+        matches!(
+            m,
+            Message::Clipboard {
+                type_: ClipboardType::None,
+                ..
+            }
+        ),
+        "{m:?}"
+    );
 
     // PRIMARY has its own serial
     let prim = "primary ✓ ü".as_bytes();
     xclip_set(&h.x.display, "primary", None, prim);
-    let g = h.rec.take(PASTE, is_grab(Selection::Primary)).expect("no primary grab");
-    assert!(matches!(g, Message::ClipboardGrab { serial: Some(0), .. }), "{g:?}");
+    let g = h
+        .rec
+        .take(PASTE, is_grab(Selection::Primary))
+        .expect("no primary grab");
+    assert!(
+        matches!(
+            g,
+            Message::ClipboardGrab {
+                serial: Some(0),
+                ..
+            }
+        ),
+        "{g:?}"
+    );
     let m = request(&h, Selection::Primary, ClipboardType::Utf8Text);
-    assert!(matches!(&m, Message::Clipboard { data, .. } if data == prim), "{m:?}");
+    assert!(
+        matches!(&m, Message::Clipboard { data, .. } if data == prim),
+        "{m:?}"
+    );
 }
 
 #[test]
@@ -455,7 +504,10 @@ fn primary_needs_the_selection_cap() {
     // without CLIPBOARD_BY_DEMAND nothing is announced
     h.clip.client_caps(&Caps::with(&[]), true);
     xclip_set(&h.x.display, "clipboard", None, b"d");
-    assert!(h.rec.take(Duration::from_secs(1), is_grab(Selection::Clipboard)).is_none());
+    assert!(h
+        .rec
+        .take(Duration::from_secs(1), is_grab(Selection::Clipboard))
+        .is_none());
 }
 
 #[test]
@@ -464,7 +516,9 @@ fn big_guest_text_is_read_through_incr() {
     // xclip switches to INCR at about 1 MiB (its maximum request size / 4)
     let big = text_of((1 << 20) + 50_000);
     xclip_set(&h.x.display, "clipboard", None, &big);
-    h.rec.take(PASTE, is_grab(Selection::Clipboard)).expect("no grab");
+    h.rec
+        .take(PASTE, is_grab(Selection::Clipboard))
+        .expect("no grab");
     let m = request(&h, Selection::Clipboard, ClipboardType::Utf8Text);
     let Message::Clipboard { type_, data, .. } = m else {
         unreachable!()
@@ -475,32 +529,97 @@ fn big_guest_text_is_read_through_incr() {
 }
 
 #[test]
-fn guest_owner_going_away_releases() {
+fn guest_owner_going_away_releases_at_once() {
+    use x11rb::connection::Connection;
+    use x11rb::protocol::xproto::{ConnectionExt, CreateWindowAux, WindowClass};
+
     let h = default_harness();
     xclip_set(&h.x.display, "clipboard", None, b"bye");
-    h.rec.take(PASTE, is_grab(Selection::Clipboard)).expect("no grab");
-    // xclip -i exits when it loses the selection; a client grab takes it, then the client
-    // releases: no owner, but the guest owner was already replaced, so no RELEASE is due.
-    // Kill the owner instead: clear the selection with a foreign owner that exits.
-    let conn = x11rb::connect(Some(&h.x.display)).expect("connect").0;
-    {
-        use x11rb::connection::Connection;
-        use x11rb::protocol::xproto::{ConnectionExt, CreateWindowAux, WindowClass};
-        let root = conn.setup().roots[0].root;
-        let w = conn.generate_id().expect("id");
-        conn.create_window(0, w, root, 0, 0, 1, 1, 0, WindowClass::INPUT_ONLY, 0, &CreateWindowAux::new())
-            .expect("window");
-        let clip = conn.intern_atom(false, b"CLIPBOARD").expect("atom").reply().expect("atom").atom;
-        conn.set_selection_owner(w, clip, x11rb::CURRENT_TIME).expect("own");
-        conn.flush().expect("flush");
-        // this owner answers nothing (not even TARGETS): no grab, but a RELEASE for the old one
-    }
+    h.rec
+        .take(PASTE, is_grab(Selection::Clipboard))
+        .expect("no grab");
+    // A new owner that answers nothing (not even TARGETS), and whose client then exits.
+    let (conn, screen) = x11rb::connect(Some(&h.x.display)).expect("connect");
+    let root = conn.setup().roots[screen].root;
+    let w = conn.generate_id().expect("id");
+    conn.create_window(
+        0,
+        w,
+        root,
+        0,
+        0,
+        1,
+        1,
+        0,
+        WindowClass::INPUT_ONLY,
+        0,
+        &CreateWindowAux::new(),
+    )
+    .expect("window");
+    let clip = conn
+        .intern_atom(false, b"CLIPBOARD")
+        .expect("atom")
+        .reply()
+        .expect("atom")
+        .atom;
+    conn.set_selection_owner(w, clip, x11rb::CURRENT_TIME)
+        .expect("own");
+    conn.get_selection_owner(clip)
+        .expect("owner")
+        .reply()
+        .expect("owner");
+    thread::sleep(Duration::from_millis(200));
+    let t = Instant::now();
+    drop(conn);
+    // The TARGETS conversion of the dead owner is abandoned (not left to the 10 s timeout)
+    // and the client hears that the old offer is gone.
     let r = h
         .rec
         .take(PASTE, |m| matches!(m, Message::ClipboardRelease { .. }))
-        .expect("no release when the offer went away");
-    assert_eq!(r, Message::ClipboardRelease { selection: Selection::Clipboard });
-    drop(conn);
+        .expect("no release when the owner went away");
+    assert_eq!(
+        r,
+        Message::ClipboardRelease {
+            selection: Selection::Clipboard
+        }
+    );
+    xclip_set(&h.x.display, "clipboard", None, b"next");
+    h.rec
+        .take(PASTE, is_grab(Selection::Clipboard))
+        .expect("no grab for the next owner");
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "the dead owner's conversion blocked the selection for {:?}",
+        t.elapsed()
+    );
+    let m = request(&h, Selection::Clipboard, ClipboardType::Utf8Text);
+    assert!(
+        matches!(&m, Message::Clipboard { data, .. } if data == b"next"),
+        "{m:?}"
+    );
+}
+
+#[test]
+fn dropping_the_bridge_gives_up_the_selection() {
+    let Harness { x, rec, clip } = default_harness();
+    clip.client_message(Message::ClipboardGrab {
+        selection: Selection::Clipboard,
+        serial: Some(0),
+        types: vec![ClipboardType::Utf8Text],
+    });
+    let deadline = Instant::now() + PASTE;
+    while !xclip_get(&x.display, "clipboard", Some("TARGETS"), PASTE).0 {
+        assert!(Instant::now() < deadline, "grab not applied");
+        thread::sleep(Duration::from_millis(50));
+    }
+    drop(Arc::into_inner(clip).expect("one reference"));
+    thread::sleep(Duration::from_millis(300));
+    let (ok, _) = xclip_get(&x.display, "clipboard", Some("TARGETS"), PASTE);
+    assert!(
+        !ok,
+        "the selection is still owned after the bridge was dropped"
+    );
+    drop(rec);
 }
 
 // ----- tests: client → guest ----------------------------------------------------------------
@@ -525,7 +644,10 @@ fn client_text_is_pasted_in_the_guest() {
     assert!(ok);
     let targets = String::from_utf8_lossy(&targets);
     for t in ["TARGETS", "UTF8_STRING", "STRING", "TEXT"] {
-        assert!(targets.lines().any(|l| l == t), "{t} missing from {targets}");
+        assert!(
+            targets.lines().any(|l| l == t),
+            "{t} missing from {targets}"
+        );
     }
     // PRIMARY too
     client_grab(&h, Selection::Primary, 0, vec![ClipboardType::Utf8Text]);
@@ -550,7 +672,10 @@ fn wrong_serial_is_discarded() {
     client_grab(&h, Selection::Clipboard, 5, vec![ClipboardType::Utf8Text]);
     thread::sleep(Duration::from_millis(300));
     let (ok, out) = xclip_get(&h.x.display, "clipboard", None, PASTE);
-    assert!(!ok && out.is_empty(), "a grab with a wrong serial was applied");
+    assert!(
+        !ok && out.is_empty(),
+        "a grab with a wrong serial was applied"
+    );
     client_grab(&h, Selection::Clipboard, 0, vec![ClipboardType::Utf8Text]);
     paste_eventually(&h, "clipboard", None, b"accepted");
     // counter is 1 now: serial 0 (= counter - 1) is accepted without increment, 1 then too
@@ -576,12 +701,36 @@ fn guest_grab_serials_follow_accepted_client_grabs() {
     client_grab(&h, Selection::Clipboard, 0, vec![ClipboardType::Utf8Text]);
     thread::sleep(Duration::from_millis(300));
     xclip_set(&h.x.display, "clipboard", None, b"guest");
-    let g = h.rec.take(PASTE, is_grab(Selection::Clipboard)).expect("no grab");
-    assert!(matches!(g, Message::ClipboardGrab { serial: Some(1), .. }), "{g:?}");
+    let g = h
+        .rec
+        .take(PASTE, is_grab(Selection::Clipboard))
+        .expect("no grab");
+    assert!(
+        matches!(
+            g,
+            Message::ClipboardGrab {
+                serial: Some(1),
+                ..
+            }
+        ),
+        "{g:?}"
+    );
     // a new client session starts over
     h.clip.client_caps(&full_caps(), true);
-    let g = h.rec.take(PASTE, is_grab(Selection::Clipboard)).expect("no re-announce");
-    assert!(matches!(g, Message::ClipboardGrab { serial: Some(0), .. }), "{g:?}");
+    let g = h
+        .rec
+        .take(PASTE, is_grab(Selection::Clipboard))
+        .expect("no re-announce");
+    assert!(
+        matches!(
+            g,
+            Message::ClipboardGrab {
+                serial: Some(0),
+                ..
+            }
+        ),
+        "{g:?}"
+    );
 }
 
 #[test]
@@ -595,7 +744,10 @@ fn silent_client_times_out_and_the_bridge_recovers() {
     let t = Instant::now();
     let (ok, out) = xclip_get(&h.x.display, "clipboard", None, Duration::from_secs(10));
     assert!(!ok && out.is_empty(), "got {out:?}");
-    assert!(t.elapsed() < Duration::from_secs(8), "xclip was not refused in time");
+    assert!(
+        t.elapsed() < Duration::from_secs(8),
+        "xclip was not refused in time"
+    );
     h.rec.take(PASTE, is_request).expect("no request was sent");
     // the late answer is dropped; the next paste works
     h.clip.client_message(Message::Clipboard {
@@ -627,18 +779,43 @@ fn guest_data_above_the_limits_is_answered_none() {
         ..ClipboardLimits::default()
     });
     xclip_set(&h.x.display, "clipboard", None, &text_of(100_000));
-    h.rec.take(PASTE, is_grab(Selection::Clipboard)).expect("no grab");
+    h.rec
+        .take(PASTE, is_grab(Selection::Clipboard))
+        .expect("no grab");
     let m = request(&h, Selection::Clipboard, ClipboardType::Utf8Text);
-    assert!(matches!(m, Message::Clipboard { type_: ClipboardType::None, .. }), "{m:?}");
+    assert!(
+        matches!(
+            m,
+            Message::Clipboard {
+                type_: ClipboardType::None,
+                ..
+            }
+        ),
+        "{m:?}"
+    );
     // the client's MAX_CLIPBOARD applies too
     xclip_set(&h.x.display, "clipboard", None, b"twenty bytes of text");
-    h.rec.take(PASTE, is_grab(Selection::Clipboard)).expect("no grab");
+    h.rec
+        .take(PASTE, is_grab(Selection::Clipboard))
+        .expect("no grab");
     h.clip.client_message(Message::MaxClipboard(10));
     let m = request(&h, Selection::Clipboard, ClipboardType::Utf8Text);
-    assert!(matches!(m, Message::Clipboard { type_: ClipboardType::None, .. }), "{m:?}");
+    assert!(
+        matches!(
+            m,
+            Message::Clipboard {
+                type_: ClipboardType::None,
+                ..
+            }
+        ),
+        "{m:?}"
+    );
     h.clip.client_message(Message::MaxClipboard(-1));
     let m = request(&h, Selection::Clipboard, ClipboardType::Utf8Text);
-    assert!(matches!(&m, Message::Clipboard { data, .. } if data == b"twenty bytes of text"), "{m:?}");
+    assert!(
+        matches!(&m, Message::Clipboard { data, .. } if data == b"twenty bytes of text"),
+        "{m:?}"
+    );
 }
 
 #[test]
@@ -683,21 +860,34 @@ fn guest_png_reaches_the_client_unchanged() {
     let (w, hh, rgb) = pixels();
     let png = encode_png(w, hh, &rgb);
     xclip_set(&h.x.display, "clipboard", Some("image/png"), &png);
-    let g = h.rec.take(PASTE, is_grab(Selection::Clipboard)).expect("no grab");
+    let g = h
+        .rec
+        .take(PASTE, is_grab(Selection::Clipboard))
+        .expect("no grab");
     assert!(
         matches!(&g, Message::ClipboardGrab { types, .. } if types.contains(&ClipboardType::ImagePng)),
         "{g:?}"
     );
     let m = request(&h, Selection::Clipboard, ClipboardType::ImagePng);
-    assert!(matches!(&m, Message::Clipboard { type_: ClipboardType::ImagePng, data, .. } if *data == png));
+    assert!(
+        matches!(&m, Message::Clipboard { type_: ClipboardType::ImagePng, data, .. } if *data == png)
+    );
 }
 
 #[test]
 fn guest_bmp_is_offered_and_sent_as_png() {
     let h = default_harness();
     let (w, hh, rgb) = pixels();
-    xclip_set(&h.x.display, "clipboard", Some("image/bmp"), &encode_bmp24(w, hh, &rgb));
-    let g = h.rec.take(PASTE, is_grab(Selection::Clipboard)).expect("no grab");
+    xclip_set(
+        &h.x.display,
+        "clipboard",
+        Some("image/bmp"),
+        &encode_bmp24(w, hh, &rgb),
+    );
+    let g = h
+        .rec
+        .take(PASTE, is_grab(Selection::Clipboard))
+        .expect("no grab");
     let Message::ClipboardGrab { types, .. } = g else {
         unreachable!()
     };
@@ -744,11 +934,30 @@ fn silent_guest_owner_gets_a_none_answer() {
     let (conn, screen) = x11rb::connect(Some(&h.x.display)).expect("connect");
     let root = conn.setup().roots[screen].root;
     let w = conn.generate_id().expect("id");
-    conn.create_window(0, w, root, 0, 0, 1, 1, 0, WindowClass::INPUT_ONLY, 0, &CreateWindowAux::new())
-        .expect("window");
-    let atom = |n: &str| conn.intern_atom(false, n.as_bytes()).expect("atom").reply().expect("atom").atom;
+    conn.create_window(
+        0,
+        w,
+        root,
+        0,
+        0,
+        1,
+        1,
+        0,
+        WindowClass::INPUT_ONLY,
+        0,
+        &CreateWindowAux::new(),
+    )
+    .expect("window");
+    let atom = |n: &str| {
+        conn.intern_atom(false, n.as_bytes())
+            .expect("atom")
+            .reply()
+            .expect("atom")
+            .atom
+    };
     let (clipboard, targets, utf8) = (atom("CLIPBOARD"), atom("TARGETS"), atom("UTF8_STRING"));
-    conn.set_selection_owner(w, clipboard, x11rb::CURRENT_TIME).expect("own");
+    conn.set_selection_owner(w, clipboard, x11rb::CURRENT_TIME)
+        .expect("own");
     conn.flush().expect("flush");
     let conn = Arc::new(conn);
     let c2 = conn.clone();
@@ -762,8 +971,14 @@ fn silent_guest_owner_gets_a_none_answer() {
             };
             if let Event::SelectionRequest(r) = ev {
                 if r.target == targets {
-                    c2.change_property32(PropMode::REPLACE, r.requestor, r.property, AtomEnum::ATOM, &[targets, utf8])
-                        .expect("prop");
+                    c2.change_property32(
+                        PropMode::REPLACE,
+                        r.requestor,
+                        r.property,
+                        AtomEnum::ATOM,
+                        &[targets, utf8],
+                    )
+                    .expect("prop");
                     let n = SelectionNotifyEvent {
                         response_type: SELECTION_NOTIFY_EVENT,
                         sequence: 0,
@@ -773,22 +988,42 @@ fn silent_guest_owner_gets_a_none_answer() {
                         target: r.target,
                         property: r.property,
                     };
-                    c2.send_event(false, r.requestor, EventMask::NO_EVENT, n).expect("send");
+                    c2.send_event(false, r.requestor, EventMask::NO_EVENT, n)
+                        .expect("send");
                     c2.flush().expect("flush");
                 }
             }
         }
     });
-    h.rec.take(PASTE, is_grab(Selection::Clipboard)).expect("no grab");
+    h.rec
+        .take(PASTE, is_grab(Selection::Clipboard))
+        .expect("no grab");
     let t = Instant::now();
     let m = request(&h, Selection::Clipboard, ClipboardType::Utf8Text);
-    assert!(matches!(m, Message::Clipboard { type_: ClipboardType::None, .. }), "{m:?}");
-    assert!(t.elapsed() >= Duration::from_millis(1000), "answered before the timeout?");
+    assert!(
+        matches!(
+            m,
+            Message::Clipboard {
+                type_: ClipboardType::None,
+                ..
+            }
+        ),
+        "{m:?}"
+    );
+    assert!(
+        t.elapsed() >= Duration::from_millis(1000),
+        "answered before the timeout?"
+    );
     done.store(true, Ordering::SeqCst);
     let _ = owner.join();
     // still working: a real owner now
     xclip_set(&h.x.display, "clipboard", None, b"after");
-    h.rec.take(PASTE, is_grab(Selection::Clipboard)).expect("no grab");
+    h.rec
+        .take(PASTE, is_grab(Selection::Clipboard))
+        .expect("no grab");
     let m = request(&h, Selection::Clipboard, ClipboardType::Utf8Text);
-    assert!(matches!(&m, Message::Clipboard { data, .. } if data == b"after"), "{m:?}");
+    assert!(
+        matches!(&m, Message::Clipboard { data, .. } if data == b"after"),
+        "{m:?}"
+    );
 }

@@ -539,6 +539,21 @@ fn sel_index(s: Selection) -> Option<usize> {
 
 impl Worker {
     fn run(mut self, rx: mpsc::Receiver<Cmd>) {
+        self.serve(&rx);
+        // Close the channel first, then wake the reader: it sees the closed channel and ends,
+        // and the connection closes with the last reference, giving up our selections.
+        drop(rx);
+        if self.x_alive {
+            let ev = ClientMessageEvent::new(32, self.win, self.atoms.wakeup, [0u32; 5]);
+            let _ = self
+                .conn
+                .send_event(false, self.win, EventMask::NO_EVENT, ev);
+            let _ = self.conn.flush();
+        }
+    }
+
+    /// Handles commands and deadlines until shutdown.
+    fn serve(&mut self, rx: &mpsc::Receiver<Cmd>) {
         loop {
             let cmd = match self.next_deadline() {
                 Some(d) => rx.recv_timeout(d.saturating_duration_since(Instant::now())),
@@ -555,15 +570,6 @@ impl Worker {
                     self.x_gone(&e.to_string());
                 }
             }
-        }
-        // Wake the reader so it sees the closed channel and ends (the connection closes with
-        // the last reference, giving up our selections).
-        if self.x_alive {
-            let ev = ClientMessageEvent::new(32, self.win, self.atoms.wakeup, [0u32; 5]);
-            let _ = self
-                .conn
-                .send_event(false, self.win, EventMask::NO_EVENT, ev);
-            let _ = self.conn.flush();
         }
     }
 
@@ -775,7 +781,8 @@ impl Worker {
         for job in stale {
             self.answer_job(i, job, None);
         }
-        self.conn.set_selection_owner(self.win, atom, CURRENT_TIME)?;
+        self.conn
+            .set_selection_owner(self.win, atom, CURRENT_TIME)?;
         if self.conn.get_selection_owner(atom)?.reply()?.owner != self.win {
             tracing::warn!("clipboard: could not take {selection:?} ownership");
             self.sels[i].client_offer = None;
@@ -893,6 +900,11 @@ impl Worker {
                 let Some(i) = self.sel_of(ev.selection) else {
                     return Ok(());
                 };
+                self.sels[i].gen += 1;
+                // A TARGETS conversion of the previous owner is useless now; any conversion of
+                // an owner whose client or window is gone will never be answered.
+                let owner_died = ev.subtype != xfixes::SelectionEvent::SET_SELECTION_OWNER;
+                self.abandon_active(i, owner_died)?;
                 if ev.owner == self.win {
                     if let Some(o) = self.sels[i].client_offer.as_mut() {
                         o.since = ev.selection_timestamp;
@@ -902,7 +914,6 @@ impl Worker {
                 // Someone else (or no one) owns it now: our client grab, if any, is over.
                 self.sels[i].client_offer = None;
                 if ev.owner == NONE {
-                    self.sels[i].gen += 1;
                     if self.sels[i].guest_offer.take().is_some() {
                         self.send_release(i);
                     }
@@ -933,6 +944,19 @@ impl Worker {
         Ok(())
     }
 
+    /// Gives up the running conversion of selection `i` if it is a TARGETS one (or any, with
+    /// `any`), answering it as failed.
+    fn abandon_active(&mut self, i: usize, any: bool) -> XResult<()> {
+        let Some(active) = &self.sels[i].active else {
+            return Ok(());
+        };
+        if !any && !matches!(active.job, Job::Targets { .. }) {
+            return Ok(());
+        }
+        self.rotate_prop(i)?;
+        self.finish(i, None)
+    }
+
     /// A foreign owner appeared on selection `i`: ask for its targets.
     fn new_guest_owner(&mut self, i: usize) -> XResult<()> {
         let s = &mut self.sels[i];
@@ -958,7 +982,13 @@ impl Worker {
             let s = &self.sels[i];
             let r = self
                 .conn
-                .convert_selection(self.win, s.atom, job.target(&self.atoms), s.prop, CURRENT_TIME)
+                .convert_selection(
+                    self.win,
+                    s.atom,
+                    job.target(&self.atoms),
+                    s.prop,
+                    CURRENT_TIME,
+                )
                 .map(drop);
             if let Err(e) = r {
                 self.answer_job(i, job, None);
@@ -1036,9 +1066,11 @@ impl Worker {
 
     /// The owner wrote an INCR chunk into our property.
     fn on_incr_chunk(&mut self, prop: Atom) -> XResult<()> {
-        let Some(i) = self.sels.iter().position(|s| {
-            s.prop == prop && s.active.as_ref().is_some_and(|a| a.incr.is_some())
-        }) else {
+        let Some(i) = self
+            .sels
+            .iter()
+            .position(|s| s.prop == prop && s.active.as_ref().is_some_and(|a| a.incr.is_some()))
+        else {
             return Ok(());
         };
         let Some(active) = &self.sels[i].active else {
@@ -1179,11 +1211,17 @@ impl Worker {
         } else if type_ == ClipboardType::Utf8Text {
             if ptype == self.atoms.string {
                 // ISO 8859-1: each byte is the code point.
-                bytes.iter().map(|&b| char::from(b)).collect::<String>().into_bytes()
+                bytes
+                    .iter()
+                    .map(|&b| char::from(b))
+                    .collect::<String>()
+                    .into_bytes()
             } else {
                 match String::from_utf8(bytes) {
                     Ok(s) => s.into_bytes(),
-                    Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned().into_bytes(),
+                    Err(e) => String::from_utf8_lossy(e.as_bytes())
+                        .into_owned()
+                        .into_bytes(),
                 }
             }
         } else {
@@ -1372,7 +1410,12 @@ impl Worker {
     }
 
     /// Writes client data, converted for the target, to the requestor (INCR when large).
-    fn deliver(&mut self, ev: &SelectionRequestEvent, conv: Conv, data: &Arc<Vec<u8>>) -> XResult<()> {
+    fn deliver(
+        &mut self,
+        ev: &SelectionRequestEvent,
+        conv: Conv,
+        data: &Arc<Vec<u8>>,
+    ) -> XResult<()> {
         let a = &self.atoms;
         let bytes = match conv {
             Conv::AsIs => Arc::clone(data),
@@ -1461,7 +1504,10 @@ impl Worker {
     // ----- deadlines ----------------------------------------------------------------------
 
     fn next_deadline(&self) -> Option<Instant> {
-        let conv = self.sels.iter().filter_map(|s| s.active.as_ref().map(|a| a.deadline));
+        let conv = self
+            .sels
+            .iter()
+            .filter_map(|s| s.active.as_ref().map(|a| a.deadline));
         let reqs = self.client_reqs.iter().map(|r| r.deadline);
         let incr = self.incr_out.iter().map(|t| t.deadline);
         conv.chain(reqs).chain(incr).min()
@@ -1476,7 +1522,11 @@ impl Worker {
 
     fn expire_inner(&mut self, now: Instant) -> XResult<()> {
         for i in 0..self.sels.len() {
-            if self.sels[i].active.as_ref().is_some_and(|a| a.deadline <= now) {
+            if self.sels[i]
+                .active
+                .as_ref()
+                .is_some_and(|a| a.deadline <= now)
+            {
                 tracing::warn!(
                     "clipboard: {:?} owner did not deliver in time; conversion abandoned",
                     self.sels[i].which
@@ -1487,9 +1537,10 @@ impl Worker {
                 self.finish(i, None)?;
             }
         }
-        let (expired, rest): (Vec<ClientReq>, Vec<ClientReq>) = std::mem::take(&mut self.client_reqs)
-            .into_iter()
-            .partition(|r| r.deadline <= now);
+        let (expired, rest): (Vec<ClientReq>, Vec<ClientReq>) =
+            std::mem::take(&mut self.client_reqs)
+                .into_iter()
+                .partition(|r| r.deadline <= now);
         self.client_reqs = rest;
         for r in expired {
             tracing::warn!(
@@ -1504,7 +1555,10 @@ impl Worker {
             .partition(|t| t.deadline <= now);
         self.incr_out = rest;
         for t in expired {
-            tracing::warn!("clipboard: INCR transfer to window {:#x} stalled; dropped", t.requestor);
+            tracing::warn!(
+                "clipboard: INCR transfer to window {:#x} stalled; dropped",
+                t.requestor
+            );
             self.unwatch(t.requestor)?;
         }
         Ok(())

@@ -139,7 +139,11 @@ impl Field {
         Field {
             mask,
             shift,
-            max: if bits >= 32 { u32::MAX } else { (1 << bits) - 1 },
+            max: if bits >= 32 {
+                u32::MAX
+            } else {
+                (1 << bits) - 1
+            },
         }
     }
 
@@ -190,7 +194,12 @@ pub(crate) fn decode_bmp(data: &[u8], max_bytes: usize) -> Result<Rgba, ImageErr
             }
             let m = |i: usize| u32_at(dib, 40 + 4 * i).ok_or_else(bad);
             let alpha = if n_masks == 4 { m(3)? } else { 0 };
-            Some([Field::new(m(0)?), Field::new(m(1)?), Field::new(m(2)?), Field::new(alpha)])
+            Some([
+                Field::new(m(0)?),
+                Field::new(m(1)?),
+                Field::new(m(2)?),
+                Field::new(alpha),
+            ])
         }
         _ => {
             return err(format!(
