@@ -236,6 +236,15 @@ struct Answerer {
 
 impl Answerer {
     fn start(h: &Harness, data: Vec<(ClipboardType, Vec<u8>)>) -> Answerer {
+        Answerer::start_delayed(h, data, Duration::ZERO)
+    }
+
+    /// Like [`Answerer::start`], each answer `delay` after its request.
+    fn start_delayed(
+        h: &Harness,
+        data: Vec<(ClipboardType, Vec<u8>)>,
+        delay: Duration,
+    ) -> Answerer {
         let stop = Arc::new(AtomicBool::new(false));
         let (rec, clip, stop2) = (h.rec.clone(), h.clip.clone(), stop.clone());
         let thread = thread::spawn(move || {
@@ -245,6 +254,7 @@ impl Answerer {
                 else {
                     continue;
                 };
+                thread::sleep(delay);
                 let answer = data.iter().find(|(t, _)| *t == type_);
                 clip.client_message(match answer {
                     Some((t, d)) => Message::Clipboard {
@@ -652,6 +662,57 @@ fn client_text_is_pasted_in_the_guest() {
     // PRIMARY too
     client_grab(&h, Selection::Primary, 0, vec![ClipboardType::Utf8Text]);
     paste_eventually(&h, "primary", None, &text);
+}
+
+#[test]
+fn several_pending_requests_are_all_served() {
+    let h = default_harness();
+    let text = "pending ✓".as_bytes().to_vec();
+    let (w, hh, rgb) = pixels();
+    let png = encode_png(w, hh, &rgb);
+    let _a = Answerer::start_delayed(
+        &h,
+        vec![
+            (ClipboardType::Utf8Text, text.clone()),
+            (ClipboardType::ImagePng, png.clone()),
+        ],
+        Duration::from_millis(700),
+    );
+    client_grab(
+        &h,
+        Selection::Clipboard,
+        0,
+        vec![ClipboardType::Utf8Text, ClipboardType::ImagePng],
+    );
+    let deadline = Instant::now() + PASTE;
+    while !xclip_get(&h.x.display, "clipboard", Some("TARGETS"), PASTE).0 {
+        assert!(Instant::now() < deadline, "grab not applied");
+        thread::sleep(Duration::from_millis(50));
+    }
+    // All in flight at once, while the client takes its time.
+    let pastes: Vec<_> = [
+        (Some("UTF8_STRING"), text.clone()),
+        (None, text.clone()),
+        (Some("TEXT"), text.clone()),
+        (Some("image/png"), png.clone()),
+        (Some("image/png"), png.clone()),
+    ]
+    .into_iter()
+    .map(|(target, want)| {
+        let display = h.x.display.clone();
+        thread::spawn(move || {
+            let (ok, out) = xclip_get(&display, "clipboard", target, PASTE);
+            assert!(
+                ok && out == want,
+                "{target:?}: ok={ok}, {} bytes",
+                out.len()
+            );
+        })
+    })
+    .collect();
+    for p in pastes {
+        p.join().expect("paste failed");
+    }
 }
 
 #[test]
