@@ -36,6 +36,13 @@
 //! The grab serial is one counter per selection shared by both directions (reference §3.4):
 //! our GRAB carries it and increments it; a client GRAB is taken when its serial equals the
 //! counter (then incremented) or the counter − 1 (both sides grabbed at once: the client wins).
+//!
+//! An owner whose client or window goes away mid-conversion never answers: its conversion is
+//! abandoned at once (not left to the timeout), and the conversion property is renamed after
+//! every abandoned transfer so that a late writer cannot corrupt the next one.
+//!
+//! Not bridged: SECONDARY, FILE_LIST (needs the WebDAV share), the `MULTIPLE` target (not
+//! advertised), and line-ending conversion (the client does it from the GUEST_LINEEND caps).
 
 mod image;
 
