@@ -380,7 +380,7 @@ struct Active {
     name: CString,
     file: File,
     /// (dev, ino) of the created file, to unlink only that file.
-    id: (u64, u64),
+    ino: (u64, u64),
     size: u64,
     written: u64,
 }
@@ -392,12 +392,12 @@ impl Active {
             dir,
             name,
             file,
-            id,
+            ino,
             ..
         } = self;
         drop(file);
         match file_id(&dir, &name) {
-            Ok(now) if now == id => {
+            Ok(now) if now == ino => {
                 // SAFETY: `dir` is open and `name` NUL-terminated; unlinkat removes one entry.
                 if unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) } != 0 {
                     tracing::warn!(name = ?name, err = %io::Error::last_os_error(), "file transfer: cannot remove partial file");
@@ -505,7 +505,9 @@ impl FileXfers {
                     }
                     Err(e) => {
                         self.stats.refused += 1;
-                        tracing::warn!(id, err = %e, "file transfer refused");
+                        if log_now(self.stats.refused) {
+                            tracing::warn!(id, err = %e, refused = self.stats.refused, "file transfer refused");
+                        }
                         e.status(*id, detailed_errors)
                     }
                 };
@@ -524,24 +526,22 @@ impl FileXfers {
                 .into_iter()
                 .collect(),
             Message::FileXferStatus { id, result, .. } => {
-                match self.active.remove(id) {
-                    Some(t) if *result != xfer::CAN_SEND_DATA => {
-                        tracing::info!(
-                            id,
-                            result,
-                            written = t.written,
-                            "file transfer ended by the client"
-                        );
-                        self.stats.cancelled += 1;
-                        t.discard();
-                    }
-                    Some(t) => {
-                        self.active.insert(*id, t);
-                    }
-                    None => {
-                        self.stats.unknown_id += 1;
-                        tracing::debug!(id, result, "file transfer status for an unknown id");
-                    }
+                if *result == xfer::CAN_SEND_DATA {
+                    // Only the agent sends this; nothing to do.
+                    tracing::debug!(id, "CAN_SEND_DATA from the client ignored");
+                } else if let Some(t) = self.active.remove(id) {
+                    // CANCELLED (or an ERROR) from the client ends the transfer.
+                    tracing::info!(
+                        id,
+                        result,
+                        written = t.written,
+                        "file transfer ended by the client"
+                    );
+                    self.stats.cancelled += 1;
+                    t.discard();
+                } else {
+                    self.stats.unknown_id += 1;
+                    tracing::debug!(id, result, "file transfer status for an unknown id");
                 }
                 Vec::new()
             }
@@ -640,7 +640,7 @@ impl FileXfers {
                 dir,
                 name,
                 file,
-                id: fid,
+                ino: fid,
                 size: info.size,
                 written: 0,
             },
@@ -652,13 +652,12 @@ impl FileXfers {
     fn data(&mut self, id: u32, data: &[u8]) -> Option<Result<(), XferError>> {
         let Some(t) = self.active.get_mut(&id) else {
             self.stats.unknown_id += 1;
-            if self.stats.unknown_id == 1 {
+            if log_now(self.stats.unknown_id) {
                 tracing::warn!(
                     id,
-                    "file transfer data for an unknown id (ignored; further ones logged at debug)"
+                    ignored = self.stats.unknown_id,
+                    "file transfer data for an unknown id (ignored)"
                 );
-            } else {
-                tracing::debug!(id, "file transfer data for an unknown id");
             }
             return None;
         };
@@ -684,6 +683,18 @@ impl FileXfers {
         self.stats.completed += 1;
         Some(Ok(()))
     }
+}
+
+impl Drop for FileXfers {
+    /// An agent that stops (or restarts) leaves no partial files either.
+    fn drop(&mut self) {
+        self.client_disconnected();
+    }
+}
+
+/// Rate limit for logs a client can provoke at will: the first 10 events, then every power of two.
+fn log_now(count: u64) -> bool {
+    count <= 10 || count.is_power_of_two()
 }
 
 /// The value of `key` in a `user-dirs.dirs` text: `KEY="$HOME/sub"` or `KEY="/abs"`, with
@@ -1184,6 +1195,17 @@ mod tests {
         assert_eq!(x.stats().cancelled, 2);
         assert!(x.handle(&data(2, b"34"), true).is_empty());
         assert!(names(&tmp.0).is_empty());
+    }
+
+    #[test]
+    fn drop_removes_partial_files() {
+        let tmp = TempDir::new();
+        let mut x = FileXfers::new(tmp.0.clone());
+        x.handle(&start(1, "a", 4), true);
+        x.handle(&start(2, "done", 1), true);
+        x.handle(&data(2, b"1"), true);
+        drop(x);
+        assert_eq!(names(&tmp.0), ["done"]);
     }
 
     #[test]
