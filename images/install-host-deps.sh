@@ -14,8 +14,10 @@ PKGS=(
     gcc libc6-dev python3
     # spice-gtk's GObject bindings for the cursor-channel probe (run with /usr/bin/python3)
     python3-gi gir1.2-spiceclientglib-2.0
-    # helpers used by tests
-    netcat-openbsd procps psmisc
+    # helpers used by tests (python3-cryptography: the raw Spice client's RSA ticket)
+    netcat-openbsd procps psmisc python3-cryptography
+    # the guest agent's .deb (dpkg-shlibdeps computes its Depends)
+    dpkg-dev
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -10,7 +10,7 @@
 #   /usr/lib/udev/rules.d/70-spice-agent.rules, /etc/xdg/autostart/spice-agent.desktop (conffile)
 #   /usr/share/doc/spice-agent/{copyright,README}
 # It installs beside spice-vdagent (no Conflicts:) so one guest image can carry both for
-# comparison; only one daemon can hold the port, and spice-agentd refuses to start when it is busy.
+# comparison; only one daemon can hold the port; spice-agentd waits for it while it is busy.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

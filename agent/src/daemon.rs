@@ -5,6 +5,8 @@
 //! [`Core`] is the decision logic without I/O (every input is a method, every output an
 //! [`Action`]), so it is tested without a port, a socket or uinput; [`run`] wires it to them.
 //!
+//! Session agents are admitted by [`seat::check_peer`] (an active login session's, or root's).
+//!
 //! Policy, as spice-vdagentd's (reference §4.1): the port is opened only while a session agent
 //! has reported its monitors, because an open port is what makes the server offer client mouse
 //! mode, and the pointer cannot be placed without a layout. The most recent session agent with
@@ -29,6 +31,7 @@ use crate::protocol::{
     cap, encode_chunks, msg, reply, type_name, xfer, Caps, ClipboardType, Dialect, Message,
     RawMessage, Reassembler, VDP_CLIENT_PORT,
 };
+use crate::seat;
 use crate::uinput::{self, DesktopPoint, Tablet};
 
 /// What the daemon is told at start.
@@ -513,14 +516,35 @@ fn spawn_listener(listener: UnixListener, max_sessions: usize, max_frame: u32, t
                     continue;
                 }
             };
-            let cred = peer_cred(&stream);
+            let Some(cred) = peer_cred(&stream) else {
+                warn!("session agent refused: no peer credentials");
+                continue;
+            };
             if live.load(Ordering::SeqCst) >= max_sessions {
-                warn!("session agent refused: {max_sessions} connected already ({cred:?})");
+                warn!(
+                    "session agent refused: {max_sessions} connected already (pid {} uid {})",
+                    cred.pid, cred.uid
+                );
                 continue;
             }
+            let session = match seat::check_peer(&seat::SeatPaths::default(), cred.pid, cred.uid) {
+                Ok(s) => s,
+                Err(e) => {
+                    warn!(
+                        "session agent refused (pid {} uid {}): {e}",
+                        cred.pid, cred.uid
+                    );
+                    continue;
+                }
+            };
             let id = next;
             next += 1;
-            info!("session agent {id} connected: {cred:?}");
+            info!(
+                "session agent {id} connected: pid {} uid {} session {}",
+                cred.pid,
+                cred.uid,
+                session.as_deref().unwrap_or("(no logind, or root)")
+            );
             let (Ok(reader), Ok(())) = (
                 stream.try_clone(),
                 stream.set_write_timeout(Some(Duration::from_secs(10))),
@@ -588,6 +612,7 @@ pub fn run(opts: DaemonOptions) -> io::Result<()> {
     let mut want_port = false;
     let mut gen = 0u64;
     let mut tablet: Option<Tablet> = None;
+    let mut open_failures = 0u32;
     let writer_tx = session_writer();
     loop {
         // (Re)open the port while it is wanted; retry while it is missing or busy.
@@ -595,6 +620,7 @@ pub fn run(opts: DaemonOptions) -> io::Result<()> {
             match VdiPort::open(&opts.port).and_then(|p| Ok((p.try_clone()?, p))) {
                 Ok((reader, writer)) => {
                     gen += 1;
+                    open_failures = 0;
                     info!("opened {}", opts.port.display());
                     let stop = Arc::new(AtomicBool::new(false));
                     spawn_port_reader(reader, gen, stop.clone(), tx.clone());
@@ -606,7 +632,15 @@ pub fn run(opts: DaemonOptions) -> io::Result<()> {
                     });
                 }
                 Err(e) => {
-                    warn!("cannot open {}: {e} (retrying)", opts.port.display());
+                    // EBUSY: another agent (spice-vdagentd) holds it; retried each second, so
+                    // the port is taken as soon as it is released. Logged once a minute.
+                    if open_failures % 60 == 0 {
+                        warn!(
+                            "cannot open {}: {e} (retrying every second)",
+                            opts.port.display()
+                        );
+                    }
+                    open_failures = open_failures.wrapping_add(1);
                 }
             }
         }

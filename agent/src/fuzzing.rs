@@ -11,7 +11,9 @@ use crate::protocol::{Dialect, Message, Reassembler};
 /// to the same message (the agent's replies are built the same way). The same bytes are also
 /// read as session-socket frames.
 pub fn agent_messages(data: &[u8]) {
-    let Some((&split, rest)) = data.split_first() else { return };
+    let Some((&split, rest)) = data.split_first() else {
+        return;
+    };
     let split = usize::from(split).max(1);
     let mut r = Reassembler::new(64 * 1024);
     let mut out = Vec::new();

@@ -16,6 +16,7 @@ pub mod fuzzing;
 pub mod ipc;
 pub mod port;
 pub mod protocol;
+pub mod seat;
 pub mod session;
 pub mod uinput;
 

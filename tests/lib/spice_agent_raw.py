@@ -24,6 +24,9 @@ import struct
 import sys
 import time
 
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding
+
 # main channel
 SET_ACK, PING, INIT, AGENT_CONNECTED, AGENT_DATA, AGENT_TOKEN, AGENT_CONNECTED_TOKENS = 3, 4, 103, 107, 109, 110, 115
 ACK_SYNC, PONG, ATTACH_CHANNELS, AGENT_START, C_AGENT_DATA = 1, 3, 104, 106, 107
@@ -61,7 +64,10 @@ class Client:
         scommon = struct.unpack_from("<I", body, off)[0] if ncommon else 0
         if scommon & 1:
             s.sendall(struct.pack("<I", 1))
-        s.sendall(bytes(128))
+        # The ticket: an empty password ("\0") RSA-OAEP(SHA-1)-encrypted with the server's key,
+        # as spice-gtk sends it (libspice-server checks the decryption even without ticketing).
+        key = serialization.load_der_public_key(body[4:166])
+        s.sendall(key.encrypt(b"\0", padding.OAEP(padding.MGF1(hashes.SHA1()), hashes.SHA1(), None)))
         res = recv_exact(s, 4)
         if res is None or struct.unpack("<I", res)[0] != 0:
             raise SystemExit(f"FAIL link result {res!r}")
