@@ -744,6 +744,15 @@ pub fn run(opts: DaemonOptions) -> io::Result<()> {
                 }
                 Action::OpenPort(open) => {
                     want_port = open;
+                    // The tablet exists before the first MOUSE_STATE: the desktop needs a moment
+                    // (seconds, under emulation) to add a new input device, and motion sent
+                    // before that is lost.
+                    if open && tablet.is_none() {
+                        match Tablet::create() {
+                            Ok(t) => tablet = Some(t),
+                            Err(e) => warn!("cannot create the uinput tablet: {e}"),
+                        }
+                    }
                     if !open {
                         if let Some(p) = port.take() {
                             info!("closing the agent port (no session agent)");
