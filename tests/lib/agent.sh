@@ -390,9 +390,10 @@ agent_traversal() {
     for name in "../spice-rs-escape-$tag" "/tmp/spice-rs-abs-$tag" "sub/spice-rs-sub-$tag"; do
         out=$(python3 "$AGENT_LIB/spice_agent_raw.py" xfer --port "$port" --name "$name" 2>&1 | tail -1) || true
         st=$(awk '$1 == "STATUS" { print $4 }' <<<"$out")
+        # refused: any final status but SUCCESS (a CAN_SEND_DATA would have been followed by the
+        # data and SUCCESS); the plain name below shows the agent does take transfers
         case $st in
-        ERROR | CANCELLED) ;;
-        *) AGENT_WHY="name '$name': ${out:-no answer} (not refused)"; return 1 ;;
+        "" | SUCCESS) AGENT_WHY="name '$name': ${out:-no answer} (not refused)"; return 1 ;;
         esac
     done
     leaked=$(agent_guest --timeout 30 "find / -xdev -name 'spice-rs-*-$tag' 2>/dev/null; find /tmp -name 'spice-rs-*-$tag' 2>/dev/null") || true
@@ -402,7 +403,7 @@ agent_traversal() {
     out=$(python3 "$AGENT_LIB/spice_agent_raw.py" xfer --port "$port" --name "$ok_name" --data "plain $tag" 2>&1 | tail -1) || true
     [ "$(awk '$1 == "STATUS" { print $4 }' <<<"$out")" = SUCCESS ] ||
         { AGENT_WHY="a plain name was not served either: ${out:-no answer}"; return 1; }
-    AGENT_LAST="'../x', '/tmp/x', 'sub/x' refused (ERROR), nothing written anywhere; a plain name SUCCESS"
+    AGENT_LAST="'../x', '/tmp/x', 'sub/x' refused, nothing written anywhere; a plain name SUCCESS"
 }
 
 # (h) malformed messages, then the agent still serves
