@@ -52,6 +52,9 @@
 #                            with both tablet and mouse, the one the guest driver activated last
 #                            wins, so give tablet or mouse, not both, for a known mouse mode.
 #   --vdi-socket PATH        the same as --vhost-user-console PATH (the agent port alone, 6 queues)
+#   --qmp PATH               a QMP socket on the unix socket PATH that QEMU listens on (tests/lib/qmp.py);
+#                            with --agent the port has id agentport on bus vser.0, so a test can
+#                            unplug and plug it back
 #   --ctl PATH               a second serial port (ttyS1) on a unix socket PATH that QEMU listens
 #                            on: the guest's "agent" test serves its control port there
 #                            (images/guest/init; tests/lib/agent_ctl.py talks to it)
@@ -68,7 +71,7 @@ rig_need_root
 
 DIST=bookworm MODE="" SOCK="" NOMMAP=0 TEST=bind APPEND="" PORT=5930 LOG="" TIMEOUT=600
 ACCEL=auto MEM=512 REBOOT=0 AGENT=0 TASKSET="" PIDFILE="" DISK="" DISK2="" EXTRA=() INSOCKS=()
-USBTABLET=0 VIRTIOINPUT="" VUCONSOLE="" CTLSOCK=""
+USBTABLET=0 VIRTIOINPUT="" VUCONSOLE="" CTLSOCK="" QMPSOCK=""
 while [ $# -gt 0 ]; do
     case "$1" in
     --reference) MODE=reference ;;
@@ -94,6 +97,7 @@ while [ $# -gt 0 ]; do
     --virtio-input) VIRTIOINPUT=$2; shift ;;
     --vhost-user-console | --vdi-socket) VUCONSOLE=$2; shift ;;
     --ctl) CTLSOCK=$2; shift ;;
+    --qmp) QMPSOCK=$2; shift ;;
     -h | --help) sed -n '2,/^set -e/{/^set -e/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
     *) rig_die "run-guest.sh: unknown option $1 (see --help)" ;;
     esac
@@ -151,7 +155,7 @@ trap 'exit 143' TERM
 SOCKDIRS=()
 [ -n "$SOCK" ] && SOCKDIRS+=("$(dirname "$(realpath "$SOCK")")")
 [ -n "$SOCK" ] || SOCKDIRS+=(/nonexistent)
-for s in "${INSOCKS[@]}" ${VUC_SOCK:+"$VUC_SOCK"} ${CTLSOCK:+"$CTLSOCK"}; do
+for s in "${INSOCKS[@]}" ${VUC_SOCK:+"$VUC_SOCK"} ${CTLSOCK:+"$CTLSOCK"} ${QMPSOCK:+"$QMPSOCK"}; do
     d=$(dirname "$(realpath "$s")")
     known=0
     for k in "${SOCKDIRS[@]}"; do [ "$k" = "$d" ] && known=1; done
@@ -248,8 +252,8 @@ if [ "$MODE" = reference ]; then
     ARGS+=(-vga qxl
         -spice "port=$PORT,addr=127.0.0.1,disable-ticketing=on,image-compression=auto_glz,jpeg-wan-compression=never,zlib-glz-wan-compression=never,streaming-video=off")
     # shellcheck disable=SC2054 # commas belong to QEMU option values
-    [ $AGENT = 1 ] && ARGS+=(-device virtio-serial-pci -chardev spicevmc,id=vdagent,name=vdagent
-        -device virtserialport,chardev=vdagent,name=com.redhat.spice.0)
+    [ $AGENT = 1 ] && ARGS+=(-device virtio-serial-pci,id=vser -chardev spicevmc,id=vdagent,name=vdagent
+        -device virtserialport,id=agentport,bus=vser.0,chardev=vdagent,name=com.redhat.spice.0)
     echo "run-guest: reference qxl-vga + spice://127.0.0.1:$PORT, guest $DIST ($(sed -n 's/^KVER=//p' "$GUEST/info")), test=$TEST" >&2
 elif [ "$MODE" = vfio-user ]; then
     [ -S "$SOCK" ] || echo "run-guest: warning: $SOCK is not a socket (yet)" >&2
@@ -290,6 +294,10 @@ fi
 if [ -n "$CTLSOCK" ]; then
     rm -f "$CTLSOCK"
     ARGS+=(-chardev "socket,id=ctl,path=$(sock_in_root "$CTLSOCK"),server=on,wait=off" -serial chardev:ctl)
+fi
+if [ -n "$QMPSOCK" ]; then
+    rm -f "$QMPSOCK"
+    ARGS+=(-qmp "unix:$(sock_in_root "$QMPSOCK"),server=on,wait=off")
 fi
 INPUTS=""
 [ $USBTABLET = 1 ] && INPUTS+=" usb-tablet"

@@ -442,7 +442,13 @@ struct OpenPort {
     reassembler: Reassembler,
 }
 
-fn spawn_port_reader(port: VdiPort, gen: u64, stop: Arc<AtomicBool>, tx: Sender<Event>) {
+fn spawn_port_reader(
+    port: VdiPort,
+    path: PathBuf,
+    gen: u64,
+    stop: Arc<AtomicBool>,
+    tx: Sender<Event>,
+) {
     std::thread::spawn(move || {
         let mut port = port;
         let mut buf = vec![0u8; 64 * 1024];
@@ -475,8 +481,16 @@ fn spawn_port_reader(port: VdiPort, gen: u64, stop: Arc<AtomicBool>, tx: Sender<
                         return;
                     }
                 },
-                // HUP returns at once: do not spin while the host is away
-                Readiness::HostClosed => std::thread::sleep(Duration::from_millis(100)),
+                Readiness::HostClosed => {
+                    if !port.is_still(&path) {
+                        let gone =
+                            io::Error::new(io::ErrorKind::NotFound, "the port was unplugged");
+                        let _ = tx.send(Event::PortFailed(gen, gone));
+                        return;
+                    }
+                    // HUP returns at once: do not spin while the host is away
+                    std::thread::sleep(Duration::from_millis(100));
+                }
                 Readiness::Timeout => {}
             }
         }
@@ -623,7 +637,7 @@ pub fn run(opts: DaemonOptions) -> io::Result<()> {
                     open_failures = 0;
                     info!("opened {}", opts.port.display());
                     let stop = Arc::new(AtomicBool::new(false));
-                    spawn_port_reader(reader, gen, stop.clone(), tx.clone());
+                    spawn_port_reader(reader, opts.port.clone(), gen, stop.clone(), tx.clone());
                     port = Some(OpenPort {
                         gen,
                         writer,

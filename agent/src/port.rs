@@ -84,6 +84,17 @@ impl VdiPort {
         }
     }
 
+    /// Whether `path` still names the device this port has open. A hot-unplugged port keeps
+    /// reporting "host closed" on the old descriptor forever; its path goes away (or names the
+    /// new port once it is plugged back), which is how the agent notices and reopens.
+    pub fn is_still(&self, path: &Path) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        match (self.file.metadata(), std::fs::metadata(path)) {
+            (Ok(a), Ok(b)) => a.rdev() == b.rdev() && a.ino() == b.ino(),
+            _ => false,
+        }
+    }
+
     /// Reads what is there (0: nothing, host side closed).
     pub fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self.file.read(buf) {

@@ -26,6 +26,8 @@
 #   (g) traversal                 FILE_XFER_START names "../x", "/tmp/x", "sub/x" refused, no
 #                                 file written anywhere (tests/lib/spice_agent_raw.py)
 #   (h) malformed messages        the agent keeps serving after them
+#   (i) port replug               QMP device_del + device_add of the virtserialport: the guest's
+#                                 port goes away and comes back; the clipboard works both ways again
 #
 # Prints a table of what each agent passes. Exit status 0 only when our agent passed every check
 # and spice-vdagent passed (a)-(d) (the rest is spice-vdagent's to fail: the table says what).
@@ -52,11 +54,13 @@ for AGENT_IMPL in $IMPLS; do
     tables+=("$AGENT_IMPL=$AGENT_TABLE_FILE")
     port=$(rig_free_port)
     rig_step "QEMU qxl-vga + spice-server, virtio-serial agent port, PS/2 only; bookworm Xorg + agent $AGENT_IMPL"
-    agent_boot "$RIG_OUT/guest.$AGENT_IMPL.log" --reference --agent --spice-port "$port" || fail "$AGENT_WHY"
+    qmp=$RIG_OUT/qmp.$AGENT_IMPL.sock
+    agent_boot "$RIG_OUT/guest.$AGENT_IMPL.log" --reference --agent --spice-port "$port" --qmp "$qmp" || fail "$AGENT_WHY"
     agent_viewer_start "$RIG_OUT/x.$AGENT_IMPL" "$port" || fail "$AGENT_WHY"
     agent_checks
     base_failed=$AGENT_FAILED
     agent_image_checks
+    agent_check "(i) the agent port unplugged and plugged back (QMP): clipboard both ways again" agent_replug "$qmp"
     # spice-gtk clients below replace remote-viewer on the server (one client at a time)
     input_viewer_stop
     agent_more_checks "$port"

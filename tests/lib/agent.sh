@@ -53,6 +53,10 @@
 #                          (g) FILE_XFER_START names "../x", "/tmp/x", "a/b" refused and nothing
 #                          written outside the download folder (tests/lib/spice_agent_raw.py),
 #                          (h) malformed agent messages, then the agent still answers
+#   agent_replug QMP-SOCKET
+#                          (i) the agent port unplugged and plugged back through QMP (reference
+#                          only: run-guest.sh --qmp): the client sees the agent again and the
+#                          clipboard works both ways (a check, for agent_check)
 #   agent_table TITLE NAME=FILE...
 #                          a table of check x agent (PASS/FAIL) from the files agent_check
 #                          appended "STATUS<TAB>label" lines to (AGENT_TABLE_FILE, when set)
@@ -418,6 +422,16 @@ agent_more_checks() {
     agent_check "(f) file transfer: spice-gtk file_copy_async (a drop) arrives intact" agent_file_drop "$1"
     agent_check "(g) file transfer: '..', absolute and sub-directory names refused" agent_traversal "$1"
     agent_check "(h) malformed agent messages; the agent keeps serving" agent_garbage "$1"
+}
+
+agent_replug() {
+    local out
+    out=$(python3 "$AGENT_LIB/qmp.py" "$1" replug-agent-port 2>&1 | tail -1) || true
+    case $out in REPLUGGED*) ;; *) AGENT_WHY="QMP: ${out:-no output}"; return 1 ;; esac
+    # the agent reopens the port and announces itself again; the clipboard is the proof
+    agent_clip_to_guest || { AGENT_WHY="after the replug: $AGENT_WHY"; return 1; }
+    agent_clip_to_host || { AGENT_WHY="after the replug: $AGENT_WHY"; return 1; }
+    AGENT_LAST="port ${out,,}; then the clipboard both ways again"
 }
 
 agent_table() {
