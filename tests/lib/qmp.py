@@ -31,8 +31,8 @@ class Qmp:
             raise SystemExit("FAIL QMP connection closed")
         return json.loads(line)
 
-    def cmd(self, name, **args):
-        self.f.write(json.dumps({"execute": name, "arguments": args}) + "\n")
+    def cmd(self, command, **args):
+        self.f.write(json.dumps({"execute": command, "arguments": args}) + "\n")
         self.f.flush()
         while True:
             m = self.read()
@@ -40,7 +40,7 @@ class Qmp:
                 self.events.append(m)
                 continue
             if "error" in m:
-                raise SystemExit(f"FAIL {name}: {m['error'].get('desc')}")
+                raise SystemExit(f"FAIL {command}: {m['error'].get('desc')}")
             return m.get("return")
 
     def wait_event(self, name, pred, timeout):
