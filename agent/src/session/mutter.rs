@@ -13,8 +13,10 @@
 //!   For each enabled client monitor the agent picks, on the matching monitor, the mode of
 //!   exactly the asked size, else the largest mode that is not larger in either dimension, else
 //!   the smallest mode ([`pick_mode`]). A headless virtual monitor (`mutter --virtual-monitor`)
-//!   has one mode; QXL and virtio-gpu connectors list the client's size as their preferred
-//!   mode once the device has it, so the exact match is the usual case in a VM.
+//!   has one mode. In a VM, spice-server forwards MONITORS_CONFIG to the agent only when a
+//!   display device could not take it (§6.1), so the connector has its fixed mode list (an
+//!   EDID's): the client gets the nearest listed size, not its window size. (When the device
+//!   does take it, Mutter itself follows the connector's new preferred mode.)
 //! - Positions come from the config, shifted so the layout starts at 0,0; a monitor that got a
 //!   smaller mode pulls the monitors right of (below) it left (up), so that a row of monitors
 //!   stays adjacent (Mutter refuses logical monitors that are not adjacent or do not start at
