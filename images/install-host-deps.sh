@@ -18,6 +18,9 @@ PKGS=(
     netcat-openbsd procps psmisc python3-cryptography
     # the guest agent's .deb (dpkg-shlibdeps computes its Depends)
     dpkg-dev
+    # the agent's Mutter DisplayConfig test (agent/tests/mutter_display.rs): mutter --headless
+    # on a private bus from dbus-run-session (package dbus-daemon), checked with gdbus
+    mutter dbus dbus-daemon libglib2.0-bin
 )
 missing=()
 for p in "${PKGS[@]}"; do

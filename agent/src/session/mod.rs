@@ -1,9 +1,12 @@
 //! The per-session agent (`spice-agent`): runs as the user in a graphical session, connects to
 //! `spice-agentd`, and serves what needs the session: the clipboard ([`clipboard`]), the
-//! resolution ([`randr`]) and file transfer ([`file_xfer`]).
+//! resolution ([`randr`] on X11, [`mutter`] on GNOME Wayland, behind [`display`]) and file
+//! transfer ([`file_xfer`]).
 
 pub mod clipboard;
+pub mod display;
 pub mod file_xfer;
+pub mod mutter;
 pub mod randr;
 
 use crate::protocol::Message;
@@ -26,7 +29,9 @@ use tracing::{debug, info, warn};
 use crate::ipc;
 use crate::protocol::{cap, msg, reply, type_name, Caps, Dialect};
 use clipboard::{ClipboardLimits, X11Clipboard};
+use display::DisplayBackend;
 use file_xfer::FileXfers;
+use mutter::Mutter;
 use randr::Randr;
 
 /// What the session agent is told at start.
@@ -105,13 +110,13 @@ fn single_instance(display: &str) -> io::Result<Option<std::os::unix::net::UnixL
     }
 }
 
-fn send_layout(link: &DaemonLink, randr: &Randr) {
-    match randr.layout() {
+fn send_layout(link: &DaemonLink, backend: &dyn DisplayBackend) {
+    match backend.layout() {
         Ok(l) if !l.is_empty() => {
             info!("guest layout {l:?}");
             link.send_frame(ipc::LAYOUT, &ipc::encode_layout(&l));
         }
-        Ok(_) => warn!("the X screen has no active output; no layout reported"),
+        Ok(_) => warn!("no monitor is on ({}); no layout reported", backend.name()),
         Err(e) => warn!("reading the layout: {e}"),
     }
 }
@@ -128,38 +133,8 @@ pub fn run(opts: SessionOptions) -> anyhow::Result<()> {
         info!("another spice-agent serves {x_display}; exiting");
         return Ok(());
     };
-    let randr = Arc::new(Randr::connect(Some(&x_display))?);
     let link = Arc::new(DaemonLink::new());
-    // RandR changes (ours, the user's, a hotplug's) are reported to the daemon.
-    {
-        let watcher = Randr::connect(Some(&x_display))?;
-        watcher.watch()?;
-        let (link, randr) = (link.clone(), randr.clone());
-        std::thread::spawn(move || loop {
-            if let Err(e) = watcher.wait_change() {
-                warn!("X connection (RandR events) lost: {e}");
-                std::process::exit(1);
-            }
-            send_layout(&link, &randr);
-        });
-    }
-    {
-        let randr = randr.clone();
-        std::thread::spawn(move || {
-            let r = randr::watch_drm_hotplug(|| match randr.follow_preferred() {
-                Ok(true) => info!("hotplug: outputs set to their preferred modes"),
-                Ok(false) => debug!("hotplug: outputs already at their preferred modes"),
-                Err(e) => warn!("hotplug: applying the preferred mode failed: {e}"),
-            });
-            if let Err(e) = r {
-                warn!("no DRM hotplug events (kernel uevent socket: {e}); the preferred mode is not followed");
-            }
-        });
-    }
-    // A hotplug may have happened before we started.
-    if let Err(e) = randr.follow_preferred() {
-        warn!("applying the preferred mode failed: {e}");
-    }
+    let display = start_display(Some(&x_display), &link)?;
     let clipboard = if opts.clipboard {
         let limits = ClipboardLimits {
             max_bytes: opts.max_clipboard,
@@ -199,10 +174,10 @@ pub fn run(opts: SessionOptions) -> anyhow::Result<()> {
         };
         info!("connected to spice-agentd at {}", opts.socket.display());
         *link.stream.lock().unwrap_or_else(|p| p.into_inner()) = Some(stream.try_clone()?);
-        send_layout(&link, &randr);
+        send_layout(&link, display.as_ref());
         let mut ctx = Ctx {
             link: &link,
-            randr: &randr,
+            display: display.as_ref(),
             clipboard: clipboard.as_ref(),
             xfers: &mut xfers,
             client_caps: Caps::default(),
@@ -229,10 +204,76 @@ pub fn run(opts: SessionOptions) -> anyhow::Result<()> {
     }
 }
 
+/// The display backend, with its watchers started (changes are reported to the daemon):
+/// Mutter's DisplayConfig on GNOME Wayland ([`display::wants_mutter`], and the bus name is
+/// there), else RandR on the X display.
+fn start_display(
+    x_display: Option<&str>,
+    link: &Arc<DaemonLink>,
+) -> anyhow::Result<Arc<dyn DisplayBackend>> {
+    let env = |k: &str| std::env::var(k).ok();
+    if display::wants_mutter(
+        env("XDG_CURRENT_DESKTOP").as_deref(),
+        env("WAYLAND_DISPLAY").as_deref(),
+    ) {
+        match Mutter::connect().and_then(|m| Ok((m.watch()?, m))) {
+            Ok((mut changes, mutter)) => {
+                info!("resolution through Mutter's DisplayConfig (GNOME Wayland)");
+                let mutter: Arc<dyn DisplayBackend> = Arc::new(mutter);
+                let (link, m) = (link.clone(), mutter.clone());
+                std::thread::spawn(move || loop {
+                    if !changes.wait() {
+                        warn!("session bus connection (MonitorsChanged) lost");
+                        std::process::exit(1);
+                    }
+                    send_layout(&link, m.as_ref());
+                });
+                return Ok(mutter);
+            }
+            Err(e) => {
+                warn!("GNOME Wayland, but Mutter's DisplayConfig is not usable ({e}); trying RandR")
+            }
+        }
+    }
+    let x_display = x_display.ok_or_else(|| anyhow::anyhow!("no X display for RandR"))?;
+    let randr = Arc::new(Randr::connect(Some(x_display))?);
+    // RandR changes (ours, the user's, a hotplug's) are reported to the daemon.
+    {
+        let watcher = Randr::connect(Some(x_display))?;
+        watcher.watch()?;
+        let (link, randr) = (link.clone(), randr.clone());
+        std::thread::spawn(move || loop {
+            if let Err(e) = watcher.wait_change() {
+                warn!("X connection (RandR events) lost: {e}");
+                std::process::exit(1);
+            }
+            send_layout(&link, randr.as_ref());
+        });
+    }
+    {
+        let randr = randr.clone();
+        std::thread::spawn(move || {
+            let r = randr::watch_drm_hotplug(|| match randr.follow_preferred() {
+                Ok(true) => info!("hotplug: outputs set to their preferred modes"),
+                Ok(false) => debug!("hotplug: outputs already at their preferred modes"),
+                Err(e) => warn!("hotplug: applying the preferred mode failed: {e}"),
+            });
+            if let Err(e) = r {
+                warn!("no DRM hotplug events (kernel uevent socket: {e}); the preferred mode is not followed");
+            }
+        });
+    }
+    // A hotplug may have happened before we started.
+    if let Err(e) = randr.follow_preferred() {
+        warn!("applying the preferred mode failed: {e}");
+    }
+    Ok(randr)
+}
+
 /// What handles the daemon's frames.
 struct Ctx<'a> {
     link: &'a DaemonLink,
-    randr: &'a Randr,
+    display: &'a dyn DisplayBackend,
     clipboard: Option<&'a X11Clipboard>,
     xfers: &'a mut FileXfers,
     client_caps: Caps,
@@ -267,7 +308,7 @@ impl Ctx<'_> {
                 self.client_caps = caps;
             }
             Message::MonitorsConfig(mc) => {
-                let error = match self.randr.apply(&mc.monitors) {
+                let error = match self.display.apply(&mc.monitors) {
                     Ok(()) => reply::SUCCESS,
                     Err(e) => {
                         warn!("monitors config {:?} not applied: {e}", mc.monitors);
@@ -280,8 +321,8 @@ impl Ctx<'_> {
                 });
             }
             Message::GraphicsDeviceInfo(entries) => {
-                self.randr.set_device_info(&entries);
-                send_layout(self.link, self.randr);
+                self.display.set_device_info(&entries);
+                send_layout(self.link, self.display);
             }
             Message::Clipboard { .. }
             | Message::ClipboardGrab { .. }
