@@ -66,6 +66,7 @@ for AGENT_IMPL in $IMPLS; do
     agent_image_checks
     # spice-gtk clients below replace remote-viewer on the server (one client at a time)
     input_viewer_stop
+    agent_monitors_check "$port"
     agent_more_checks "$port"
     # (i) last: the port comes back, a new remote-viewer connects
     agent_check "(i) the agent port unplugged and plugged back (QMP): clipboard both ways again" agent_replug "$qmp" "$port"

@@ -53,6 +53,7 @@
 #                          (g) FILE_XFER_START names "../x", "/tmp/x", "a/b" refused and nothing
 #                          written outside the download folder (tests/lib/spice_agent_raw.py),
 #                          (h) malformed agent messages, then the agent still answers
+#   agent_monitors_check PORT
 #                          (j) two monitors from a spice-gtk client (spice_monitor_request.py):
 #                          the guest's X screen has both outputs (the heads the client's
 #                          display channel reports are printed, not checked)
@@ -441,12 +442,13 @@ agent_client_heads() {
 }
 
 agent_two_monitors() {
-    local port=$1 want="800x600+0+0,640x480+800+0" got="" probe_log pid end
+    local port=$1 want="800x600+0+0,640x480+800+0" got="" probe_log pid end secs=$((${AGENT_RESIZE_SECS:-30} + 15))
     probe_log=$RIG_OUT/monitors.$AGENT_IMPL.log
+    # the client stays connected (--timeout ends it) while the guest is polled
     SPICE_DEBUG=1 /usr/bin/python3 "$AGENT_LIB/spice_monitor_request.py" --port "$port" --size 800x600 --size 640x480 \
-        --stay 45 --timeout 30 >"$probe_log" 2>&1 &
+        --stay "$secs" --timeout "$secs" >"$probe_log" 2>&1 &
     pid=$!
-    end=$(($(date +%s) + ${AGENT_RESIZE_SECS:-30} + 15))
+    end=$(($(date +%s) + secs))
     while [ "$(date +%s)" -lt "$end" ]; do
         if grep -q '^SENT' "$probe_log"; then
             got=$(agent_guest_heads)
@@ -464,8 +466,11 @@ agent_two_monitors() {
     AGENT_LAST="spice-gtk asked for displays $want; guest xrandr: $got; the client's display channel then reported heads: $(agent_client_heads "$probe_log")"
 }
 
-agent_more_checks() {
+agent_monitors_check() {
     agent_check "(j) two monitors: 800x600 and 640x480 side by side in the guest" agent_two_monitors "$1"
+}
+
+agent_more_checks() {
     agent_check "(f) file transfer: spice-gtk file_copy_async (a drop) arrives intact" agent_file_drop "$1"
     agent_check "(g) file transfer: '..', absolute and sub-directory names refused" agent_traversal "$1"
     agent_check "(h) malformed agent messages; the agent keeps serving" agent_garbage "$1"
