@@ -34,6 +34,23 @@ while [ $# -gt 0 ]; do
 done
 rig_need_root
 
+# demo_daemon_start INPUT-FLAG...: the spice-bridge daemon (release build) on 127.0.0.1:PORT with
+# the QXL device, the VDI port and the given input sockets in WORK; waits for its sockets
+demo_daemon_start() {
+    echo "demo: building spice-bridge (release)" >&2
+    cargo build --release -q -p spice-bridge --bin spice-bridge
+    LOG=$WORK/serial.log
+    "$PWD/target/release/spice-bridge" --spice-addr "127.0.0.1:$PORT" --disable-ticketing --qxl-no-mmap \
+        --qxl-socket "$WORK/qxl.sock" --control-socket "$WORK/control.sock" \
+        --vdi-socket "$WORK/vdi.sock" "$@" 2>"$WORK/daemon.log" &
+    DPID=$!
+    trap 'kill $RUN $DPID 2>/dev/null; wait $RUN $DPID 2>/dev/null; rm -rf "$WORK"' EXIT INT TERM
+    RUN=""
+    for _ in $(seq 1 100); do [ -S "$WORK/qxl.sock" ] && [ -S "$WORK/vdi.sock" ] && break; sleep 0.1; done
+    [ -S "$WORK/qxl.sock" ] && [ -S "$WORK/vdi.sock" ] || { cat "$WORK/daemon.log" >&2; echo "demo: the daemon did not start" >&2; exit 1; }
+    echo "demo: spice-bridge is serving; daemon log $WORK/daemon.log, guest serial log $LOG" >&2
+}
+
 if [ "$DESKTOP" = 1 ]; then
     # ---- the daemon with the Xorg desktop and our agent --------------------------------------
     command -v mmdebstrap >/dev/null && command -v gcc >/dev/null && command -v mke2fs >/dev/null &&
@@ -41,26 +58,14 @@ if [ "$DESKTOP" = 1 ]; then
     bash images/build-qemu-root.sh >/dev/null
     bash images/build-guest.sh bookworm >/dev/null
     XROOT=$(bash images/build-xorg-root.sh)
-    echo "demo: building spice-bridge (release) and the spice-agent .deb" >&2
-    cargo build --release -q -p spice-bridge --bin spice-bridge
-    DEB=$(bash agent/packaging/build-deb.sh | tail -1)
-    BIN=$PWD/target/release/spice-bridge
     WORK=$(mktemp -d /tmp/spice-rs-demo.XXXXXX)
+    echo "demo: building the spice-agent .deb" >&2
     mkdir -p "$WORK/deb"
-    cp "$DEB" "$WORK/deb/spice-agent.deb"
+    cp "$(bash agent/packaging/build-deb.sh | tail -1)" "$WORK/deb/spice-agent.deb"
     mke2fs -q -t ext2 -d "$WORK/deb" "$WORK/deb.img" $(($(du -sm "$WORK/deb" | cut -f1) + 8))M
-    LOG=$WORK/serial.log
-    "$BIN" --spice-addr "127.0.0.1:$PORT" --disable-ticketing --qxl-no-mmap \
-        --qxl-socket "$WORK/qxl.sock" --control-socket "$WORK/control.sock" \
-        --keyboard-socket "$WORK/keyboard.sock" --mouse-socket "$WORK/mouse.sock" \
-        --vdi-socket "$WORK/vdi.sock" 2>"$WORK/daemon.log" &
-    DPID=$!
-    trap 'kill $RUN $DPID 2>/dev/null; wait $RUN $DPID 2>/dev/null; rm -rf "$WORK"' EXIT INT TERM
-    RUN=""
-    for _ in $(seq 1 100); do [ -S "$WORK/qxl.sock" ] && [ -S "$WORK/vdi.sock" ] && break; sleep 0.1; done
-    [ -S "$WORK/qxl.sock" ] && [ -S "$WORK/vdi.sock" ] || { cat "$WORK/daemon.log" >&2; echo "demo: the daemon did not start" >&2; exit 1; }
-    echo "demo: spice-bridge is serving; booting the bookworm Xorg guest (Xorg takes a minute under TCG)" >&2
-    echo "demo: daemon log $WORK/daemon.log, guest serial log $LOG" >&2
+    # a relative mouse for server mode; the agent's uinput tablet gives client mouse mode
+    demo_daemon_start --keyboard-socket "$WORK/keyboard.sock" --mouse-socket "$WORK/mouse.sock"
+    echo "demo: booting the bookworm Xorg guest (Xorg takes a minute or two under TCG)" >&2
     bash images/run-guest.sh --vfio-user "$WORK/qxl.sock" --no-mmap --test agent --disk "$XROOT" \
         --disk2 "$WORK/deb.img" --mem 768 --append "spice_agent=rs spice_desktop=1 spice_hold=86400" \
         --input-socket "$WORK/keyboard.sock" --input-socket "$WORK/mouse.sock" \
@@ -83,22 +88,9 @@ if [ "$DAEMON" = 1 ]; then
     command -v mmdebstrap >/dev/null && command -v gcc >/dev/null || bash images/install-host-deps.sh
     bash images/build-qemu-root.sh >/dev/null
     bash images/build-guest.sh "$DIST" >/dev/null
-    echo "demo: building spice-bridge (release)" >&2
-    cargo build --release -q -p spice-bridge --bin spice-bridge
-    BIN=$PWD/target/release/spice-bridge
     WORK=$(mktemp -d /tmp/spice-rs-demo.XXXXXX)
-    LOG=$WORK/serial.log
-    "$BIN" --spice-addr "127.0.0.1:$PORT" --disable-ticketing --qxl-no-mmap \
-        --qxl-socket "$WORK/qxl.sock" --control-socket "$WORK/control.sock" \
-        --keyboard-socket "$WORK/keyboard.sock" --tablet-socket "$WORK/tablet.sock" \
-        --vdi-socket "$WORK/vdi.sock" 2>"$WORK/daemon.log" &
-    DPID=$!
-    trap 'kill $RUN $DPID 2>/dev/null; wait $RUN $DPID 2>/dev/null; rm -rf "$WORK"' EXIT INT TERM
-    RUN=""
-    for _ in $(seq 1 100); do [ -S "$WORK/qxl.sock" ] && [ -S "$WORK/vdi.sock" ] && break; sleep 0.1; done
-    [ -S "$WORK/qxl.sock" ] && [ -S "$WORK/vdi.sock" ] || { cat "$WORK/daemon.log" >&2; echo "demo: the daemon did not start" >&2; exit 1; }
-    echo "demo: spice-bridge is serving; booting the $DIST guest with the QXL device over vfio-user" >&2
-    echo "demo: daemon log $WORK/daemon.log, guest serial log $LOG, control socket $WORK/control.sock" >&2
+    demo_daemon_start --keyboard-socket "$WORK/keyboard.sock" --tablet-socket "$WORK/tablet.sock"
+    echo "demo: booting the $DIST guest with the QXL device over vfio-user; control socket $WORK/control.sock" >&2
     bash images/run-guest.sh --dist "$DIST" --vfio-user "$WORK/qxl.sock" --no-mmap --test demo \
         --input-socket "$WORK/keyboard.sock" --input-socket "$WORK/tablet.sock" \
         --vhost-user-console "$WORK/vdi.sock" --timeout 86400 --log "$LOG" &
