@@ -64,7 +64,7 @@ for AGENT_IMPL in $IMPLS; do
     # the checks after it would fail for the display device's speed, not the agent's. The
     # reference run requires it; the table shows what happened here.
     failed_before=$AGENT_FAILED
-    AGENT_RESIZE_SECS=120 agent_monitors_check "$DAEMON_PORT"
+    AGENT_RESIZE_SECS=60 agent_monitors_check "$DAEMON_PORT"
     monitors_failed=$((AGENT_FAILED - failed_before))
     rig_step "  daemon log: $(grep -c 'agent connected' "$DAEMON_LOG") agent connect(s), $(grep -cE 'out of sync|malformed' "$DAEMON_LOG") stream error(s); $(grep -o 'agent capabilities.*' "$DAEMON_LOG" | tail -1)"
     if [ "$AGENT_IMPL" = vdagent ] && grep -qE 'agent stream out of sync|client agent stream malformed|MONITORS_CONFIG malformed' "$DAEMON_LOG"; then
