@@ -25,7 +25,7 @@ use tracing::{debug, info, warn};
 
 use crate::ipc;
 use crate::protocol::{cap, msg, reply, type_name, Caps, Dialect};
-use clipboard::{ClipboardLimits, X11Clipboard};
+use clipboard::{ClipboardBackend, ClipboardLimits, WaylandClipboard, X11Clipboard};
 use file_xfer::FileXfers;
 use randr::Randr;
 
@@ -105,7 +105,10 @@ fn single_instance(display: &str) -> io::Result<Option<std::os::unix::net::UnixL
     }
 }
 
-fn send_layout(link: &DaemonLink, randr: &Randr) {
+fn send_layout(link: &DaemonLink, randr: Option<&Randr>) {
+    let Some(randr) = randr else {
+        return;
+    };
     match randr.layout() {
         Ok(l) if !l.is_empty() => {
             info!("guest layout {l:?}");
@@ -116,37 +119,73 @@ fn send_layout(link: &DaemonLink, randr: &Randr) {
     }
 }
 
+/// The clipboard bridge for the session: Wayland (data control) when `$WAYLAND_DISPLAY` is
+/// set and the compositor offers it, else X11 (Xwayland included) when there is an X display.
+fn start_clipboard(
+    x_display: Option<&str>,
+    link: &Arc<DaemonLink>,
+    limits: ClipboardLimits,
+) -> Option<Box<dyn ClipboardBackend>> {
+    if std::env::var_os("WAYLAND_DISPLAY").is_some() {
+        match WaylandClipboard::start(None, link.clone(), limits) {
+            Ok(c) => return Some(Box::new(c)),
+            Err(e) if x_display.is_some() => info!("Wayland clipboard not used ({e}); trying X11"),
+            Err(e) => warn!("clipboard disabled: {e}"),
+        }
+    }
+    let x_display = x_display?;
+    match X11Clipboard::start(Some(x_display), link.clone(), limits) {
+        Ok(c) => Some(Box::new(c)),
+        Err(e) => {
+            warn!("clipboard disabled: {e}");
+            None
+        }
+    }
+}
+
 /// Runs the session agent until the X display goes away. Returns Ok at once when another
-/// instance serves this display.
+/// instance serves this display. Without an X display (a Wayland session without Xwayland)
+/// it runs with `$WAYLAND_DISPLAY`: clipboard and file transfer, no RandR.
 pub fn run(opts: SessionOptions) -> anyhow::Result<()> {
     let x_display = opts
         .display
         .clone()
-        .or_else(|| std::env::var("DISPLAY").ok())
-        .ok_or_else(|| anyhow::anyhow!("no X display: set DISPLAY or pass --display"))?;
-    let Some(_instance) = single_instance(&x_display)? else {
-        info!("another spice-agent serves {x_display}; exiting");
+        .or_else(|| std::env::var("DISPLAY").ok());
+    let wayland_display = std::env::var("WAYLAND_DISPLAY").ok();
+    let instance_name = x_display
+        .clone()
+        .or_else(|| wayland_display.clone())
+        .ok_or_else(|| {
+            anyhow::anyhow!("no display: set DISPLAY or WAYLAND_DISPLAY, or pass --display")
+        })?;
+    let Some(_instance) = single_instance(&instance_name)? else {
+        info!("another spice-agent serves {instance_name}; exiting");
         return Ok(());
     };
-    let randr = Arc::new(Randr::connect(Some(&x_display))?);
+    let randr = match &x_display {
+        Some(d) => Some(Arc::new(Randr::connect(Some(d))?)),
+        None => {
+            info!("no X display: the resolution is not managed by this agent (RandR needs X)");
+            None
+        }
+    };
     let link = Arc::new(DaemonLink::new());
     // RandR changes (ours, the user's, a hotplug's) are reported to the daemon.
-    {
-        let watcher = Randr::connect(Some(&x_display))?;
+    if let (Some(x_display), Some(randr)) = (&x_display, &randr) {
+        let x_display = x_display.as_str();
+        let watcher = Randr::connect(Some(x_display))?;
         watcher.watch()?;
-        let (link, randr) = (link.clone(), randr.clone());
+        let (link, r) = (link.clone(), randr.clone());
         std::thread::spawn(move || loop {
             if let Err(e) = watcher.wait_change() {
                 warn!("X connection (RandR events) lost: {e}");
                 std::process::exit(1);
             }
-            send_layout(&link, &randr);
+            send_layout(&link, Some(&r));
         });
-    }
-    {
-        let randr = randr.clone();
+        let r = randr.clone();
         std::thread::spawn(move || {
-            let r = randr::watch_drm_hotplug(|| match randr.follow_preferred() {
+            let r = randr::watch_drm_hotplug(|| match r.follow_preferred() {
                 Ok(true) => info!("hotplug: outputs set to their preferred modes"),
                 Ok(false) => debug!("hotplug: outputs already at their preferred modes"),
                 Err(e) => warn!("hotplug: applying the preferred mode failed: {e}"),
@@ -155,23 +194,17 @@ pub fn run(opts: SessionOptions) -> anyhow::Result<()> {
                 warn!("no DRM hotplug events (kernel uevent socket: {e}); the preferred mode is not followed");
             }
         });
-    }
-    // A hotplug may have happened before we started.
-    if let Err(e) = randr.follow_preferred() {
-        warn!("applying the preferred mode failed: {e}");
+        // A hotplug may have happened before we started.
+        if let Err(e) = randr.follow_preferred() {
+            warn!("applying the preferred mode failed: {e}");
+        }
     }
     let clipboard = if opts.clipboard {
         let limits = ClipboardLimits {
             max_bytes: opts.max_clipboard,
             ..ClipboardLimits::default()
         };
-        match X11Clipboard::start(Some(&x_display), link.clone(), limits) {
-            Ok(c) => Some(c),
-            Err(e) => {
-                warn!("clipboard disabled: {e}");
-                None
-            }
-        }
+        start_clipboard(x_display.as_deref(), &link, limits)
     } else {
         None
     };
@@ -199,11 +232,11 @@ pub fn run(opts: SessionOptions) -> anyhow::Result<()> {
         };
         info!("connected to spice-agentd at {}", opts.socket.display());
         *link.stream.lock().unwrap_or_else(|p| p.into_inner()) = Some(stream.try_clone()?);
-        send_layout(&link, &randr);
+        send_layout(&link, randr.as_deref());
         let mut ctx = Ctx {
             link: &link,
-            randr: &randr,
-            clipboard: clipboard.as_ref(),
+            randr: randr.as_deref(),
+            clipboard: clipboard.as_deref(),
             xfers: &mut xfers,
             client_caps: Caps::default(),
         };
@@ -232,8 +265,8 @@ pub fn run(opts: SessionOptions) -> anyhow::Result<()> {
 /// What handles the daemon's frames.
 struct Ctx<'a> {
     link: &'a DaemonLink,
-    randr: &'a Randr,
-    clipboard: Option<&'a X11Clipboard>,
+    randr: Option<&'a Randr>,
+    clipboard: Option<&'a dyn ClipboardBackend>,
     xfers: &'a mut FileXfers,
     client_caps: Caps,
 }
@@ -267,10 +300,14 @@ impl Ctx<'_> {
                 self.client_caps = caps;
             }
             Message::MonitorsConfig(mc) => {
-                let error = match self.randr.apply(&mc.monitors) {
-                    Ok(()) => reply::SUCCESS,
-                    Err(e) => {
+                let error = match self.randr.map(|r| r.apply(&mc.monitors)) {
+                    Some(Ok(())) => reply::SUCCESS,
+                    Some(Err(e)) => {
                         warn!("monitors config {:?} not applied: {e}", mc.monitors);
+                        reply::ERROR
+                    }
+                    None => {
+                        warn!("monitors config {:?} not applied: no X display (RandR)", mc.monitors);
                         reply::ERROR
                     }
                 };
@@ -280,7 +317,9 @@ impl Ctx<'_> {
                 });
             }
             Message::GraphicsDeviceInfo(entries) => {
-                self.randr.set_device_info(&entries);
+                if let Some(r) = self.randr {
+                    r.set_device_info(&entries);
+                }
                 send_layout(self.link, self.randr);
             }
             Message::Clipboard { .. }
