@@ -61,8 +61,7 @@ impl Sway {
             std::os::unix::fs::chown(&runtime, Some(NOBODY), Some(NOBODY)).expect("chown");
         }
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o700))
-            .expect("chmod");
+        std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o700)).expect("chmod");
         let config = dir.join("config");
         std::fs::write(
             &config,
@@ -331,7 +330,10 @@ fn wait_own_selection(h: &Harness, args: &[&str]) {
         {
             return;
         }
-        assert!(Instant::now() < deadline, "the client grab never took the selection");
+        assert!(
+            Instant::now() < deadline,
+            "the client grab never took the selection"
+        );
         thread::sleep(Duration::from_millis(100));
     }
 }
@@ -439,7 +441,11 @@ fn client_text_as_string_is_latin1() {
     let h = default_harness();
     let _a = Answerer::start(&h, vec![(ClipboardType::Utf8Text, "café €".into())]);
     client_grab(&h, Selection::Clipboard, 0, vec![ClipboardType::Utf8Text]);
-    paste_eventually(&h, &["--type", "STRING"], &[b'c', b'a', b'f', 0xe9, b' ', b'?']);
+    paste_eventually(
+        &h,
+        &["--type", "STRING"],
+        &[b'c', b'a', b'f', 0xe9, b' ', b'?'],
+    );
 }
 
 #[test]
@@ -517,7 +523,10 @@ fn primary_selection_both_ways() {
         other => panic!("unexpected {other:?}"),
     }
     assert_eq!(h.rec.count(is_grab(Selection::Clipboard)), 0);
-    let _a = Answerer::start(&h, vec![(ClipboardType::Utf8Text, b"primary from the client".to_vec())]);
+    let _a = Answerer::start(
+        &h,
+        vec![(ClipboardType::Utf8Text, b"primary from the client".to_vec())],
+    );
     client_grab(&h, Selection::Primary, 1, vec![ClipboardType::Utf8Text]);
     paste_eventually(&h, &["--primary"], b"primary from the client");
     // The CLIPBOARD selection is untouched.
@@ -580,7 +589,10 @@ fn silent_client_times_out_and_the_bridge_recovers() {
             "wl-paste was not answered in time"
         );
         if h.rec.take(Duration::ZERO, is_request).is_some() {
-            assert!(t.elapsed() >= Duration::from_millis(1000), "answered too early");
+            assert!(
+                t.elapsed() >= Duration::from_millis(1000),
+                "answered too early"
+            );
             break;
         }
         assert!(Instant::now() < deadline, "no request reached the client");
@@ -622,7 +634,10 @@ fn client_release_and_disconnect_clear_the_selection() {
     });
     let deadline = Instant::now() + PASTE;
     while wl_paste(&h.sway, &[], PASTE).0 {
-        assert!(Instant::now() < deadline, "selection still held after RELEASE");
+        assert!(
+            Instant::now() < deadline,
+            "selection still held after RELEASE"
+        );
         thread::sleep(Duration::from_millis(100));
     }
     client_grab(&h, Selection::Clipboard, 1, vec![ClipboardType::Utf8Text]);
@@ -630,7 +645,10 @@ fn client_release_and_disconnect_clear_the_selection() {
     h.clip.client_disconnected();
     let deadline = Instant::now() + PASTE;
     while wl_paste(&h.sway, &[], PASTE).0 {
-        assert!(Instant::now() < deadline, "selection still held after disconnect");
+        assert!(
+            Instant::now() < deadline,
+            "selection still held after disconnect"
+        );
         thread::sleep(Duration::from_millis(100));
     }
 }

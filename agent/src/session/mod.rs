@@ -307,7 +307,10 @@ impl Ctx<'_> {
                         reply::ERROR
                     }
                     None => {
-                        warn!("monitors config {:?} not applied: no X display (RandR)", mc.monitors);
+                        warn!(
+                            "monitors config {:?} not applied: no X display (RandR)",
+                            mc.monitors
+                        );
                         reply::ERROR
                     }
                 };

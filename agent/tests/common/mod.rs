@@ -175,4 +175,3 @@ pub fn decode_bmp(b: &[u8]) -> (u32, u32, Vec<u8>) {
     }
     (w as u32, hh as u32, rgb)
 }
-

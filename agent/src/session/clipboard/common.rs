@@ -35,9 +35,7 @@ pub(super) fn map_offer<T: Clone + PartialEq>(
     let mut offer: Vec<Offered<T>> = TYPES
         .iter()
         .filter_map(|&type_| {
-            let target = for_type(type_)
-                .into_iter()
-                .find(|t| targets.contains(t))?;
+            let target = for_type(type_).into_iter().find(|t| targets.contains(t))?;
             Some(Offered {
                 type_,
                 target,
@@ -178,7 +176,10 @@ mod tests {
         let mut c = 5;
         assert!(take_client_serial(&mut c, Some(5)));
         assert_eq!(c, 6);
-        assert!(take_client_serial(&mut c, Some(5)), "counter − 1: both grabbed");
+        assert!(
+            take_client_serial(&mut c, Some(5)),
+            "counter − 1: both grabbed"
+        );
         assert_eq!(c, 6);
         assert!(!take_client_serial(&mut c, Some(9)));
         assert!(!take_client_serial(&mut c, Some(4)));
@@ -195,7 +196,10 @@ mod tests {
             _ => vec![],
         };
         let o = map_offer(&["bmp", "text"], f);
-        let types: Vec<_> = o.iter().map(|o| (o.type_, o.target, o.bmp_to_png)).collect();
+        let types: Vec<_> = o
+            .iter()
+            .map(|o| (o.type_, o.target, o.bmp_to_png))
+            .collect();
         assert_eq!(
             types,
             [
@@ -217,8 +221,14 @@ mod tests {
             100,
         );
         assert_eq!(latin.as_deref(), Some("café".as_bytes()));
-        let too_big =
-            guest_data_for_client(ClipboardType::Utf8Text, false, false, vec![b'a'; 11], 100, 10);
+        let too_big = guest_data_for_client(
+            ClipboardType::Utf8Text,
+            false,
+            false,
+            vec![b'a'; 11],
+            100,
+            10,
+        );
         assert_eq!(too_big, None);
         let out = convert_for_guest(Conv::Latin1, &Arc::new("café€".into()), 100).unwrap();
         assert_eq!(&out[..], &[0x63, 0x61, 0x66, 0xe9, b'?']);

@@ -176,21 +176,18 @@ impl WaylandClipboard {
         let seat: WlSeat = globals.bind(&qh, 1..=1, ()).map_err(|e| match e {
             BindError::NotPresent | BindError::UnsupportedVersion => WaylandClipboardError::NoSeat,
         })?;
-        let manager = match globals.bind::<ext_manager::ExtDataControlManagerV1, _, _>(
-            &qh,
-            1..=1,
-            (),
-        ) {
-            Ok(m) => Manager::Ext(m),
-            Err(_) => match globals.bind::<wlr_manager::ZwlrDataControlManagerV1, _, _>(
-                &qh,
-                1..=2,
-                (),
-            ) {
-                Ok(m) => Manager::Wlr(m),
-                Err(_) => return Err(WaylandClipboardError::NoDataControl),
-            },
-        };
+        let manager =
+            match globals.bind::<ext_manager::ExtDataControlManagerV1, _, _>(&qh, 1..=1, ()) {
+                Ok(m) => Manager::Ext(m),
+                Err(_) => match globals.bind::<wlr_manager::ZwlrDataControlManagerV1, _, _>(
+                    &qh,
+                    1..=2,
+                    (),
+                ) {
+                    Ok(m) => Manager::Wlr(m),
+                    Err(_) => return Err(WaylandClipboardError::NoDataControl),
+                },
+            };
         let device = manager.get_device(&seat, &qh);
         let protocol = manager.name();
         let mut inbox = Inbox::default();
