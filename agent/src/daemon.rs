@@ -18,7 +18,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +26,7 @@ use std::time::Duration;
 use tracing::{debug, info, warn};
 
 use crate::ipc::{self, GuestMonitor};
-use crate::port::{Readiness, VdiPort};
+use crate::port::{Readiness, Stop, VdiPort};
 use crate::protocol::{
     cap, encode_chunks, msg, reply, type_name, xfer, Caps, ClipboardType, Dialect, Message,
     RawMessage, Reassembler, VDP_CLIENT_PORT,
@@ -438,23 +438,24 @@ enum Event {
 struct OpenPort {
     gen: u64,
     writer: VdiPort,
-    stop: Arc<AtomicBool>,
+    stop: Arc<Stop>,
     reassembler: Reassembler,
 }
 
-fn spawn_port_reader(
-    port: VdiPort,
-    path: PathBuf,
-    gen: u64,
-    stop: Arc<AtomicBool>,
-    tx: Sender<Event>,
-) {
+fn spawn_port_reader(port: VdiPort, path: PathBuf, gen: u64, stop: Arc<Stop>, tx: Sender<Event>) {
     std::thread::spawn(move || {
         let mut port = port;
         let mut buf = vec![0u8; 64 * 1024];
         let mut host_up = false;
-        while !stop.load(Ordering::Relaxed) {
-            let r = match port.wait(Duration::from_millis(200)) {
+        // While the host is away poll reports HUP at once, so the reader sleeps between looks,
+        // longer the longer it stays away (an idle guest without a client wakes once a second).
+        let mut away_pause = HOST_AWAY_FIRST_PAUSE;
+        loop {
+            // Connected: block until bytes, a disconnect or the stop (no timer). Not connected
+            // (or at start): look without waiting; "nothing to read" then means connected.
+            let timeout = if host_up { None } else { Some(Duration::ZERO) };
+            let r = match port.wait(timeout, Some(&stop)) {
+                Ok(Readiness::Stopped) => return,
                 Ok(r) => r,
                 Err(e) => {
                     let _ = tx.send(Event::PortFailed(gen, e));
@@ -488,14 +489,23 @@ fn spawn_port_reader(
                         let _ = tx.send(Event::PortFailed(gen, gone));
                         return;
                     }
-                    // HUP returns at once: do not spin while the host is away
-                    std::thread::sleep(Duration::from_millis(100));
+                    stop.sleep(away_pause);
+                    away_pause = (away_pause * 2).min(HOST_AWAY_MAX_PAUSE);
+                    continue;
                 }
-                Readiness::Timeout => {}
+                Readiness::Timeout | Readiness::Stopped => {}
             }
+            away_pause = HOST_AWAY_FIRST_PAUSE;
         }
     });
 }
+
+/// The reader's first pause after it finds the host side away, doubled up to
+/// [`HOST_AWAY_MAX_PAUSE`] while the host stays away.
+const HOST_AWAY_FIRST_PAUSE: Duration = Duration::from_millis(100);
+/// The longest pause between looks at a port whose host side is away: how late at most a
+/// client connecting is noticed.
+const HOST_AWAY_MAX_PAUSE: Duration = Duration::from_secs(1);
 
 fn peer_cred(s: &UnixStream) -> Option<libc::ucred> {
     let mut cred = libc::ucred {
@@ -631,12 +641,13 @@ pub fn run(opts: DaemonOptions) -> io::Result<()> {
     loop {
         // (Re)open the port while it is wanted; retry while it is missing or busy.
         if want_port && port.is_none() {
-            match VdiPort::open(&opts.port).and_then(|p| Ok((p.try_clone()?, p))) {
-                Ok((reader, writer)) => {
+            let opened = VdiPort::open(&opts.port)
+                .and_then(|p| Ok((p.try_clone()?, p, Arc::new(Stop::new()?))));
+            match opened {
+                Ok((reader, writer, stop)) => {
                     gen += 1;
                     open_failures = 0;
                     info!("opened {}", opts.port.display());
-                    let stop = Arc::new(AtomicBool::new(false));
                     spawn_port_reader(reader, opts.port.clone(), gen, stop.clone(), tx.clone());
                     port = Some(OpenPort {
                         gen,
@@ -658,10 +669,19 @@ pub fn run(opts: DaemonOptions) -> io::Result<()> {
                 }
             }
         }
-        let ev = match rx.recv_timeout(Duration::from_secs(1)) {
-            Ok(ev) => ev,
-            Err(mpsc::RecvTimeoutError::Timeout) => continue,
-            Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
+        // A timer only while the port is wanted but not open (the retry); otherwise an idle
+        // agent sleeps until something happens.
+        let ev = if want_port && port.is_none() {
+            match rx.recv_timeout(Duration::from_secs(1)) {
+                Ok(ev) => ev,
+                Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
+            }
+        } else {
+            match rx.recv() {
+                Ok(ev) => ev,
+                Err(mpsc::RecvError) => return Ok(()),
+            }
         };
         let actions = match ev {
             Event::PortBytes(g, bytes) => {
@@ -679,7 +699,7 @@ pub fn run(opts: DaemonOptions) -> io::Result<()> {
                     // Out of sync: reopen the port, as spice-vdagentd does.
                     warn!("agent port stream out of sync ({e}); reopening the port");
                     if let Some(p) = port.take() {
-                        p.stop.store(true, Ordering::Relaxed);
+                        p.stop.raise();
                     }
                     actions.extend(core.host_disconnected());
                 }
@@ -770,7 +790,7 @@ pub fn run(opts: DaemonOptions) -> io::Result<()> {
                     if !open {
                         if let Some(p) = port.take() {
                             info!("closing the agent port (no session agent)");
-                            p.stop.store(true, Ordering::Relaxed);
+                            p.stop.raise();
                         }
                     }
                 }

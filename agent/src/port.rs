@@ -8,9 +8,10 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// The port's usual path (udev's `/dev/virtio-ports/<name>` link).
@@ -25,6 +26,75 @@ pub enum Readiness {
     HostClosed,
     /// Nothing within the timeout.
     Timeout,
+    /// The [`Stop`] given to [`VdiPort::wait`] was raised.
+    Stopped,
+}
+
+/// Tells a thread blocked in [`VdiPort::wait`] to give the port up: an eventfd the wait polls
+/// beside the port, so an idle agent sleeps in `poll` without a timer (a closed port must be
+/// released at once: the driver allows one opener, and the reopen would find it busy).
+#[derive(Debug)]
+pub struct Stop {
+    fd: OwnedFd,
+    raised: AtomicBool,
+}
+
+impl Stop {
+    /// A stop not raised yet.
+    pub fn new() -> io::Result<Stop> {
+        // SAFETY: eventfd takes no pointers; a non-negative result is a new fd we own.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Stop {
+            // SAFETY: fd was just returned by eventfd and is owned by nobody else.
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            raised: AtomicBool::new(false),
+        })
+    }
+
+    /// Raises it: the waiting thread wakes and sees [`Readiness::Stopped`].
+    pub fn raise(&self) {
+        self.raised.store(true, Ordering::Relaxed);
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live u64 to our eventfd. Failure (counter full) still
+        // leaves it readable, which is all the waiter needs.
+        unsafe { libc::write(self.fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+    }
+
+    /// Whether it was raised.
+    pub fn is_raised(&self) -> bool {
+        self.raised.load(Ordering::Relaxed)
+    }
+
+    /// Sleeps up to `timeout` unless the stop is raised first.
+    pub fn sleep(&self, timeout: Duration) {
+        let mut pfd = [libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        let _ = poll_fds(&mut pfd, Some(timeout));
+    }
+}
+
+/// `poll(2)` retried on EINTR; `None` waits without a timeout. Returns how many fds are ready.
+fn poll_fds(fds: &mut [libc::pollfd], timeout: Option<Duration>) -> io::Result<usize> {
+    let ms = timeout.map_or(-1, |t| {
+        libc::c_int::try_from(t.as_millis()).unwrap_or(libc::c_int::MAX)
+    });
+    loop {
+        // SAFETY: a valid pollfd slice and its length; the fds stay open during the call.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
 }
 
 /// An open VDI port.
@@ -53,29 +123,34 @@ impl VdiPort {
     }
 
     fn poll(&self, events: libc::c_short, timeout: Duration) -> io::Result<libc::c_short> {
-        let mut pfd = libc::pollfd {
+        let mut pfd = [libc::pollfd {
             fd: self.file.as_raw_fd(),
             events,
             revents: 0,
-        };
-        let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
-        loop {
-            // SAFETY: one valid pollfd, its count 1; the fd is open for the call's duration.
-            let n = unsafe { libc::poll(&mut pfd, 1, ms) };
-            if n >= 0 {
-                return Ok(if n == 0 { 0 } else { pfd.revents });
-            }
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(e);
-            }
-        }
+        }];
+        let n = poll_fds(&mut pfd, Some(timeout))?;
+        Ok(if n == 0 { 0 } else { pfd[0].revents })
     }
 
-    /// Waits up to `timeout` for bytes or a host disconnect.
-    pub fn wait(&self, timeout: Duration) -> io::Result<Readiness> {
-        let r = self.poll(libc::POLLIN, timeout)?;
-        if r & libc::POLLIN != 0 {
+    /// Waits for bytes, a host disconnect or `stop`, up to `timeout` (`None`: no timeout).
+    pub fn wait(&self, timeout: Option<Duration>, stop: Option<&Stop>) -> io::Result<Readiness> {
+        let mut pfd = [
+            libc::pollfd {
+                fd: self.file.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: stop.map_or(-1, |s| s.fd.as_raw_fd()), // negative: ignored by poll
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        poll_fds(&mut pfd, timeout)?;
+        let r = pfd[0].revents;
+        if stop.is_some_and(Stop::is_raised) {
+            Ok(Readiness::Stopped)
+        } else if r & libc::POLLIN != 0 {
             Ok(Readiness::Readable)
         } else if r & (libc::POLLHUP | libc::POLLERR) != 0 {
             Ok(Readiness::HostClosed)
@@ -129,5 +204,45 @@ impl VdiPort {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A FIFO opened read/write stands in for the port (never HUP: the test holds both ends).
+    fn fifo_port() -> (VdiPort, std::path::PathBuf) {
+        let path =
+            std::env::temp_dir().join(format!("spice-agent-port-test-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        (VdiPort::open(&path).unwrap(), path)
+    }
+
+    #[test]
+    fn an_idle_wait_blocks_until_bytes_or_the_stop() {
+        let (mut port, path) = fifo_port();
+        let stop = std::sync::Arc::new(Stop::new().unwrap());
+        assert_eq!(
+            port.wait(Some(Duration::ZERO), Some(&stop)).unwrap(),
+            Readiness::Timeout
+        );
+        port.write_all(b"x", Duration::from_secs(1)).unwrap();
+        assert_eq!(port.wait(None, Some(&stop)).unwrap(), Readiness::Readable);
+        let mut b = [0u8; 4];
+        assert_eq!(port.read(&mut b).unwrap(), 1);
+        let s = stop.clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            s.raise();
+        });
+        let t0 = Instant::now();
+        assert_eq!(port.wait(None, Some(&stop)).unwrap(), Readiness::Stopped);
+        assert!(t0.elapsed() >= Duration::from_millis(40));
+        t.join().unwrap();
+        let _ = std::fs::remove_file(path);
     }
 }

@@ -53,7 +53,11 @@
 #                          (g) FILE_XFER_START names "../x", "/tmp/x", "a/b" refused and nothing
 #                          written outside the download folder (tests/lib/spice_agent_raw.py),
 #                          (h) malformed agent messages, then the agent still answers
-#   agent_replug QMP-SOCKET
+#   agent_monitors_check PORT
+#                          (j) two monitors from a spice-gtk client (spice_monitor_request.py):
+#                          the guest's X screen has both outputs (the heads the client's
+#                          display channel reports are printed, not checked)
+#   agent_replug QMP-SOCKET PORT
 #                          (i) the agent port unplugged and plugged back through QMP (reference
 #                          only: run-guest.sh --qmp): the client sees the agent again and the
 #                          clipboard works both ways (a check, for agent_check)
@@ -418,6 +422,54 @@ agent_garbage() {
     AGENT_LAST="$(grep -c '^GOT' <<<"$out") answer(s) to the malformed messages, then: $(grep '^ALIVE' <<<"$out")"
 }
 
+# (j) two monitors: a spice-gtk client enables displays 0 and 1 (800x600 and 640x480, side by
+# side); the guest's X screen gets two active outputs at those sizes and positions (xrandr). What
+# the client's display channel then reports (the heads the guest's qxl driver and the server send
+# back, a display-device matter, not the agent's) is written into the result line.
+agent_guest_heads() {
+    agent_guest --timeout 10 'xrandr --current' |
+        awk '/ connected/ { for (i = 1; i <= NF; i++) if ($i ~ /^[0-9]+x[0-9]+\+[0-9]+\+[0-9]+$/) print $i }' |
+        sort -t+ -k2n | paste -sd, -
+}
+
+# the heads of the last monitors config a spice-gtk display channel logged (SPICE_DEBUG=1):
+# WxH+X+Y,... sorted by X
+agent_client_heads() {
+    awk '/monitors config from guest: n:/ { n = 0; delete h }
+         match($0, /monitor id: [0-9]+, surface id: [0-9]+, \+[0-9]+\+[0-9]+-[0-9]+x[0-9]+/) {
+             split(substr($0, RSTART, RLENGTH), f, /[ +,-]+/); h[n++] = f[9] "+" f[7] "+" f[8] }
+         END { for (i = 0; i < n; i++) print h[i] }' "$1" | sort -t+ -k2n | paste -sd, -
+}
+
+agent_two_monitors() {
+    local port=$1 want="800x600+0+0,640x480+800+0" got="" probe_log pid end secs=$((${AGENT_RESIZE_SECS:-30} + 15))
+    probe_log=$RIG_OUT/monitors.$AGENT_IMPL.log
+    # the client stays connected (--timeout ends it) while the guest is polled
+    SPICE_DEBUG=1 /usr/bin/python3 "$AGENT_LIB/spice_monitor_request.py" --port "$port" --size 800x600 --size 640x480 \
+        --stay "$secs" --timeout "$secs" >"$probe_log" 2>&1 &
+    pid=$!
+    end=$(($(date +%s) + secs))
+    while [ "$(date +%s)" -lt "$end" ]; do
+        if grep -q '^SENT' "$probe_log"; then
+            got=$(agent_guest_heads)
+            [ "$got" = "$want" ] && break
+        fi
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 1
+    done
+    # give the display channel a moment to report the new heads
+    [ "$got" = "$want" ] && sleep 3
+    kill "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    grep -q '^SENT' "$probe_log" || { AGENT_WHY="the client sent no monitors config: $(tail -1 "$probe_log")"; return 1; }
+    [ "$got" = "$want" ] || { AGENT_WHY="asked for $want; the guest's active outputs: ${got:-none}"; return 1; }
+    AGENT_LAST="spice-gtk asked for displays $want; guest xrandr: $got; the client's display channel then reported heads: $(agent_client_heads "$probe_log")"
+}
+
+agent_monitors_check() {
+    agent_check "(j) two monitors: 800x600 and 640x480 side by side in the guest" agent_two_monitors "$1"
+}
+
 agent_more_checks() {
     agent_check "(f) file transfer: spice-gtk file_copy_async (a drop) arrives intact" agent_file_drop "$1"
     agent_check "(g) file transfer: '..', absolute and sub-directory names refused" agent_traversal "$1"
@@ -425,13 +477,16 @@ agent_more_checks() {
 }
 
 agent_replug() {
-    local out
-    out=$(python3 "$AGENT_LIB/qmp.py" "$1" replug-agent-port 2>&1 | tail -1) || true
+    local qmp=$1 port=$2 out
+    out=$(python3 "$AGENT_LIB/qmp.py" "$qmp" replug-agent-port 2>&1 | tail -1) || true
     case $out in REPLUGGED*) ;; *) AGENT_WHY="QMP: ${out:-no output}"; return 1 ;; esac
-    # the agent reopens the port and announces itself again; the clipboard is the proof
-    agent_clip_to_guest || { AGENT_WHY="after the replug: $AGENT_WHY"; return 1; }
-    agent_clip_to_host || { AGENT_WHY="after the replug: $AGENT_WHY"; return 1; }
-    AGENT_LAST="port ${out,,}; then the clipboard both ways again"
+    # the agent reopens the port and announces itself again: remote-viewer (started anew, the
+    # earlier one is gone) gets client mouse mode, and the clipboard works both ways
+    agent_viewer_start "$RIG_OUT/x-replug.$AGENT_IMPL" "$port" || { AGENT_WHY="after the replug: $AGENT_WHY"; input_viewer_stop; return 1; }
+    agent_clip_to_guest || { AGENT_WHY="after the replug: $AGENT_WHY"; input_viewer_stop; return 1; }
+    agent_clip_to_host || { AGENT_WHY="after the replug: $AGENT_WHY"; input_viewer_stop; return 1; }
+    input_viewer_stop
+    AGENT_LAST="port ${out,,}; then client mouse mode and the clipboard both ways again"
 }
 
 agent_table() {

@@ -2,12 +2,17 @@
 """Ask a Spice server for a monitor size the way a resized client window does, with the real
 spice-gtk client library (SpiceClientGLib; run with /usr/bin/python3).
 
-    spice_monitor_request.py --port N --size WxH [--host 127.0.0.1] [--timeout S] [--stay S]
+    spice_monitor_request.py --port N --size WxH [--size WxH ...] [--host 127.0.0.1]
+                             [--timeout S] [--stay S]
 
 Waits until the main channel reports an agent with capabilities (spice-gtk sends monitor configs
-only then), enables display 0 at WxH and sends VD_AGENT_MONITORS_CONFIG; stays connected --stay
-seconds (default 5) so the server can deliver it. Prints "SENT WxH" and exits 0, or "FAIL ..."
-and exits 1 when no agent showed up within --timeout (default 30 s).
+only then), enables display 0 at the first WxH (and display 1, 2, ... at the next ones, laid out
+left to right, as a client with several monitors does) and sends VD_AGENT_MONITORS_CONFIG; stays
+connected --stay seconds (default 5) so the server can deliver it. Prints "SENT WxH[,WxH...]" and
+exits 0, or "FAIL ..." and exits 1 when no agent showed up within --timeout (default 30 s).
+Run with SPICE_DEBUG=1 to see what the server's display channel reports back (what the client
+shows, one window per monitor): spice-gtk logs each head as "monitor id: N, surface id: S,
++X+Y-WxH" (tests/lib/agent.sh reads those lines).
 """
 import argparse
 import sys
@@ -24,11 +29,12 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, required=True)
-    ap.add_argument("--size", required=True)
+    ap.add_argument("--size", required=True, action="append")
     ap.add_argument("--timeout", type=float, default=30)
     ap.add_argument("--stay", type=float, default=5)
     a = ap.parse_args()
-    w, h = (int(v) for v in a.size.lower().split("x"))
+    sizes = [tuple(int(v) for v in s.lower().split("x")) for s in a.size]
+    label = ",".join(f"{w}x{h}" for w, h in sizes)
 
     loop = GLib.MainLoop()
     st = {"sent": False, "main": None, "why": "no agent connected"}
@@ -37,11 +43,14 @@ def main():
         main = st["main"]
         if st["sent"] or main is None or not main.props.agent_connected:
             return
-        main.update_display_enabled(0, True, False)
-        main.update_display(0, 0, 0, w, h, False)
+        x = 0
+        for i, (w, h) in enumerate(sizes):
+            main.update_display_enabled(i, True, False)
+            main.update_display(i, x, 0, w, h, False)
+            x += w
         if main.send_monitor_config():
             st["sent"] = True
-            print(f"SENT {w}x{h}", flush=True)
+            print(f"SENT {label}", flush=True)
             GLib.timeout_add(int(a.stay * 1000), loop.quit)
         else:
             st["why"] = "send_monitor_config refused"

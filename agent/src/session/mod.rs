@@ -1,9 +1,12 @@
 //! The per-session agent (`spice-agent`): runs as the user in a graphical session, connects to
 //! `spice-agentd`, and serves what needs the session: the clipboard ([`clipboard`]), the
-//! resolution ([`randr`]) and file transfer ([`file_xfer`]).
+//! resolution ([`randr`] on X11, [`mutter`] on GNOME Wayland, behind [`display`]) and file
+//! transfer ([`file_xfer`]).
 
 pub mod clipboard;
+pub mod display;
 pub mod file_xfer;
+pub mod mutter;
 pub mod randr;
 
 use crate::protocol::Message;
@@ -26,7 +29,9 @@ use tracing::{debug, info, warn};
 use crate::ipc;
 use crate::protocol::{cap, msg, reply, type_name, Caps, Dialect};
 use clipboard::{ClipboardBackend, ClipboardLimits, WaylandClipboard, X11Clipboard};
+use display::DisplayBackend;
 use file_xfer::FileXfers;
+use mutter::Mutter;
 use randr::Randr;
 
 /// What the session agent is told at start.
@@ -105,16 +110,13 @@ fn single_instance(display: &str) -> io::Result<Option<std::os::unix::net::UnixL
     }
 }
 
-fn send_layout(link: &DaemonLink, randr: Option<&Randr>) {
-    let Some(randr) = randr else {
-        return;
-    };
-    match randr.layout() {
+fn send_layout(link: &DaemonLink, backend: &dyn DisplayBackend) {
+    match backend.layout() {
         Ok(l) if !l.is_empty() => {
             info!("guest layout {l:?}");
             link.send_frame(ipc::LAYOUT, &ipc::encode_layout(&l));
         }
-        Ok(_) => warn!("the X screen has no active output; no layout reported"),
+        Ok(_) => warn!("no monitor is on ({}); no layout reported", backend.name()),
         Err(e) => warn!("reading the layout: {e}"),
     }
 }
@@ -145,16 +147,16 @@ fn start_clipboard(
 
 /// Runs the session agent until the X display goes away. Returns Ok at once when another
 /// instance serves this display. Without an X display (a Wayland session without Xwayland)
-/// it runs with `$WAYLAND_DISPLAY`: clipboard and file transfer, no RandR.
+/// it runs with `$WAYLAND_DISPLAY`: the clipboard and file transfer, and the resolution only
+/// where a Wayland display backend (Mutter) serves it.
 pub fn run(opts: SessionOptions) -> anyhow::Result<()> {
     let x_display = opts
         .display
         .clone()
         .or_else(|| std::env::var("DISPLAY").ok());
-    let wayland_display = std::env::var("WAYLAND_DISPLAY").ok();
     let instance_name = x_display
         .clone()
-        .or_else(|| wayland_display.clone())
+        .or_else(|| std::env::var("WAYLAND_DISPLAY").ok())
         .ok_or_else(|| {
             anyhow::anyhow!("no display: set DISPLAY or WAYLAND_DISPLAY, or pass --display")
         })?;
@@ -162,43 +164,15 @@ pub fn run(opts: SessionOptions) -> anyhow::Result<()> {
         info!("another spice-agent serves {instance_name}; exiting");
         return Ok(());
     };
-    let randr = match &x_display {
-        Some(d) => Some(Arc::new(Randr::connect(Some(d))?)),
-        None => {
-            info!("no X display: the resolution is not managed by this agent (RandR needs X)");
+    let link = Arc::new(DaemonLink::new());
+    let display = match start_display(x_display.as_deref(), &link) {
+        Ok(d) => Some(d),
+        Err(e) if x_display.is_none() => {
+            info!("the resolution is not managed by this agent here ({e})");
             None
         }
+        Err(e) => return Err(e),
     };
-    let link = Arc::new(DaemonLink::new());
-    // RandR changes (ours, the user's, a hotplug's) are reported to the daemon.
-    if let (Some(x_display), Some(randr)) = (&x_display, &randr) {
-        let x_display = x_display.as_str();
-        let watcher = Randr::connect(Some(x_display))?;
-        watcher.watch()?;
-        let (link, r) = (link.clone(), randr.clone());
-        std::thread::spawn(move || loop {
-            if let Err(e) = watcher.wait_change() {
-                warn!("X connection (RandR events) lost: {e}");
-                std::process::exit(1);
-            }
-            send_layout(&link, Some(&r));
-        });
-        let r = randr.clone();
-        std::thread::spawn(move || {
-            let r = randr::watch_drm_hotplug(|| match r.follow_preferred() {
-                Ok(true) => info!("hotplug: outputs set to their preferred modes"),
-                Ok(false) => debug!("hotplug: outputs already at their preferred modes"),
-                Err(e) => warn!("hotplug: applying the preferred mode failed: {e}"),
-            });
-            if let Err(e) = r {
-                warn!("no DRM hotplug events (kernel uevent socket: {e}); the preferred mode is not followed");
-            }
-        });
-        // A hotplug may have happened before we started.
-        if let Err(e) = randr.follow_preferred() {
-            warn!("applying the preferred mode failed: {e}");
-        }
-    }
     let clipboard = if opts.clipboard {
         let limits = ClipboardLimits {
             max_bytes: opts.max_clipboard,
@@ -232,10 +206,12 @@ pub fn run(opts: SessionOptions) -> anyhow::Result<()> {
         };
         info!("connected to spice-agentd at {}", opts.socket.display());
         *link.stream.lock().unwrap_or_else(|p| p.into_inner()) = Some(stream.try_clone()?);
-        send_layout(&link, randr.as_deref());
+        if let Some(d) = display.as_deref() {
+            send_layout(&link, d);
+        }
         let mut ctx = Ctx {
             link: &link,
-            randr: randr.as_deref(),
+            display: display.as_deref(),
             clipboard: clipboard.as_deref(),
             xfers: &mut xfers,
             client_caps: Caps::default(),
@@ -262,10 +238,76 @@ pub fn run(opts: SessionOptions) -> anyhow::Result<()> {
     }
 }
 
+/// The display backend, with its watchers started (changes are reported to the daemon):
+/// Mutter's DisplayConfig on GNOME Wayland ([`display::wants_mutter`], and the bus name is
+/// there), else RandR on the X display.
+fn start_display(
+    x_display: Option<&str>,
+    link: &Arc<DaemonLink>,
+) -> anyhow::Result<Arc<dyn DisplayBackend>> {
+    let env = |k: &str| std::env::var(k).ok();
+    if display::wants_mutter(
+        env("XDG_CURRENT_DESKTOP").as_deref(),
+        env("WAYLAND_DISPLAY").as_deref(),
+    ) {
+        match Mutter::connect().and_then(|m| Ok((m.watch()?, m))) {
+            Ok((mut changes, mutter)) => {
+                info!("resolution through Mutter's DisplayConfig (GNOME Wayland)");
+                let mutter: Arc<dyn DisplayBackend> = Arc::new(mutter);
+                let (link, m) = (link.clone(), mutter.clone());
+                std::thread::spawn(move || loop {
+                    if !changes.wait() {
+                        warn!("session bus connection (MonitorsChanged) lost");
+                        std::process::exit(1);
+                    }
+                    send_layout(&link, m.as_ref());
+                });
+                return Ok(mutter);
+            }
+            Err(e) => {
+                warn!("GNOME Wayland, but Mutter's DisplayConfig is not usable ({e}); trying RandR")
+            }
+        }
+    }
+    let x_display = x_display.ok_or_else(|| anyhow::anyhow!("no X display for RandR"))?;
+    let randr = Arc::new(Randr::connect(Some(x_display))?);
+    // RandR changes (ours, the user's, a hotplug's) are reported to the daemon.
+    {
+        let watcher = Randr::connect(Some(x_display))?;
+        watcher.watch()?;
+        let (link, randr) = (link.clone(), randr.clone());
+        std::thread::spawn(move || loop {
+            if let Err(e) = watcher.wait_change() {
+                warn!("X connection (RandR events) lost: {e}");
+                std::process::exit(1);
+            }
+            send_layout(&link, randr.as_ref());
+        });
+    }
+    {
+        let randr = randr.clone();
+        std::thread::spawn(move || {
+            let r = randr::watch_drm_hotplug(|| match randr.follow_preferred() {
+                Ok(true) => info!("hotplug: outputs set to their preferred modes"),
+                Ok(false) => debug!("hotplug: outputs already at their preferred modes"),
+                Err(e) => warn!("hotplug: applying the preferred mode failed: {e}"),
+            });
+            if let Err(e) = r {
+                warn!("no DRM hotplug events (kernel uevent socket: {e}); the preferred mode is not followed");
+            }
+        });
+    }
+    // A hotplug may have happened before we started.
+    if let Err(e) = randr.follow_preferred() {
+        warn!("applying the preferred mode failed: {e}");
+    }
+    Ok(randr)
+}
+
 /// What handles the daemon's frames.
 struct Ctx<'a> {
     link: &'a DaemonLink,
-    randr: Option<&'a Randr>,
+    display: Option<&'a dyn DisplayBackend>,
     clipboard: Option<&'a dyn ClipboardBackend>,
     xfers: &'a mut FileXfers,
     client_caps: Caps,
@@ -300,7 +342,7 @@ impl Ctx<'_> {
                 self.client_caps = caps;
             }
             Message::MonitorsConfig(mc) => {
-                let error = match self.randr.map(|r| r.apply(&mc.monitors)) {
+                let error = match self.display.map(|d| d.apply(&mc.monitors)) {
                     Some(Ok(())) => reply::SUCCESS,
                     Some(Err(e)) => {
                         warn!("monitors config {:?} not applied: {e}", mc.monitors);
@@ -308,7 +350,7 @@ impl Ctx<'_> {
                     }
                     None => {
                         warn!(
-                            "monitors config {:?} not applied: no X display (RandR)",
+                            "monitors config {:?} not applied: no display backend",
                             mc.monitors
                         );
                         reply::ERROR
@@ -320,10 +362,10 @@ impl Ctx<'_> {
                 });
             }
             Message::GraphicsDeviceInfo(entries) => {
-                if let Some(r) = self.randr {
-                    r.set_device_info(&entries);
+                if let Some(d) = self.display {
+                    d.set_device_info(&entries);
+                    send_layout(self.link, d);
                 }
-                send_layout(self.link, self.randr);
             }
             Message::Clipboard { .. }
             | Message::ClipboardGrab { .. }

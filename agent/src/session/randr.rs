@@ -15,7 +15,6 @@
 //! display ids map to outputs through GRAPHICS_DEVICE_INFO when the server sent it (connector
 //! index = output index on a single card), else by output order, as spice-vdagent falls back.
 
-use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Mutex;
@@ -28,6 +27,8 @@ use x11rb::rust_connection::RustConnection;
 
 use crate::ipc::GuestMonitor;
 use crate::protocol::{DeviceDisplayInfo, MonitorConfig};
+
+use super::display::{DeviceMap, DisplayBackend, DisplayError};
 
 /// Why a layout could not be applied.
 #[derive(Debug, thiserror::Error)]
@@ -58,7 +59,7 @@ pub struct Randr {
     conn: RustConnection,
     root: Window,
     /// Spice display id ↔ output index, from GRAPHICS_DEVICE_INFO.
-    device_map: Mutex<HashMap<u32, usize>>,
+    device_map: DeviceMap,
     /// Modes this agent created ("WxH" names), to delete once unused.
     created: Mutex<Vec<randr::Mode>>,
 }
@@ -163,7 +164,7 @@ impl Randr {
         Ok(Randr {
             conn,
             root,
-            device_map: Mutex::new(HashMap::new()),
+            device_map: DeviceMap::default(),
             created: Mutex::new(Vec::new()),
         })
     }
@@ -190,26 +191,15 @@ impl Randr {
 
     /// Takes GRAPHICS_DEVICE_INFO: Spice display id → connector index (= output index).
     pub fn set_device_info(&self, entries: &[DeviceDisplayInfo]) {
-        let mut map = self.device_map.lock().unwrap_or_else(|p| p.into_inner());
-        map.clear();
-        for e in entries {
-            let display = e.channel_id.saturating_add(e.monitor_id);
-            map.insert(display, e.device_display_id as usize);
-        }
-        info!("device info: display -> output {map:?}");
+        self.device_map.set(entries);
     }
 
     fn output_of_display(&self, display: u32) -> usize {
-        let map = self.device_map.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(&display).copied().unwrap_or(display as usize)
+        self.device_map.output_of(display)
     }
 
     fn display_of_output(&self, output: usize) -> u32 {
-        let map = self.device_map.lock().unwrap_or_else(|p| p.into_inner());
-        map.iter()
-            .find(|(_, &o)| o == output)
-            .map(|(&d, _)| d)
-            .unwrap_or(output as u32)
+        self.device_map.display_of(output)
     }
 
     fn outputs(
@@ -497,6 +487,24 @@ impl Randr {
             let _ = self.conn.randr_destroy_mode(m);
             false
         });
+    }
+}
+
+impl DisplayBackend for Randr {
+    fn name(&self) -> &'static str {
+        "RandR"
+    }
+
+    fn apply(&self, config: &[MonitorConfig]) -> Result<(), DisplayError> {
+        Ok(Randr::apply(self, config)?)
+    }
+
+    fn layout(&self) -> Result<Vec<GuestMonitor>, DisplayError> {
+        Ok(Randr::layout(self)?)
+    }
+
+    fn set_device_info(&self, entries: &[DeviceDisplayInfo]) {
+        Randr::set_device_info(self, entries)
     }
 }
 
