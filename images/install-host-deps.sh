@@ -21,6 +21,9 @@ PKGS=(
     # the agent's Mutter DisplayConfig test (agent/tests/mutter_display.rs): mutter --headless
     # on a private bus from dbus-run-session (package dbus-daemon), checked with gdbus
     mutter dbus dbus-daemon libglib2.0-bin
+    # the agent's Wayland clipboard test (agent/tests/wayland_clipboard.rs): a headless
+    # compositor with wlr-data-control (sway 1.7, wlroots 0.15) and wl-copy/wl-paste
+    sway wl-clipboard
 )
 missing=()
 for p in "${PKGS[@]}"; do

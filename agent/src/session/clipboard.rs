@@ -41,10 +41,15 @@
 //! abandoned at once (not left to the timeout), and the conversion property is renamed after
 //! every abandoned transfer so that a late writer cannot corrupt the next one.
 //!
+//! The Wayland counterpart is [`wayland`]; what both share (type mapping, serial rule, text
+//! and image conversions) is in `common.rs`.
+//!
 //! Not bridged: SECONDARY, FILE_LIST (needs the WebDAV share), the `MULTIPLE` target (not
 //! advertised), and line-ending conversion (the client does it from the GUEST_LINEEND caps).
 
+mod common;
 mod image;
+pub mod wayland;
 
 use std::collections::VecDeque;
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -66,7 +71,25 @@ use x11rb::wrapper::ConnectionExt as _;
 use x11rb::{COPY_DEPTH_FROM_PARENT, COPY_FROM_PARENT, CURRENT_TIME, NONE};
 
 use super::HostSink;
-use crate::protocol::{cap, Caps, ClipboardType, Message, Selection};
+use crate::protocol::{Caps, ClipboardType, Message, Selection};
+use common::Conv;
+pub use wayland::{WaylandClipboard, WaylandClipboardError};
+
+/// What the session agent needs of a clipboard bridge, whichever the guest's display server
+/// ([`X11Clipboard`], [`WaylandClipboard`]). Every method only queues work for the bridge's
+/// own thread: none blocks.
+pub trait ClipboardBackend: Send + Sync {
+    /// The client's capabilities changed (ANNOUNCE_CAPABILITIES from the client). `new_client`
+    /// is its `request` flag: a new client session, so the grab serials are reset and any grab
+    /// the previous client held is dropped. A guest selection that is already owned is then
+    /// announced to the client.
+    fn client_caps(&self, caps: &Caps, new_client: bool);
+    /// A clipboard message from the client: ClipboardGrab, ClipboardRequest, Clipboard (data),
+    /// ClipboardRelease, MaxClipboard. Others are ignored.
+    fn client_message(&self, msg: Message);
+    /// The client went away: release what it owned in the guest.
+    fn client_disconnected(&self);
+}
 
 /// Bounds on what the bridge moves and how long it waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -269,6 +292,18 @@ impl X11Clipboard {
     }
 }
 
+impl ClipboardBackend for X11Clipboard {
+    fn client_caps(&self, caps: &Caps, new_client: bool) {
+        X11Clipboard::client_caps(self, caps, new_client);
+    }
+    fn client_message(&self, msg: Message) {
+        X11Clipboard::client_message(self, msg);
+    }
+    fn client_disconnected(&self) {
+        X11Clipboard::client_disconnected(self);
+    }
+}
+
 impl Drop for X11Clipboard {
     fn drop(&mut self) {
         let _ = self.tx.send(Cmd::Shutdown);
@@ -383,32 +418,8 @@ impl Atoms {
     }
 }
 
-/// The Spice types the bridge maps, in the order a GRAB lists them.
-const TYPES: [ClipboardType; 5] = [
-    ClipboardType::Utf8Text,
-    ClipboardType::ImagePng,
-    ClipboardType::ImageBmp,
-    ClipboardType::ImageTiff,
-    ClipboardType::ImageJpg,
-];
-
-/// How client data become the bytes of an X target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Conv {
-    AsIs,
-    /// UTF-8 → ISO 8859-1 (`STRING`), other characters replaced.
-    Latin1,
-    PngToBmp,
-}
-
-/// One type a guest owner offers: the atom to convert, and whether it is BMP standing in
-/// for PNG.
-#[derive(Debug, Clone, Copy)]
-struct Offered {
-    type_: ClipboardType,
-    atom: Atom,
-    bmp_to_png: bool,
-}
+/// One type a guest owner offers: the atom to convert.
+type Offered = common::Offered<Atom>;
 
 /// A client grab we serve in the guest.
 struct ClientOffer {
@@ -623,9 +634,7 @@ impl Worker {
 
     /// Whether selection `i` is bridged with the current client.
     fn enabled(&self, i: usize) -> bool {
-        self.caps.as_ref().is_some_and(|c| {
-            c.has(cap::CLIPBOARD_BY_DEMAND) && (i == 0 || c.has(cap::CLIPBOARD_SELECTION))
-        })
+        common::selection_enabled(self.caps.as_ref(), i)
     }
 
     /// The largest guest content sent to the client.
@@ -760,16 +769,12 @@ impl Worker {
             return Ok(());
         }
         let s = &mut self.sels[i];
-        if let Some(got) = serial {
-            if got == s.serial {
-                s.serial = s.serial.wrapping_add(1);
-            } else if s.serial.checked_sub(1) != Some(got) {
-                tracing::debug!(
-                    "clipboard: {selection:?} grab with serial {got}, expected {}; discarded",
-                    s.serial
-                );
-                return Ok(());
-            }
+        if !common::take_client_serial(&mut s.serial, serial) {
+            tracing::debug!(
+                "clipboard: {selection:?} grab with serial {serial:?}, expected {}; discarded",
+                s.serial
+            );
+            return Ok(());
         }
         s.gen += 1;
         s.guest_offer = None;
@@ -811,12 +816,12 @@ impl Worker {
         let offered = s
             .guest_offer
             .as_ref()
-            .and_then(|o| o.iter().find(|o| o.type_ == type_).copied());
+            .and_then(|o| o.iter().find(|o| o.type_ == type_).cloned());
         match offered {
             Some(o) if self.x_alive && s.jobs.len() < MAX_QUEUED_JOBS => {
                 s.jobs.push_back(Job::Data {
                     type_,
-                    atom: o.atom,
+                    atom: o.target,
                     bmp_to_png: o.bmp_to_png,
                 });
                 self.start_next(i)
@@ -1207,79 +1212,19 @@ impl Worker {
         ptype: Atom,
         bytes: Vec<u8>,
     ) -> Option<Vec<u8>> {
-        let data = if bmp_to_png {
-            match image::bmp_to_png(&bytes, self.limits.max_bytes) {
-                Ok(png) => png,
-                Err(e) => {
-                    tracing::warn!("clipboard: guest BMP not converted to PNG: {e}");
-                    return None;
-                }
-            }
-        } else if type_ == ClipboardType::Utf8Text {
-            if ptype == self.atoms.string {
-                // ISO 8859-1: each byte is the code point.
-                bytes
-                    .iter()
-                    .map(|&b| char::from(b))
-                    .collect::<String>()
-                    .into_bytes()
-            } else {
-                match String::from_utf8(bytes) {
-                    Ok(s) => s.into_bytes(),
-                    Err(e) => String::from_utf8_lossy(e.as_bytes())
-                        .into_owned()
-                        .into_bytes(),
-                }
-            }
-        } else {
-            bytes
-        };
-        if data.len() > self.send_limit() {
-            tracing::warn!(
-                "clipboard: {} bytes of guest {type_:?} exceed the limit {}; refused",
-                data.len(),
-                self.send_limit()
-            );
-            return None;
-        }
-        Some(data)
+        common::guest_data_for_client(
+            type_,
+            bmp_to_png,
+            ptype == self.atoms.string,
+            bytes,
+            self.limits.max_bytes,
+            self.send_limit(),
+        )
     }
 
     /// The Spice types a guest owner's targets map to, with the atom to convert for each.
     fn map_targets(&self, targets: &[Atom]) -> Vec<Offered> {
-        let mut offer: Vec<Offered> = TYPES
-            .iter()
-            .filter_map(|&type_| {
-                let atom = self
-                    .atoms
-                    .for_type(type_)
-                    .into_iter()
-                    .find(|a| targets.contains(a))?;
-                Some(Offered {
-                    type_,
-                    atom,
-                    bmp_to_png: false,
-                })
-            })
-            .collect();
-        let has = |o: &[Offered], t| o.iter().any(|o| o.type_ == t);
-        if !has(&offer, ClipboardType::ImagePng) {
-            if let Some(bmp) = offer
-                .iter()
-                .find(|o| o.type_ == ClipboardType::ImageBmp)
-                .copied()
-            {
-                offer.insert(
-                    1.min(offer.len()),
-                    Offered {
-                        type_: ClipboardType::ImagePng,
-                        atom: bmp.atom,
-                        bmp_to_png: true,
-                    },
-                );
-            }
-        }
-        offer
+        common::map_offer(targets, |t| self.atoms.for_type(t))
     }
 
     // ----- serving the client's data in the guest ------------------------------------------
@@ -1327,6 +1272,8 @@ impl Worker {
             Some((ClipboardType::Utf8Text, Conv::Latin1))
         } else if target == a.png && has(ClipboardType::ImagePng) {
             Some((ClipboardType::ImagePng, Conv::AsIs))
+        } else if target == a.png && has(ClipboardType::ImageBmp) {
+            Some((ClipboardType::ImageBmp, Conv::BmpToPng))
         } else if a.bmps().contains(&target) && has(ClipboardType::ImageBmp) {
             Some((ClipboardType::ImageBmp, Conv::AsIs))
         } else if a.bmps().contains(&target) && has(ClipboardType::ImagePng) {
@@ -1360,6 +1307,12 @@ impl Worker {
                     // PNG can also be had as BMP, converted here.
                     ClipboardType::ImagePng if !offer.types.contains(&ClipboardType::ImageBmp) => {
                         vec![a.png, a.bmp]
+                    }
+                    // And BMP as PNG.
+                    ClipboardType::ImageBmp if !offer.types.contains(&ClipboardType::ImagePng) => {
+                        let mut v = a.bmps().to_vec();
+                        v.push(a.png);
+                        v
                     }
                     t => a.for_type(t),
                 };
@@ -1424,21 +1377,12 @@ impl Worker {
         data: &Arc<Vec<u8>>,
     ) -> XResult<()> {
         let a = &self.atoms;
-        let bytes = match conv {
-            Conv::AsIs => Arc::clone(data),
-            Conv::Latin1 => Arc::new(
-                String::from_utf8_lossy(data)
-                    .chars()
-                    .map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?'))
-                    .collect(),
-            ),
-            Conv::PngToBmp => match image::png_to_bmp(data, self.limits.max_bytes) {
-                Ok(bmp) => Arc::new(bmp),
-                Err(e) => {
-                    tracing::warn!("clipboard: client PNG not converted to BMP: {e}");
-                    return self.refuse(ev);
-                }
-            },
+        let bytes = match common::convert_for_guest(conv, data, self.limits.max_bytes) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!("clipboard: client image not converted ({conv:?}): {e}");
+                return self.refuse(ev);
+            }
         };
         // TEXT lets the owner choose the encoding: UTF-8.
         let type_ = if ev.target == a.text {

@@ -28,7 +28,7 @@ use tracing::{debug, info, warn};
 
 use crate::ipc;
 use crate::protocol::{cap, msg, reply, type_name, Caps, Dialect};
-use clipboard::{ClipboardLimits, X11Clipboard};
+use clipboard::{ClipboardBackend, ClipboardLimits, WaylandClipboard, X11Clipboard};
 use display::DisplayBackend;
 use file_xfer::FileXfers;
 use mutter::Mutter;
@@ -121,32 +121,64 @@ fn send_layout(link: &DaemonLink, backend: &dyn DisplayBackend) {
     }
 }
 
+/// The clipboard bridge for the session: Wayland (data control) when `$WAYLAND_DISPLAY` is
+/// set and the compositor offers it, else X11 (Xwayland included) when there is an X display.
+fn start_clipboard(
+    x_display: Option<&str>,
+    link: &Arc<DaemonLink>,
+    limits: ClipboardLimits,
+) -> Option<Box<dyn ClipboardBackend>> {
+    if std::env::var_os("WAYLAND_DISPLAY").is_some() {
+        match WaylandClipboard::start(None, link.clone(), limits) {
+            Ok(c) => return Some(Box::new(c)),
+            Err(e) if x_display.is_some() => info!("Wayland clipboard not used ({e}); trying X11"),
+            Err(e) => warn!("clipboard disabled: {e}"),
+        }
+    }
+    let x_display = x_display?;
+    match X11Clipboard::start(Some(x_display), link.clone(), limits) {
+        Ok(c) => Some(Box::new(c)),
+        Err(e) => {
+            warn!("clipboard disabled: {e}");
+            None
+        }
+    }
+}
+
 /// Runs the session agent until the X display goes away. Returns Ok at once when another
-/// instance serves this display.
+/// instance serves this display. Without an X display (a Wayland session without Xwayland)
+/// it runs with `$WAYLAND_DISPLAY`: the clipboard and file transfer, and the resolution only
+/// where a Wayland display backend (Mutter) serves it.
 pub fn run(opts: SessionOptions) -> anyhow::Result<()> {
     let x_display = opts
         .display
         .clone()
-        .or_else(|| std::env::var("DISPLAY").ok())
-        .ok_or_else(|| anyhow::anyhow!("no X display: set DISPLAY or pass --display"))?;
-    let Some(_instance) = single_instance(&x_display)? else {
-        info!("another spice-agent serves {x_display}; exiting");
+        .or_else(|| std::env::var("DISPLAY").ok());
+    let instance_name = x_display
+        .clone()
+        .or_else(|| std::env::var("WAYLAND_DISPLAY").ok())
+        .ok_or_else(|| {
+            anyhow::anyhow!("no display: set DISPLAY or WAYLAND_DISPLAY, or pass --display")
+        })?;
+    let Some(_instance) = single_instance(&instance_name)? else {
+        info!("another spice-agent serves {instance_name}; exiting");
         return Ok(());
     };
     let link = Arc::new(DaemonLink::new());
-    let display = start_display(Some(&x_display), &link)?;
+    let display = match start_display(x_display.as_deref(), &link) {
+        Ok(d) => Some(d),
+        Err(e) if x_display.is_none() => {
+            info!("the resolution is not managed by this agent here ({e})");
+            None
+        }
+        Err(e) => return Err(e),
+    };
     let clipboard = if opts.clipboard {
         let limits = ClipboardLimits {
             max_bytes: opts.max_clipboard,
             ..ClipboardLimits::default()
         };
-        match X11Clipboard::start(Some(&x_display), link.clone(), limits) {
-            Ok(c) => Some(c),
-            Err(e) => {
-                warn!("clipboard disabled: {e}");
-                None
-            }
-        }
+        start_clipboard(x_display.as_deref(), &link, limits)
     } else {
         None
     };
@@ -174,11 +206,13 @@ pub fn run(opts: SessionOptions) -> anyhow::Result<()> {
         };
         info!("connected to spice-agentd at {}", opts.socket.display());
         *link.stream.lock().unwrap_or_else(|p| p.into_inner()) = Some(stream.try_clone()?);
-        send_layout(&link, display.as_ref());
+        if let Some(d) = display.as_deref() {
+            send_layout(&link, d);
+        }
         let mut ctx = Ctx {
             link: &link,
-            display: display.as_ref(),
-            clipboard: clipboard.as_ref(),
+            display: display.as_deref(),
+            clipboard: clipboard.as_deref(),
             xfers: &mut xfers,
             client_caps: Caps::default(),
         };
@@ -273,8 +307,8 @@ fn start_display(
 /// What handles the daemon's frames.
 struct Ctx<'a> {
     link: &'a DaemonLink,
-    display: &'a dyn DisplayBackend,
-    clipboard: Option<&'a X11Clipboard>,
+    display: Option<&'a dyn DisplayBackend>,
+    clipboard: Option<&'a dyn ClipboardBackend>,
     xfers: &'a mut FileXfers,
     client_caps: Caps,
 }
@@ -308,10 +342,17 @@ impl Ctx<'_> {
                 self.client_caps = caps;
             }
             Message::MonitorsConfig(mc) => {
-                let error = match self.display.apply(&mc.monitors) {
-                    Ok(()) => reply::SUCCESS,
-                    Err(e) => {
+                let error = match self.display.map(|d| d.apply(&mc.monitors)) {
+                    Some(Ok(())) => reply::SUCCESS,
+                    Some(Err(e)) => {
                         warn!("monitors config {:?} not applied: {e}", mc.monitors);
+                        reply::ERROR
+                    }
+                    None => {
+                        warn!(
+                            "monitors config {:?} not applied: no display backend",
+                            mc.monitors
+                        );
                         reply::ERROR
                     }
                 };
@@ -321,8 +362,10 @@ impl Ctx<'_> {
                 });
             }
             Message::GraphicsDeviceInfo(entries) => {
-                self.display.set_device_info(&entries);
-                send_layout(self.link, self.display);
+                if let Some(d) = self.display {
+                    d.set_device_info(&entries);
+                    send_layout(self.link, d);
+                }
             }
             Message::Clipboard { .. }
             | Message::ClipboardGrab { .. }
