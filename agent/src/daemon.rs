@@ -91,8 +91,14 @@ pub enum Action {
 
 /// The capabilities this agent announces.
 pub fn our_caps() -> Caps {
-    Caps::with(&[
-        cap::MOUSE_STATE,
+    caps_announced(true)
+}
+
+/// Our capabilities, MOUSE_STATE only when the pointer can be placed: the active session
+/// reported monitors. (Without it the server keeps server mouse mode, whose relative mouse
+/// works, instead of a client mode whose motions would go nowhere.)
+fn caps_announced(mouse: bool) -> Caps {
+    let mut bits = vec![
         cap::MONITORS_CONFIG,
         cap::REPLY,
         cap::CLIPBOARD_BY_DEMAND,
@@ -103,7 +109,11 @@ pub fn our_caps() -> Caps {
         cap::GRAPHICS_DEVICE_INFO,
         cap::CLIPBOARD_NO_RELEASE_ON_REGRAB,
         cap::CLIPBOARD_GRAB_SERIAL,
-    ])
+    ];
+    if mouse {
+        bits.push(cap::MOUSE_STATE);
+    }
+    Caps::with(&bits)
 }
 
 /// The daemon's decisions.
@@ -117,6 +127,8 @@ pub struct Core {
     device_info: Option<Vec<u8>>,
     port_open: bool,
     file_xfer_disabled: bool,
+    /// The host side is connected: what we announced then, MOUSE_STATE or not.
+    announced_mouse: Option<bool>,
 }
 
 fn port_msg(m: &Message, dialect: Dialect) -> Action {
@@ -152,6 +164,21 @@ impl Core {
             .unwrap_or_default()
     }
 
+    /// Whether the pointer can be placed: the active session reported at least one monitor.
+    fn mouse_mappable(&self) -> bool {
+        self.active().is_some_and(|(_, l)| !l.is_empty())
+    }
+
+    fn announce(&mut self, request: bool) -> Action {
+        let mouse = self.mouse_mappable();
+        self.announced_mouse = Some(mouse);
+        let caps = Message::AnnounceCapabilities {
+            request,
+            caps: caps_announced(mouse),
+        };
+        port_msg(&caps, Dialect::default())
+    }
+
     fn want_port(&mut self, out: &mut Vec<Action>) {
         let want = self.active().is_some();
         if want != self.port_open {
@@ -164,15 +191,12 @@ impl Core {
     /// announce our capabilities and ask for the client's.
     pub fn host_connected(&mut self) -> Vec<Action> {
         self.client_caps = None;
-        let caps = Message::AnnounceCapabilities {
-            request: true,
-            caps: our_caps(),
-        };
-        vec![port_msg(&caps, Dialect::default())]
+        vec![self.announce(true)]
     }
 
     /// The host side went away (or the port was closed): no client any more.
     pub fn host_disconnected(&mut self) -> Vec<Action> {
+        self.announced_mouse = None;
         self.client_gone()
     }
 
@@ -225,13 +249,7 @@ impl Core {
                 debug!("client capabilities {:x?} (request {request})", caps.0);
                 self.client_caps = Some(caps);
                 if request {
-                    out.push(port_msg(
-                        &Message::AnnounceCapabilities {
-                            request: false,
-                            caps: our_caps(),
-                        },
-                        Dialect::default(),
-                    ));
+                    out.push(self.announce(false));
                 }
                 forward(self, &mut out);
             }
@@ -350,6 +368,7 @@ impl Core {
                 out.extend(self.catch_up(id));
             }
             self.want_port(&mut out);
+            self.reannounce_if_mouse_changed(&mut out);
             return out;
         }
         if self.active().map(|(a, _)| a) != Some(id) {
@@ -381,6 +400,16 @@ impl Core {
             ),
         }
         out
+    }
+
+    /// While the host is connected, a change of whether the pointer can be placed is announced
+    /// again (the server then switches the mouse mode).
+    fn reannounce_if_mouse_changed(&mut self, out: &mut Vec<Action>) {
+        if let (Some(was), true) = (self.announced_mouse, self.port_open) {
+            if was != self.mouse_mappable() {
+                out.push(self.announce(false));
+            }
+        }
     }
 
     fn catch_up(&self, id: SessionId) -> Vec<Action> {
@@ -417,6 +446,10 @@ impl Core {
             }
         }
         self.want_port(&mut out);
+        if !self.port_open {
+            self.announced_mouse = None;
+        }
+        self.reannounce_if_mouse_changed(&mut out);
         out
     }
 }
@@ -855,6 +888,54 @@ mod tests {
             })
             .flatten()
             .collect()
+    }
+
+    /// The MOUSE_STATE bit of the AnnounceCapabilities among `actions`, if one is there.
+    fn announced_mouse(actions: &[Action]) -> Option<bool> {
+        port_messages(actions).iter().find_map(|(t, d)| {
+            match Message::parse(*t, d, Dialect::default()).ok()? {
+                Message::AnnounceCapabilities { caps, .. } => Some(caps.has(cap::MOUSE_STATE)),
+                _ => None,
+            }
+        })
+    }
+
+    #[test]
+    fn an_empty_layout_opens_the_port_without_client_mouse() {
+        let mut c = Core::new(false);
+        c.session_connected(1);
+        let empty = ipc::Frame {
+            type_: ipc::LAYOUT,
+            data: ipc::encode_layout(&[]),
+        };
+        // a Wayland session without a display backend: clipboard and files, no pointer
+        assert_eq!(
+            c.session_frame(1, empty.clone()),
+            vec![Action::OpenPort(true)]
+        );
+        assert_eq!(announced_mouse(&c.host_connected()), Some(false));
+        // monitors reported later: announced again, now with MOUSE_STATE
+        assert_eq!(announced_mouse(&c.session_frame(1, layout())), Some(true));
+        // unchanged: no new announcement
+        assert_eq!(announced_mouse(&c.session_frame(1, layout())), None);
+        // a newer session without monitors becomes the active one: MOUSE_STATE withdrawn
+        c.session_connected(2);
+        assert_eq!(announced_mouse(&c.session_frame(2, empty)), Some(false));
+        // it leaves: the first session's monitors place the pointer again
+        assert_eq!(announced_mouse(&c.session_closed(2)), Some(true));
+        // no host: nothing announced
+        c.host_disconnected();
+        c.session_connected(3);
+        assert_eq!(
+            announced_mouse(&c.session_frame(
+                3,
+                ipc::Frame {
+                    type_: ipc::LAYOUT,
+                    data: ipc::encode_layout(&[]),
+                }
+            )),
+            None
+        );
     }
 
     #[test]

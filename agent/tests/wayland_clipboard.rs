@@ -364,6 +364,22 @@ fn bridge_binds_a_data_control_protocol() {
     );
 }
 
+/// The read-only output backend (sway has no display API for clients) reports sway's headless
+/// output at the size its config gives, so spice-agentd can place the pointer; a monitors
+/// config is refused.
+#[test]
+fn wayland_outputs_give_the_layout() {
+    use spice_agent::session::display::DisplayBackend;
+    use spice_agent::session::wl_outputs::WlOutputs;
+    let sway = Sway::start();
+    let w = WlOutputs::connect(Some(Path::new(&sway.socket()))).expect("wl_output read");
+    let l = w.layout().expect("layout");
+    assert_eq!(l.len(), 1, "{l:?}");
+    assert_eq!((l[0].display_id, l[0].x, l[0].y), (0, 0, 0));
+    assert_eq!((l[0].width, l[0].height), (640, 480));
+    assert!(w.apply(&[]).is_err());
+}
+
 #[test]
 fn guest_text_is_grabbed_with_serials_and_served() {
     let h = default_harness();

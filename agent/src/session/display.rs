@@ -12,6 +12,7 @@ use crate::protocol::{DeviceDisplayInfo, MonitorConfig};
 
 use super::mutter::MutterError;
 use super::randr::RandrError;
+use super::wl_outputs::WlOutputsError;
 
 /// Why a backend could not apply or read the monitors.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +24,9 @@ pub enum DisplayError {
     /// The Mutter DisplayConfig backend failed.
     #[error(transparent)]
     Mutter(#[from] MutterError),
+    /// The read-only Wayland output backend failed (or was asked to apply).
+    #[error(transparent)]
+    WlOutputs(#[from] WlOutputsError),
 }
 
 /// A way to set and read the guest's monitors.

@@ -8,6 +8,7 @@ pub mod display;
 pub mod file_xfer;
 pub mod mutter;
 pub mod randr;
+pub mod wl_outputs;
 
 use crate::protocol::Message;
 
@@ -33,6 +34,7 @@ use display::DisplayBackend;
 use file_xfer::FileXfers;
 use mutter::Mutter;
 use randr::Randr;
+use wl_outputs::WlOutputs;
 
 /// What the session agent is told at start.
 #[derive(Debug, Clone)]
@@ -206,8 +208,12 @@ pub fn run(opts: SessionOptions) -> anyhow::Result<()> {
         };
         info!("connected to spice-agentd at {}", opts.socket.display());
         *link.stream.lock().unwrap_or_else(|p| p.into_inner()) = Some(stream.try_clone()?);
-        if let Some(d) = display.as_deref() {
-            send_layout(&link, d);
+        match display.as_deref() {
+            Some(d) => send_layout(&link, d),
+            // No display backend (a Wayland compositor other than Mutter): an empty layout
+            // still makes spice-agentd open the port for the clipboard and file transfer; it
+            // then offers no client mouse mode, having nowhere to place the pointer.
+            None => link.send_frame(ipc::LAYOUT, &ipc::encode_layout(&[])),
         }
         let mut ctx = Ctx {
             link: &link,
@@ -267,6 +273,17 @@ fn start_display(
             Err(e) => {
                 warn!("GNOME Wayland, but Mutter's DisplayConfig is not usable ({e}); trying RandR")
             }
+        }
+    }
+    // Another Wayland compositor: its outputs are read (the pointer needs them), never set.
+    // (RandR on its Xwayland would report and change nothing real.)
+    if env("WAYLAND_DISPLAY").is_some_and(|w| !w.is_empty()) {
+        match WlOutputs::connect(None) {
+            Ok(w) => {
+                info!("Wayland compositor without a display API: outputs read, modes not set");
+                return Ok(Arc::new(w));
+            }
+            Err(e) => warn!("Wayland outputs not readable ({e})"),
         }
     }
     let x_display = x_display.ok_or_else(|| anyhow::anyhow!("no X display for RandR"))?;
