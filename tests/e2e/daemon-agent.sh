@@ -13,12 +13,12 @@
 #   the guest's X pointer follows the host pointer over the client window (two positions),
 #   (e) a PNG through the clipboard both ways, (f) a file sent by spice-gtk arrives, (g) traversal
 #   names refused, (h) malformed agent messages survived, and last (j) two monitors from a
-#   spice-gtk client (not required here: see below).
+#   spice-gtk client (our agent only: see below).
 # The daemon's log must show no agent stream error (out of sync, malformed) with spice-vdagent;
 # with our agent the malformed messages of (h) are the client's, which the daemon relays.
 #
 # Each check prints PASS or FAIL, and a table shows both agents. Exit status 0 only when every
-# check but (j) passed for our agent and (a)-(d) passed for spice-vdagent. AGENT_IMPLS="rs" (or
+# check passed for our agent and (a)-(d) passed for spice-vdagent. AGENT_IMPLS="rs" (or
 # "vdagent") runs one. A missing piece of the rig is a failure.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -58,14 +58,14 @@ for AGENT_IMPL in $IMPLS; do
     agent_image_checks
     input_viewer_stop
     agent_more_checks "$DAEMON_PORT"
-    # (j) last and not required here: the two-head primary (1440x600) is copied through the
-    # daemon's QXL BARs without mmap, one vfio-user message per access, and under TCG the guest's
-    # qxl driver then spends minutes in qxl_draw_dirty_fb (soft lockups in the kernel log), so
-    # the checks after it would fail for the display device's speed, not the agent's. The
-    # reference run requires it; the table shows what happened here.
-    failed_before=$AGENT_FAILED
-    AGENT_RESIZE_SECS=60 agent_monitors_check "$DAEMON_PORT"
-    monitors_failed=$((AGENT_FAILED - failed_before))
+    # (j) last, with minutes to spare: the two-head primary (1440x600) is copied through the
+    # daemon's QXL BARs without mmap, one vfio-user message per access, and under TCG the
+    # guest's qxl driver spends a minute or more in qxl_draw_dirty_fb (96 s here on 2026-12-05;
+    # the reference takes 4 s). spice-vdagent is not asked: it fails (j) against QEMU already
+    # (one output only), and here that would cost the whole budget.
+    if [ "$AGENT_IMPL" = rs ]; then
+        AGENT_RESIZE_SECS=${AGENT_MONITORS_SECS:-240} agent_monitors_check "$DAEMON_PORT"
+    fi
     rig_step "  daemon log: $(grep -c 'agent connected' "$DAEMON_LOG") agent connect(s), $(grep -cE 'out of sync|malformed' "$DAEMON_LOG") stream error(s); $(grep -o 'agent capabilities.*' "$DAEMON_LOG" | tail -1)"
     if [ "$AGENT_IMPL" = vdagent ] && grep -qE 'agent stream out of sync|client agent stream malformed|MONITORS_CONFIG malformed' "$DAEMON_LOG"; then
         AGENT_FAILED=$((AGENT_FAILED + 1)) base_failed=$((base_failed + 1))
@@ -82,7 +82,7 @@ for AGENT_IMPL in $IMPLS; do
     daemon_stop || { AGENT_FAILED=$((AGENT_FAILED + 1)) base_failed=$((base_failed + 1)); rig_step "  FAIL the daemon did not stop cleanly"; }
     rig_step "$AGENT_IMPL: ${#AGENT_RESULTS[@]} checks, $AGENT_FAILED failed (no retries)"
     if [ "$AGENT_IMPL" = rs ]; then
-        hard_failed=$((hard_failed + AGENT_FAILED - monitors_failed))
+        hard_failed=$((hard_failed + AGENT_FAILED))
     else
         hard_failed=$((hard_failed + base_failed))
     fi
