@@ -144,7 +144,12 @@ pub fn serve(listener: UnixListener, qxl: WorkerHandle, server: Arc<ServerHandle
                     warn!("control socket connection: {e}");
                 }
             }
-            Err(e) => warn!("control socket accept: {e}"),
+            Err(e) => {
+                // e.g. EMFILE while a connection flood holds every descriptor: pause rather
+                // than spin on the queued connection
+                warn!("control socket accept: {e}; retrying in 100 ms");
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
         }
     }
 }
