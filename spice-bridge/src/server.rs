@@ -494,7 +494,12 @@ async fn handle_connection(
     let timeout = adm.limits().link_timeout;
     let PendingSlot { id, mut evicted } = slot;
     let deadline = tokio::time::Instant::from_std(accepted) + timeout;
+    let mut shutdown = shared.shutdown.subscribe();
     let outcome = tokio::select! {
+        _ = until_true(&mut shutdown) => {
+            adm.leave(id);
+            return;
+        }
         r = tokio::time::timeout_at(deadline, link(&mut stream, &shared)) => r.map_err(|_| LinkEnd::TimedOut),
         why = &mut evicted => Err(LinkEnd::Evicted(why.unwrap_or(Eviction::PoolFull))),
     };

@@ -219,6 +219,22 @@ fn row(label: &str, (rss, fds, cpu): (u64, usize, u64)) {
     );
 }
 
+/// Link header and a SpiceLinkMess for a new session's main channel, without caps.
+fn main_link_message() -> Vec<u8> {
+    let mut m = Vec::new();
+    m.extend_from_slice(b"REDQ");
+    m.extend_from_slice(&2u32.to_le_bytes());
+    m.extend_from_slice(&2u32.to_le_bytes());
+    m.extend_from_slice(&18u32.to_le_bytes()); // size of the link message
+    m.extend_from_slice(&0u32.to_le_bytes()); // connection id
+    m.push(1); // main channel
+    m.push(0); // channel id
+    m.extend_from_slice(&0u32.to_le_bytes()); // common caps
+    m.extend_from_slice(&0u32.to_le_bytes()); // channel caps
+    m.extend_from_slice(&18u32.to_le_bytes()); // caps offset
+    m
+}
+
 /// The first 8 bytes of a link header: magic and major version, then silence.
 const HALF_HEADER: &[u8] = b"REDQ\x02\x00\x00\x00";
 
@@ -227,6 +243,7 @@ fn idle_and_half_header_floods_do_not_lock_out_a_real_client() {
     const IDLE: usize = 1000;
     const HALF: usize = 1000;
     const GARBAGE: usize = 20;
+    const STALLED: usize = 20;
     // the daemon's default --max-pending-connections
     const MAX_PENDING: u64 = 1024;
     raise_own_nofile();
@@ -235,7 +252,7 @@ fn idle_and_half_header_floods_do_not_lock_out_a_real_client() {
 
     // The flood: idle sockets, half headers, then handshake garbage.
     let t_flood = Instant::now();
-    let mut held = Vec::with_capacity(IDLE + HALF);
+    let mut held = Vec::with_capacity(IDLE + HALF + STALLED);
     for _ in 0..IDLE {
         held.push(TcpStream::connect(d.addr).unwrap());
     }
@@ -255,7 +272,14 @@ fn idle_and_half_header_floods_do_not_lock_out_a_real_client() {
         assert_eq!(&reply[..4], b"REDQ");
         assert_eq!(u32::from_le_bytes(reply[16..20].try_into().unwrap()), 2);
     }
-    let total = (IDLE + HALF + GARBAGE) as u64;
+    // Complete link messages, then silence: they get the link reply (which they never read)
+    // and are closed at the deadline (or evicted).
+    for _ in 0..STALLED {
+        let mut s = TcpStream::connect(d.addr).unwrap();
+        s.write_all(&main_link_message()).unwrap();
+        held.push(s);
+    }
+    let total = (IDLE + HALF + GARBAGE + STALLED) as u64;
     let s = d.wait_stats("flood accepted", |s| s["connections"] >= total);
     let flood_took = t_flood.elapsed();
     let during = d.figures();
@@ -288,7 +312,7 @@ fn idle_and_half_header_floods_do_not_lock_out_a_real_client() {
 
     println!(
         "flood: {IDLE} idle + {HALF} half-header connections held, {GARBAGE} garbage; \
-         (opened in {flood_took:?}); defaults: --max-pending-connections {MAX_PENDING}, \
+         {STALLED} stalled after the link reply (opened in {flood_took:?}); defaults: --max-pending-connections {MAX_PENDING}, \
          --link-timeout 10"
     );
     row("before", before);
