@@ -116,7 +116,7 @@ impl Default for ServerConfig {
     }
 }
 
-/// Counters kept by the server (read with [`ServerHandle::stats`]).
+/// Counters kept by the server (read with [`crate::ServerHandle::stats`]).
 #[derive(Debug, Default)]
 pub struct ServerStats {
     /// TCP connections accepted
