@@ -7,7 +7,10 @@
 //! - [`channel`]: one module per channel (main, display, cursor, inputs);
 //! - [`session`]: the configuration, counters and per-session state that [`server`] and the
 //!   channels share (below both, so neither imports the other);
-//! - [`server`]: the accept loop, sessions (one client per session) and shutdown;
+//! - [`server`]: the accept loop, sessions (one client per session) and shutdown; connections
+//!   still in the link stage are kept in a bounded pool apart from linked channels, under a
+//!   link deadline ([`session::ConnectionLimits`]), so an idle or slow flood cannot lock
+//!   clients out;
 //! - [`model`]: the display model the QXL device drives (surfaces, draws, cursor, monitors);
 //! - [`guest_input`]: Spice input turned into Linux input events for the guest's keyboard,
 //!   tablet and mouse devices (behind [`guest_input::EvdevDevice`]);
@@ -52,6 +55,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod admission;
 pub mod agent;
 pub mod channel;
 pub mod codec;

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -11,22 +11,26 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
+use crate::admission::{Admission, Eviction, PendingSlot};
 use crate::channel::{self, ChannelError, Out};
 use crate::input::{AgentSink, InputSink, LockKeys, MouseMode};
 use crate::link::{ExpectAuth, ExpectHeader, ExpectTicket, LinkError, Linked, TicketKey};
 use crate::model::DisplayModel;
 use crate::session::{ConnCtx, Session, Shared};
-pub use crate::session::{ImageCompression, ServerConfig, ServerError, ServerStats};
+pub use crate::session::{
+    ConnectionLimits, ImageCompression, ServerConfig, ServerError, ServerStats,
+};
 use crate::wire::link::{link_err, LinkReply};
 use crate::wire::main::mouse_mode;
 use crate::wire::types::ChannelType;
 
-/// How long a client may take for the whole link stage.
-pub const LINK_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long shutdown waits for connections to end.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-/// Simultaneous TCP connections accepted (a session uses 4).
-pub const MAX_CONNECTIONS: usize = 64;
+/// First pause after an `accept` error that eviction could not relieve; it doubles up to
+/// [`ACCEPT_BACKOFF_MAX`] and is reset by the next successful accept.
+pub const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+/// Longest pause of the accept loop after repeated `accept` errors.
+pub const ACCEPT_BACKOFF_MAX: Duration = Duration::from_millis(500);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -60,6 +64,7 @@ impl Server {
         let addr = listener.local_addr()?;
         let (shutdown, _) = watch::channel(false);
         let client_mouse = AtomicBool::new(config.client_mouse);
+        let admission = Admission::new(config.limits);
         let shared = Arc::new(Shared {
             config,
             key,
@@ -74,8 +79,16 @@ impl Server {
             client_mouse,
             next_ping: AtomicU32::new(1),
             shutdown,
+            admission,
         });
-        info!(%addr, "spice server listening");
+        let l = shared.config.limits;
+        info!(
+            %addr,
+            link_timeout = ?l.link_timeout,
+            max_pending = l.max_pending,
+            max_linked = l.max_linked,
+            "spice server listening"
+        );
         let task = tokio::spawn(accept_loop(listener, shared.clone()));
         Ok(ServerHandle {
             shared,
@@ -112,8 +125,20 @@ pub struct StatsSnapshot {
     pub connections: u64,
     /// channels linked
     pub links_ok: u64,
-    /// links refused
+    /// links refused (bad ticket, bad connection id, ...)
     pub links_refused: u64,
+    /// connections closed because the link stage missed its deadline
+    pub link_timeouts: u64,
+    /// pending connections closed to admit a newer one (pool full or no fds)
+    pub pending_evicted: u64,
+    /// links refused because the linked-channel limit was reached
+    pub linked_full: u64,
+    /// `accept` failures (EMFILE and the like)
+    pub accept_errors: u64,
+    /// connections in the link stage now
+    pub pending: u64,
+    /// linked channels now
+    pub linked: u64,
     /// connections closed for protocol violations
     pub protocol_errors: u64,
     /// sessions started
@@ -144,6 +169,12 @@ impl ServerHandle {
             connections: s.connections.load(Ordering::Relaxed),
             links_ok: s.links_ok.load(Ordering::Relaxed),
             links_refused: s.links_refused.load(Ordering::Relaxed),
+            link_timeouts: s.link_timeouts.load(Ordering::Relaxed),
+            pending_evicted: s.pending_evicted.load(Ordering::Relaxed),
+            linked_full: s.linked_full.load(Ordering::Relaxed),
+            accept_errors: s.accept_errors.load(Ordering::Relaxed),
+            pending: self.shared.admission.pending() as u64,
+            linked: self.shared.admission.linked() as u64,
             protocol_errors: s.protocol_errors.load(Ordering::Relaxed),
             sessions: s.sessions.load(Ordering::Relaxed),
             sessions_replaced: s.sessions_replaced.load(Ordering::Relaxed),
@@ -277,29 +308,60 @@ async fn until_true(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|v| *v).await;
 }
 
+/// True for `accept` errors that mean "no file descriptor (or kernel memory) left".
+fn out_of_fds(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     let mut shutdown = shared.shutdown.subscribe();
     let mut tasks = JoinSet::new();
-    let mut backoff = Duration::from_millis(10);
+    let mut backoff = ACCEPT_BACKOFF_MIN;
+    let adm = &shared.admission;
+    let stats = &shared.stats;
     loop {
         tokio::select! {
             _ = until_true(&mut shutdown) => break,
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             r = listener.accept() => match r {
                 Ok((stream, peer)) => {
-                    backoff = Duration::from_millis(10);
-                    if tasks.len() >= MAX_CONNECTIONS {
-                        warn!(%peer, "refusing connection: {MAX_CONNECTIONS} connections open");
-                        continue;
+                    backoff = ACCEPT_BACKOFF_MIN;
+                    stats.connections.fetch_add(1, Ordering::Relaxed);
+                    let accepted = Instant::now();
+                    let (slot, evicted) = adm.admit();
+                    if evicted {
+                        stats.pending_evicted.fetch_add(1, Ordering::Relaxed);
                     }
-                    shared.stats.connections.fetch_add(1, Ordering::Relaxed);
                     let sh = shared.clone();
-                    tasks.spawn(async move { handle_connection(stream, peer, sh).await });
+                    tasks.spawn(async move {
+                        handle_connection(stream, peer, sh, slot, accepted).await
+                    });
                 }
                 Err(e) => {
-                    warn!("accept failed: {e}; retrying in {backoff:?}");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    stats.accept_errors.fetch_add(1, Ordering::Relaxed);
+                    // Out of descriptors: close the oldest pending connection so the next
+                    // accept (the queued client) gets its fd; pause only a moment for that
+                    // task to drop its socket. Otherwise back off, so a persistent error
+                    // cannot spin the loop.
+                    let evicted = out_of_fds(&e) && adm.evict_oldest(Eviction::NoFds);
+                    if evicted {
+                        stats.pending_evicted.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let pause = if evicted { Duration::from_millis(1) } else { backoff };
+                    if let Some(suppressed) = adm.logs.accept.allow() {
+                        warn!(
+                            suppressed,
+                            evicted_oldest_pending = evicted,
+                            "accept failed: {e}; retrying in {pause:?}"
+                        );
+                    }
+                    tokio::time::sleep(pause).await;
+                    if !evicted {
+                        backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                    }
                 }
             }
         }
@@ -413,12 +475,57 @@ fn join_session(shared: &Shared, l: &Linked) -> Result<Arc<Session>, LinkError> 
         .ok_or(LinkError::BadConnectionId(l.connection_id))
 }
 
-async fn handle_connection(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+/// How the link stage of one connection ended, short of a link.
+enum LinkEnd {
+    TimedOut,
+    Evicted(Eviction),
+}
+
+async fn handle_connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    slot: PendingSlot,
+    accepted: Instant,
+) {
     let _ = stream.set_nodelay(true);
-    let linked = match tokio::time::timeout(LINK_TIMEOUT, link(&mut stream, &shared)).await {
-        Err(_) => {
-            shared.stats.links_refused.fetch_add(1, Ordering::Relaxed);
-            warn!(%peer, "link refused: timed out after {LINK_TIMEOUT:?}");
+    let adm = &shared.admission;
+    let stats = &shared.stats;
+    let timeout = adm.limits().link_timeout;
+    let PendingSlot { id, mut evicted } = slot;
+    let deadline = tokio::time::Instant::from_std(accepted) + timeout;
+    let mut shutdown = shared.shutdown.subscribe();
+    let outcome = tokio::select! {
+        _ = until_true(&mut shutdown) => {
+            adm.leave(id);
+            return;
+        }
+        r = tokio::time::timeout_at(deadline, link(&mut stream, &shared)) => r.map_err(|_| LinkEnd::TimedOut),
+        why = &mut evicted => Err(LinkEnd::Evicted(why.unwrap_or(Eviction::PoolFull))),
+    };
+    // Out of the pending pool whatever happened; if it was evicted meanwhile, it goes.
+    let still_pending = adm.leave(id);
+    let linked = match outcome {
+        Err(LinkEnd::TimedOut) => {
+            stats.link_timeouts.fetch_add(1, Ordering::Relaxed);
+            if let Some(suppressed) = adm.logs.timeout.allow() {
+                warn!(%peer, suppressed, "closing connection: link not completed within {timeout:?}");
+            }
+            return;
+        }
+        Err(LinkEnd::Evicted(why)) => {
+            if let Some(suppressed) = adm.logs.evicted.allow() {
+                let reason = match why {
+                    Eviction::PoolFull => "pending pool full",
+                    Eviction::NoFds => "out of file descriptors",
+                };
+                warn!(
+                    %peer,
+                    suppressed,
+                    max_pending = adm.limits().max_pending,
+                    "closing the oldest pending connection to admit a new one ({reason})"
+                );
+            }
             return;
         }
         Ok(Err((_, true))) => {
@@ -427,10 +534,31 @@ async fn handle_connection(mut stream: TcpStream, peer: SocketAddr, shared: Arc<
         }
         Ok(Err((e, false))) => {
             shared.stats.links_refused.fetch_add(1, Ordering::Relaxed);
-            warn!(%peer, code = e.code(), "link refused: {e}");
+            if let Some(suppressed) = adm.logs.refused.allow() {
+                warn!(%peer, code = e.code(), suppressed, "link refused: {e}");
+            }
+            return;
+        }
+        Ok(Ok(_)) if !still_pending => {
+            // evicted in the instant the link completed; counted by the evicter
+            debug!(%peer, "connection evicted as its link completed");
             return;
         }
         Ok(Ok(l)) => l,
+    };
+    // Authenticated: take a linked-channel slot, held until this channel ends.
+    let Some(_linked_slot) = adm.linked_slot() else {
+        stats.linked_full.fetch_add(1, Ordering::Relaxed);
+        let _ = stream.write_all(&link_err::ERROR.to_le_bytes()).await;
+        if let Some(suppressed) = adm.logs.linked_full.allow() {
+            warn!(
+                %peer,
+                suppressed,
+                max_linked = adm.limits().max_linked,
+                "link refused: linked-channel limit reached"
+            );
+        }
+        return;
     };
     let session = if linked.channel_type == ChannelType::Main {
         if linked.channel_id != 0 {

@@ -45,6 +45,61 @@ pub struct ServerConfig {
     pub client_mouse: bool,
     /// Image compression.
     pub compression: ImageCompression,
+    /// Link deadline and connection limits (what an idle or slow flood may hold).
+    pub limits: ConnectionLimits,
+}
+
+/// How long a connection may take to link and how many connections of each kind are kept.
+///
+/// Connections that have not finished the link stage (header, link message, ticket) are kept
+/// apart from linked channels, so idle or slow connections can never take the slots of
+/// authenticated clients:
+///
+/// - every connection must complete the link stage within [`link_timeout`] of being accepted,
+///   or it is closed (counted in [`ServerStats::link_timeouts`]);
+/// - at most [`max_pending`] connections may be in the link stage at once; when one more is
+///   accepted, the *oldest* pending connection is closed to admit it
+///   ([`ServerStats::pending_evicted`]). A flood of idle sockets therefore evicts its own
+///   sockets, and a real client, whose link takes a few round trips, gets through unless
+///   `max_pending` new connections arrive while it links;
+/// - at most [`max_linked`] linked channels (every channel of every session) are kept; a link
+///   beyond that is answered with the link result `SPICE_LINK_ERR_ERROR`
+///   ([`ServerStats::linked_full`]). Only clients that presented a valid ticket get this far.
+///
+/// When `accept` fails for want of file descriptors (EMFILE/ENFILE), the oldest pending
+/// connection is closed too and the accept loop backs off briefly instead of spinning
+/// ([`ServerStats::accept_errors`]).
+///
+/// [`link_timeout`]: ConnectionLimits::link_timeout
+/// [`max_pending`]: ConnectionLimits::max_pending
+/// [`max_linked`]: ConnectionLimits::max_linked
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Time from accept to a completed link (ticket checked and link result sent).
+    pub link_timeout: std::time::Duration,
+    /// Connections in the link stage (not yet authenticated) kept at once (at least 1).
+    pub max_pending: usize,
+    /// Linked channels kept at once, over all sessions (a session uses 4).
+    pub max_linked: usize,
+}
+
+impl ConnectionLimits {
+    /// Default [`ConnectionLimits::link_timeout`]: 10 s.
+    pub const DEFAULT_LINK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+    /// Default [`ConnectionLimits::max_pending`].
+    pub const DEFAULT_MAX_PENDING: usize = 1024;
+    /// Default [`ConnectionLimits::max_linked`].
+    pub const DEFAULT_MAX_LINKED: usize = 64;
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            link_timeout: Self::DEFAULT_LINK_TIMEOUT,
+            max_pending: Self::DEFAULT_MAX_PENDING,
+            max_linked: Self::DEFAULT_MAX_LINKED,
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -56,11 +111,12 @@ impl Default for ServerConfig {
             uuid: None,
             client_mouse: true,
             compression: ImageCompression::Lz,
+            limits: ConnectionLimits::default(),
         }
     }
 }
 
-/// Counters kept by the server (read with [`ServerHandle::stats`]).
+/// Counters kept by the server (read with [`crate::ServerHandle::stats`]).
 #[derive(Debug, Default)]
 pub struct ServerStats {
     /// TCP connections accepted
@@ -69,6 +125,15 @@ pub struct ServerStats {
     pub links_ok: AtomicU64,
     /// links refused (bad ticket, bad connection id, ...)
     pub links_refused: AtomicU64,
+    /// connections closed because the link stage did not complete within the deadline
+    pub link_timeouts: AtomicU64,
+    /// pending (not yet linked) connections closed to admit a newer one (pool full, or no
+    /// file descriptor left for `accept`)
+    pub pending_evicted: AtomicU64,
+    /// links refused because the linked-channel limit was reached
+    pub linked_full: AtomicU64,
+    /// `accept` failures (EMFILE and the like)
+    pub accept_errors: AtomicU64,
     /// connections closed for a protocol violation
     pub protocol_errors: AtomicU64,
     /// sessions started
@@ -173,6 +238,8 @@ pub(crate) struct Shared {
     pub client_mouse: AtomicBool,
     pub next_ping: AtomicU32,
     pub shutdown: watch::Sender<bool>,
+    /// The pending-connection pool and linked-channel slots.
+    pub admission: crate::admission::Admission,
 }
 
 impl Shared {

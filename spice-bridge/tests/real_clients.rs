@@ -253,6 +253,72 @@ async fn wrong_password_fails_and_right_password_works() {
     h.shutdown().await;
 }
 
+/// Issue 12: spicy-screenshot logs in and gets every pixel while 1,000 idle connections and
+/// 1,000 that sent half a link header are held open (the server's default limits: the oldest
+/// pending connections are evicted, none of the flood is refused at the door).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs spice-client-gtk; run by tests/e2e/spice-clients.sh"]
+// Named to sort after `twenty_connect_disconnect_cycles_...`: the e2e script runs these tests
+// one after another in one process, and that test's RSS check must not see this flood's heap.
+async fn with_a_connection_flood_held_spicy_screenshot_still_links() {
+    // both ends of every flood connection live in this process
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only access the struct on our stack.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl), 0);
+        rl.rlim_cur = rl.rlim_max;
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &rl), 0);
+    }
+    let dir = tmpdir("flood");
+    let model = DisplayModel::new();
+    scene_gradient(&model);
+    let h = serve(
+        model.clone(),
+        Some("Secr3t"),
+        ImageCompression::Lz,
+        Arc::default(),
+    )
+    .await;
+    let mut held = Vec::new();
+    for i in 0..2000 {
+        let mut s = tokio::net::TcpStream::connect(h.local_addr())
+            .await
+            .unwrap();
+        if i >= 1000 {
+            tokio::io::AsyncWriteExt::write_all(&mut s, b"REDQ\x02\0\0\0")
+                .await
+                .unwrap();
+        }
+        held.push(s);
+    }
+    wait_for("flood accepted", Duration::from_secs(30), || {
+        h.stats().connections >= 2000
+    })
+    .await;
+    let out = dir.join("flood.ppm");
+    let t0 = Instant::now();
+    let mut c = spicy_screenshot(&h, &out, Some("Secr3t"));
+    let st = wait_child(&mut c, Duration::from_secs(30)).await;
+    assert!(st.is_some_and(|s| s.success()), "spicy-screenshot: {st:?}");
+    assert_same(
+        &read_ppm(&out),
+        &model_surface_rgb(&model, 0).unwrap(),
+        "during the flood",
+    );
+    let s = h.stats();
+    eprintln!(
+        "flood of 2000 held: spicy-screenshot done in {:?}; {s:?}",
+        t0.elapsed()
+    );
+    assert!(s.pending_evicted >= 2000 - 1024, "{s:?}");
+    assert!(s.pending <= 1024, "{s:?}");
+    drop(held);
+    h.shutdown().await;
+}
+
 fn rss_kib() -> u64 {
     let s = std::fs::read_to_string("/proc/self/status").unwrap();
     s.lines()

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{ArgGroup, Parser};
+use spice_bridge::server::ConnectionLimits;
 
 /// Name of the VDI port that carries the Spice agent.
 pub const AGENT_PORT: &str = "com.redhat.spice.0";
@@ -17,6 +18,13 @@ At least one device socket (--qxl-socket, --vdi-socket or an input socket) is ne
 
 Environment:
   RUST_LOG  log filter for the stderr log (default \"info\")
+
+Connection limits (what an idle or slow connection flood can hold):
+  A connection must finish the Spice link stage (header, link message, ticket) within
+  --link-timeout. At most --max-pending-connections connections may be in the link stage;
+  accepting one more closes the OLDEST of them, so idle sockets are evicted rather than new
+  clients refused. Linked channels have their own limit, --max-linked-channels (a client
+  session uses 4). Counters: the control socket's \"stats\" command.
 
 Signals:
   SIGINT/SIGTERM  shut down cleanly and remove the sockets";
@@ -93,6 +101,20 @@ struct Args {
     /// VM name shown by clients.
     #[arg(long, default_value = "spice-bridge")]
     name: String,
+    /// Seconds a Spice connection may take from accept to a completed link (ticket
+    /// included); slower connections are closed.
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+    link_timeout: u64,
+    /// Spice connections kept in the link stage (not yet authenticated) at once; when full,
+    /// the oldest is closed to admit a new one.
+    #[arg(long, value_name = "N", default_value_t = ConnectionLimits::DEFAULT_MAX_PENDING as u64,
+          value_parser = clap::value_parser!(u64).range(1..=65536))]
+    max_pending_connections: u64,
+    /// Linked Spice channels kept at once (a client session uses 4); links beyond it are
+    /// refused with a link error.
+    #[arg(long, value_name = "N", default_value_t = ConnectionLimits::DEFAULT_MAX_LINKED as u64,
+          value_parser = clap::value_parser!(u64).range(4..=4096))]
+    max_linked_channels: u64,
 }
 
 /// How clients authenticate.
@@ -133,6 +155,8 @@ pub struct Options {
     pub vdi_socket: Option<PathBuf>,
     /// Further named ports of the VDI port and the Unix sockets they are bridged to.
     pub vdi_ports: Vec<(String, PathBuf)>,
+    /// Link deadline and connection limits of the Spice server.
+    pub limits: ConnectionLimits,
 }
 
 /// Where the virtio-input devices are served over vhost-user (each optional).
@@ -231,6 +255,11 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, CliErro
         input,
         vdi_socket: a.vdi_socket,
         vdi_ports: a.vdi_ports,
+        limits: ConnectionLimits {
+            link_timeout: std::time::Duration::from_secs(a.link_timeout),
+            max_pending: a.max_pending_connections as usize,
+            max_linked: a.max_linked_channels as usize,
+        },
     })
 }
 
@@ -296,6 +325,7 @@ mod tests {
         assert_eq!(o.ticketing, Ticketing::Disabled);
         assert_eq!((o.ram_mib, o.vram_mib, o.vgamem_mib), (64, 64, 16));
         assert_eq!(o.input, InputSockets::default());
+        assert_eq!(o.limits, ConnectionLimits::default());
         assert_eq!(
             o.qxl_socket.as_deref(),
             Some(std::path::Path::new("/tmp/q"))
@@ -353,6 +383,39 @@ mod tests {
                 )
             ]
         );
+    }
+
+    #[test]
+    fn connection_limits() {
+        let o = p(&[
+            "--qxl-socket=/q",
+            "--disable-ticketing",
+            "--link-timeout",
+            "3",
+            "--max-pending-connections=100",
+            "--max-linked-channels",
+            "8",
+        ])
+        .unwrap();
+        assert_eq!(
+            o.limits,
+            ConnectionLimits {
+                link_timeout: std::time::Duration::from_secs(3),
+                max_pending: 100,
+                max_linked: 8,
+            }
+        );
+        for bad in [
+            "--link-timeout=0",
+            "--link-timeout=x",
+            "--max-pending-connections=0",
+            "--max-linked-channels=2",
+        ] {
+            assert!(
+                p(&["--qxl-socket=/q", "--disable-ticketing", bad]).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
@@ -433,7 +496,15 @@ mod tests {
             panic!()
         };
         let help = e.to_string();
-        for flag in ["--vdi-socket", "--vdi-port", "--tablet-socket", "RUST_LOG"] {
+        for flag in [
+            "--vdi-socket",
+            "--vdi-port",
+            "--tablet-socket",
+            "RUST_LOG",
+            "--link-timeout",
+            "--max-pending-connections",
+            "--max-linked-channels",
+        ] {
             assert!(help.contains(flag), "{flag} missing from --help");
         }
     }

@@ -6,12 +6,19 @@
 //!   ROM with its CRC; CLIENT_MONITORS_CONFIG is raised when the guest unmasked it, after
 //!   which the guest driver lists the new preferred mode (reference qxl-device.md §3).
 //! - `status`: mode, primary surface size, whether a Spice client is connected.
+//! - `stats`: the Spice server's counters as `key=value` pairs: connections, links_ok,
+//!   links_refused, link_timeouts, pending_evicted, linked_full, accept_errors, pending (in
+//!   the link stage now), linked (channels now), protocol_errors, sessions,
+//!   sessions_replaced.
 //!
 //! Lines are bounded (4 KiB); bad lines get an `error` reply and a log line.
 
 use qxl_device::{ClientMonitor, WorkerHandle};
+use spice_bridge::server::StatsSnapshot;
+use spice_bridge::ServerHandle;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::Arc;
 use tracing::{info, warn};
 
 const MAX_LINE: u64 = 4096;
@@ -50,8 +57,29 @@ fn parse_head(s: &str) -> Result<ClientMonitor, String> {
     })
 }
 
+/// The `stats` reply.
+fn stats_line(s: &StatsSnapshot) -> String {
+    format!(
+        "ok connections={} links_ok={} links_refused={} link_timeouts={} pending_evicted={} \
+         linked_full={} accept_errors={} pending={} linked={} protocol_errors={} sessions={} \
+         sessions_replaced={}",
+        s.connections,
+        s.links_ok,
+        s.links_refused,
+        s.link_timeouts,
+        s.pending_evicted,
+        s.linked_full,
+        s.accept_errors,
+        s.pending,
+        s.linked,
+        s.protocol_errors,
+        s.sessions,
+        s.sessions_replaced
+    )
+}
+
 /// Executes one command line; returns the reply line (without newline).
-pub fn execute(qxl: &WorkerHandle, line: &str) -> String {
+pub fn execute(qxl: &WorkerHandle, server: &ServerHandle, line: &str) -> String {
     let mut words = line.split_whitespace();
     match words.next() {
         Some("monitors") => {
@@ -79,12 +107,13 @@ pub fn execute(qxl: &WorkerHandle, line: &str) -> String {
                 .unwrap_or_else(|| "none".into());
             format!("ok mode={:?} primary={primary}", dev.mode())
         }
-        Some(other) => format!("error unknown command '{other}' (monitors, status)"),
+        Some("stats") => stats_line(&server.stats()),
+        Some(other) => format!("error unknown command '{other}' (monitors, status, stats)"),
         None => "error empty line".to_string(),
     }
 }
 
-fn serve_conn(qxl: &WorkerHandle, conn: UnixStream) -> std::io::Result<()> {
+fn serve_conn(qxl: &WorkerHandle, server: &ServerHandle, conn: UnixStream) -> std::io::Result<()> {
     let mut out = conn.try_clone()?;
     let mut reader = BufReader::new(conn);
     loop {
@@ -98,7 +127,7 @@ fn serve_conn(qxl: &WorkerHandle, conn: UnixStream) -> std::io::Result<()> {
             writeln!(out, "error line too long")?;
             return Ok(());
         }
-        let reply = execute(qxl, line.trim());
+        let reply = execute(qxl, server, line.trim());
         if reply.starts_with("error") {
             warn!("control socket: {}: {reply}", line.trim());
         }
@@ -107,15 +136,20 @@ fn serve_conn(qxl: &WorkerHandle, conn: UnixStream) -> std::io::Result<()> {
 }
 
 /// Serves `listener` forever (one connection at a time is enough for a control socket).
-pub fn serve(listener: UnixListener, qxl: WorkerHandle) {
+pub fn serve(listener: UnixListener, qxl: WorkerHandle, server: Arc<ServerHandle>) {
     for conn in listener.incoming() {
         match conn {
             Ok(c) => {
-                if let Err(e) = serve_conn(&qxl, c) {
+                if let Err(e) = serve_conn(&qxl, &server, c) {
                     warn!("control socket connection: {e}");
                 }
             }
-            Err(e) => warn!("control socket accept: {e}"),
+            Err(e) => {
+                // e.g. EMFILE while a connection flood holds every descriptor: pause rather
+                // than spin on the queued connection
+                warn!("control socket accept: {e}; retrying in 100 ms");
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
         }
     }
 }
@@ -123,6 +157,21 @@ pub fn serve(listener: UnixListener, qxl: WorkerHandle) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stats_line_names_every_counter() {
+        let line = stats_line(&StatsSnapshot {
+            link_timeouts: 3,
+            pending_evicted: 4,
+            ..Default::default()
+        });
+        assert!(line.starts_with("ok connections=0 "), "{line}");
+        assert!(
+            line.contains(" link_timeouts=3 pending_evicted=4 "),
+            "{line}"
+        );
+        assert!(!line.contains('\n'));
+    }
 
     #[test]
     fn heads_parse_and_bad_ones_are_refused() {

@@ -321,7 +321,59 @@ fn socket_paths(opts: &cli::Options) -> Vec<(&'static str, &std::path::Path)> {
     v
 }
 
+/// Descriptors the daemon needs besides Spice connections (devices, memfds, eventfds, sockets,
+/// the runtime).
+const FD_RESERVE: usize = 128;
+
+/// Raises the soft RLIMIT_NOFILE (up to the hard limit) so the pending pool and the linked
+/// channels fit; says so when the hard limit is lower, in which case running out of
+/// descriptors evicts the oldest pending connection instead.
+fn raise_fd_limit(limits: &spice_bridge::server::ConnectionLimits) {
+    let want = (limits.max_pending + limits.max_linked + FD_RESERVE) as libc::rlim_t;
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the rlimit struct we pass, which lives on our stack.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } != 0 {
+        warn!(
+            "getrlimit(RLIMIT_NOFILE): {}",
+            std::io::Error::last_os_error()
+        );
+        return;
+    }
+    if rl.rlim_cur >= want {
+        return;
+    }
+    let new = libc::rlimit {
+        rlim_cur: want.min(rl.rlim_max),
+        rlim_max: rl.rlim_max,
+    };
+    // SAFETY: setrlimit only reads the struct we pass; a refused value leaves the limit as is.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &new) } != 0 {
+        warn!(
+            "setrlimit(RLIMIT_NOFILE): {}",
+            std::io::Error::last_os_error()
+        );
+        return;
+    }
+    if new.rlim_cur < want {
+        warn!(
+            "RLIMIT_NOFILE is {} (hard limit), below the {want} descriptors the connection \
+             limits ask for; when descriptors run out the oldest pending Spice connection is \
+             closed",
+            new.rlim_cur
+        );
+    } else {
+        info!(
+            "RLIMIT_NOFILE raised from {} to {}",
+            rl.rlim_cur, new.rlim_cur
+        );
+    }
+}
+
 fn run(opts: cli::Options) -> anyhow::Result<()> {
+    raise_fd_limit(&opts.limits);
     for (flag, path) in socket_paths(&opts) {
         if path.exists() {
             anyhow::bail!(
@@ -381,6 +433,7 @@ fn run(opts: cli::Options) -> anyhow::Result<()> {
         uuid: None,
         client_mouse: false,
         compression: ImageCompression::Lz,
+        limits: opts.limits,
     };
     let server = Arc::new(
         rt.block_on(Server::start(
@@ -420,9 +473,10 @@ fn run(opts: cli::Options) -> anyhow::Result<()> {
         let listener = std::os::unix::net::UnixListener::bind(path)
             .with_context(|| format!("--control-socket {}", path.display()))?;
         let qxl = qxl.clone();
+        let server = server.clone();
         std::thread::Builder::new()
             .name("control".into())
-            .spawn(move || control::serve(listener, qxl))
+            .spawn(move || control::serve(listener, qxl, server))
             .context("control thread")?;
     }
 
