@@ -347,12 +347,23 @@ async fn twenty_connect_disconnect_cycles_keep_serving_with_flat_memory() {
         wait_for("session end", Duration::from_secs(10), || !h.has_client()).await;
         rss.push(rss_kib());
     }
-    // 5 warm-up cycles (allocator arenas settle), then 20 measured ones
+    // 5 warm-up cycles, then 20 measured ones. glibc's allocator sometimes steps RSS up once
+    // by ~4 MiB at a random cycle (a new arena or heap for a thread), in every run, old code
+    // included; a leak grows every cycle instead. So the largest single step is set aside:
+    // what remains must stay within 2 MiB, which a leak of more than ~110 KiB per session
+    // exceeds.
     let (base, last) = (rss[4], rss[24]);
-    eprintln!("RSS KiB after each cycle: {rss:?}");
+    let largest_step = rss[4..]
+        .windows(2)
+        .map(|w| w[1].saturating_sub(w[0]))
+        .max()
+        .unwrap_or(0);
+    eprintln!("RSS KiB after each cycle: {rss:?} (largest single step {largest_step} KiB)");
     assert!(
-        last <= base + 2048,
-        "RSS grew from {base} KiB to {last} KiB over 20 cycles"
+        last.saturating_sub(largest_step) <= base + 2048,
+        "RSS grew from {base} KiB to {last} KiB over 20 cycles, {} KiB of it outside the \
+         largest single step",
+        last.saturating_sub(base).saturating_sub(largest_step)
     );
     assert_eq!(h.stats().sessions, 25);
     h.shutdown().await;
