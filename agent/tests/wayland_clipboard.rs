@@ -21,14 +21,14 @@ use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
 use spice_agent::protocol::{ClipboardType, Message, Selection};
-use spice_agent::session::clipboard::{ClipboardLimits, WaylandClipboard};
+use spice_agent::session::clipboard::{ClipboardBackend, ClipboardLimits, WaylandClipboard};
 
 // ----- sway ---------------------------------------------------------------------------------
 
@@ -200,8 +200,6 @@ fn wl_paste(sway: &Sway, args: &[&str], timeout: Duration) -> (bool, Vec<u8>) {
     (status.is_some_and(|s| s.success()), out)
 }
 
-const PASTE: Duration = Duration::from_secs(20);
-
 // ----- harness ------------------------------------------------------------------------------
 
 struct Harness {
@@ -223,75 +221,19 @@ fn harness(limits: ClipboardLimits) -> Harness {
     }
 }
 
+impl Bridge for Harness {
+    fn recorder(&self) -> Arc<Recorder> {
+        self.rec.clone()
+    }
+    fn backend(&self) -> Arc<dyn ClipboardBackend> {
+        self.clip.clone()
+    }
+}
+
 fn default_harness() -> Harness {
     harness(ClipboardLimits::default())
 }
 
-/// A client that answers every REQUEST from `data` (by type) until dropped.
-struct Answerer {
-    stop: Arc<AtomicBool>,
-    thread: Option<thread::JoinHandle<()>>,
-}
-
-impl Answerer {
-    fn start(h: &Harness, data: Vec<(ClipboardType, Vec<u8>)>) -> Answerer {
-        let stop = Arc::new(AtomicBool::new(false));
-        let (rec, clip, stop2) = (h.rec.clone(), h.clip.clone(), stop.clone());
-        let thread = thread::spawn(move || {
-            while !stop2.load(Ordering::SeqCst) {
-                let Some(Message::ClipboardRequest { selection, type_ }) =
-                    rec.take(Duration::from_millis(50), is_request)
-                else {
-                    continue;
-                };
-                let answer = data.iter().find(|(t, _)| *t == type_);
-                clip.client_message(match answer {
-                    Some((t, d)) => Message::Clipboard {
-                        selection,
-                        type_: *t,
-                        data: d.clone(),
-                    },
-                    None => Message::Clipboard {
-                        selection,
-                        type_: ClipboardType::None,
-                        data: vec![],
-                    },
-                });
-            }
-        });
-        Answerer {
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Answerer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn client_grab(h: &Harness, selection: Selection, serial: u32, types: Vec<ClipboardType>) {
-    h.clip.client_message(Message::ClipboardGrab {
-        selection,
-        serial: Some(serial),
-        types,
-    });
-}
-
-fn request(h: &Harness, selection: Selection, type_: ClipboardType) -> Message {
-    h.clip
-        .client_message(Message::ClipboardRequest { selection, type_ });
-    h.rec
-        .take(PASTE, is_data(selection))
-        .expect("no answer to the request")
-}
-
-/// Waits for the next GRAB of `sel`: (serial, types).
 fn grab(h: &Harness, sel: Selection) -> (Option<u32>, Vec<ClipboardType>) {
     match h.rec.take(PASTE, is_grab(sel)) {
         Some(Message::ClipboardGrab { serial, types, .. }) => (serial, types),

@@ -11,7 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use spice_agent::protocol::{cap, Caps, ClipboardType, Message, Selection};
-use spice_agent::session::clipboard::{ClipboardLimits, X11Clipboard};
+use spice_agent::session::clipboard::{ClipboardBackend, ClipboardLimits, X11Clipboard};
 
 mod common;
 use common::*;
@@ -144,8 +144,6 @@ fn xclip_get(
     (status.is_some_and(|s| s.success()), out)
 }
 
-const PASTE: Duration = Duration::from_secs(20);
-
 // ----- the client side ----------------------------------------------------------------------
 
 struct Harness {
@@ -166,82 +164,17 @@ fn harness(limits: ClipboardLimits) -> Harness {
     }
 }
 
+impl Bridge for Harness {
+    fn recorder(&self) -> Arc<Recorder> {
+        self.rec.clone()
+    }
+    fn backend(&self) -> Arc<dyn ClipboardBackend> {
+        self.clip.clone()
+    }
+}
+
 fn default_harness() -> Harness {
     harness(ClipboardLimits::default())
-}
-
-/// A client that answers every REQUEST from `data` (by type) until dropped.
-struct Answerer {
-    stop: Arc<AtomicBool>,
-    thread: Option<thread::JoinHandle<()>>,
-}
-
-impl Answerer {
-    fn start(h: &Harness, data: Vec<(ClipboardType, Vec<u8>)>) -> Answerer {
-        Answerer::start_delayed(h, data, Duration::ZERO)
-    }
-
-    /// Like [`Answerer::start`], each answer `delay` after its request.
-    fn start_delayed(
-        h: &Harness,
-        data: Vec<(ClipboardType, Vec<u8>)>,
-        delay: Duration,
-    ) -> Answerer {
-        let stop = Arc::new(AtomicBool::new(false));
-        let (rec, clip, stop2) = (h.rec.clone(), h.clip.clone(), stop.clone());
-        let thread = thread::spawn(move || {
-            while !stop2.load(Ordering::SeqCst) {
-                let Some(Message::ClipboardRequest { selection, type_ }) =
-                    rec.take(Duration::from_millis(50), is_request)
-                else {
-                    continue;
-                };
-                thread::sleep(delay);
-                let answer = data.iter().find(|(t, _)| *t == type_);
-                clip.client_message(match answer {
-                    Some((t, d)) => Message::Clipboard {
-                        selection,
-                        type_: *t,
-                        data: d.clone(),
-                    },
-                    None => Message::Clipboard {
-                        selection,
-                        type_: ClipboardType::None,
-                        data: vec![],
-                    },
-                });
-            }
-        });
-        Answerer {
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Answerer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn client_grab(h: &Harness, selection: Selection, serial: u32, types: Vec<ClipboardType>) {
-    h.clip.client_message(Message::ClipboardGrab {
-        selection,
-        serial: Some(serial),
-        types,
-    });
-}
-
-fn request(h: &Harness, selection: Selection, type_: ClipboardType) -> Message {
-    h.clip
-        .client_message(Message::ClipboardRequest { selection, type_ });
-    h.rec
-        .take(PASTE, is_data(selection))
-        .expect("no answer to the request")
 }
 
 /// Waits until `xclip -o` reads `want` (the grab is applied asynchronously).

@@ -3,10 +3,13 @@
 
 #![allow(dead_code)] // each test crate uses a part
 
-use std::sync::{Condvar, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
 use std::time::{Duration, Instant};
 
-use spice_agent::protocol::{cap, Caps, Message, Selection};
+use spice_agent::protocol::{cap, Caps, ClipboardType, Message, Selection};
+use spice_agent::session::clipboard::ClipboardBackend;
 use spice_agent::session::HostSink;
 
 // ----- the client side ----------------------------------------------------------------------
@@ -174,4 +177,93 @@ pub fn decode_bmp(b: &[u8]) -> (u32, u32, Vec<u8>) {
         }
     }
     (w as u32, hh as u32, rgb)
+}
+
+// ----- the client driving a bridge ----------------------------------------------------------
+
+/// How long a paste, or the answer to a request, may take.
+pub const PASTE: Duration = Duration::from_secs(20);
+
+/// A test's bridge under test and the recording client it sends to.
+pub trait Bridge {
+    /// The client's recorder.
+    fn recorder(&self) -> Arc<Recorder>;
+    /// The bridge (X11 or Wayland).
+    fn backend(&self) -> Arc<dyn ClipboardBackend>;
+}
+
+/// A client that answers every REQUEST from `data` (by type) until dropped.
+pub struct Answerer {
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Answerer {
+    pub fn start(h: &impl Bridge, data: Vec<(ClipboardType, Vec<u8>)>) -> Answerer {
+        Answerer::start_delayed(h, data, Duration::ZERO)
+    }
+
+    /// Like [`Answerer::start`], each answer `delay` after its request.
+    pub fn start_delayed(
+        h: &impl Bridge,
+        data: Vec<(ClipboardType, Vec<u8>)>,
+        delay: Duration,
+    ) -> Answerer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (rec, clip, stop2) = (h.recorder(), h.backend(), stop.clone());
+        let thread = thread::spawn(move || {
+            while !stop2.load(Ordering::SeqCst) {
+                let Some(Message::ClipboardRequest { selection, type_ }) =
+                    rec.take(Duration::from_millis(50), is_request)
+                else {
+                    continue;
+                };
+                thread::sleep(delay);
+                let answer = data.iter().find(|(t, _)| *t == type_);
+                clip.client_message(match answer {
+                    Some((t, d)) => Message::Clipboard {
+                        selection,
+                        type_: *t,
+                        data: d.clone(),
+                    },
+                    None => Message::Clipboard {
+                        selection,
+                        type_: ClipboardType::None,
+                        data: vec![],
+                    },
+                });
+            }
+        });
+        Answerer {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Answerer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The client grabs `selection` with `serial`, offering `types`.
+pub fn client_grab(h: &impl Bridge, selection: Selection, serial: u32, types: Vec<ClipboardType>) {
+    h.backend().client_message(Message::ClipboardGrab {
+        selection,
+        serial: Some(serial),
+        types,
+    });
+}
+
+/// The client requests `type_` of `selection`; the bridge's answer.
+pub fn request(h: &impl Bridge, selection: Selection, type_: ClipboardType) -> Message {
+    h.backend()
+        .client_message(Message::ClipboardRequest { selection, type_ });
+    h.recorder()
+        .take(PASTE, is_data(selection))
+        .expect("no answer to the request")
 }
