@@ -48,7 +48,8 @@ demo_daemon_start() {
     RUN=""
     for _ in $(seq 1 100); do [ -S "$WORK/qxl.sock" ] && [ -S "$WORK/vdi.sock" ] && break; sleep 0.1; done
     [ -S "$WORK/qxl.sock" ] && [ -S "$WORK/vdi.sock" ] || { cat "$WORK/daemon.log" >&2; echo "demo: the daemon did not start" >&2; exit 1; }
-    echo "demo: spice-bridge is serving; daemon log $WORK/daemon.log, guest serial log $LOG" >&2
+    # tests/e2e/daemon-input.sh reads the serial log path from this line ("guest serial log PATH,")
+    echo "demo: spice-bridge is serving; daemon log $WORK/daemon.log, guest serial log $LOG, control socket $WORK/control.sock" >&2
 }
 
 if [ "$DESKTOP" = 1 ]; then
@@ -90,7 +91,7 @@ if [ "$DAEMON" = 1 ]; then
     bash images/build-guest.sh "$DIST" >/dev/null
     WORK=$(mktemp -d /tmp/spice-rs-demo.XXXXXX)
     demo_daemon_start --keyboard-socket "$WORK/keyboard.sock" --tablet-socket "$WORK/tablet.sock"
-    echo "demo: booting the $DIST guest with the QXL device over vfio-user; control socket $WORK/control.sock" >&2
+    echo "demo: booting the $DIST guest with the QXL device over vfio-user" >&2
     bash images/run-guest.sh --dist "$DIST" --vfio-user "$WORK/qxl.sock" --no-mmap --test demo \
         --input-socket "$WORK/keyboard.sock" --input-socket "$WORK/tablet.sock" \
         --vhost-user-console "$WORK/vdi.sock" --timeout 86400 --log "$LOG" &
