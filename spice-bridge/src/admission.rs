@@ -163,6 +163,8 @@ pub(crate) struct FloodLogs {
     pub linked_full: LogLimit,
     pub accept: LogLimit,
     pub refused: LogLimit,
+    /// TLS handshake and WebSocket upgrade failures
+    pub transport: LogLimit,
 }
 
 impl Default for FloodLogs {
@@ -173,6 +175,7 @@ impl Default for FloodLogs {
             linked_full: LogLimit::new(5),
             accept: LogLimit::new(5),
             refused: LogLimit::new(10),
+            transport: LogLimit::new(10),
         }
     }
 }

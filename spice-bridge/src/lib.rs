@@ -11,6 +11,8 @@
 //!   still in the link stage are kept in a bounded pool apart from linked channels, under a
 //!   link deadline ([`session::ConnectionLimits`]), so an idle or slow flood cannot lock
 //!   clients out;
+//! - [`tls`]: the TLS port's certificates (QEMU's `x509-dir`) and the per-channel TLS/plain
+//!   policy; `transport` sets up each connection's stream (TLS, WebSocket) before the link;
 //! - [`model`]: the display model the QXL device drives (surfaces, draws, cursor, monitors);
 //! - [`guest_input`]: Spice input turned into Linux input events for the guest's keyboard,
 //!   tablet and mouse devices (behind [`guest_input::EvdevDevice`]);
@@ -69,6 +71,8 @@ pub mod qxl_display;
 pub mod qxl_vfio;
 pub mod server;
 pub mod session;
+pub mod tls;
+mod transport;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod testing;
 pub mod wire;

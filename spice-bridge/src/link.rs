@@ -14,6 +14,7 @@ use std::time::SystemTime;
 use rsa::pkcs8::EncodePublicKey;
 use rsa::{Oaep, RsaPrivateKey};
 
+use crate::tls::{ChannelSecurity, Security};
 use crate::wire::header::HeaderKind;
 use crate::wire::link::{
     link_err, LinkHeader, LinkMess, LinkReply, LINK_MESS_FIXED, LINK_MESS_MAX, PUBKEY_BYTES,
@@ -61,6 +62,12 @@ pub enum LinkError {
     /// The RSA key could not be made.
     #[error("ticket key: {0}")]
     Key(String),
+    /// The channel must use TLS (`tls-channel`) and came to the plain port.
+    #[error("channel type {0} must use the TLS port")]
+    NeedSecured(u8),
+    /// The channel must be plain (`plaintext-channel`) and came to the TLS port.
+    #[error("channel type {0} must use the plain port")]
+    NeedUnsecured(u8),
 }
 
 impl LinkError {
@@ -77,6 +84,8 @@ impl LinkError {
             LinkError::BadConnectionId(_) => link_err::BAD_CONNECTION_ID,
             LinkError::ChannelNotAvailable(..) => link_err::CHANNEL_NOT_AVAILABLE,
             LinkError::Key(_) => link_err::ERROR,
+            LinkError::NeedSecured(_) => link_err::NEED_SECURED,
+            LinkError::NeedUnsecured(_) => link_err::NEED_UNSECURED,
         }
     }
 }
@@ -202,6 +211,20 @@ impl ExpectLinkMess {
     /// Decodes the link message. Returns the next state and the reply bytes (header + reply)
     /// to send.
     pub fn handle(self, bytes: &[u8], key: &TicketKey) -> Result<(ExpectAuth, Vec<u8>), LinkError> {
+        self.handle_on(bytes, key, &ChannelSecurity::default(), false)
+    }
+
+    /// Like [`ExpectLinkMess::handle`] for a connection that came over TLS (`tls`) or not,
+    /// under the per-channel policy `security`: a channel on the wrong port is refused with
+    /// `NEED_SECURED` or `NEED_UNSECURED` in the link reply, so the client reconnects it to the
+    /// other port.
+    pub fn handle_on(
+        self,
+        bytes: &[u8],
+        key: &TicketKey,
+        security: &ChannelSecurity,
+        tls: bool,
+    ) -> Result<(ExpectAuth, Vec<u8>), LinkError> {
         if bytes.len() != self.len() {
             return Err(WireError::Truncated {
                 needed: self.len(),
@@ -210,6 +233,11 @@ impl ExpectLinkMess {
             .into());
         }
         let mess: LinkMess = decode_exact(bytes)?;
+        match (security.of(mess.channel_type.into()), tls) {
+            (Security::Secure, false) => return Err(LinkError::NeedSecured(mess.channel_type)),
+            (Security::Plain, true) => return Err(LinkError::NeedUnsecured(mess.channel_type)),
+            _ => {}
+        }
         let (common_caps, channel_caps) = server_caps(mess.channel_type.into());
         let reply = LinkReply {
             error: link_err::OK,
@@ -289,7 +317,7 @@ impl ExpectTicket {
                     .decrypt(bytes)
                     .ok_or(LinkError::PermissionDenied("ticket does not decrypt"))?;
                 let given = plain.split(|&b| b == 0).next().unwrap_or(&[]);
-                if !constant_time_eq(given, password.as_bytes()) {
+                if !ticket_matches(given, password.as_bytes()) {
                     return Err(LinkError::PermissionDenied("wrong password"));
                 }
                 if expires.is_some_and(|e| now > e) {
@@ -313,11 +341,17 @@ impl ExpectTicket {
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Compares the ticket a client sent with the password in a time that depends on neither
+/// their contents nor their lengths: both are zero-padded to the ticket block size and compared
+/// with `subtle`, lengths included.
+fn ticket_matches(given: &[u8], password: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    let (mut a, mut b) = ([0u8; TICKET_BYTES], [0u8; TICKET_BYTES]);
+    let (la, lb) = (given.len().min(TICKET_BYTES), password.len().min(TICKET_BYTES));
+    a[..la].copy_from_slice(&given[..la]);
+    b[..lb].copy_from_slice(&password[..lb]);
+    let same_len = (given.len() as u64).ct_eq(&(password.len() as u64));
+    (a.ct_eq(&b) & same_len).into()
 }
 
 /// An authenticated channel connection, before session lookup.

@@ -14,12 +14,17 @@ use tracing::{debug, info, warn};
 use crate::admission::{Admission, Eviction, PendingSlot};
 use crate::channel::{self, ChannelError, Out};
 use crate::input::{AgentSink, InputSink, LockKeys, MouseMode};
-use crate::link::{ExpectAuth, ExpectHeader, ExpectTicket, LinkError, Linked, TicketKey};
+use crate::link::{
+    ExpectAuth, ExpectHeader, ExpectTicket, LinkError, Linked, TicketKey, TicketPolicy,
+    MAX_PASSWORD_LEN,
+};
 use crate::model::DisplayModel;
 use crate::session::{ConnCtx, Session, Shared};
 pub use crate::session::{
-    ConnectionLimits, ImageCompression, ServerConfig, ServerError, ServerStats,
+    ConnectionLimits, ImageCompression, ServerConfig, ServerError, ServerStats, TlsListen,
 };
+use crate::tls::TlsConfig;
+use crate::transport::{self, BoxedStream, Transport, TransportError};
 use crate::wire::link::{link_err, LinkReply};
 use crate::wire::main::mouse_mode;
 use crate::wire::types::ChannelType;
@@ -62,10 +67,19 @@ impl Server {
     ) -> Result<ServerHandle, ServerError> {
         let listener = TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
+        let tls_listener = match &config.tls {
+            Some(t) => Some((TcpListener::bind(t.listen).await?, t.config.clone())),
+            None => None,
+        };
+        let tls_addr = match &tls_listener {
+            Some((l, _)) => Some(l.local_addr()?),
+            None => None,
+        };
         let (shutdown, _) = watch::channel(false);
         let client_mouse = AtomicBool::new(config.client_mouse);
         let admission = Admission::new(config.limits);
         let shared = Arc::new(Shared {
+            ticket: std::sync::RwLock::new(config.ticket.clone()),
             config,
             key,
             model,
@@ -84,16 +98,21 @@ impl Server {
         let l = shared.config.limits;
         info!(
             %addr,
+            tls_addr = ?tls_addr,
             link_timeout = ?l.link_timeout,
             max_pending = l.max_pending,
             max_linked = l.max_linked,
             "spice server listening"
         );
-        let task = tokio::spawn(accept_loop(listener, shared.clone()));
+        let mut tasks = vec![tokio::spawn(accept_loop(listener, None, shared.clone()))];
+        if let Some((l, tls)) = tls_listener {
+            tasks.push(tokio::spawn(accept_loop(l, Some(tls), shared.clone())));
+        }
         Ok(ServerHandle {
             shared,
             addr,
-            task: Mutex::new(Some(task)),
+            tls_addr,
+            tasks: Mutex::new(tasks),
         })
     }
 }
@@ -102,7 +121,38 @@ impl Server {
 pub struct ServerHandle {
     shared: Arc<Shared>,
     addr: SocketAddr,
-    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    tls_addr: Option<SocketAddr>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+/// What a password change does to a connected client (QEMU's `set_password ... connected=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WhenConnected {
+    /// The client stays; the new password applies to the next connection.
+    #[default]
+    Keep,
+    /// The connected client is disconnected.
+    Disconnect,
+    /// The change is refused while a client is connected.
+    Fail,
+}
+
+/// Why a password change was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PasswordError {
+    /// Longer than a Spice client can send.
+    #[error("password longer than {MAX_PASSWORD_LEN} bytes")]
+    TooLong,
+    /// A NUL byte would cut the ticket short.
+    #[error("password contains a NUL byte")]
+    Nul,
+    /// `WhenConnected::Fail` and a client is connected.
+    #[error("a client is connected")]
+    ClientConnected,
+    /// `expire_password` with ticketing disabled and no password set.
+    #[error("no password is set (ticketing is disabled)")]
+    NoPassword,
 }
 
 impl std::fmt::Debug for ServerHandle {
@@ -135,6 +185,12 @@ pub struct StatsSnapshot {
     pub linked_full: u64,
     /// `accept` failures (EMFILE and the like)
     pub accept_errors: u64,
+    /// connections to the TLS port
+    pub tls_connections: u64,
+    /// TLS handshakes that failed
+    pub tls_failed: u64,
+    /// links refused because the channel came to the wrong port (NEED_SECURED/UNSECURED)
+    pub wrong_port: u64,
     /// connections in the link stage now
     pub pending: u64,
     /// linked channels now
@@ -157,6 +213,64 @@ impl ServerHandle {
         self.addr
     }
 
+    /// The TLS port's address, if there is one.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
+    }
+
+    /// Sets the password clients must present from now on (QEMU's `set_password spice`),
+    /// enabling ticketing if it was disabled. An expiry set before is kept, as in QEMU.
+    /// `connected` says what happens to a client connected now.
+    pub fn set_password(
+        &self,
+        password: &str,
+        connected: WhenConnected,
+    ) -> Result<(), PasswordError> {
+        if password.len() > MAX_PASSWORD_LEN {
+            return Err(PasswordError::TooLong);
+        }
+        if password.contains('\0') {
+            return Err(PasswordError::Nul);
+        }
+        let sh = &self.shared;
+        let mut session = lock(&sh.session);
+        if session.is_some() && connected == WhenConnected::Fail {
+            return Err(PasswordError::ClientConnected);
+        }
+        {
+            let mut t = sh.ticket.write().unwrap_or_else(|e| e.into_inner());
+            let expires = match &*t {
+                TicketPolicy::Password { expires, .. } => *expires,
+                TicketPolicy::Disabled => None,
+            };
+            *t = TicketPolicy::Password {
+                password: password.to_string(),
+                expires,
+            };
+        }
+        if connected == WhenConnected::Disconnect {
+            if let Some(s) = session.take() {
+                info!(session = s.id, "password changed: disconnecting the client");
+                let _ = s.cancel.send(true);
+            }
+        }
+        info!(?connected, "password changed");
+        Ok(())
+    }
+
+    /// Sets when the password stops being accepted (QEMU's `expire_password spice`): `None`
+    /// for never. Links after that instant are refused with PERMISSION_DENIED; a connected
+    /// client stays.
+    pub fn expire_password(&self, when: Option<SystemTime>) -> Result<(), PasswordError> {
+        let mut t = self.shared.ticket.write().unwrap_or_else(|e| e.into_inner());
+        match &mut *t {
+            TicketPolicy::Password { expires, .. } => *expires = when,
+            TicketPolicy::Disabled => return Err(PasswordError::NoPassword),
+        }
+        info!(expires = ?when, "password expiry changed");
+        Ok(())
+    }
+
     /// The display model being served.
     pub fn model(&self) -> &DisplayModel {
         &self.shared.model
@@ -173,6 +287,9 @@ impl ServerHandle {
             pending_evicted: s.pending_evicted.load(Ordering::Relaxed),
             linked_full: s.linked_full.load(Ordering::Relaxed),
             accept_errors: s.accept_errors.load(Ordering::Relaxed),
+            tls_connections: s.tls_connections.load(Ordering::Relaxed),
+            tls_failed: s.tls_failed.load(Ordering::Relaxed),
+            wrong_port: s.wrong_port.load(Ordering::Relaxed),
             pending: self.shared.admission.pending() as u64,
             linked: self.shared.admission.linked() as u64,
             protocol_errors: s.protocol_errors.load(Ordering::Relaxed),
@@ -296,8 +413,8 @@ impl ServerHandle {
     /// Stops accepting, closes every connection and waits for their tasks.
     pub async fn shutdown(&self) {
         let _ = self.shared.shutdown.send(true);
-        let task = lock(&self.task).take();
-        if let Some(t) = task {
+        let tasks = std::mem::take(&mut *lock(&self.tasks));
+        for t in tasks {
             let _ = t.await;
         }
     }
@@ -316,7 +433,8 @@ fn out_of_fds(e: &std::io::Error) -> bool {
     )
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+/// Accepts connections on one port (`tls` set for the TLS port) until shutdown.
+async fn accept_loop(listener: TcpListener, tls: Option<TlsConfig>, shared: Arc<Shared>) {
     let mut shutdown = shared.shutdown.subscribe();
     let mut tasks = JoinSet::new();
     let mut backoff = ACCEPT_BACKOFF_MIN;
@@ -330,14 +448,17 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                 Ok((stream, peer)) => {
                     backoff = ACCEPT_BACKOFF_MIN;
                     stats.connections.fetch_add(1, Ordering::Relaxed);
+                    if tls.is_some() {
+                        stats.tls_connections.fetch_add(1, Ordering::Relaxed);
+                    }
                     let accepted = Instant::now();
                     let (slot, evicted) = adm.admit();
                     if evicted {
                         stats.pending_evicted.fetch_add(1, Ordering::Relaxed);
                     }
-                    let sh = shared.clone();
+                    let (sh, tls) = (shared.clone(), tls.clone());
                     tasks.spawn(async move {
-                        handle_connection(stream, peer, sh, slot, accepted).await
+                        handle_connection(stream, tls, peer, sh, slot, accepted).await
                     });
                 }
                 Err(e) => {
@@ -378,9 +499,39 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     info!("spice server stopped");
 }
 
-/// Runs the link stage on `stream`. On failure the client has been told (reply or result) and
-/// the error is returned for logging.
-async fn link(stream: &mut TcpStream, shared: &Shared) -> Result<Linked, (LinkError, bool)> {
+/// Why a connection ended before it linked.
+enum EstablishError {
+    /// Its transport could not be set up (TLS handshake, WebSocket upgrade).
+    Transport(TransportError),
+    /// The link stage failed; `true` if the peer closed or the socket failed.
+    Link(LinkError, bool),
+}
+
+/// Sets up the transport of an accepted connection and runs its link stage.
+async fn establish_and_link(
+    tcp: TcpStream,
+    tls: Option<&TlsConfig>,
+    peer: SocketAddr,
+    shared: &Shared,
+) -> Result<(BoxedStream, Transport, Linked), EstablishError> {
+    let est = transport::establish(tcp, tls, peer)
+        .await
+        .map_err(EstablishError::Transport)?;
+    let mut stream = est.stream;
+    let linked = link(&mut stream, est.magic, est.transport.tls, shared)
+        .await
+        .map_err(|(e, closed)| EstablishError::Link(e, closed))?;
+    Ok((stream, est.transport, linked))
+}
+
+/// Runs the link stage on `stream`, whose first four bytes (`magic`) were read already. On
+/// failure the client has been told (reply or result) and the error is returned for logging.
+async fn link(
+    stream: &mut BoxedStream,
+    magic: [u8; 4],
+    tls: bool,
+    shared: &Shared,
+) -> Result<Linked, (LinkError, bool)> {
     let io_err = |_| {
         (
             LinkError::Malformed(crate::wire::WireError::Truncated {
@@ -391,7 +542,8 @@ async fn link(stream: &mut TcpStream, shared: &Shared) -> Result<Linked, (LinkEr
         )
     };
     let mut hb = [0u8; ExpectHeader::LEN];
-    stream.read_exact(&mut hb).await.map_err(io_err)?;
+    hb[..4].copy_from_slice(&magic);
+    stream.read_exact(&mut hb[4..]).await.map_err(io_err)?;
     let s = match ExpectHeader.handle(&hb) {
         Ok(s) => s,
         Err(e) => {
@@ -403,7 +555,9 @@ async fn link(stream: &mut TcpStream, shared: &Shared) -> Result<Linked, (LinkEr
     };
     let mut mb = vec![0u8; s.len()];
     stream.read_exact(&mut mb).await.map_err(io_err)?;
-    let (auth, reply): (ExpectAuth, Vec<u8>) = match s.handle(&mb, &shared.key) {
+    let security = &shared.config.channel_security;
+    let (auth, reply): (ExpectAuth, Vec<u8>) = match s.handle_on(&mb, &shared.key, security, tls)
+    {
         Ok(v) => v,
         Err(e) => {
             let _ = stream
@@ -428,7 +582,12 @@ async fn link(stream: &mut TcpStream, shared: &Shared) -> Result<Linked, (LinkEr
     };
     let mut tb = [0u8; ExpectTicket::LEN];
     stream.read_exact(&mut tb).await.map_err(io_err)?;
-    match ticket_state.handle(&tb, &shared.key, &shared.config.ticket, SystemTime::now()) {
+    let policy = shared
+        .ticket
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    match ticket_state.handle(&tb, &shared.key, &policy, SystemTime::now()) {
         Ok(l) => Ok(l),
         Err(e) => {
             let _ = stream.write_all(&e.code().to_le_bytes()).await;
@@ -482,13 +641,13 @@ enum LinkEnd {
 }
 
 async fn handle_connection(
-    mut stream: TcpStream,
+    tcp: TcpStream,
+    tls: Option<TlsConfig>,
     peer: SocketAddr,
     shared: Arc<Shared>,
     slot: PendingSlot,
     accepted: Instant,
 ) {
-    let _ = stream.set_nodelay(true);
     let adm = &shared.admission;
     let stats = &shared.stats;
     let timeout = adm.limits().link_timeout;
@@ -500,7 +659,7 @@ async fn handle_connection(
             adm.leave(id);
             return;
         }
-        r = tokio::time::timeout_at(deadline, link(&mut stream, &shared)) => r.map_err(|_| LinkEnd::TimedOut),
+        r = tokio::time::timeout_at(deadline, establish_and_link(tcp, tls.as_ref(), peer, &shared)) => r.map_err(|_| LinkEnd::TimedOut),
         why = &mut evicted => Err(LinkEnd::Evicted(why.unwrap_or(Eviction::PoolFull))),
     };
     // Out of the pending pool whatever happened; if it was evicted meanwhile, it goes.
@@ -528,11 +687,26 @@ async fn handle_connection(
             }
             return;
         }
-        Ok(Err((_, true))) => {
+        Ok(Err(EstablishError::Transport(e))) => {
+            if matches!(e, TransportError::Tls(_)) {
+                stats.tls_failed.fetch_add(1, Ordering::Relaxed);
+            }
+            if let Some(suppressed) = adm.logs.transport.allow() {
+                warn!(%peer, suppressed, "closing connection: {e}");
+            }
+            return;
+        }
+        Ok(Err(EstablishError::Link(_, true))) => {
             debug!(%peer, "connection closed during link");
             return;
         }
-        Ok(Err((e, false))) => {
+        Ok(Err(EstablishError::Link(e, false))) => {
+            if matches!(e, LinkError::NeedSecured(_) | LinkError::NeedUnsecured(_)) {
+                // the normal first step of a client that tries the plain port first
+                stats.wrong_port.fetch_add(1, Ordering::Relaxed);
+                info!(%peer, "link refused: {e} (the client reconnects to the other port)");
+                return;
+            }
             shared.stats.links_refused.fetch_add(1, Ordering::Relaxed);
             if let Some(suppressed) = adm.logs.refused.allow() {
                 warn!(%peer, code = e.code(), suppressed, "link refused: {e}");
@@ -546,6 +720,7 @@ async fn handle_connection(
         }
         Ok(Ok(l)) => l,
     };
+    let (mut stream, transport, linked) = linked;
     // Authenticated: take a linked-channel slot, held until this channel ends.
     let Some(_linked_slot) = adm.linked_slot() else {
         stats.linked_full.fetch_add(1, Ordering::Relaxed);
@@ -584,7 +759,7 @@ async fn handle_connection(
         return;
     }
     shared.stats.links_ok.fetch_add(1, Ordering::Relaxed);
-    info!(%peer, channel = ?linked.channel_type, session = session.id, "channel linked");
+    info!(%peer, channel = ?linked.channel_type, session = session.id, %transport, "channel linked");
     let mut cancel = session.cancel.subscribe();
     let mut shutdown = shared.shutdown.subscribe();
     let ctype = linked.channel_type;
@@ -594,7 +769,7 @@ async fn handle_connection(
         linked,
         peer,
     };
-    let (rd, wr) = stream.into_split();
+    let (rd, wr) = transport::split(stream);
     let run = async move {
         match ctype {
             ChannelType::Main => channel::main::run(ctx, rd, wr).await,

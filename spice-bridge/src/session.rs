@@ -14,6 +14,7 @@ use crate::channel::Out;
 use crate::input::{AgentSink, InputSink};
 use crate::link::{LinkError, Linked, TicketKey, TicketPolicy};
 use crate::model::DisplayModel;
+use crate::tls::{ChannelSecurity, TlsConfig};
 use crate::wire::main::mouse_mode;
 
 /// Image compression the display channel uses.
@@ -47,6 +48,20 @@ pub struct ServerConfig {
     pub compression: ImageCompression,
     /// Link deadline and connection limits (what an idle or slow flood may hold).
     pub limits: ConnectionLimits,
+    /// A TLS port beside [`ServerConfig::listen`] (QEMU's `tls-port` with `x509-dir`).
+    pub tls: Option<TlsListen>,
+    /// Which channels must come over TLS or in the clear (QEMU's `tls-channel` and
+    /// `plaintext-channel`); every channel may use either port by default.
+    pub channel_security: ChannelSecurity,
+}
+
+/// The TLS port: where it listens and its certificate.
+#[derive(Debug, Clone)]
+pub struct TlsListen {
+    /// Address of the TLS port (port 0 = any free port).
+    pub listen: SocketAddr,
+    /// Certificate and key.
+    pub config: TlsConfig,
 }
 
 /// How long a connection may take to link and how many connections of each kind are kept.
@@ -112,6 +127,8 @@ impl Default for ServerConfig {
             client_mouse: true,
             compression: ImageCompression::Lz,
             limits: ConnectionLimits::default(),
+            tls: None,
+            channel_security: ChannelSecurity::default(),
         }
     }
 }
@@ -136,6 +153,12 @@ pub struct ServerStats {
     pub accept_errors: AtomicU64,
     /// connections closed for a protocol violation
     pub protocol_errors: AtomicU64,
+    /// connections to the TLS port
+    pub tls_connections: AtomicU64,
+    /// TLS handshakes that failed (the connection was closed)
+    pub tls_failed: AtomicU64,
+    /// links refused with NEED_SECURED / NEED_UNSECURED (channel on the wrong port)
+    pub wrong_port: AtomicU64,
     /// sessions started
     pub sessions: AtomicU64,
     /// sessions replaced by a new client
@@ -224,6 +247,9 @@ impl Drop for AgentDataToken {
 
 pub(crate) struct Shared {
     pub config: ServerConfig,
+    /// The ticket policy in force: starts as [`ServerConfig::ticket`], changed at runtime by
+    /// `ServerHandle::set_password` / `expire_password`.
+    pub ticket: std::sync::RwLock<TicketPolicy>,
     pub key: TicketKey,
     pub model: DisplayModel,
     pub input: Arc<dyn InputSink>,

@@ -264,7 +264,8 @@ fn idle_and_half_header_floods_do_not_lock_out_a_real_client() {
     for _ in 0..GARBAGE {
         let mut s = TcpStream::connect(d.addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        // not "GET ": that would be a WebSocket upgrade
+        s.write_all(b"POST / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
         // the server answers with a link reply carrying INVALID_MAGIC (2), then closes
         let mut reply = Vec::new();
         let _ = s.read_to_end(&mut reply);

@@ -516,7 +516,8 @@ async fn garbage_link_gets_an_error_reply() {
     let mut s = tokio::net::TcpStream::connect(h.local_addr())
         .await
         .unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+    // ("GET " would start a WebSocket upgrade)
+    s.write_all(b"PUT / HTTP/1.1\r\n\r\n").await.unwrap();
     let mut b = vec![0u8; 194];
     s.read_exact(&mut b).await.unwrap();
     assert_eq!(&b[16..20], &2u32.to_le_bytes(), "INVALID_MAGIC");

@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use crate::transport::{Reader, Writer};
 use tokio::sync::mpsc;
 
 use super::{handle_base, read_msg, BaseAction, ChannelError, MsgWriter, Out, OUTBOX_LEN};
@@ -119,8 +119,8 @@ async fn send_state<W: tokio::io::AsyncWrite + Unpin>(
 
 pub(crate) async fn run(
     ctx: ConnCtx,
-    mut rd: OwnedReadHalf,
-    wr: OwnedWriteHalf,
+    mut rd: Reader,
+    wr: Writer,
 ) -> Result<(), ChannelError> {
     let (out, mut out_rx) = mpsc::channel::<Out>(OUTBOX_LEN);
     let model = ctx.shared.model.clone();

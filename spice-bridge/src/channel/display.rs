@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::Ordering;
 
 use tokio::io::AsyncWrite;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use crate::transport::{Reader, Writer};
 use tokio::sync::mpsc;
 
 use super::{handle_base, read_msg, BaseAction, ChannelError, MsgWriter, Out, OUTBOX_LEN};
@@ -486,8 +486,8 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 pub(crate) async fn run(
     ctx: ConnCtx,
-    mut rd: OwnedReadHalf,
-    wr: OwnedWriteHalf,
+    mut rd: Reader,
+    wr: Writer,
 ) -> Result<(), ChannelError> {
     let (out, mut out_rx) = mpsc::channel::<Out>(OUTBOX_LEN);
     let model = ctx.shared.model.clone();

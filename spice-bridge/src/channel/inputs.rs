@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use crate::transport::{Reader, Writer};
 use tokio::sync::mpsc;
 
 use super::{
@@ -61,8 +61,8 @@ pub(crate) fn dispatch(sink: &dyn InputSink, m: InputsClientMessage) -> Result<b
 
 pub(crate) async fn run(
     ctx: ConnCtx,
-    mut rd: OwnedReadHalf,
-    wr: OwnedWriteHalf,
+    mut rd: Reader,
+    wr: Writer,
 ) -> Result<(), ChannelError> {
     let (out, mut out_rx) = mpsc::channel::<Out>(OUTBOX_LEN);
     let mut w = MsgWriter::new(wr, ctx.linked.header, Arc::default());

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use crate::transport::{Reader, Writer};
 use tokio::sync::mpsc;
 use tracing::{debug, info};
 
@@ -228,8 +228,8 @@ fn handle(
 
 pub(crate) async fn run(
     ctx: ConnCtx,
-    mut rd: OwnedReadHalf,
-    wr: OwnedWriteHalf,
+    mut rd: Reader,
+    wr: Writer,
 ) -> Result<(), ChannelError> {
     let shared = ctx.shared.clone();
     let (out, mut out_rx) = mpsc::channel::<Out>(OUTBOX_LEN);

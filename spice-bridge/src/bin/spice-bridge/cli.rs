@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::{ArgGroup, Parser};
 use spice_bridge::server::ConnectionLimits;
+use spice_bridge::tls::{ChannelSecurity, Security};
 
 /// Name of the VDI port that carries the Spice agent.
 pub const AGENT_PORT: &str = "com.redhat.spice.0";
@@ -53,6 +54,22 @@ struct Args {
     /// Accept clients without a password.
     #[arg(long)]
     disable_ticketing: bool,
+    /// A TLS port for Spice clients (QEMU's tls-port), beside --spice-addr.
+    #[arg(long, value_name = "ADDR:PORT", requires = "x509_dir")]
+    tls_addr: Option<SocketAddr>,
+    /// Certificates of the TLS port, laid out as QEMU's x509-dir: ca-cert.pem,
+    /// server-cert.pem, server-key.pem.
+    #[arg(long, value_name = "DIR", requires = "tls_addr")]
+    x509_dir: Option<PathBuf>,
+    /// A channel that must use the TLS port (repeatable): main, display, inputs, cursor,
+    /// playback, record, smartcard, usbredir, port, webdav, or default (every channel not
+    /// named otherwise). On the plain port it is refused with NEED_SECURED and spice-gtk
+    /// reconnects it over TLS.
+    #[arg(long, value_name = "CHANNEL", requires = "tls_addr")]
+    tls_channel: Vec<String>,
+    /// A channel that must use the plain port (repeatable; names as --tls-channel).
+    #[arg(long, value_name = "CHANNEL")]
+    plaintext_channel: Vec<String>,
     /// vfio-user socket of the QXL display device (created; removed on exit).
     #[arg(long, value_name = "PATH")]
     qxl_socket: Option<PathBuf>,
@@ -131,6 +148,10 @@ pub enum Ticketing {
 pub struct Options {
     /// Spice listening address.
     pub spice_addr: SocketAddr,
+    /// The TLS port and its x509 directory.
+    pub tls: Option<(SocketAddr, PathBuf)>,
+    /// Which channels must use TLS or plain.
+    pub channel_security: ChannelSecurity,
     /// Authentication.
     pub ticketing: Ticketing,
     /// vfio-user socket path (no QXL device without it).
@@ -235,6 +256,26 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, CliErro
             return invalid(format!("{fa} and {fb} name the same path {}", pa.display()));
         }
     }
+    let mut channel_security = ChannelSecurity::default();
+    for (flag, names, sec) in [
+        ("--plaintext-channel", &a.plaintext_channel, Security::Plain),
+        ("--tls-channel", &a.tls_channel, Security::Secure),
+    ] {
+        for n in names {
+            channel_security
+                .set(n, sec)
+                .map_err(|e| CliError::Invalid(format!("{flag}: {e}")))?;
+        }
+    }
+    if let Some(n) = a
+        .tls_channel
+        .iter()
+        .find(|n| a.plaintext_channel.contains(n))
+    {
+        return invalid(format!(
+            "channel '{n}' named by both --tls-channel and --plaintext-channel"
+        ));
+    }
     if u64::from(a.vgamem_mib) * 2 > u64::from(a.ram_mib) {
         return invalid(format!(
             "--qxl-ram-mib {} must be at least twice --qxl-vgamem-mib {}",
@@ -243,6 +284,8 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, CliErro
     }
     Ok(Options {
         spice_addr: a.spice_addr,
+        tls: a.tls_addr.zip(a.x509_dir),
+        channel_security,
         ticketing,
         qxl_socket: a.qxl_socket,
         no_mmap: a.no_mmap,

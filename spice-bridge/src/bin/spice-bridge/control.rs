@@ -9,16 +9,23 @@
 //! - `stats`: the Spice server's counters as `key=value` pairs: connections, links_ok,
 //!   links_refused, link_timeouts, pending_evicted, linked_full, accept_errors, pending (in
 //!   the link stage now), linked (channels now), protocol_errors, sessions,
-//!   sessions_replaced.
+//!   sessions_replaced, and for TLS tls_connections, tls_failed, wrong_port (links refused
+//!   with NEED_SECURED/NEED_UNSECURED).
+//! - `set_password PASSWORD [connected=keep|disconnect|fail]`: the Spice password from now on
+//!   (QEMU's `set_password spice`), enabling ticketing; `disconnect` drops the connected
+//!   client, `fail` refuses while one is connected. The password is never logged.
+//! - `expire_password now|never|+SECONDS|UNIX-TIME`: after that instant no client can log in
+//!   with the password (QEMU's `expire_password spice`); a connected client stays.
 //!
 //! Lines are bounded (4 KiB); bad lines get an `error` reply and a log line.
 
 use qxl_device::{ClientMonitor, WorkerHandle};
-use spice_bridge::server::StatsSnapshot;
+use spice_bridge::server::{StatsSnapshot, WhenConnected};
 use spice_bridge::ServerHandle;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 use tracing::{info, warn};
 
 const MAX_LINE: u64 = 4096;
@@ -61,8 +68,8 @@ fn parse_head(s: &str) -> Result<ClientMonitor, String> {
 fn stats_line(s: &StatsSnapshot) -> String {
     format!(
         "ok connections={} links_ok={} links_refused={} link_timeouts={} pending_evicted={} \
-         linked_full={} accept_errors={} pending={} linked={} protocol_errors={} sessions={} \
-         sessions_replaced={}",
+         linked_full={} accept_errors={} tls_connections={} tls_failed={} wrong_port={} \
+         pending={} linked={} protocol_errors={} sessions={} sessions_replaced={}",
         s.connections,
         s.links_ok,
         s.links_refused,
@@ -70,12 +77,59 @@ fn stats_line(s: &StatsSnapshot) -> String {
         s.pending_evicted,
         s.linked_full,
         s.accept_errors,
+        s.tls_connections,
+        s.tls_failed,
+        s.wrong_port,
         s.pending,
         s.linked,
         s.protocol_errors,
         s.sessions,
         s.sessions_replaced
     )
+}
+
+/// `set_password PASSWORD [connected=keep|disconnect|fail]`: the password is the rest of the
+/// line (inner spaces kept), as QEMU's `set_password spice PASSWORD [connected=...]`.
+fn set_password(server: &ServerHandle, rest: &str) -> String {
+    let (password, connected) = match rest.rsplit_once(' ') {
+        Some((p, opt)) if opt.starts_with("connected=") => (p.trim_end(), Some(opt)),
+        _ => (rest, None),
+    };
+    let connected = match connected.map(|c| &c["connected=".len()..]) {
+        None | Some("keep") => WhenConnected::Keep,
+        Some("disconnect") => WhenConnected::Disconnect,
+        Some("fail") => WhenConnected::Fail,
+        Some(other) => {
+            return format!("error set_password: connected={other} (keep, disconnect or fail)")
+        }
+    };
+    if password.is_empty() {
+        return "error set_password: give a password".to_string();
+    }
+    match server.set_password(password, connected) {
+        Ok(()) => "ok".to_string(),
+        Err(e) => format!("error set_password: {e}"),
+    }
+}
+
+/// When `expire_password` takes effect: `now`, `never`, `+SECS` from now or a UNIX time in
+/// seconds (as QEMU's `expire_password spice TIME`). `Ok(None)` is never.
+fn parse_expiry(v: &str, now: SystemTime) -> Result<Option<SystemTime>, String> {
+    let secs = |n: &str| {
+        n.parse::<u64>()
+            .map(Duration::from_secs)
+            .map_err(|_| format!("'{v}' is not now, never, +SECONDS or a UNIX time"))
+    };
+    match v {
+        "now" => Ok(Some(now)),
+        "never" => Ok(None),
+        _ => match v.strip_prefix('+') {
+            Some(rel) => now.checked_add(secs(rel)?),
+            None => SystemTime::UNIX_EPOCH.checked_add(secs(v)?),
+        }
+        .map(Some)
+        .ok_or_else(|| format!("'{v}' is too far in the future")),
+    }
 }
 
 /// Executes one command line; returns the reply line (without newline).
@@ -108,7 +162,24 @@ pub fn execute(qxl: &WorkerHandle, server: &ServerHandle, line: &str) -> String 
             format!("ok mode={:?} primary={primary}", dev.mode())
         }
         Some("stats") => stats_line(&server.stats()),
-        Some(other) => format!("error unknown command '{other}' (monitors, status, stats)"),
+        Some("set_password") => {
+            let rest = line.trim_start()["set_password".len()..].trim();
+            set_password(server, rest)
+        }
+        Some("expire_password") => match (words.next(), words.next()) {
+            (Some(v), None) => match parse_expiry(v, SystemTime::now()) {
+                Ok(when) => match server.expire_password(when) {
+                    Ok(()) => "ok".to_string(),
+                    Err(e) => format!("error expire_password: {e}"),
+                },
+                Err(e) => format!("error expire_password: {e}"),
+            },
+            _ => "error expire_password: give one of now, never, +SECONDS, UNIX-TIME".to_string(),
+        },
+        Some(other) => format!(
+            "error unknown command '{other}' \
+             (monitors, status, stats, set_password, expire_password)"
+        ),
         None => "error empty line".to_string(),
     }
 }
@@ -129,7 +200,9 @@ fn serve_conn(qxl: &WorkerHandle, server: &ServerHandle, conn: UnixStream) -> st
         }
         let reply = execute(qxl, server, line.trim());
         if reply.starts_with("error") {
-            warn!("control socket: {}: {reply}", line.trim());
+            // never the line itself: it may hold a password
+            let command = line.split_whitespace().next().unwrap_or("");
+            warn!("control socket: {command}: {reply}");
         }
         writeln!(out, "{reply}")?;
     }
@@ -171,6 +244,24 @@ mod tests {
             "{line}"
         );
         assert!(!line.contains('\n'));
+    }
+
+    #[test]
+    fn expiry_parses_like_qemu() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        assert_eq!(parse_expiry("now", now), Ok(Some(now)));
+        assert_eq!(parse_expiry("never", now), Ok(None));
+        assert_eq!(
+            parse_expiry("+30", now),
+            Ok(Some(now + Duration::from_secs(30)))
+        );
+        assert_eq!(
+            parse_expiry("5000", now),
+            Ok(Some(SystemTime::UNIX_EPOCH + Duration::from_secs(5000)))
+        );
+        for bad in ["", "+", "-5", "soon", "+1e3", "18446744073709551615"] {
+            assert!(parse_expiry(bad, now).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -30,7 +30,8 @@ use spice_bridge::input::{AgentSink, InputSink, NullAgent};
 use spice_bridge::link::TicketPolicy;
 use spice_bridge::qxl_display::{announce_client_presence, QxlDisplay};
 use spice_bridge::qxl_vfio::{IntxLine, QxlFunction};
-use spice_bridge::server::{ImageCompression, Server, ServerConfig};
+use spice_bridge::server::{ImageCompression, Server, ServerConfig, TlsListen};
+use spice_bridge::tls::TlsConfig;
 use spice_bridge::DisplayModel;
 use tracing::{error, info, warn};
 use vdi_port::console::unix_bridge::UnixBridge;
@@ -434,6 +435,19 @@ fn run(opts: cli::Options) -> anyhow::Result<()> {
         client_mouse: false,
         compression: ImageCompression::Lz,
         limits: opts.limits,
+        tls: opts
+            .tls
+            .as_ref()
+            .map(|(addr, dir)| {
+                TlsConfig::from_x509_dir(dir)
+                    .map(|config| TlsListen {
+                        listen: *addr,
+                        config,
+                    })
+                    .with_context(|| format!("--x509-dir {}", dir.display()))
+            })
+            .transpose()?,
+        channel_security: opts.channel_security.clone(),
     };
     let server = Arc::new(
         rt.block_on(Server::start(
@@ -445,7 +459,10 @@ fn run(opts: cli::Options) -> anyhow::Result<()> {
         .with_context(|| format!("spice server on {}", opts.spice_addr))?,
     );
     let addr = server.local_addr();
-    info!("spice://{}:{}", addr.ip(), addr.port());
+    match server.tls_addr() {
+        Some(t) => info!("spice://{}:{}?tls-port={}", addr.ip(), addr.port(), t.port()),
+        None => info!("spice://{}:{}", addr.ip(), addr.port()),
+    }
     if let (Some(vdi), Some(bridge)) = (vdi, &agent_bridge) {
         rt.spawn(bridge.clone().run(vdi.agent, server.clone()));
     }
