@@ -1,5 +1,7 @@
 //! Serves a scripted picture for manual tests with real clients:
 //! `spice-test-server PORT SCENE [PASSWORD]`, SCENE = gradient | odd | scroll.
+//! With `SPICE_TLS_PORT=N SPICE_X509_DIR=DIR` a TLS port too, and `SPICE_TLS_CHANNELS=a,b`
+//! the channels that must use it (names as QEMU's tls-channel, `default` for all).
 use std::sync::Arc;
 
 use spice_bridge::input::{NullAgent, NullInput};
@@ -35,6 +37,27 @@ async fn main() -> anyhow::Result<()> {
         name: Some("spice-test-server".into()),
         ..Default::default()
     };
+    let mut config = config;
+    if let (Ok(tls_port), Ok(dir)) = (
+        std::env::var("SPICE_TLS_PORT"),
+        std::env::var("SPICE_X509_DIR"),
+    ) {
+        config.tls = Some(spice_bridge::server::TlsListen {
+            listen: ([127, 0, 0, 1], tls_port.parse()?).into(),
+            config: spice_bridge::tls::TlsConfig::from_x509_dir(dir.as_ref())?,
+        });
+        for c in std::env::var("SPICE_TLS_CHANNELS")
+            .unwrap_or_default()
+            .split(',')
+        {
+            if !c.is_empty() {
+                config
+                    .channel_security
+                    .set(c, spice_bridge::tls::Security::Secure)
+                    .map_err(anyhow::Error::msg)?;
+            }
+        }
+    }
     let h = Server::start(config, model, Arc::new(NullInput), Arc::new(NullAgent)).await?;
     println!("listening on {}", h.local_addr());
     tokio::signal::ctrl_c().await?;

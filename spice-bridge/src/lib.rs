@@ -71,10 +71,10 @@ pub mod qxl_display;
 pub mod qxl_vfio;
 pub mod server;
 pub mod session;
-pub mod tls;
-mod transport;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod testing;
+pub mod tls;
+mod transport;
 pub mod wire;
 
 pub use input::{AgentSink, InputSink};

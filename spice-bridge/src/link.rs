@@ -347,7 +347,10 @@ impl ExpectTicket {
 fn ticket_matches(given: &[u8], password: &[u8]) -> bool {
     use subtle::ConstantTimeEq;
     let (mut a, mut b) = ([0u8; TICKET_BYTES], [0u8; TICKET_BYTES]);
-    let (la, lb) = (given.len().min(TICKET_BYTES), password.len().min(TICKET_BYTES));
+    let (la, lb) = (
+        given.len().min(TICKET_BYTES),
+        password.len().min(TICKET_BYTES),
+    );
     a[..la].copy_from_slice(&given[..la]);
     b[..lb].copy_from_slice(&password[..lb]);
     let same_len = (given.len() as u64).ct_eq(&(password.len() as u64));

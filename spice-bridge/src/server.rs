@@ -262,7 +262,11 @@ impl ServerHandle {
     /// for never. Links after that instant are refused with PERMISSION_DENIED; a connected
     /// client stays.
     pub fn expire_password(&self, when: Option<SystemTime>) -> Result<(), PasswordError> {
-        let mut t = self.shared.ticket.write().unwrap_or_else(|e| e.into_inner());
+        let mut t = self
+            .shared
+            .ticket
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
         match &mut *t {
             TicketPolicy::Password { expires, .. } => *expires = when,
             TicketPolicy::Disabled => return Err(PasswordError::NoPassword),
@@ -556,8 +560,7 @@ async fn link(
     let mut mb = vec![0u8; s.len()];
     stream.read_exact(&mut mb).await.map_err(io_err)?;
     let security = &shared.config.channel_security;
-    let (auth, reply): (ExpectAuth, Vec<u8>) = match s.handle_on(&mb, &shared.key, security, tls)
-    {
+    let (auth, reply): (ExpectAuth, Vec<u8>) = match s.handle_on(&mb, &shared.key, security, tls) {
         Ok(v) => v,
         Err(e) => {
             let _ = stream
@@ -768,6 +771,7 @@ async fn handle_connection(
         session: session.clone(),
         linked,
         peer,
+        transport,
     };
     let (rd, wr) = transport::split(stream);
     let run = async move {

@@ -284,6 +284,8 @@ pub(crate) struct ConnCtx {
     pub session: Arc<Session>,
     pub linked: Linked,
     pub peer: SocketAddr,
+    /// how the connection came (TLS, WebSocket)
+    pub transport: crate::transport::Transport,
 }
 
 /// Why the server could not start or an agent message could not be sent.

@@ -199,7 +199,8 @@ impl ChannelSecurity {
 
     /// True if any channel may only be reached over TLS.
     pub fn needs_tls(&self) -> bool {
-        self.default == Security::Secure || self.channels.iter().any(|(_, s)| *s == Security::Secure)
+        self.default == Security::Secure
+            || self.channels.iter().any(|(_, s)| *s == Security::Secure)
     }
 }
 

@@ -75,7 +75,12 @@ pub(crate) async fn establish(
     let mut stream: BoxedStream = match tls {
         Some(t) => {
             transport.tls = true;
-            Box::new(t.acceptor().accept(tcp).await.map_err(TransportError::Tls)?)
+            Box::new(
+                t.acceptor()
+                    .accept(tcp)
+                    .await
+                    .map_err(TransportError::Tls)?,
+            )
         }
         None => Box::new(tcp),
     };

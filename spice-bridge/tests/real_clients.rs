@@ -729,3 +729,327 @@ async fn stopped_remote_viewer_never_blocks_the_model_and_catches_up() {
     let _ = rv.wait();
     h.shutdown().await;
 }
+
+// ---- Issue 12: TLS (QEMU's x509-dir, tls-channel) and runtime passwords ----
+
+/// Makes a CA and a server certificate for 127.0.0.1/localhost signed by it in `dir`, laid out
+/// as QEMU's x509-dir (ca-cert.pem, server-cert.pem, server-key.pem), with the openssl CLI as
+/// a QEMU user would. Returns the CA certificate's path.
+fn make_x509_dir(dir: &Path, cn: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(require("openssl"))
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("run openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let subj = format!("/CN={cn}");
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        &subj,
+        "-keyout",
+        "ca-key.pem",
+        "-out",
+        "ca-cert.pem",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "server-key.pem",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca-cert.pem",
+        "-CAkey",
+        "ca-key.pem",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "server-cert.pem",
+    ]);
+    dir.join("ca-cert.pem")
+}
+
+async fn serve_tls(
+    model: DisplayModel,
+    x509: &Path,
+    secure: &[&str],
+    pw: Option<&str>,
+) -> ServerHandle {
+    let mut channel_security = spice_bridge::tls::ChannelSecurity::default();
+    for c in secure {
+        channel_security
+            .set(c, spice_bridge::tls::Security::Secure)
+            .unwrap();
+    }
+    let config = ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ticket: match pw {
+            Some(p) => TicketPolicy::Password {
+                password: p.into(),
+                expires: None,
+            },
+            None => TicketPolicy::Disabled,
+        },
+        name: Some("e2e-tls".into()),
+        compression: ImageCompression::Lz,
+        tls: Some(spice_bridge::server::TlsListen {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            config: spice_bridge::tls::TlsConfig::from_x509_dir(x509).unwrap(),
+        }),
+        channel_security,
+        ..Default::default()
+    };
+    Server::start(config, model, Arc::new(Rec::default()), Arc::new(NullAgent))
+        .await
+        .unwrap()
+}
+
+/// The last lines of spicy_screenshot_tls's log for `out`.
+fn client_log(out: &Path) -> String {
+    let log = std::fs::read_to_string(out.with_extension("log")).unwrap_or_default();
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+/// spicy-screenshot trusting the CA certificate `ca`; `plain`/`tls` say which ports it is
+/// told. spicy-screenshot has no --spice-ca-file flag: without one spice-gtk uses OpenSSL's
+/// default trust store, which SSL_CERT_FILE replaces.
+fn spicy_screenshot_tls(h: &ServerHandle, out: &Path, ca: &Path, plain: bool, tls: bool) -> Child {
+    let mut c = Command::new(require("spicy-screenshot"));
+    c.args(["-h", "127.0.0.1", "-o"]).arg(out);
+    if plain {
+        c.args(["-p", &h.local_addr().port().to_string()]);
+    }
+    if tls {
+        c.args(["-s", &h.tls_addr().unwrap().port().to_string()]);
+    }
+    // its log (SPICE_DEBUG) beside the picture, for the failure message
+    let log = std::fs::File::create(out.with_extension("log")).unwrap();
+    c.env("SSL_CERT_FILE", ca)
+        .env("SPICE_DEBUG", "1")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn spicy-screenshot")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs spice-client-gtk and openssl; run by tests/e2e/spice-clients.sh"]
+async fn spicy_screenshot_over_tls_gets_the_picture_and_a_wrong_ca_is_refused() {
+    let dir = tmpdir("tls");
+    let ca = make_x509_dir(&dir.join("x509"), "spice-bridge test CA");
+    let wrong_ca = make_x509_dir(&dir.join("other"), "another CA");
+    let model = DisplayModel::new();
+    scene_gradient(&model);
+    // every channel must be secure, as QEMU's tls-channel=default
+    let h = serve_tls(model.clone(), &dir.join("x509"), &["default"], None).await;
+    let want = model_surface_rgb(&model, 0).unwrap();
+
+    // 1. both ports given: spice-gtk tries the plain port, is told NEED_SECURED, reconnects
+    //    over TLS and shows every pixel
+    let out = dir.join("tls.ppm");
+    let mut c = spicy_screenshot_tls(&h, &out, &ca, true, true);
+    let st = wait_child(&mut c, Duration::from_secs(30)).await;
+    assert!(
+        st.is_some_and(|s| s.success()),
+        "over TLS: {st:?}; client log:\n{}",
+        client_log(&out)
+    );
+    assert_same(&read_ppm(&out), &want, "over TLS");
+    let s = h.stats();
+    eprintln!("after the TLS client: {s:?}");
+    assert!(s.wrong_port >= 1, "the plain try must get NEED_SECURED");
+    assert!(s.tls_connections >= 2 && s.links_ok >= 2, "{s:?}");
+
+    // 2. a client that does not trust our CA refuses the server: no picture, and the server
+    //    counts a failed handshake
+    let before = h.stats();
+    let out = dir.join("wrong-ca.ppm");
+    let mut c = spicy_screenshot_tls(&h, &out, &wrong_ca, false, true);
+    let st = wait_child(&mut c, Duration::from_secs(30)).await;
+    assert!(
+        st.is_some_and(|s| !s.success()),
+        "wrong CA must fail: {st:?}"
+    );
+    assert!(!out.exists());
+    wait_for("failed handshake counted", Duration::from_secs(5), || {
+        h.stats().tls_failed > before.tls_failed
+    })
+    .await;
+    assert_eq!(h.stats().links_ok, before.links_ok, "nothing linked");
+
+    // 3. the plain port alone: every channel is refused (NEED_SECURED), no picture
+    let before = h.stats();
+    let out = dir.join("plain.ppm");
+    let mut c = spicy_screenshot_tls(&h, &out, &ca, true, false);
+    let st = wait_child(&mut c, Duration::from_secs(30)).await;
+    assert!(
+        st.is_some_and(|s| !s.success()),
+        "plain port must fail: {st:?}"
+    );
+    assert!(!out.exists());
+    let s = h.stats();
+    assert!(s.wrong_port > before.wrong_port, "{s:?}");
+    assert_eq!(s.links_ok, before.links_ok, "nothing linked in the clear");
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs virt-viewer, xvfb, openssl; run by tests/e2e/spice-clients.sh"]
+async fn remote_viewer_with_spice_ca_file_shows_the_picture_over_tls() {
+    let dir = tmpdir("rv-tls");
+    let ca = make_x509_dir(&dir.join("x509"), "spice-bridge test CA");
+    let (w, hgt) = (640u32, 480u32);
+    let x = start_xvfb(&dir, 1024, 768).await;
+    let model = DisplayModel::new();
+    model
+        .create_surface(0, w, hgt, SurfaceFormat::Xrgb32)
+        .unwrap();
+    let picture = coord_image(w, hgt);
+    model
+        .draw_copy(0, Rect::new(0, 0, w as i32, hgt as i32), &picture, &[])
+        .unwrap();
+    model.mark();
+    // main and display must be secure, inputs and cursor may use either port
+    let h = serve_tls(
+        model.clone(),
+        &dir.join("x509"),
+        &["main", "display"],
+        Some("tls-pw"),
+    )
+    .await;
+    let home = dir.join("empty-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let mut rv = Command::new(require("remote-viewer"))
+        .args(["-t", "e2e-tls", "--spice-debug"])
+        .arg(format!("--spice-ca-file={}", ca.display()))
+        .arg(format!(
+            "spice://127.0.0.1?port={}&tls-port={}&password=tls-pw",
+            h.local_addr().port(),
+            h.tls_addr().unwrap().port()
+        ))
+        .env("DISPLAY", &x.display)
+        .env("HOME", &home)
+        .env("SPICE_DEBUG", "1")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("remote-viewer.log")).unwrap())
+        .spawn()
+        .expect("spawn remote-viewer");
+    xdotool(&x, &["mousemove", "1000", "700"]);
+    wait_for("display channel", Duration::from_secs(30), || {
+        h.has_display()
+    })
+    .await;
+    let probe = (100u32, 120u32);
+    wait_for("picture on screen", Duration::from_secs(30), || {
+        std::fs::metadata(x.fb.as_ref().unwrap()).is_ok() && {
+            let v = fb_pixel(&x, probe.0, probe.1);
+            (v >> 12) < w && (v & 0xfff) < hgt && v != 0
+        }
+    })
+    .await;
+    let v = fb_pixel(&x, probe.0, probe.1);
+    let (ox, oy) = (probe.0 - (v >> 12), probe.1 - (v & 0xfff));
+    let want: Vec<u32> = picture.pixels().iter().map(|p| p & 0xff_ffff).collect();
+    wait_for(
+        "the whole picture, pixel for pixel",
+        Duration::from_secs(30),
+        || fb_region(&x, ox, oy, w, hgt).is_some_and(|r| r == want),
+    )
+    .await;
+    let s = h.stats();
+    eprintln!("remote-viewer over TLS: {s:?}");
+    assert!(s.tls_connections >= 2 && s.wrong_port >= 1, "{s:?}");
+    let _ = rv.kill();
+    let _ = rv.wait();
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs spice-client-gtk; run by tests/e2e/spice-clients.sh"]
+async fn password_set_and_expired_at_runtime_as_qemu_does() {
+    use spice_bridge::server::{PasswordError, WhenConnected};
+    let dir = tmpdir("setpw");
+    let model = DisplayModel::new();
+    scene_gradient(&model);
+    let h = serve(model.clone(), None, ImageCompression::Lz, Arc::default()).await;
+    let shot = |name: &str, pw: Option<&str>| {
+        let out = dir.join(format!("{name}.ppm"));
+        (spicy_screenshot(&h, &out, pw), out)
+    };
+    // ticketing disabled: any client
+    let (mut c, out) = shot("open", None);
+    assert!(wait_child(&mut c, Duration::from_secs(30))
+        .await
+        .is_some_and(|s| s.success()));
+    assert!(out.exists());
+    // set_password: now only the new password links
+    h.set_password("n3w pass", WhenConnected::Keep).unwrap();
+    let (mut c, out) = shot("old", None);
+    assert!(wait_child(&mut c, Duration::from_secs(30))
+        .await
+        .is_some_and(|s| !s.success()));
+    assert!(!out.exists(), "no password after set_password");
+    let (mut c, out) = shot("new", Some("n3w pass"));
+    assert!(wait_child(&mut c, Duration::from_secs(30))
+        .await
+        .is_some_and(|s| s.success()));
+    assert_same(
+        &read_ppm(&out),
+        &model_surface_rgb(&model, 0).unwrap(),
+        "new password",
+    );
+    // expire_password now: the right password is refused too
+    h.expire_password(Some(std::time::SystemTime::now()))
+        .unwrap();
+    let (mut c, out) = shot("expired", Some("n3w pass"));
+    assert!(wait_child(&mut c, Duration::from_secs(30))
+        .await
+        .is_some_and(|s| !s.success()));
+    assert!(!out.exists(), "expired password");
+    // never: it works again; a too-long password is refused and changes nothing
+    h.expire_password(None).unwrap();
+    assert_eq!(
+        h.set_password(&"x".repeat(61), WhenConnected::Keep),
+        Err(PasswordError::TooLong)
+    );
+    let (mut c, out) = shot("again", Some("n3w pass"));
+    assert!(wait_child(&mut c, Duration::from_secs(30))
+        .await
+        .is_some_and(|s| s.success()));
+    assert!(out.exists());
+    h.shutdown().await;
+}

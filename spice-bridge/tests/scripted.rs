@@ -640,3 +640,34 @@ async fn agent_connect_and_disconnect_are_announced() {
     assert_eq!(decode_exact::<MainInit>(&b).unwrap().agent_connected, 1);
     h.shutdown().await;
 }
+
+#[tokio::test]
+async fn set_password_keeps_fails_or_disconnects_the_connected_client() {
+    use spice_bridge::server::{PasswordError, WhenConnected};
+    let (h, _) = start(DisplayModel::new(), None, ImageCompression::Lz).await;
+    let (mut client, _) = main_session(&h, "").await;
+    assert_eq!(
+        h.set_password("pw", WhenConnected::Fail),
+        Err(PasswordError::ClientConnected)
+    );
+    h.set_password("pw", WhenConnected::Keep).unwrap();
+    assert!(h.has_client(), "keep: the client stays");
+    h.set_password("pw2", WhenConnected::Disconnect).unwrap();
+    assert!(
+        client.closed_by_server().await,
+        "disconnect: the client goes"
+    );
+    // the new password links, the old one does not
+    let (_c, _) = main_session(&h, "pw2").await;
+    let before = h.stats();
+    let r = ScriptedClient::link(h.local_addr(), 1, 0, "pw", spice_gtk_caps(1))
+        .await
+        .unwrap();
+    assert_eq!(r.result, Some(7), "old password: PERMISSION_DENIED");
+    assert_eq!(h.stats().links_refused, before.links_refused + 1);
+    assert_eq!(
+        h.set_password("a\0b", WhenConnected::Keep),
+        Err(PasswordError::Nul)
+    );
+    h.shutdown().await;
+}

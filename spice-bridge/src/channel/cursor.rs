@@ -117,15 +117,12 @@ async fn send_state<W: tokio::io::AsyncWrite + Unpin>(
     }
 }
 
-pub(crate) async fn run(
-    ctx: ConnCtx,
-    mut rd: Reader,
-    wr: Writer,
-) -> Result<(), ChannelError> {
+pub(crate) async fn run(ctx: ConnCtx, mut rd: Reader, wr: Writer) -> Result<(), ChannelError> {
     let (out, mut out_rx) = mpsc::channel::<Out>(OUTBOX_LEN);
     let model = ctx.shared.model.clone();
     let feed = model.subscribe_cursor();
-    let mut w = MsgWriter::new(wr, ctx.linked.header, Arc::default());
+    let mut w = MsgWriter::new(wr, ctx.linked.header, Arc::default())
+        .one_write_per_message(ctx.transport.tls);
     w.start_acks().await?;
     let mut cache = CursorCache::default();
     let st = model.cursor_refresh(&feed);

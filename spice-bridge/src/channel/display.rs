@@ -10,8 +10,8 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::Ordering;
 
-use tokio::io::AsyncWrite;
 use crate::transport::{Reader, Writer};
+use tokio::io::AsyncWrite;
 use tokio::sync::mpsc;
 
 use super::{handle_base, read_msg, BaseAction, ChannelError, MsgWriter, Out, OUTBOX_LEN};
@@ -484,16 +484,13 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-pub(crate) async fn run(
-    ctx: ConnCtx,
-    mut rd: Reader,
-    wr: Writer,
-) -> Result<(), ChannelError> {
+pub(crate) async fn run(ctx: ConnCtx, mut rd: Reader, wr: Writer) -> Result<(), ChannelError> {
     let (out, mut out_rx) = mpsc::channel::<Out>(OUTBOX_LEN);
     let model = ctx.shared.model.clone();
     let feed = model.subscribe_display();
     let bytes = ctx.shared.stats.display_bytes.clone();
-    let mut w = MsgWriter::new(wr, ctx.linked.header, bytes);
+    let mut w =
+        MsgWriter::new(wr, ctx.linked.header, bytes).one_write_per_message(ctx.transport.tls);
     w.start_acks().await?;
     w.flush().await?;
     *lock(&ctx.session.display_tx) = Some(out.clone());

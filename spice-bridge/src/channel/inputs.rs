@@ -59,13 +59,10 @@ pub(crate) fn dispatch(sink: &dyn InputSink, m: InputsClientMessage) -> Result<b
     Ok(false)
 }
 
-pub(crate) async fn run(
-    ctx: ConnCtx,
-    mut rd: Reader,
-    wr: Writer,
-) -> Result<(), ChannelError> {
+pub(crate) async fn run(ctx: ConnCtx, mut rd: Reader, wr: Writer) -> Result<(), ChannelError> {
     let (out, mut out_rx) = mpsc::channel::<Out>(OUTBOX_LEN);
-    let mut w = MsgWriter::new(wr, ctx.linked.header, Arc::default());
+    let mut w = MsgWriter::new(wr, ctx.linked.header, Arc::default())
+        .one_write_per_message(ctx.transport.tls);
     w.send_msg(&InputsInit {
         keyboard_modifiers: ctx.shared.leds.load(Ordering::Relaxed),
     })

@@ -226,18 +226,15 @@ fn handle(
     Ok(())
 }
 
-pub(crate) async fn run(
-    ctx: ConnCtx,
-    mut rd: Reader,
-    wr: Writer,
-) -> Result<(), ChannelError> {
+pub(crate) async fn run(ctx: ConnCtx, mut rd: Reader, wr: Writer) -> Result<(), ChannelError> {
     let shared = ctx.shared.clone();
     let (out, mut out_rx) = mpsc::channel::<Out>(OUTBOX_LEN);
     ctx.session.agent_tokens_cap.store(
         ctx.linked.channel_caps.has(cap::AGENT_CONNECTED_TOKENS),
         Ordering::Relaxed,
     );
-    let mut w = MsgWriter::new(wr, ctx.linked.header, Arc::default());
+    let mut w = MsgWriter::new(wr, ctx.linked.header, Arc::default())
+        .one_write_per_message(ctx.transport.tls);
     // MAIN_INIT must be first (sheet §3.3).
     w.send_msg(&MainInit {
         session_id: ctx.session.id,

@@ -100,6 +100,8 @@ pub(crate) struct MsgWriter<W> {
     pub unacked: u32,
     /// true once SET_ACK was sent
     pub acks: bool,
+    /// one write per message, below any buffer (see [`MsgWriter::one_write_per_message`])
+    per_message: bool,
 }
 
 impl<W: AsyncWrite + Unpin> MsgWriter<W> {
@@ -111,7 +113,19 @@ impl<W: AsyncWrite + Unpin> MsgWriter<W> {
             bytes,
             unacked: 0,
             acks: false,
+            per_message: false,
         }
+    }
+
+    /// Hands each message to the stream in one write of its own, never sharing a write with
+    /// another message. Over TLS a write becomes its own records, so no record holds the
+    /// start of a next message: spice-gtk 0.42 waits for the socket once a message is
+    /// complete and does not look at plaintext OpenSSL still holds, so a record carrying the
+    /// head of the next message would stall the channel until more data came (seen with
+    /// remote-viewer: the display's MARK never arrived).
+    pub(crate) fn one_write_per_message(mut self, on: bool) -> Self {
+        self.per_message = on;
+        self
     }
 
     /// Writes one message (header + body).
@@ -121,10 +135,16 @@ impl<W: AsyncWrite + Unpin> MsgWriter<W> {
         self.serial += 1;
         let mut h = Vec::with_capacity(18);
         self.kind.encode(self.serial, msg_type, size, &mut h);
-        self.w.write_all(&h).await?;
-        self.w.write_all(body).await?;
+        if self.per_message {
+            // the buffer stays empty in this mode; write below it
+            h.extend_from_slice(body);
+            self.w.get_mut().write_all(&h).await?;
+        } else {
+            self.w.write_all(&h).await?;
+            self.w.write_all(body).await?;
+        }
         self.bytes
-            .fetch_add((h.len() + body.len()) as u64, Ordering::Relaxed);
+            .fetch_add((self.kind.size() + body.len()) as u64, Ordering::Relaxed);
         if self.acks {
             self.unacked = self.unacked.saturating_add(1);
         }

@@ -460,7 +460,12 @@ fn run(opts: cli::Options) -> anyhow::Result<()> {
     );
     let addr = server.local_addr();
     match server.tls_addr() {
-        Some(t) => info!("spice://{}:{}?tls-port={}", addr.ip(), addr.port(), t.port()),
+        Some(t) => info!(
+            "spice://{}:{}?tls-port={}",
+            addr.ip(),
+            addr.port(),
+            t.port()
+        ),
         None => info!("spice://{}:{}", addr.ip(), addr.port()),
     }
     if let (Some(vdi), Some(bridge)) = (vdi, &agent_bridge) {
