@@ -232,7 +232,22 @@ struct Fixture {
 
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| start_fixture(None))
+}
+
+/// The [`tls_link`] server: the same with a TLS port ([`crate::testing::TEST_X509_DIR`]).
+fn tls_fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
+        start_fixture(Some(crate::server::TlsListen {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            config: crate::testing::test_tls_config(),
+        }))
+    })
+}
+
+fn start_fixture(tls: Option<crate::server::TlsListen>) -> Fixture {
+    {
         // Chain the hook that is installed (under libFuzzer, libfuzzer-sys's abort hook, so a
         // server-task panic still aborts the fuzzer at once; in tests, the default printer).
         let previous = std::panic::take_hook();
@@ -258,6 +273,7 @@ fn fixture() -> &'static Fixture {
             Server::start_with_key(
                 ServerConfig {
                     listen: "127.0.0.1:0".parse().unwrap(),
+                    tls,
                     ..Default::default()
                 },
                 key,
@@ -280,7 +296,7 @@ fn fixture() -> &'static Fixture {
         });
         let addr = server.local_addr();
         Fixture { rt, server, addr }
-    })
+    }
 }
 
 /// A whole server (one per process, started on first use) under hostile clients: each input
@@ -312,6 +328,50 @@ pub fn session(data: &[u8]) {
         let _ = tokio::time::timeout(Duration::from_millis(3), c.closed_by_server()).await;
     });
     assert!(f.server.has_client() || f.server.stats().sessions > 0);
+    assert!(
+        !SERVER_PANICKED.swap(false, Ordering::SeqCst),
+        "a server task panicked"
+    );
+}
+
+/// The TLS port under hostile clients: the TLS handshake and, behind it, the link stage.
+/// After each input a real TLS client must still link (the server answers a link message over
+/// TLS with a link reply), and no server task may have panicked.
+///
+/// Input: byte 0 even = the rest is written raw to the TLS port (handshake garbage, truncated
+/// or oversized records); odd = a TLS handshake is made (trusting the test CA) and the rest is
+/// written inside it (the link stage behind TLS, as `link` feeds it in the clear).
+pub fn tls_link(data: &[u8]) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Some((&sel, rest)) = data.split_first() else {
+        return;
+    };
+    let f = tls_fixture();
+    let tls = f.server.tls_addr().expect("TLS port");
+    f.rt.block_on(async {
+        let mut b = [0u8; 64];
+        if sel % 2 == 0 {
+            let mut s = tokio::net::TcpStream::connect(tls).await.expect("connect");
+            s.write_all(rest).await.ok();
+            let _ = tokio::time::timeout(Duration::from_millis(3), s.read(&mut b)).await;
+        } else {
+            let mut s = crate::testing::tls_connect(tls)
+                .await
+                .expect("TLS handshake with the test CA");
+            s.write_all(rest).await.ok();
+            let _ = s.flush().await;
+            let _ = tokio::time::timeout(Duration::from_millis(3), s.read(&mut b)).await;
+        }
+        // still serving over TLS: a link message gets a link reply
+        let mut s = crate::testing::tls_connect(tls)
+            .await
+            .expect("the TLS port still completes handshakes");
+        let req = crate::testing::link_request(1, 0, crate::testing::spice_gtk_caps(1));
+        s.write_all(&req).await.expect("write a link message");
+        let mut h = [0u8; 16];
+        s.read_exact(&mut h).await.expect("a link reply over TLS");
+        assert_eq!(&h[..4], b"REDQ");
+    });
     assert!(
         !SERVER_PANICKED.swap(false, Ordering::SeqCst),
         "a server task panicked"

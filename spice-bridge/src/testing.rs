@@ -167,6 +167,7 @@ pub fn test_cursor() -> CursorShape {
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -181,6 +182,43 @@ use crate::wire::link::{LinkHeader, LinkMess, LinkReply, SPICE_MAGIC};
 use crate::wire::types::Caps;
 use crate::wire::{decode_exact, to_vec, Message};
 
+/// A test-only x509 directory (QEMU layout) for 127.0.0.1/localhost, valid for a century;
+/// its CA key was thrown away. Never use it outside tests.
+pub const TEST_X509_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/x509");
+
+/// The TLS configuration of [`TEST_X509_DIR`].
+pub fn test_tls_config() -> crate::tls::TlsConfig {
+    crate::tls::TlsConfig::from_x509_dir(std::path::Path::new(TEST_X509_DIR))
+        .expect("test x509 dir")
+}
+
+/// A TLS client that trusts only [`TEST_X509_DIR`]'s CA.
+pub fn test_tls_connector() -> tokio_rustls::TlsConnector {
+    use rustls::pki_types::pem::PemObject;
+    let ca = std::fs::read(format!("{TEST_X509_DIR}/ca-cert.pem")).expect("test CA");
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_slice_iter(&ca) {
+        roots.add(c.expect("test CA PEM")).expect("test CA");
+    }
+    #[allow(deprecated)] // see crate::tls: ring only lacks post-quantum key exchange
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+/// Connects to a TLS port as [`test_tls_connector`] does, for 127.0.0.1.
+pub async fn tls_connect(
+    addr: SocketAddr,
+) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let tcp = TcpStream::connect(addr).await?;
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("IP name");
+    test_tls_connector().connect(name, tcp).await
+}
+
 /// How long a scripted client waits for any single message.
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -194,10 +232,13 @@ pub fn spice_gtk_caps(channel_type: u8) -> (Caps, Caps) {
     (Caps(vec![0x0d]), chan)
 }
 
+/// A byte stream a scripted client can run on (TCP, TLS, WebSocket).
+pub trait ClientStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> ClientStream for T {}
+
 /// A scripted in-process Spice client connection (one channel).
-#[derive(Debug)]
 pub struct ScriptedClient {
-    stream: TcpStream,
+    stream: Box<dyn ClientStream>,
     header: HeaderKind,
     serial: u64,
 }
@@ -213,6 +254,31 @@ pub struct LinkOutcome {
     pub client: Option<ScriptedClient>,
 }
 
+impl std::fmt::Debug for ScriptedClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ScriptedClient({:?})", self.header)
+    }
+}
+
+/// The bytes a client sends first: link header and link message.
+pub fn link_request(channel_type: u8, connection_id: u32, caps: (Caps, Caps)) -> Vec<u8> {
+    let mess = to_vec(&LinkMess {
+        connection_id,
+        channel_type,
+        channel_id: 0,
+        common_caps: caps.0,
+        channel_caps: caps.1,
+    });
+    let mut out = to_vec(&LinkHeader {
+        magic: SPICE_MAGIC,
+        major_version: 2,
+        minor_version: 2,
+        size: mess.len() as u32,
+    });
+    out.extend_from_slice(&mess);
+    out
+}
+
 impl ScriptedClient {
     /// Links a channel: header + link message, reply, mechanism (AUTH_SPICE), OAEP ticket.
     pub async fn link(
@@ -222,22 +288,23 @@ impl ScriptedClient {
         password: &str,
         caps: (Caps, Caps),
     ) -> std::io::Result<LinkOutcome> {
-        let mut s = TcpStream::connect(addr).await?;
-        let mess = to_vec(&LinkMess {
-            connection_id,
-            channel_type,
-            channel_id: 0,
-            common_caps: caps.0.clone(),
-            channel_caps: caps.1,
-        });
-        let mut out = to_vec(&LinkHeader {
-            magic: SPICE_MAGIC,
-            major_version: 2,
-            minor_version: 2,
-            size: mess.len() as u32,
-        });
-        out.extend_from_slice(&mess);
-        s.write_all(&out).await?;
+        let s = TcpStream::connect(addr).await?;
+        Self::link_on(Box::new(s), channel_type, connection_id, password, caps).await
+    }
+
+    /// Like [`ScriptedClient::link`] on a stream set up by the caller (a TLS or WebSocket
+    /// connection).
+    pub async fn link_on(
+        mut s: Box<dyn ClientStream>,
+        channel_type: u8,
+        connection_id: u32,
+        password: &str,
+        caps: (Caps, Caps),
+    ) -> std::io::Result<LinkOutcome> {
+        let auth_selection = caps.0.has(crate::wire::types::common_cap::AUTH_SELECTION);
+        let mini = caps.0.has(crate::wire::types::common_cap::MINI_HEADER);
+        s.write_all(&link_request(channel_type, connection_id, caps))
+            .await?;
         let mut h = [0u8; 16];
         s.read_exact(&mut h).await?;
         let hdr: LinkHeader = decode_exact(&h).map_err(std::io::Error::other)?;
@@ -252,7 +319,7 @@ impl ScriptedClient {
             });
         }
         let mut t = Vec::new();
-        if caps.0.has(crate::wire::types::common_cap::AUTH_SELECTION) {
+        if auth_selection {
             t.extend_from_slice(&1u32.to_le_bytes());
         }
         t.extend_from_slice(&encrypt_ticket(&reply.pub_key, password));
@@ -262,7 +329,7 @@ impl ScriptedClient {
             Ok(_) => Some(u32::from_le_bytes(r)),
             Err(_) => None,
         };
-        let header = if caps.0.has(crate::wire::types::common_cap::MINI_HEADER) {
+        let header = if mini {
             HeaderKind::Mini
         } else {
             HeaderKind::Full

@@ -93,3 +93,8 @@ fn session_corpus_replays() {
 fn agent_stream_corpus_replays() {
     replay("agent_stream", 3, 1, spice_bridge::fuzzing::agent_stream);
 }
+
+#[test]
+fn tls_link_corpus_replays() {
+    replay("tls_link", 9, 1, spice_bridge::fuzzing::tls_link);
+}

@@ -152,4 +152,37 @@ fn write_fuzz_seeds() {
         "cursor-ack",
         &sel(3, &[framed(1, &1u32.to_le_bytes()), framed(2, &[])]),
     );
+    // tls_link: odd = behind a TLS handshake (every link seed), even = raw on the TLS port
+    for name in ["channel1", "channel2", "channel3", "channel4"] {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/link");
+        let link = std::fs::read(dir.join(format!("seed-{name}"))).unwrap();
+        write(
+            "tls_link",
+            &format!("tls-{name}"),
+            &[&[1u8][..], &link].concat(),
+        );
+        write(
+            "tls_link",
+            &format!("raw-{name}"),
+            &[&[0u8][..], &link].concat(),
+        );
+    }
+    write(
+        "tls_link",
+        "raw-client-hello",
+        &[&[0u8][..], &client_hello()].concat(),
+    );
+}
+
+/// The first flight of a rustls client (its ClientHello records) to 127.0.0.1.
+fn client_hello() -> Vec<u8> {
+    use std::sync::Arc;
+    let connector = spice_bridge::testing::test_tls_connector();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let mut c = rustls::ClientConnection::new(Arc::clone(connector.config()), name).unwrap();
+    let mut out = Vec::new();
+    while c.wants_write() {
+        c.write_tls(&mut out).unwrap();
+    }
+    out
 }
