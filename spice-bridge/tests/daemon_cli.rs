@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The test-only certificates (spice_bridge::testing::TEST_X509_DIR).
+const X509: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/x509");
+
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_spice-bridge"))
 }
@@ -60,6 +63,47 @@ fn bad_command_lines_exit_2_with_one_line() {
             "--disable-ticketing",
             "--spice-addr",
             "nowhere",
+        ],
+        // TLS: the x509 dir must hold the three files; channel names as QEMU's
+        vec![
+            "--qxl-socket",
+            sock,
+            "--disable-ticketing",
+            "--tls-addr",
+            "127.0.0.1:0",
+            "--x509-dir",
+            "/nonexistent",
+        ],
+        vec![
+            "--qxl-socket",
+            sock,
+            "--disable-ticketing",
+            "--tls-addr",
+            "127.0.0.1:0",
+        ],
+        vec![
+            "--qxl-socket",
+            sock,
+            "--disable-ticketing",
+            "--tls-addr",
+            "127.0.0.1:0",
+            "--x509-dir",
+            X509,
+            "--tls-channel",
+            "dispaly",
+        ],
+        vec![
+            "--qxl-socket",
+            sock,
+            "--disable-ticketing",
+            "--tls-addr",
+            "127.0.0.1:0",
+            "--x509-dir",
+            X509,
+            "--tls-channel",
+            "main",
+            "--plaintext-channel",
+            "main",
         ],
     ] {
         let out = bin().args(&args).output().unwrap();
@@ -185,5 +229,106 @@ fn a_second_daemon_on_the_same_socket_refuses_to_start() {
         "the first daemon's socket must stay"
     );
     assert_eq!(signal_and_wait(&mut first, libc::SIGTERM), Some(0));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A link message for the main channel (no caps).
+fn main_link_request() -> Vec<u8> {
+    let mut mess = Vec::new();
+    mess.extend_from_slice(b"REDQ");
+    mess.extend_from_slice(&2u32.to_le_bytes());
+    mess.extend_from_slice(&2u32.to_le_bytes());
+    mess.extend_from_slice(&18u32.to_le_bytes());
+    mess.extend_from_slice(&0u32.to_le_bytes());
+    mess.push(1);
+    mess.push(0);
+    mess.extend_from_slice(&0u32.to_le_bytes());
+    mess.extend_from_slice(&0u32.to_le_bytes());
+    mess.extend_from_slice(&18u32.to_le_bytes());
+    mess
+}
+
+/// One control-socket command and its reply line.
+fn control(sock: &Path, line: &str) -> String {
+    use std::io::{BufRead, Write};
+    let mut c = std::os::unix::net::UnixStream::connect(sock).unwrap();
+    writeln!(c, "{line}").unwrap();
+    let mut reply = String::new();
+    std::io::BufReader::new(c).read_line(&mut reply).unwrap();
+    reply.trim_end().to_string()
+}
+
+#[test]
+fn tls_port_channel_policy_and_runtime_passwords() {
+    let dir = tempdir("tls");
+    let (port, tls_port) = (free_port(), free_port());
+    let log = dir.join("daemon.log");
+    let mut child = bin()
+        .args([
+            "--qxl-socket",
+            dir.join("qxl.sock").to_str().unwrap(),
+            "--control-socket",
+            dir.join("ctl.sock").to_str().unwrap(),
+            "--disable-ticketing",
+            "--spice-addr",
+            &format!("127.0.0.1:{port}"),
+            "--tls-addr",
+            &format!("127.0.0.1:{tls_port}"),
+            "--x509-dir",
+            X509,
+            "--tls-channel",
+            "main",
+        ])
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let ctl = dir.join("ctl.sock");
+    assert!(wait_for(&ctl), "control socket not created");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains(&format!("spice://127.0.0.1:{port}?tls-port={tls_port}")),
+        "{text}"
+    );
+    // main in the clear: a link reply carrying NEED_SECURED (5)
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    std::io::Write::write_all(&mut s, &main_link_request()).unwrap();
+    let mut reply = [0u8; 20];
+    s.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply[..4], b"REDQ");
+    assert_eq!(u32::from_le_bytes(reply[16..20].try_into().unwrap()), 5);
+    // the TLS port answers a TLS ClientHello (a ServerHello record: content type 22)
+    let hello = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fuzz/corpus/tls_link/seed-raw-client-hello"
+    ))
+    .unwrap();
+    let mut t = TcpStream::connect(("127.0.0.1", tls_port)).unwrap();
+    t.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    std::io::Write::write_all(&mut t, &hello[1..]).unwrap();
+    let mut rec = [0u8; 1];
+    t.read_exact(&mut rec).unwrap();
+    assert_eq!(rec[0], 22, "a TLS handshake record");
+    let stats = control(&ctl, "stats");
+    assert!(stats.contains(" wrong_port=1 "), "{stats}");
+    assert!(stats.contains(" tls_connections=1 "), "{stats}");
+    // passwords at runtime, as QEMU's set_password / expire_password
+    assert_eq!(
+        control(&ctl, "expire_password +60"),
+        "error expire_password: no password is set (ticketing is disabled)"
+    );
+    assert_eq!(control(&ctl, "set_password two words connected=keep"), "ok");
+    assert_eq!(control(&ctl, "expire_password +60"), "ok");
+    assert_eq!(control(&ctl, "expire_password never"), "ok");
+    assert!(control(&ctl, "expire_password soon").starts_with("error expire_password: "));
+    assert!(control(&ctl, "set_password x connected=maybe").starts_with("error set_password: "));
+    assert!(control(&ctl, &format!("set_password {}", "y".repeat(61))).contains("longer than 60"));
+    assert_eq!(signal_and_wait(&mut child, libc::SIGTERM), Some(0));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !text.contains("two words"),
+        "the password must never be logged"
+    );
+    assert!(!text.contains(&"y".repeat(61)), "nor a refused one");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -276,6 +276,13 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, CliErro
             "channel '{n}' named by both --tls-channel and --plaintext-channel"
         ));
     }
+    // Read the certificates now, so a bad x509 dir is a command-line error (exit 2) like an
+    // unreadable --password-file; the daemon loads them again when it starts the server.
+    if let Some(dir) = &a.x509_dir {
+        if let Err(e) = spice_bridge::tls::TlsConfig::from_x509_dir(dir) {
+            return invalid(format!("--x509-dir {}: {e}", dir.display()));
+        }
+    }
     if u64::from(a.vgamem_mib) * 2 > u64::from(a.ram_mib) {
         return invalid(format!(
             "--qxl-ram-mib {} must be at least twice --qxl-vgamem-mib {}",
