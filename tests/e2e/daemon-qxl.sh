@@ -112,6 +112,8 @@ why() {
 
 # ensure_daemon [FLAGS]: the shared no-mmap daemon is running (restarted, and noted, if it died).
 DAEMON_FLAGS=(--disable-ticketing --qxl-no-mmap)
+# the shared daemon also has a TLS port (every channel may use either port)
+DAEMON_X509=$PWD/spice-bridge/testdata/x509
 ensure_daemon() {
     if ! daemon_alive; then
         [ -n "$DAEMON_PID" ] && say "  the daemon died (pid $DAEMON_PID); restarting it"
@@ -170,7 +172,12 @@ shot_compare() {
     while :; do
         i=$((i + 1))
         shot="$OUT/$tag-$i.ppm"
-        if ! rig_screenshot "$DAEMON_PORT" "$shot" 30; then
+        if [ -n "${SHOT_TLS:-}" ]; then
+            take_shot() { rig_screenshot_tls "$DAEMON_TLS_PORT" "$DAEMON_X509/ca-cert.pem" "$@"; }
+        else
+            take_shot() { rig_screenshot "$DAEMON_PORT" "$@"; }
+        fi
+        if ! take_shot "$shot" 30; then
             say "  screenshot try $i failed: $(tail -1 "$shot.log" 2>/dev/null)"
         elif python3 tests/lib/qxlpic.py compare "$pic" "$shot" --size "$size" >"$shot.cmp"; then
             say "  $(cat "$shot.cmp") (try $i, $(($(rig_now_ms) - t0)) ms after the guest's DRAWN was seen)"
@@ -218,7 +225,10 @@ case_bind() {
 case_kms() {
     wait_guest 'QXL-TEST: kms DRAWN' 90 "kms picture" || return 1
     grep -a 'QXL-TEST: kms DIRTY' "$RIG_GUEST_LOG" | sed 's/^/    /' >&2
-    shot_compare kms "$(nth_geom 1 kms)" kms
+    shot_compare kms "$(nth_geom 1 kms)" kms || return 1
+    # issue 12: the same picture over the daemon's TLS port (spice-gtk verifying our CA)
+    say "  over TLS (port $DAEMON_TLS_PORT):"
+    SHOT_TLS=1 shot_compare kms "$(nth_geom 1 kms)" kms-tls
 }
 if wanted bind || wanted kms; then
     ensure_daemon

@@ -45,7 +45,13 @@ daemon_start() {
     DAEMON_PORT=$(rig_free_port)
     : >>"$DAEMON_LOG"
     echo "--- daemon start $(date -u +%T) port $DAEMON_PORT flags: ${qxl[*]} $*" >>"$DAEMON_LOG"
-    RUST_LOG=${DAEMON_RUST_LOG:-info} NO_COLOR=1 "$DAEMON_BIN" "${qxl[@]}" --spice-addr "127.0.0.1:$DAEMON_PORT" "$@" >>"$DAEMON_LOG" 2>&1 &
+    # DAEMON_X509=DIR: a TLS port too (DAEMON_TLS_PORT), certificates from DIR (QEMU's x509-dir)
+    local tls=()
+    if [ -n "${DAEMON_X509:-}" ]; then
+        DAEMON_TLS_PORT=$(rig_free_port)
+        tls=(--tls-addr "127.0.0.1:$DAEMON_TLS_PORT" --x509-dir "$DAEMON_X509")
+    fi
+    RUST_LOG=${DAEMON_RUST_LOG:-info} NO_COLOR=1 "$DAEMON_BIN" "${qxl[@]}" --spice-addr "127.0.0.1:$DAEMON_PORT" "${tls[@]}" "$@" >>"$DAEMON_LOG" 2>&1 &
     DAEMON_PID=$!
     local i
     for i in $(seq 100); do

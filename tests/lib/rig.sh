@@ -77,6 +77,15 @@ rig_screenshot() {
     timeout "$secs" spicy-screenshot -h 127.0.0.1 -p "$port" -o "$out" >"$out.log" 2>&1 && [ -s "$out" ]
 }
 
+# rig_screenshot_tls TLS-PORT CA-FILE OUT [SECS]: the same over the TLS port only, trusting CA-FILE
+# (spicy-screenshot has no --spice-ca-file; spice-gtk then uses OpenSSL's default trust store,
+# which SSL_CERT_FILE replaces)
+rig_screenshot_tls() {
+    local port=$1 ca=$2 out=$3 secs=${4:-30}
+    rm -f "$out"
+    SSL_CERT_FILE=$ca timeout "$secs" spicy-screenshot -h 127.0.0.1 -s "$port" -o "$out" >"$out.log" 2>&1 && [ -s "$out" ]
+}
+
 rig_fail() {
     echo "FAIL: $*" >&2
     if [ -n "$RIG_GUEST_LOG" ] && [ -f "$RIG_GUEST_LOG" ]; then
