@@ -260,6 +260,20 @@ impl std::fmt::Debug for ScriptedClient {
     }
 }
 
+/// Starts a linked display channel as spice-gtk does: reads SET_ACK, answers ACK_SYNC, sends
+/// DISPLAY_INIT (20 Mi-pixel image cache, 3 Mi GLZ window). The client must then send an ACK
+/// (type 2) every 20 messages.
+pub async fn start_display(d: &mut ScriptedClient) -> std::io::Result<()> {
+    let (t, _) = d.recv().await?;
+    assert_eq!(t, 3, "SET_ACK first");
+    d.send(1, &1u32.to_le_bytes()).await?;
+    let mut init = vec![1u8];
+    init.extend_from_slice(&20_971_520i64.to_le_bytes());
+    init.push(1);
+    init.extend_from_slice(&3_145_728i32.to_le_bytes());
+    d.send(101, &init).await
+}
+
 /// The bytes a client sends first: link header and link message.
 pub fn link_request(channel_type: u8, connection_id: u32, caps: (Caps, Caps)) -> Vec<u8> {
     let mess = to_vec(&LinkMess {

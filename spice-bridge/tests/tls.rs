@@ -71,9 +71,7 @@ async fn a_client_over_tls_gets_every_pixel() {
     assert_eq!(t, 103, "MAIN_INIT");
     let sid = u32::from_le_bytes(body[..4].try_into().unwrap());
     let mut d = link_tls(&h, 2, sid).await.client.expect("display over TLS");
-    // DISPLAY_INIT (cache sizes), then read up to the first MARK
-    let init = [0u8; 14];
-    d.send(101, &init).await.unwrap();
+    start_display(&mut d).await.unwrap();
     let mut canvas = ClientCanvas::default();
     let mut n = 0u32;
     loop {

@@ -60,7 +60,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-WANT=${DAEMON_E2E_CASES:-"bind kms cursor monitors fb reboot client-kill trixie-fb reload trixie-kms trixie-cursor trixie-monitors xorg shutdown mmap"}
+WANT=${DAEMON_E2E_CASES:-"bind kms cursor monitors fb reboot client-kill soak trixie-fb reload trixie-kms trixie-cursor trixie-monitors xorg shutdown mmap"}
 wanted() { case " $WANT " in *" $1 "*) return 0 ;; esac; return 1; }
 
 say "building the daemon and the rig (cached)"
@@ -424,6 +424,28 @@ if wanted client-kill; then
     ensure_daemon
     case_begin client-kill "client killed mid-frame, reconnect sees the current picture, guest never stalls"
     case_client_kill
+    case_end $?
+    rig_stop_guest
+fi
+
+# --- soak: 1,000 client connects against a redrawing guest (issue 12) --------------------------------
+SOAK_CYCLES=${DAEMON_E2E_SOAK_CYCLES:-1000}
+case_soak() {
+    boot bookworm-soak bookworm redraw "spice_frames=1000000 spice_hold=0"
+    check_bind || return 1
+    wait_guest 'QXL-TEST: redraw START' 60 "redraw start" || return 1
+    local mode
+    mode=$(sed -n 's/^QXL-TEST: redraw MODE .* \([0-9]*x[0-9]*\)@.*/\1/p' "$RIG_GUEST_LOG" | head -1)
+    python3 tests/lib/soak.py --port "$DAEMON_PORT" --tls-port "$DAEMON_TLS_PORT" \
+        --ca "$DAEMON_X509/ca-cert.pem" --pid "$DAEMON_PID" --cycles "$SOAK_CYCLES" \
+        --size "$mode" --out "$OUT/soak.ppm" >&2 || { why "soak failed (see above)"; return 1; }
+    grep -qa 'QXL-TEST: redraw FAIL' "$RIG_GUEST_LOG" && { why "the guest's redraw loop failed"; return 1; }
+    daemon_no_panic
+}
+if wanted soak; then
+    ensure_daemon
+    case_begin soak "$SOAK_CYCLES spicy-screenshot connects (plain and TLS) against a redrawing guest: RSS and fds flat, guest never stalls"
+    case_soak
     case_end $?
     rig_stop_guest
 fi
