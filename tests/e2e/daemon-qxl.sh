@@ -60,7 +60,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-WANT=${DAEMON_E2E_CASES:-"bind kms cursor monitors fb reboot client-kill soak trixie-fb reload trixie-kms trixie-cursor trixie-monitors xorg shutdown mmap"}
+WANT=${DAEMON_E2E_CASES:-"bind kms flood cursor monitors fb reboot client-kill soak trixie-fb reload trixie-kms trixie-cursor trixie-monitors xorg shutdown mmap"}
 wanted() { case " $WANT " in *" $1 "*) return 0 ;; esac; return 1; }
 
 say "building the daemon and the rig (cached)"
@@ -230,6 +230,30 @@ case_kms() {
     say "  over TLS (port $DAEMON_TLS_PORT):"
     SHOT_TLS=1 shot_compare kms "$(nth_geom 1 kms)" kms-tls
 }
+# case_flood: on the kms guest (still holding its picture), issue 12's flood: RSS and descriptors
+# of the daemon before, during and after (the held connections go at the 10 s link deadline).
+daemon_figures() { printf 'RSS %s KiB, %s fds' "$(awk '/^VmRSS/ {print $2}' /proc/"$DAEMON_PID"/status)" "$(ls /proc/"$DAEMON_PID"/fd | wc -l)"; }
+case_flood() {
+    local before during linked after flood t0
+    before=$(daemon_figures)
+    rm -f "$OUT/flood.ready"
+    python3 tests/lib/flood.py --port "$DAEMON_PORT" --idle 1000 --half 1000 --hold 60 --ready "$OUT/flood.ready" &
+    flood=$!
+    bg_track $flood
+    for _ in $(seq 100); do [ -s "$OUT/flood.ready" ] && break; sleep 0.1; done
+    [ -s "$OUT/flood.ready" ] || { why "the flood did not open its connections"; return 1; }
+    during=$(daemon_figures)
+    t0=$(rig_now_ms)
+    shot_compare kms "$(nth_geom 1 kms)" flood-kms || return 1
+    linked=$(daemon_figures)
+    say "  picture with the flood held: $(($(rig_now_ms) - t0)) ms; $(tr -d '\n' <"$OUT/flood.ready") connections"
+    kill_wait $flood
+    sleep 11
+    after=$(daemon_figures)
+    say "  daemon: before: $before | flood held: $during | client linked: $linked | after the link deadline: $after"
+    say "  stats: $(printf 'stats\n' | timeout 5 python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(b"stats\n"); print(s.recv(4096).decode().strip())' "$DAEMON_CTL")"
+    daemon_no_panic
+}
 if wanted bind || wanted kms; then
     ensure_daemon
     case_begin bind "bookworm guest: qxl binds, first modeset reaches the client"
@@ -238,6 +262,11 @@ if wanted bind || wanted kms; then
     case_begin kms "KMS dumb buffer + DIRTYFB rectangles, pixel for pixel"
     case_kms
     case_end $?
+    if wanted flood; then
+        case_begin flood "1,000 idle + 1,000 half-link connections held: spicy-screenshot still gets the guest's picture"
+        case_flood
+        case_end $?
+    fi
     rig_stop_guest
 fi
 
