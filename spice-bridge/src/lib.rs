@@ -13,6 +13,8 @@
 //!   clients out;
 //! - [`tls`]: the TLS port's certificates (QEMU's `x509-dir`) and the per-channel TLS/plain
 //!   policy; `transport` sets up each connection's stream (TLS, WebSocket) before the link;
+//! - [`motion`]: motion before pixels: a new picture split into a vertical move (COPY_BITS)
+//!   and the rows that really changed;
 //! - [`model`]: the display model the QXL device drives (surfaces, draws, cursor, monitors);
 //! - [`guest_input`]: Spice input turned into Linux input events for the guest's keyboard,
 //!   tablet and mouse devices (behind [`guest_input::EvdevDevice`]);
@@ -67,6 +69,7 @@ pub mod guest_input;
 pub mod input;
 pub mod link;
 pub mod model;
+pub mod motion;
 pub mod qxl_display;
 pub mod qxl_vfio;
 pub mod server;

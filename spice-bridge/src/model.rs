@@ -533,6 +533,11 @@ pub struct ModelStats {
     pub rejected: u64,
     /// times a channel queue overflowed (its client then gets a full refresh)
     pub overflows: u64,
+    /// draws whose rows partly repeated the surface's rows elsewhere, sent as a COPY_BITS
+    /// ([`crate::motion`])
+    pub moves: u64,
+    /// rows of draws not sent as pixels (moved, or equal to what the surface already shows)
+    pub rows_not_sent: u64,
 }
 
 struct State {
@@ -774,6 +779,21 @@ impl DisplayModel {
                 .get_mut(&surface)
                 .ok_or(ModelError::NoSurface(surface))?;
             let sw = s.width as usize;
+            // Motion before pixels: only for plain unclipped pictures inside the surface (what
+            // the QXL bridge sends); cacheable or palette images go as they are.
+            let motion = (clip.is_empty()
+                && image.id == 0
+                && image.palette.is_none()
+                && dst.intersect(&s.bounds()) == dst)
+                .then(|| {
+                    let (w, left, top) =
+                        (dst.width() as usize, dst.left as usize, dst.top as usize);
+                    let px = &s.pixels;
+                    crate::motion::analyse(&image.pixels, w, dst.height() as usize, |y| {
+                        &px[(top + y) * sw + left..][..w]
+                    })
+                })
+                .flatten();
             for r in visible(&dst, clip, &s.bounds()) {
                 for y in r.top..r.bottom {
                     let sy = (y - dst.top) as usize;
@@ -783,15 +803,56 @@ impl DisplayModel {
                     s.pixels[d..d + r.width() as usize].copy_from_slice(src);
                 }
             }
-            Ok((
-                (),
-                Some(DisplayOp::Copy {
-                    surface,
-                    dst,
-                    image: image.clone(),
-                    clip: clip.to_vec(),
-                }),
-            ))
+            let Some(motion) = motion else {
+                return Ok((
+                    (),
+                    Some(DisplayOp::Copy {
+                        surface,
+                        dst,
+                        image: image.clone(),
+                        clip: clip.to_vec(),
+                    }),
+                ));
+            };
+            // The move first: its source rows are still the old ones on the client.
+            let w = dst.width();
+            if let Some(m) = motion.moved {
+                st.stats.moves += 1;
+                Self::emit(
+                    st,
+                    DisplayOp::CopyBits {
+                        surface,
+                        src: Point {
+                            x: dst.left,
+                            y: dst.top + (m.top as isize + m.dy) as i32,
+                        },
+                        dst: Rect::new(
+                            dst.left,
+                            dst.top + m.top as i32,
+                            w as i32,
+                            (m.bottom - m.top) as i32,
+                        ),
+                        clip: Vec::new(),
+                    },
+                );
+            }
+            let mut sent = 0;
+            for (a, b) in motion.changed {
+                let rows = image.pixels[a * w as usize..b * w as usize].to_vec();
+                let strip = Image::new(0, w, (b - a) as u32, rows)?;
+                sent += b - a;
+                Self::emit(
+                    st,
+                    DisplayOp::Copy {
+                        surface,
+                        dst: Rect::new(dst.left, dst.top + a as i32, w as i32, (b - a) as i32),
+                        image: strip,
+                        clip: Vec::new(),
+                    },
+                );
+            }
+            st.stats.rows_not_sent += (image.height as usize - sent) as u64;
+            Ok(((), None))
         })
     }
 

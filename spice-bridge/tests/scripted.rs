@@ -671,3 +671,72 @@ async fn set_password_keeps_fails_or_disconnects_the_connected_client() {
     );
     h.shutdown().await;
 }
+
+/// Issue 11 item 1: a full-frame picture that repeats the previous one shifted (a scroll) goes
+/// to the client as a COPY_BITS plus the new strip, and the client's picture is still exact.
+#[tokio::test]
+async fn a_scrolled_full_frame_goes_as_copy_bits_and_the_new_strip() {
+    let (w, h) = (800u32, 600u32);
+    let page = |first: u32| {
+        let px = (0..h)
+            .flat_map(|y| {
+                let line = first + y;
+                (0..w).map(move |x| {
+                    if line % 9 == 4 {
+                        0x00ff_ffff
+                    } else {
+                        pattern(x, line, 7)
+                    }
+                })
+            })
+            .collect();
+        spice_bridge::model::Image::new(0, w, h, px).unwrap()
+    };
+    let model = DisplayModel::new();
+    model
+        .create_surface(0, w, h, SurfaceFormat::Xrgb32)
+        .unwrap();
+    let full = Rect::new(0, 0, w as i32, h as i32);
+    model.draw_copy(0, full, &page(0), &[]).unwrap();
+    model.mark();
+    let (hd, _) = start(model.clone(), None, ImageCompression::Lz).await;
+    let (_m, sid) = main_session(&hd, "").await;
+    let mut d = display_client(&hd, sid).await;
+    let mut canvas = ClientCanvas::default();
+    let mut n = 0;
+    read_to_mark(&mut d, &mut canvas, &mut n).await;
+    let first = hd.stats().display_bytes;
+    let mut kinds = Vec::new();
+    for step in 1..=5u32 {
+        model.draw_copy(0, full, &page(step * 24), &[]).unwrap();
+        model.mark();
+        loop {
+            let (t, b) = d.recv().await.unwrap();
+            canvas.apply(t, &b);
+            n += 1;
+            if n % 20 == 0 {
+                d.send(2, &[]).await.unwrap();
+            }
+            kinds.push(t);
+            if t == ds::MARK {
+                break;
+            }
+        }
+        assert_eq!(
+            canvas.surface(0),
+            model_surface_rgb(&model, 0),
+            "scroll step {step}"
+        );
+    }
+    let scrolled = hd.stats().display_bytes - first;
+    assert_eq!(model.stats().moves, 5);
+    assert_eq!(
+        kinds.iter().filter(|&&t| t == ds::COPY_BITS).count(),
+        5,
+        "{kinds:?}"
+    );
+    // 24 new rows of 600 per step: far less than one whole frame (the first one, LZ)
+    eprintln!("first frame {first} bytes, five scrolls {scrolled} bytes");
+    assert!(scrolled * 3 < first, "{scrolled} vs {first}");
+    hd.shutdown().await;
+}
