@@ -11,7 +11,7 @@
  *   qxltest cursor  [--hold S] [--wait-ms M]  kms0 on screen, M ms (default 2000) later a 64x64
  *                                          ARGB cursor via MODE_CURSOR, then 3 moves 300 ms apart
  *   qxltest modes   [--watch S]            list connectors/modes, print preferred mode changes
- *   qxltest redraw  [--frames N] [--interval-ms M] [--wait-ms W]  kms0 shown, W ms (default
+ *   qxltest redraw  [--frames N] [--interval-ms M] [--wait-ms W] [--scroll K]  kms0 shown, W ms (default
  *                                          3000) later a timed full-screen redraw loop
  *   qxltest cmos    get IDX | set IDX VAL  one CMOS RAM byte (survives a guest reboot)
  *   qxltest agent   [--secs S]             minimal Spice agent on com.redhat.spice.0 (announces
@@ -188,6 +188,22 @@ static uint32_t pic_kms1(uint32_t x, uint32_t y) { return pic_kms0(x, y) ^ 0xfff
 static uint32_t pic_redraw(uint32_t x, uint32_t y, uint32_t f)
 {
 	return (((x + f) & 255) << 16) | (((y + 3 * f) & 255) << 8) | ((x ^ y ^ (5 * f)) & 255);
+}
+
+/* "scroll" frame f: a page of 16-row text lines (black glyph cells on white, blank gaps)
+ * moved up by f * K rows: each frame repeats the previous one shifted, plus K new rows */
+static uint32_t pic_page(uint32_t x, uint32_t row)
+{
+	uint32_t line = row / 16, r = row % 16, cell = x / 8;
+	if (r < 2 || r >= 14)
+		return 0xffffff;
+	uint32_t h = line * 2654435761u ^ cell * 40503u;
+	h ^= h >> 13;
+	h *= 0x5bd1e995u;
+	h ^= h >> 15;
+	if ((h & 7) == 0)
+		return 0xffffff; /* a space */
+	return (h >> (((r - 2) / 3) * 4 + (x & 7) / 2)) & 1 ? 0x202020 : 0xffffff;
 }
 
 /* Dirty rectangles of the kms picture, as fractions of the mode (x, y, w, h) in 1/16ths, plus a
@@ -625,6 +641,9 @@ static int cmd_redraw(int argc, char **argv)
 	long interval_ms = opt_num(argc, argv, "--interval-ms", 0);
 	long hold_s = opt_num(argc, argv, "--hold", 0);
 	long wait_ms = opt_num(argc, argv, "--wait-ms", 3000);
+	long scroll = opt_num(argc, argv, "--scroll", 0); /* 0: pic_redraw; K: pic_page moving K rows */
+	if (scroll < 0 || scroll > 4096)
+		scroll = 0;
 	if (wait_ms < 0 || wait_ms > 600000)
 		wait_ms = 3000;
 	if (frames < 1 || frames > 1000000) {
@@ -644,14 +663,18 @@ static int cmd_redraw(int argc, char **argv)
 	/* A client counting frames connects on SHOWN; give it time before the loop starts. */
 	say("SHOWN picture=kms0 %ux%u (loop in %ld ms)", k.w, k.h, wait_ms);
 	usleep((useconds_t)wait_ms * 1000);
-	say("START frames=%ld %ux%u", frames, k.w, k.h);
+	say("START frames=%ld %ux%u scroll=%ld", frames, k.w, k.h, scroll);
 	double t0 = now_s(), worst = 0;
 	for (long f = 0; f < frames; f++) {
 		double ts = now_s();
 		for (uint32_t y = 0; y < k.h; y++) {
 			uint32_t *row = (uint32_t *)(k.map + (size_t)y * k.pitch);
-			for (uint32_t x = 0; x < k.w; x++)
-				row[x] = pic_redraw(x, y, (uint32_t)f);
+			if (scroll)
+				for (uint32_t x = 0; x < k.w; x++)
+					row[x] = pic_page(x, y + (uint32_t)(f * scroll));
+			else
+				for (uint32_t x = 0; x < k.w; x++)
+					row[x] = pic_redraw(x, y, (uint32_t)f);
 		}
 		if (kms_dirty(&k, &full, 1))
 			return 1;

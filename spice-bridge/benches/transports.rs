@@ -80,18 +80,8 @@ async fn session(h: &ServerHandle, t: Transport) -> (ScriptedClient, ScriptedCli
     let mut d = link(h, t, 2, sid).await;
     start_display(&mut d).await.unwrap();
     let mut canvas = ClientCanvas::default();
-    let mut n = 0u32;
-    loop {
-        let (ty, b) = d.recv().await.unwrap();
-        canvas.apply(ty, &b);
-        n += 1;
-        if n % 20 == 0 {
-            d.send(2, &[]).await.unwrap();
-        }
-        if ty == ds::MARK {
-            return (main, d, canvas);
-        }
-    }
+    read_to_mark(&mut d, &mut canvas, &mut 0).await;
+    (main, d, canvas)
 }
 
 struct Row {

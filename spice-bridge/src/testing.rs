@@ -260,6 +260,29 @@ impl std::fmt::Debug for ScriptedClient {
     }
 }
 
+/// Reads display messages into `canvas` until a MARK, sending an ACK every 20 messages
+/// (`count` carries the message count across calls); returns the message types read. Panics on
+/// an i/o error (test tool).
+pub async fn read_to_mark(
+    d: &mut ScriptedClient,
+    canvas: &mut ClientCanvas,
+    count: &mut u32,
+) -> Vec<u16> {
+    let mut types = Vec::new();
+    loop {
+        let (t, b) = d.recv().await.expect("display message");
+        canvas.apply(t, &b);
+        types.push(t);
+        *count += 1;
+        if *count % 20 == 0 {
+            d.send(2, &[]).await.expect("ACK");
+        }
+        if t == wd::server_id::MARK {
+            return types;
+        }
+    }
+}
+
 /// Starts a linked display channel as spice-gtk does: reads SET_ACK, answers ACK_SYNC, sends
 /// DISPLAY_INIT (20 Mi-pixel image cache, 3 Mi GLZ window). The client must then send an ACK
 /// (type 2) every 20 messages.

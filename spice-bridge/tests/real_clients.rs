@@ -413,6 +413,26 @@ fn coord_image(w: u32, h: u32) -> spice_bridge::model::Image {
     spice_bridge::model::Image::new(0, w, h, px).unwrap()
 }
 
+/// Waits for the client to show a [`coord_image`] of `w` x `h` and returns where its top-left
+/// corner is on the X screen: a pixel away from the pointer is read and the guest coordinates
+/// its colour encodes are subtracted (the client shows the picture 1:1).
+async fn coord_picture_origin(h: &ServerHandle, x: &Xvfb, w: u32, hgt: u32) -> (u32, u32) {
+    wait_for("display channel", Duration::from_secs(30), || {
+        h.has_display()
+    })
+    .await;
+    let probe = (100u32, 120u32);
+    wait_for("picture on screen", Duration::from_secs(30), || {
+        std::fs::metadata(x.fb.as_ref().unwrap()).is_ok() && {
+            let v = fb_pixel(x, probe.0, probe.1);
+            (v >> 12) < w && (v & 0xfff) < hgt && v != 0
+        }
+    })
+    .await;
+    let v = fb_pixel(x, probe.0, probe.1);
+    (probe.0 - (v >> 12), probe.1 - (v & 0xfff))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs virt-viewer, xvfb, xdotool; run by tests/e2e/spice-clients.sh"]
 async fn remote_viewer_keys_clicks_and_cursor() {
@@ -671,20 +691,7 @@ async fn stopped_remote_viewer_never_blocks_the_model_and_catches_up() {
         .spawn()
         .expect("spawn remote-viewer");
     xdotool(&x, &["mousemove", "1000", "700"]);
-    wait_for("display channel", Duration::from_secs(30), || {
-        h.has_display()
-    })
-    .await;
-    let probe = (100u32, 120u32);
-    wait_for("picture on screen", Duration::from_secs(30), || {
-        std::fs::metadata(x.fb.as_ref().unwrap()).is_ok() && {
-            let v = fb_pixel(&x, probe.0, probe.1);
-            (v >> 12) < w && (v & 0xfff) < hgt && v != 0
-        }
-    })
-    .await;
-    let v = fb_pixel(&x, probe.0, probe.1);
-    let (ox, oy) = (probe.0 - (v >> 12), probe.1 - (v & 0xfff));
+    let (ox, oy) = coord_picture_origin(&h, &x, w, hgt).await;
 
     // freeze the client; keep drawing full frames (1.2 MB each) and small fills
     let pid = rv.id().to_string();
@@ -969,20 +976,7 @@ async fn remote_viewer_with_spice_ca_file_shows_the_picture_over_tls() {
         .spawn()
         .expect("spawn remote-viewer");
     xdotool(&x, &["mousemove", "1000", "700"]);
-    wait_for("display channel", Duration::from_secs(30), || {
-        h.has_display()
-    })
-    .await;
-    let probe = (100u32, 120u32);
-    wait_for("picture on screen", Duration::from_secs(30), || {
-        std::fs::metadata(x.fb.as_ref().unwrap()).is_ok() && {
-            let v = fb_pixel(&x, probe.0, probe.1);
-            (v >> 12) < w && (v & 0xfff) < hgt && v != 0
-        }
-    })
-    .await;
-    let v = fb_pixel(&x, probe.0, probe.1);
-    let (ox, oy) = (probe.0 - (v >> 12), probe.1 - (v & 0xfff));
+    let (ox, oy) = coord_picture_origin(&h, &x, w, hgt).await;
     let want: Vec<u32> = picture.pixels().iter().map(|p| p & 0xff_ffff).collect();
     wait_for(
         "the whole picture, pixel for pixel",

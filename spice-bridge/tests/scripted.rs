@@ -241,21 +241,6 @@ async fn display_client(h: &ServerHandle, sid: u32) -> ScriptedClient {
     d
 }
 
-/// Reads display messages into `canvas` until a MARK, ACKing every 20 messages.
-async fn read_to_mark(d: &mut ScriptedClient, canvas: &mut ClientCanvas, count: &mut u32) {
-    loop {
-        let (t, b) = d.recv().await.unwrap();
-        canvas.apply(t, &b);
-        *count += 1;
-        if *count % 20 == 0 {
-            d.send(2, &[]).await.unwrap();
-        }
-        if t == ds::MARK {
-            return;
-        }
-    }
-}
-
 #[tokio::test]
 async fn display_snapshot_and_live_draws_match_the_model_pixel_for_pixel() {
     for comp in [
@@ -710,18 +695,7 @@ async fn a_scrolled_full_frame_goes_as_copy_bits_and_the_new_strip() {
     for step in 1..=5u32 {
         model.draw_copy(0, full, &page(step * 24), &[]).unwrap();
         model.mark();
-        loop {
-            let (t, b) = d.recv().await.unwrap();
-            canvas.apply(t, &b);
-            n += 1;
-            if n % 20 == 0 {
-                d.send(2, &[]).await.unwrap();
-            }
-            kinds.push(t);
-            if t == ds::MARK {
-                break;
-            }
-        }
+        kinds.extend(read_to_mark(&mut d, &mut canvas, &mut n).await);
         assert_eq!(
             canvas.surface(0),
             model_surface_rgb(&model, 0),

@@ -10,7 +10,6 @@ use spice_bridge::input::{NullAgent, NullInput};
 use spice_bridge::server::{ConnectionLimits, ServerHandle, TlsListen};
 use spice_bridge::testing::*;
 use spice_bridge::tls::{ChannelSecurity, Security};
-use spice_bridge::wire::display::server_id as ds;
 use spice_bridge::wire::link::link_err;
 use spice_bridge::{DisplayModel, Server, ServerConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -73,18 +72,7 @@ async fn a_client_over_tls_gets_every_pixel() {
     let mut d = link_tls(&h, 2, sid).await.client.expect("display over TLS");
     start_display(&mut d).await.unwrap();
     let mut canvas = ClientCanvas::default();
-    let mut n = 0u32;
-    loop {
-        let (t, b) = d.recv().await.unwrap();
-        canvas.apply(t, &b);
-        n += 1;
-        if n % 20 == 0 {
-            d.send(2, &[]).await.unwrap();
-        }
-        if t == ds::MARK {
-            break;
-        }
-    }
+    read_to_mark(&mut d, &mut canvas, &mut 0).await;
     assert_eq!(canvas.surface(0), model_surface_rgb(&model, 0));
     let s = h.stats();
     assert_eq!((s.tls_connections, s.links_ok, s.tls_failed), (2, 2, 0));

@@ -24,19 +24,25 @@
 # reference's guest loop runs ~100x faster under TCG and needs more frames to last long enough to
 # measure; every figure is per frame.
 #
-# Usage: tests/bench/daemon-vs-reference.sh [--frames N] [--ref-frames N] [--out FILE.md]
+# --scroll K: the guest's frames are a text page scrolling K rows per frame instead (each frame
+# repeats the previous one shifted); the daemon then sends COPY_BITS and the new rows, not whole
+# frames, so compare "display bytes per guest frame" (all display bytes of the loop / frames the
+# guest drew) rather than the per-full-frame figures.
+#
+# Usage: tests/bench/daemon-vs-reference.sh [--frames N] [--ref-frames N] [--scroll K] [--out FILE.md]
 #        (root; about 3 minutes; CARGO_TARGET_DIR is honoured)
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 . tests/lib/rig.sh
 . tests/lib/daemon.sh
 
-FRAMES=30 REF_FRAMES=300 OUTMD=""
+FRAMES=30 REF_FRAMES=300 OUTMD="" SCROLL=0
 while [ $# -gt 0 ]; do
     case "$1" in
     --frames) FRAMES=$2; shift ;;
     --ref-frames) REF_FRAMES=$2; shift ;;
     --out) OUTMD=$2; shift ;;
+    --scroll) SCROLL=$2; shift ;;
     -h | --help) sed -n '2,/^set -uo/{/^set -uo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
     esac
@@ -86,7 +92,7 @@ run_side() {
     pport=$(rig_free_port)
     local nframes=$FRAMES
     [ "$side" = reference ] && nframes=$REF_FRAMES
-    local guest_args=(--test redraw --append "spice_frames=$nframes spice_hold=4" --timeout 600 --pidfile "$OUT/$side.qpid")
+    local guest_args=(--test redraw --append "spice_frames=$nframes spice_hold=4 spice_scroll=$SCROLL" --timeout 600 --pidfile "$OUT/$side.qpid")
     if [ "$side" = daemon ]; then
         mkdir -p "$OUT/d"
         daemon_start "$OUT/d" --disable-ticketing --qxl-no-mmap || die "daemon did not start"
@@ -159,6 +165,7 @@ run_side() {
     R_PCPU=$(calc "($c1_proc - $c0_proc) / $HZ / $L_full_draws * 100 if $L_full_draws > 0 else 0")
     R_VCPU=$(calc "($c1_vfio - $c0_vfio) / $HZ / $L_full_draws * 100 if $L_full_draws > 0 else 0")
     R_NFRAMES=$nframes
+    R_KIB_GUEST=$(calc "$L_display_bytes / $nframes / 1024")
     say "$side: boot->first frame ${R_BOOT}s, ${R_FRAMES} frames rx, client fps $R_FPS, guest fps $R_GFPS, KiB/frame $R_KIB, CPU/100 $R_CPU, QEMU CPU/100 $R_QCPU"
     kill_wait $rv
     rig_stop_guest
@@ -177,12 +184,13 @@ for side in daemon reference; do
     X[pcpu]=$(printf '%.2f' "$R_PCPU") X[vcpu]=$(printf '%.2f' "$R_VCPU")
     X[fps]=$(printf '%.2f' "$R_FPS") X[gfps]=$R_GFPS X[kib]=$(printf '%.0f' "$R_KIB")
     X[cpu]=$(printf '%.2f' "$R_CPU") X[qcpu]=$(printf '%.2f' "$R_QCPU")
+    X[kibg]=$(printf '%.1f' "$R_KIB_GUEST")
     unset -n X
 done
 
 {
     echo "Benchmark: $(date -u +'%F %T') UTC, $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
-    echo "Guest: bookworm $(sed -n 's/^KVER=//p' "${SPICE_RS_CACHE:-$HOME/.cache/spice-rs}/guest-bookworm/info" 2>/dev/null), test redraw (full-screen ${D[mode]} frames: daemon $FRAMES, reference $REF_FRAMES); client: remote-viewer (spice-gtk 0.42) under Xvfb via a counting proxy; daemon: release build, --qxl-no-mmap"
+    echo "Guest: bookworm $(sed -n 's/^KVER=//p' "${SPICE_RS_CACHE:-$HOME/.cache/spice-rs}/guest-bookworm/info" 2>/dev/null), test redraw (full-screen ${D[mode]} frames: daemon $FRAMES, reference $REF_FRAMES$([ "$SCROLL" != 0 ] && echo ", a text page scrolling $SCROLL rows per frame")); client: remote-viewer (spice-gtk 0.42) under Xvfb via a counting proxy; daemon: release build, --qxl-no-mmap"
     echo
     row "" "spice-bridge" "QEMU qxl+spice"
     row "----------------------------------------------------------" "--------------" "--------------"
@@ -192,6 +200,7 @@ done
     row "client frames per second" "${D[fps]}" "${R[fps]}"
     row "guest loop frames per second" "${D[gfps]}" "${R[gfps]}"
     row "bytes on the wire per frame (KiB)" "${D[kib]}" "${R[kib]}"
+    row "display bytes per guest frame drawn (KiB)" "${D[kibg]}" "${R[kibg]}"
     row "display-side CPU s per 100 frames (1)" "${D[cpu]}" "${R[cpu]}"
     row "device BAR-access serving CPU s per 100 frames (2)" "${D[vcpu]}" "(in vCPU)"
     row "daemon process CPU s per 100 frames" "${D[pcpu]}" "-"
