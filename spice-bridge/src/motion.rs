@@ -8,10 +8,12 @@
 //! Rows equal to the current ones at the same place are not sent at all. The Linux qxl KMS
 //! driver only reports dirty rectangles, never a copy, so this is where a scroll is found.
 //!
-//! The search hashes every row of both pictures once (a row of 1920 pixels costs ~1 µs), votes
-//! for the shift with rows whose content occurs once in the old picture (blank rows would vote
-//! for every shift), then checks the band row by row with exact comparisons; a hash collision
-//! can cost bandwidth, never correctness.
+//! The search hashes every row of both pictures once (a row of 1920 pixels costs ~1 µs), then
+//! votes for the shift with blocks of [`BLOCK_ROWS`] consecutive rows: single rows repeat too
+//! often in text (blank rows, the rows of a horizontal stroke) to say where they came from, a
+//! block much less; a block that occurs up to [`MAX_CANDIDATES`] times in the old picture votes
+//! for each of its places. The band is then checked row by row with exact comparisons, so a
+//! hash collision can cost bandwidth, never correctness.
 
 use std::collections::HashMap;
 
@@ -23,6 +25,10 @@ pub const MIN_BAND_ROWS: usize = 16;
 pub const MERGE_GAP_ROWS: usize = 8;
 /// At most this many changed runs are kept; beyond it they are merged into one span.
 pub const MAX_RUNS: usize = 8;
+/// Rows per voting block.
+pub const BLOCK_ROWS: usize = 4;
+/// A block found in more places than this in the old picture does not vote.
+pub const MAX_CANDIDATES: usize = 4;
 
 /// How a new picture of `height` rows relates to the current one.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -72,22 +78,33 @@ pub fn analyse<'a>(
     let oh: Vec<u64> = (0..height).map(|y| hash_row(old(y))).collect();
     let same = |y: usize| nh[y] == oh[y] && new_row(y) == old(y);
 
-    // Vote for a shift with rows that changed in place and whose content occurs once in the
-    // old picture.
-    let mut old_index: HashMap<u64, Option<usize>> = HashMap::with_capacity(height);
-    for (y, &h) in oh.iter().enumerate() {
-        old_index
-            .entry(h)
-            .and_modify(|e| *e = None)
-            .or_insert(Some(y));
+    // Vote for a shift with blocks of rows that changed in place, by where the same block is
+    // in the old picture.
+    let block = |hs: &[u64], y: usize| {
+        hs[y..y + BLOCK_ROWS].iter().fold(0u64, |a, &h| {
+            a.rotate_left(17) ^ h.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        })
+    };
+    let blocks = height + 1 - BLOCK_ROWS;
+    let mut old_index: HashMap<u64, Vec<usize>> = HashMap::with_capacity(blocks);
+    for y in 0..blocks {
+        let places = old_index.entry(block(&oh, y)).or_default();
+        if places.len() <= MAX_CANDIDATES {
+            places.push(y);
+        }
     }
     let mut votes: HashMap<isize, usize> = HashMap::new();
-    for y in 0..height {
+    for y in 0..blocks {
         if nh[y] == oh[y] {
             continue;
         }
-        if let Some(Some(oy)) = old_index.get(&nh[y]) {
-            *votes.entry(*oy as isize - y as isize).or_default() += 1;
+        match old_index.get(&block(&nh, y)) {
+            Some(places) if places.len() <= MAX_CANDIDATES => {
+                for &oy in places {
+                    *votes.entry(oy as isize - y as isize).or_default() += 1;
+                }
+            }
+            _ => {}
         }
     }
     let moved = votes
@@ -173,16 +190,22 @@ fn merge_outside(runs: &[(usize, usize)], moved: Option<Moved>) -> Vec<(usize, u
 mod tests {
     use super::*;
 
-    /// A "page" of distinct text-like rows, some blank.
-    fn page(width: usize, height: usize, first_line: usize) -> Vec<u32> {
+    /// A text page as terminals show it: 16-row lines, blank rows between them, each glyph
+    /// row repeated three times (so single rows are far from unique), some blank lines.
+    fn page(width: usize, height: usize, first_row: usize) -> Vec<u32> {
         let mut v = Vec::with_capacity(width * height);
         for y in 0..height {
-            let line = first_line + y;
+            let (line, r) = ((first_row + y) / 16, (first_row + y) % 16);
             for x in 0..width {
-                v.push(if line % 7 == 3 {
-                    0
+                let blank = r < 2 || r >= 14 || line % 7 == 3;
+                let h = (line as u32).wrapping_mul(2_654_435_761) ^ (x as u32 / 8) * 40_503;
+                let bit = (h.wrapping_mul(0x5bd1_e995)
+                    >> ((r.saturating_sub(2) / 3) * 4 + (x & 7) / 2))
+                    & 1;
+                v.push(if blank || bit == 0 {
+                    0x00ff_ffff
                 } else {
-                    (line as u32).wrapping_mul(2_654_435_761) ^ (x as u32 / 8)
+                    0x0020_2020
                 });
             }
         }
@@ -235,7 +258,7 @@ mod tests {
         assert_eq!(m.moved, None);
         assert_eq!(m.changed, vec![(100, 104)]);
         assert_eq!(analyse(&old, w, h, rows(&old, w)).unwrap().changed, vec![]);
-        let other = page(w, h, 1000);
+        let other: Vec<u32> = page(w, h, 1000).iter().map(|p| p ^ 0x0012_3456).collect();
         assert_eq!(analyse(&other, w, h, rows(&old, w)), None, "send it whole");
         assert_eq!(
             analyse(&new[..64 * 64], 64, 64, rows(&old, 64)),
