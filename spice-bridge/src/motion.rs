@@ -197,7 +197,7 @@ mod tests {
         for y in 0..height {
             let (line, r) = ((first_row + y) / 16, (first_row + y) % 16);
             for x in 0..width {
-                let blank = r < 2 || r >= 14 || line % 7 == 3;
+                let blank = !(2..14).contains(&r) || line % 7 == 3;
                 let h = (line as u32).wrapping_mul(2_654_435_761) ^ ((x as u32 / 8) * 40_503);
                 let bit = (h.wrapping_mul(0x5bd1_e995)
                     >> ((r.saturating_sub(2) / 3) * 4 + (x & 7) / 2))
