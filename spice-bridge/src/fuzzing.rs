@@ -443,3 +443,107 @@ pub fn agent_stream(data: &[u8]) {
         }
     }
 }
+
+/// Runs a future whose I/O never waits (a [`crate::websocket::ScriptedPeer`]) to completion.
+fn run_now<F: std::future::Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match f.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(v) => v,
+        std::task::Poll::Pending => panic!("a scripted peer never makes the stream wait"),
+    }
+}
+
+/// The WebSocket transport (`websocket.rs`). Byte 0 picks the mode and the read size
+/// (1 + byte0 / 2 bytes per read):
+///
+/// - byte 0 even: the rest is what a client sends after the sniffed `GET ` (upgrade request,
+///   then frames). The handshake and the frame reader never panic, the stream never gives more
+///   bytes than came in, and the server's output stays bounded (its answer plus PONG/CLOSE
+///   frames no bigger than the client frames they answer).
+/// - byte 0 odd: round trip. The rest is cut into payloads (a length byte, then that many
+///   bytes); each is sent as a masked frame (the mask, fragmentation and PINGs in between from
+///   the length byte); reading gives back exactly the concatenated payloads, and writing them
+///   back gives unmasked BINARY frames carrying the same bytes.
+pub fn websocket(data: &[u8]) {
+    use crate::websocket::{
+        accept, client_frame, ScriptedPeer, WsStream, OP_BINARY, OP_CONTINUATION, OP_PING,
+    };
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let chunk = 1 + usize::from(mode / 2);
+    if mode % 2 == 0 {
+        let mut peer = ScriptedPeer::new(rest, chunk);
+        let got = run_now(async {
+            let Ok(mut ws) = accept(&mut peer, *b"GET ").await else {
+                return 0;
+            };
+            let mut buf = [0u8; 512];
+            let mut total = 0;
+            while let Ok(n) = ws.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                total += n;
+            }
+            total
+        });
+        assert!(got <= rest.len(), "read {got} bytes out of {}", rest.len());
+        assert!(
+            peer.output.len() <= 256 + rest.len(),
+            "{} bytes written for {} read",
+            peer.output.len(),
+            rest.len()
+        );
+        return;
+    }
+    let mut frames = Vec::new();
+    let mut expected = Vec::new();
+    let mut rest = rest;
+    let mut open = false;
+    while let Some((&len, tail)) = rest.split_first() {
+        let n = usize::from(len).min(tail.len());
+        let (payload, tail) = tail.split_at(n);
+        let mask = [len, len ^ 0x5a, len.wrapping_mul(7), 0xc3];
+        let fin = len % 3 != 0 || tail.is_empty();
+        let op = if open { OP_CONTINUATION } else { OP_BINARY };
+        frames.extend(client_frame(fin, op, mask, payload));
+        if len % 5 == 0 {
+            frames.extend(client_frame(true, OP_PING, mask, &payload[..n.min(125)]));
+        }
+        open = !fin;
+        expected.extend_from_slice(payload);
+        rest = tail;
+    }
+    let mut ws = WsStream::with_buffered(ScriptedPeer::new(&frames, chunk), Default::default());
+    let got = run_now(async {
+        let mut v = Vec::new();
+        ws.read_to_end(&mut v).await.map(|_| v)
+    })
+    .expect("well-formed frames decode");
+    assert_eq!(got, expected, "round trip");
+    // what we write comes out as unmasked BINARY frames carrying the same bytes
+    let mut ws = WsStream::with_buffered(ScriptedPeer::new(&[], chunk), Default::default());
+    run_now(ws.write_all(&expected)).expect("write");
+    let out = &ws.get_ref().output;
+    let data_frames = out.as_slice();
+    let mut payloads = Vec::new();
+    let mut at = 0;
+    while at < data_frames.len() {
+        let b = &data_frames[at..];
+        assert_eq!(b[0], 0x82, "final BINARY");
+        let (len, hl) = match b[1] {
+            126 => (usize::from(u16::from_be_bytes([b[2], b[3]])), 4),
+            127 => (
+                u64::from_be_bytes(b[2..10].try_into().unwrap()) as usize,
+                10,
+            ),
+            l => (usize::from(l), 2),
+        };
+        payloads.extend_from_slice(&b[hl..hl + len]);
+        at += hl + len;
+    }
+    assert_eq!(payloads, expected, "written frames");
+}

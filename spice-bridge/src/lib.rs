@@ -78,6 +78,7 @@ pub mod session;
 pub mod testing;
 pub mod tls;
 mod transport;
+mod websocket;
 pub mod wire;
 
 pub use input::{AgentSink, InputSink};

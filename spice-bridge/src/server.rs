@@ -191,6 +191,10 @@ pub struct StatsSnapshot {
     pub tls_failed: u64,
     /// links refused because the channel came to the wrong port (NEED_SECURED/UNSECURED)
     pub wrong_port: u64,
+    /// connections upgraded to WebSocket (spice-html5)
+    pub websocket_connections: u64,
+    /// WebSocket upgrade requests refused
+    pub websocket_refused: u64,
     /// connections in the link stage now
     pub pending: u64,
     /// linked channels now
@@ -294,6 +298,8 @@ impl ServerHandle {
             tls_connections: s.tls_connections.load(Ordering::Relaxed),
             tls_failed: s.tls_failed.load(Ordering::Relaxed),
             wrong_port: s.wrong_port.load(Ordering::Relaxed),
+            websocket_connections: s.websocket_connections.load(Ordering::Relaxed),
+            websocket_refused: s.websocket_refused.load(Ordering::Relaxed),
             pending: self.shared.admission.pending() as u64,
             linked: self.shared.admission.linked() as u64,
             protocol_errors: s.protocol_errors.load(Ordering::Relaxed),
@@ -521,6 +527,12 @@ async fn establish_and_link(
     let est = transport::establish(tcp, tls, peer)
         .await
         .map_err(EstablishError::Transport)?;
+    if est.transport.websocket {
+        shared
+            .stats
+            .websocket_connections
+            .fetch_add(1, Ordering::Relaxed);
+    }
     let mut stream = est.stream;
     let linked = link(&mut stream, est.magic, est.transport.tls, shared)
         .await
@@ -691,9 +703,13 @@ async fn handle_connection(
             return;
         }
         Ok(Err(EstablishError::Transport(e))) => {
-            if matches!(e, TransportError::Tls(_)) {
-                stats.tls_failed.fetch_add(1, Ordering::Relaxed);
-            }
+            match e {
+                TransportError::Tls(_) => stats.tls_failed.fetch_add(1, Ordering::Relaxed),
+                TransportError::WebSocket(_) => {
+                    stats.websocket_refused.fetch_add(1, Ordering::Relaxed)
+                }
+                TransportError::Io(_) => 0,
+            };
             if let Some(suppressed) = adm.logs.transport.allow() {
                 warn!(%peer, suppressed, "closing connection: {e}");
             }

@@ -159,6 +159,10 @@ pub struct ServerStats {
     pub tls_failed: AtomicU64,
     /// links refused with NEED_SECURED / NEED_UNSECURED (channel on the wrong port)
     pub wrong_port: AtomicU64,
+    /// connections upgraded to WebSocket (spice-html5)
+    pub websocket_connections: AtomicU64,
+    /// WebSocket upgrade requests refused (bad request, over the caps, closed mid-request)
+    pub websocket_refused: AtomicU64,
     /// sessions started
     pub sessions: AtomicU64,
     /// sessions replaced by a new client

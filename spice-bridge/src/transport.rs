@@ -104,12 +104,14 @@ pub(crate) async fn establish(
     })
 }
 
-/// The WebSocket upgrade of a stream that began with `first` ("GET "). Not built yet: the HTTP
-/// request is refused, so the link stage is never reached (issue 12 item 3).
-async fn websocket(_stream: BoxedStream, _first: [u8; 4]) -> Result<BoxedStream, TransportError> {
-    Err(TransportError::WebSocket(
-        "WebSocket is not supported yet".to_string(),
-    ))
+/// The WebSocket upgrade of a stream that began with `first` ("GET "): the HTTP request is
+/// checked and answered, and the Spice bytes then run inside WebSocket frames
+/// ([`crate::websocket`]).
+async fn websocket(stream: BoxedStream, first: [u8; 4]) -> Result<BoxedStream, TransportError> {
+    match crate::websocket::accept(stream, first).await {
+        Ok(ws) => Ok(Box::new(ws)),
+        Err(e) => Err(TransportError::WebSocket(e.to_string())),
+    }
 }
 
 /// Splits a stream for a channel's reader and writer tasks.

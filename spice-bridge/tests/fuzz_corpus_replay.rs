@@ -98,3 +98,8 @@ fn agent_stream_corpus_replays() {
 fn tls_link_corpus_replays() {
     replay("tls_link", 9, 1, spice_bridge::fuzzing::tls_link);
 }
+
+#[test]
+fn websocket_corpus_replays() {
+    replay("websocket", 5, 1, spice_bridge::fuzzing::websocket);
+}

@@ -172,6 +172,40 @@ fn write_fuzz_seeds() {
         "raw-client-hello",
         &[&[0u8][..], &client_hello()].concat(),
     );
+    // websocket: byte 0 even = client bytes after "GET " (read 1 + byte0/2 bytes at a time),
+    // odd = round trip of payloads (length byte, bytes)
+    let request = "/ HTTP/1.1\r\nHost: 127.0.0.1:5930\r\nConnection: Upgrade\r\n\
+        Upgrade: websocket\r\nOrigin: http://127.0.0.1:8000\r\nSec-WebSocket-Version: 13\r\n\
+        Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: binary\r\n\r\n";
+    let mut link = request.as_bytes().to_vec();
+    link.extend(ws_frame(
+        0x82,
+        [1, 2, 3, 4],
+        b"REDQ\x02\0\0\0\x02\0\0\0\x10\0\0\0",
+    ));
+    link.extend(ws_frame(0x89, [5, 6, 7, 8], b"ping"));
+    link.extend(ws_frame(0x02, [9, 9, 9, 9], b"frag"));
+    link.extend(ws_frame(0x80, [0, 1, 0, 1], b"ment"));
+    link.extend(ws_frame(0x88, [1, 1, 1, 1], &1000u16.to_be_bytes()));
+    for (mode, name) in [
+        (0u8, "chromium-bytewise"),
+        (64, "chromium-33"),
+        (254, "chromium-128"),
+    ] {
+        write("websocket", name, &[&[mode][..], &link].concat());
+    }
+    let bad = request.replace("Version: 13", "Version: 8");
+    write(
+        "websocket",
+        "bad-version",
+        &[&[8u8][..], bad.as_bytes()].concat(),
+    );
+    let mut rt = vec![1u8];
+    for len in [0u8, 5, 3, 126, 10, 200] {
+        rt.push(len);
+        rt.extend((0..len).map(|i| i.wrapping_mul(31)));
+    }
+    write("websocket", "roundtrip", &rt);
 }
 
 /// The first flight of a rustls client (its ClientHello records) to 127.0.0.1.
@@ -185,4 +219,12 @@ fn client_hello() -> Vec<u8> {
         c.write_tls(&mut out).unwrap();
     }
     out
+}
+
+/// A masked client WebSocket frame (first byte `b0`: FIN and opcode), payload under 126 bytes.
+fn ws_frame(b0: u8, mask: [u8; 4], payload: &[u8]) -> Vec<u8> {
+    let mut v = vec![b0, 0x80 | payload.len() as u8];
+    v.extend_from_slice(&mask);
+    v.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    v
 }

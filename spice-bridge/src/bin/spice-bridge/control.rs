@@ -10,7 +10,8 @@
 //!   links_refused, link_timeouts, pending_evicted, linked_full, accept_errors, pending (in
 //!   the link stage now), linked (channels now), protocol_errors, sessions,
 //!   sessions_replaced, and for TLS tls_connections, tls_failed, wrong_port (links refused
-//!   with NEED_SECURED/NEED_UNSECURED).
+//!   with NEED_SECURED/NEED_UNSECURED), and for WebSocket (spice-html5) websocket_connections,
+//!   websocket_refused.
 //! - `set_password PASSWORD [connected=keep|disconnect|fail]`: the Spice password from now on
 //!   (QEMU's `set_password spice`), enabling ticketing; `disconnect` drops the connected
 //!   client, `fail` refuses while one is connected. The password is never logged.
@@ -69,7 +70,8 @@ fn stats_line(s: &StatsSnapshot) -> String {
     format!(
         "ok connections={} links_ok={} links_refused={} link_timeouts={} pending_evicted={} \
          linked_full={} accept_errors={} tls_connections={} tls_failed={} wrong_port={} \
-         pending={} linked={} protocol_errors={} sessions={} sessions_replaced={}",
+         websocket_connections={} websocket_refused={} pending={} linked={} protocol_errors={} \
+         sessions={} sessions_replaced={}",
         s.connections,
         s.links_ok,
         s.links_refused,
@@ -80,6 +82,8 @@ fn stats_line(s: &StatsSnapshot) -> String {
         s.tls_connections,
         s.tls_failed,
         s.wrong_port,
+        s.websocket_connections,
+        s.websocket_refused,
         s.pending,
         s.linked,
         s.protocol_errors,
@@ -236,8 +240,14 @@ mod tests {
         let line = stats_line(&StatsSnapshot {
             link_timeouts: 3,
             pending_evicted: 4,
+            websocket_connections: 5,
+            websocket_refused: 6,
             ..Default::default()
         });
+        assert!(
+            line.contains(" websocket_connections=5 websocket_refused=6 "),
+            "{line}"
+        );
         assert!(line.starts_with("ok connections=0 "), "{line}");
         assert!(
             line.contains(" link_timeouts=3 pending_evicted=4 "),
