@@ -24,6 +24,9 @@ PKGS=(
     # the agent's Wayland clipboard test (agent/tests/wayland_clipboard.rs): a headless
     # compositor with wlr-data-control (sway 1.7, wlroots 0.15) and wl-copy/wl-paste
     sway wl-clipboard
+    # the WebSocket test (tests/e2e/spice-html5.sh): the spice-html5 client in headless chromium,
+    # driven by playwright-core from npm (tests/browser; Node.js >= 18)
+    chromium spice-html5 nodejs
 )
 missing=()
 for p in "${PKGS[@]}"; do
@@ -33,4 +36,9 @@ if [ ${#missing[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q
     apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+# npm: Debian's package, unless the installed Node.js brings its own (NodeSource's does)
+if ! command -v npm >/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q --no-install-recommends npm
 fi
