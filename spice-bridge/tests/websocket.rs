@@ -1,20 +1,21 @@
 //! WebSocket on the Spice port, in process and without a browser (tests/spice_html5.rs does the
 //! same with the real spice-html5 in chromium): a client upgrades, links the main channel
 //! through masked frames (split, fragmented, with a PING between) and gets MAIN_INIT; bad
-//! requests get 400 and are counted; a stalled request hits the link deadline.
+//! requests get 400 and are counted; a stalled request hits the link deadline; the same
+//! upgrade works on the TLS port (wss://).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use spice_bridge::input::{NullAgent, NullInput};
 use spice_bridge::link::TicketPolicy;
-use spice_bridge::server::{ConnectionLimits, ServerHandle};
-use spice_bridge::testing::{encrypt_ticket, spice_gtk_caps};
+use spice_bridge::server::{ConnectionLimits, ServerHandle, TlsListen};
+use spice_bridge::testing::{encrypt_ticket, spice_gtk_caps, test_tls_config, tls_connect};
 use spice_bridge::wire::decode_exact;
 use spice_bridge::wire::link::{LinkHeader, LinkMess, LinkReply, SPICE_MAGIC};
 use spice_bridge::wire::to_vec;
 use spice_bridge::{DisplayModel, Server, ServerConfig};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const REQUEST: &str = "GET /websockify HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\n\
@@ -28,6 +29,10 @@ async fn start(link_timeout: Duration) -> ServerHandle {
             password: "pw".into(),
             expires: None,
         },
+        tls: Some(TlsListen {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            config: test_tls_config(),
+        }),
         limits: ConnectionLimits {
             link_timeout,
             ..Default::default()
@@ -58,16 +63,16 @@ fn frame(b0: u8, payload: &[u8]) -> Vec<u8> {
     v
 }
 
-/// The client side: a socket and the payload bytes received but not yet taken.
-struct Client {
-    s: TcpStream,
+/// The client side: a stream and the payload bytes received but not yet taken.
+struct Client<S> {
+    s: S,
     got: Vec<u8>,
 }
 
-impl Client {
-    async fn upgrade(h: &ServerHandle) -> (Client, String) {
-        let mut s = TcpStream::connect(h.local_addr()).await.unwrap();
+impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
+    async fn upgrade(mut s: S) -> (Client<S>, String) {
         s.write_all(REQUEST.as_bytes()).await.unwrap();
+        s.flush().await.unwrap();
         let mut resp = Vec::new();
         while !resp.ends_with(b"\r\n\r\n") {
             let mut b = [0u8; 1];
@@ -75,7 +80,18 @@ impl Client {
             resp.push(b[0]);
         }
         let resp = String::from_utf8(resp).unwrap();
+        assert!(
+            resp.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
+            "{resp}"
+        );
+        assert!(resp.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
+        assert!(resp.contains("Sec-WebSocket-Protocol: binary\r\n"));
         (Client { s, got: Vec::new() }, resp)
+    }
+
+    async fn send(&mut self, bytes: &[u8]) {
+        self.s.write_all(bytes).await.unwrap();
+        self.s.flush().await.unwrap();
     }
 
     /// The next `n` payload bytes of the server's frames (which must be unmasked BINARY).
@@ -96,67 +112,80 @@ impl Client {
         }
         self.got.drain(..n).collect()
     }
+
+    /// Links the main channel through frames ("REDQ" alone, a PING, then the rest as a
+    /// fragmented message), checks the PONG and MAIN_INIT, then sends CLOSE and checks that
+    /// it is answered.
+    async fn link_main(mut self) {
+        let caps = spice_gtk_caps(1);
+        let mess = to_vec(&LinkMess {
+            connection_id: 0,
+            channel_type: 1,
+            channel_id: 0,
+            common_caps: caps.0,
+            channel_caps: caps.1,
+        });
+        let mut link = to_vec(&LinkHeader {
+            magic: SPICE_MAGIC,
+            major_version: 2,
+            minor_version: 2,
+            size: mess.len() as u32,
+        });
+        link.extend_from_slice(&mess);
+        let mut out = frame(0x82, &link[..4]);
+        out.extend(frame(0x89, b"hi"));
+        out.extend(frame(0x02, &link[4..10]));
+        out.extend(frame(0x80, &link[10..]));
+        self.send(&out).await;
+        // the PONG comes first, then the link reply in BINARY frames
+        let mut pong = [0u8; 4];
+        self.s.read_exact(&mut pong).await.unwrap();
+        assert_eq!(&pong, b"\x8a\x02hi");
+        let hdr: LinkHeader = decode_exact(&self.take(16).await).unwrap();
+        let reply: LinkReply = decode_exact(&self.take(hdr.size as usize).await).unwrap();
+        assert_eq!(reply.error, 0);
+        let mut t = 1u32.to_le_bytes().to_vec();
+        t.extend_from_slice(&encrypt_ticket(&reply.pub_key, "pw"));
+        self.send(&frame(0x82, &t)).await;
+        assert_eq!(self.take(4).await, 0u32.to_le_bytes(), "link result OK");
+        // mini header: MAIN_INIT (103)
+        let mh = self.take(6).await;
+        assert_eq!(u16::from_le_bytes([mh[0], mh[1]]), 103);
+        // CLOSE: answered, and the channel ends
+        self.send(&frame(0x88, &1000u16.to_be_bytes())).await;
+        let mut rest = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.s.read_to_end(&mut rest)).await;
+        assert!(
+            rest.windows(4).any(|w| w == [0x88, 2, 0x03, 0xe8]),
+            "CLOSE answered"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn main_channel_links_through_websocket_frames() {
     let h = start(Duration::from_secs(10)).await;
-    let (mut c, resp) = Client::upgrade(&h).await;
-    assert!(
-        resp.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
-        "{resp}"
-    );
-    assert!(resp.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
-    assert!(resp.contains("Sec-WebSocket-Protocol: binary\r\n"));
-    let caps = spice_gtk_caps(1);
-    let mess = to_vec(&LinkMess {
-        connection_id: 0,
-        channel_type: 1,
-        channel_id: 0,
-        common_caps: caps.0,
-        channel_caps: caps.1,
-    });
-    let mut link = to_vec(&LinkHeader {
-        magic: SPICE_MAGIC,
-        major_version: 2,
-        minor_version: 2,
-        size: mess.len() as u32,
-    });
-    link.extend_from_slice(&mess);
-    // "REDQ" alone, a PING, then the rest as a fragmented message
-    let mut out = frame(0x82, &link[..4]);
-    out.extend(frame(0x89, b"hi"));
-    out.extend(frame(0x02, &link[4..10]));
-    out.extend(frame(0x80, &link[10..]));
-    c.s.write_all(&out).await.unwrap();
-    // the PONG comes first, then the link reply in BINARY frames
-    let mut pong = [0u8; 4];
-    c.s.read_exact(&mut pong).await.unwrap();
-    assert_eq!(&pong, b"\x8a\x02hi");
-    let hdr: LinkHeader = decode_exact(&c.take(16).await).unwrap();
-    let reply: LinkReply = decode_exact(&c.take(hdr.size as usize).await).unwrap();
-    assert_eq!(reply.error, 0);
-    let mut t = 1u32.to_le_bytes().to_vec();
-    t.extend_from_slice(&encrypt_ticket(&reply.pub_key, "pw"));
-    c.s.write_all(&frame(0x82, &t)).await.unwrap();
-    assert_eq!(c.take(4).await, 0u32.to_le_bytes(), "link result OK");
-    // mini header: MAIN_INIT (103)
-    let mh = c.take(6).await;
-    assert_eq!(u16::from_le_bytes([mh[0], mh[1]]), 103);
+    let tcp = TcpStream::connect(h.local_addr()).await.unwrap();
+    let (c, _) = Client::upgrade(tcp).await;
+    c.link_main().await;
     let s = h.stats();
     assert_eq!(
         (s.websocket_connections, s.websocket_refused, s.links_ok),
         (1, 0, 1)
     );
-    // CLOSE: answered, and the channel ends
-    c.s.write_all(&frame(0x88, &1000u16.to_be_bytes()))
-        .await
-        .unwrap();
-    let mut rest = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), c.s.read_to_end(&mut rest)).await;
-    assert!(
-        rest.windows(4).any(|w| w == [0x88, 2, 0x03, 0xe8]),
-        "CLOSE answered"
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_over_the_tls_port_links_too() {
+    let h = start(Duration::from_secs(10)).await;
+    let tls = tls_connect(h.tls_addr().unwrap()).await.unwrap();
+    let (c, _) = Client::upgrade(tls).await;
+    c.link_main().await;
+    let s = h.stats();
+    assert_eq!(
+        (s.websocket_connections, s.tls_connections, s.links_ok),
+        (1, 1, 1)
     );
     h.shutdown().await;
 }
