@@ -228,21 +228,21 @@ pub(crate) async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> Result<WsStream<S>, HandshakeError> {
     let parsed = match read_request(&mut s, first).await {
         Ok((block, rest)) => parse_request(&block).map(|r| (r, rest)),
+        // closed or failed mid-request: nobody to answer
         Err(e @ HandshakeError::Io(_)) => return Err(e),
         Err(e) => Err(e),
     };
-    match parsed {
-        Ok((req, rest)) => {
-            s.write_all(response(&req).as_bytes()).await?;
-            s.flush().await?;
-            Ok(WsStream::with_buffered(s, rest))
-        }
+    let (req, rest) = match parsed {
+        Ok(v) => v,
         Err(e) => {
             let _ = s.write_all(BAD_REQUEST).await;
             let _ = s.flush().await;
-            Err(e)
+            return Err(e);
         }
-    }
+    };
+    s.write_all(response(&req).as_bytes()).await?;
+    s.flush().await?;
+    Ok(WsStream::with_buffered(s, rest))
 }
 
 /// A client frame header.
