@@ -101,5 +101,5 @@ fn tls_link_corpus_replays() {
 
 #[test]
 fn websocket_corpus_replays() {
-    replay("websocket", 5, 1, spice_bridge::fuzzing::websocket);
+    replay("websocket", 700, 1, spice_bridge::fuzzing::websocket);
 }
