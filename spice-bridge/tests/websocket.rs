@@ -12,8 +12,7 @@ use spice_bridge::link::TicketPolicy;
 use spice_bridge::server::{ConnectionLimits, ServerHandle, TlsListen};
 use spice_bridge::testing::{encrypt_ticket, spice_gtk_caps, test_tls_config, tls_connect};
 use spice_bridge::wire::decode_exact;
-use spice_bridge::wire::link::{LinkHeader, LinkMess, LinkReply, SPICE_MAGIC};
-use spice_bridge::wire::to_vec;
+use spice_bridge::wire::link::{LinkHeader, LinkReply};
 use spice_bridge::{DisplayModel, Server, ServerConfig};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -117,21 +116,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     /// fragmented message), checks the PONG and MAIN_INIT, then sends CLOSE and checks that
     /// it is answered.
     async fn link_main(mut self) {
-        let caps = spice_gtk_caps(1);
-        let mess = to_vec(&LinkMess {
-            connection_id: 0,
-            channel_type: 1,
-            channel_id: 0,
-            common_caps: caps.0,
-            channel_caps: caps.1,
-        });
-        let mut link = to_vec(&LinkHeader {
-            magic: SPICE_MAGIC,
-            major_version: 2,
-            minor_version: 2,
-            size: mess.len() as u32,
-        });
-        link.extend_from_slice(&mess);
+        let link = spice_bridge::testing::link_request(1, 0, spice_gtk_caps(1));
         let mut out = frame(0x82, &link[..4]);
         out.extend(frame(0x89, b"hi"));
         out.extend(frame(0x02, &link[4..10]));
