@@ -11,6 +11,17 @@ use std::time::{Duration, Instant};
 /// The test-only certificates (spice_bridge::testing::TEST_X509_DIR).
 const X509: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/x509");
 
+/// A started daemon, killed when the test ends, passing or not: a daemon left behind would
+/// hold the test runner's output pipe open and hang whoever reads it.
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_spice-bridge"))
 }
@@ -129,23 +140,28 @@ fn bad_command_lines_exit_2_with_one_line() {
     }
 }
 
-fn start(dir: &Path, port: u16) -> Child {
-    bin()
-        .args([
-            "--qxl-socket",
-            dir.join("qxl.sock").to_str().unwrap(),
-            "--control-socket",
-            dir.join("ctl.sock").to_str().unwrap(),
-            "--disable-ticketing",
-            "--spice-addr",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
+fn start(dir: &Path, port: u16) -> Daemon {
+    Daemon(spawn(
+        bin()
+            .args([
+                "--qxl-socket",
+                dir.join("qxl.sock").to_str().unwrap(),
+                "--control-socket",
+                dir.join("ctl.sock").to_str().unwrap(),
+                "--disable-ticketing",
+                "--spice-addr",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .stderr(Stdio::null()),
+    ))
 }
 
-fn signal_and_wait(child: &mut Child, sig: i32) -> Option<i32> {
+/// Spawns with stdout away from the test runner's (see [`Daemon`]).
+fn spawn(cmd: &mut Command) -> Child {
+    cmd.stdout(Stdio::null()).spawn().unwrap()
+}
+
+fn signal_and_wait(Daemon(child): &mut Daemon, sig: i32) -> Option<i32> {
     // SAFETY: kill(2) on our own child's pid; a stale pid would only fail with ESRCH.
     unsafe { libc::kill(child.id() as i32, sig) };
     let t0 = Instant::now();
@@ -176,18 +192,7 @@ fn serves_spice_before_any_vmm_and_cleans_up_on_signals() {
         // A Spice client can link now: send a link header and read the server's reply header.
         let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let mut mess = Vec::new();
-        mess.extend_from_slice(b"REDQ");
-        mess.extend_from_slice(&2u32.to_le_bytes());
-        mess.extend_from_slice(&2u32.to_le_bytes());
-        mess.extend_from_slice(&18u32.to_le_bytes()); // size of the link message below
-        mess.extend_from_slice(&0u32.to_le_bytes()); // connection id
-        mess.push(1); // main channel
-        mess.push(0); // channel id
-        mess.extend_from_slice(&0u32.to_le_bytes()); // common caps
-        mess.extend_from_slice(&0u32.to_le_bytes()); // channel caps
-        mess.extend_from_slice(&18u32.to_le_bytes()); // caps offset (no caps follow)
-        std::io::Write::write_all(&mut s, &mess).unwrap();
+        std::io::Write::write_all(&mut s, &main_link_request()).unwrap();
         let mut hdr = [0u8; 16];
         s.read_exact(&mut hdr).unwrap();
         assert_eq!(&hdr[..4], b"REDQ", "link reply magic");
@@ -263,25 +268,25 @@ fn tls_port_channel_policy_and_runtime_passwords() {
     let dir = tempdir("tls");
     let (port, tls_port) = (free_port(), free_port());
     let log = dir.join("daemon.log");
-    let mut child = bin()
-        .args([
-            "--qxl-socket",
-            dir.join("qxl.sock").to_str().unwrap(),
-            "--control-socket",
-            dir.join("ctl.sock").to_str().unwrap(),
-            "--disable-ticketing",
-            "--spice-addr",
-            &format!("127.0.0.1:{port}"),
-            "--tls-addr",
-            &format!("127.0.0.1:{tls_port}"),
-            "--x509-dir",
-            X509,
-            "--tls-channel",
-            "main",
-        ])
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut child = Daemon(spawn(
+        bin()
+            .args([
+                "--qxl-socket",
+                dir.join("qxl.sock").to_str().unwrap(),
+                "--control-socket",
+                dir.join("ctl.sock").to_str().unwrap(),
+                "--disable-ticketing",
+                "--spice-addr",
+                &format!("127.0.0.1:{port}"),
+                "--tls-addr",
+                &format!("127.0.0.1:{tls_port}"),
+                "--x509-dir",
+                X509,
+                "--tls-channel",
+                "main",
+            ])
+            .stderr(std::fs::File::create(&log).unwrap()),
+    ));
     let ctl = dir.join("ctl.sock");
     assert!(wait_for(&ctl), "control socket not created");
     let text = std::fs::read_to_string(&log).unwrap();
@@ -297,18 +302,18 @@ fn tls_port_channel_policy_and_runtime_passwords() {
     s.read_exact(&mut reply).unwrap();
     assert_eq!(&reply[..4], b"REDQ");
     assert_eq!(u32::from_le_bytes(reply[16..20].try_into().unwrap()), 5);
-    // the TLS port answers a TLS ClientHello (a ServerHello record: content type 22)
-    let hello = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/fuzz/corpus/tls_link/seed-raw-client-hello"
-    ))
-    .unwrap();
-    let mut t = TcpStream::connect(("127.0.0.1", tls_port)).unwrap();
+    // main over the TLS port: a full handshake against the test CA, then a link reply with OK
+    let cfg = spice_bridge::testing::test_tls_connector().config().clone();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let conn = rustls::ClientConnection::new(cfg, name).unwrap();
+    let t = TcpStream::connect(("127.0.0.1", tls_port)).unwrap();
     t.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    std::io::Write::write_all(&mut t, &hello[1..]).unwrap();
-    let mut rec = [0u8; 1];
-    t.read_exact(&mut rec).unwrap();
-    assert_eq!(rec[0], 22, "a TLS handshake record");
+    let mut t = rustls::StreamOwned::new(conn, t);
+    std::io::Write::write_all(&mut t, &main_link_request()).unwrap();
+    let mut reply = [0u8; 20];
+    t.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply[..4], b"REDQ");
+    assert_eq!(u32::from_le_bytes(reply[16..20].try_into().unwrap()), 0);
     let stats = control(&ctl, "stats");
     assert!(stats.contains(" wrong_port=1 "), "{stats}");
     assert!(stats.contains(" tls_connections=1 "), "{stats}");
