@@ -3,7 +3,8 @@
 //
 //   node spice-html5.mjs view PORT EXPECTED.rgb WIDTH HEIGHT OUTDIR CLICK_X CLICK_Y
 //     loads spice_auto.html?host=127.0.0.1&port=PORT, waits until the primary canvas
-//     (spice_surface_0) equals EXPECTED.rgb (raw RGB, 3 bytes a pixel) pixel for pixel (or 20 s),
+//     (spice_surface_0) equals EXPECTED pixel for pixel (or 20 s); EXPECTED is raw RGB (3 bytes
+//     a pixel) or a binary PPM (P6, maxval 255, as tests/lib/qxlpic.py writes),
 //     writes OUTDIR/spice-html5.png and OUTDIR/canvas.rgb, then types 'a' and clicks at
 //     (CLICK_X, CLICK_Y) in the canvas. Prints one JSON line {"diff": N, ...}.
 //   node spice-html5.mjs wrong-ticket PORT PASSWORD
@@ -44,6 +45,23 @@ function serve() {
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
 }
 
+// The pixels of a raw RGB file or of a binary PPM of WIDTH x HEIGHT.
+function rgbOf(buf, width, height) {
+  if (buf.subarray(0, 2).toString() !== 'P6') return buf;
+  // header: "P6" W H 255, whitespace-separated (no comments in the files we read), one byte after
+  const fields = [];
+  let at = 2;
+  while (fields.length < 3) {
+    while (/\s/.test(String.fromCharCode(buf[at]))) at++;
+    let start = at;
+    while (!/\s/.test(String.fromCharCode(buf[at]))) at++;
+    fields.push(Number(buf.subarray(start, at).toString()));
+  }
+  const [w, h, max] = fields;
+  if (w !== width || h !== height || max !== 255) fail(`PPM is ${w}x${h}/${max}, want ${width}x${height}/255`);
+  return buf.subarray(at + 1, at + 1 + w * h * 3);
+}
+
 const [mode, port, ...rest] = process.argv.slice(2);
 const http_server = await serve();
 const base = `http://127.0.0.1:${http_server.address().port}/spice_auto.html?host=127.0.0.1&port=${port}`;
@@ -80,7 +98,7 @@ try {
   } else if (mode === 'view') {
     const [expectedPath, w, h, outdir, cx, cy] = rest;
     const width = Number(w), height = Number(h);
-    const expected = fs.readFileSync(expectedPath);
+    const expected = rgbOf(fs.readFileSync(expectedPath), width, height);
     await page.goto(base);
     const canvas = page.locator('#spice_surface_0');
     await canvas.waitFor({ state: 'attached', timeout: 20000 });
