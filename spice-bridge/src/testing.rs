@@ -842,3 +842,95 @@ impl Drop for Xvfb {
         let _ = self.child.wait();
     }
 }
+
+/// The upgrade request a browser sends (RFC 6455's sample key; subprotocol `binary`).
+pub const WEBSOCKET_UPGRADE: &str = "GET /websockify HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+    Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+    Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: binary\r\n\r\n";
+
+/// Upgrades `s` to WebSocket as a browser does and returns a byte stream over it, so a
+/// [`ScriptedClient`] can link through it: what is written goes out as masked BINARY frames,
+/// and the payloads of the server's frames are what is read. A pump task does the framing
+/// (a browser's WebSocket layer, in effect); it ends when either side closes.
+pub async fn websocket_client(
+    mut s: Box<dyn ClientStream>,
+) -> std::io::Result<Box<dyn ClientStream>> {
+    let bad = |why: String| std::io::Error::new(std::io::ErrorKind::InvalidData, why);
+    s.write_all(WEBSOCKET_UPGRADE.as_bytes()).await?;
+    s.flush().await?;
+    let mut resp = Vec::new();
+    while !resp.ends_with(b"\r\n\r\n") {
+        if resp.len() > 16 * 1024 {
+            return Err(bad("upgrade response over 16 KiB".into()));
+        }
+        resp.push(s.read_u8().await?);
+    }
+    if !resp.starts_with(b"HTTP/1.1 101 ") {
+        return Err(bad(format!(
+            "upgrade refused: {}",
+            String::from_utf8_lossy(&resp)
+        )));
+    }
+    let (ours, theirs) = tokio::io::duplex(1 << 20);
+    let (mut ws_r, mut ws_w) = tokio::io::split(s);
+    let (mut app_r, mut app_w) = tokio::io::split(theirs);
+    // client -> server: each read becomes one masked BINARY frame
+    tokio::spawn(async move {
+        let mask = [0x37u8, 0xfa, 0x21, 0x3d];
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match app_r.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let mut f = vec![0x82u8];
+            match n {
+                0..=125 => f.push(0x80 | n as u8),
+                126..=0xffff => {
+                    f.push(0x80 | 126);
+                    f.extend_from_slice(&(n as u16).to_be_bytes());
+                }
+                _ => {
+                    f.push(0x80 | 127);
+                    f.extend_from_slice(&(n as u64).to_be_bytes());
+                }
+            }
+            f.extend_from_slice(&mask);
+            f.extend(buf[..n].iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+            if ws_w.write_all(&f).await.is_err() || ws_w.flush().await.is_err() {
+                break;
+            }
+        }
+        let _ = ws_w.shutdown().await;
+    });
+    // server -> client: the payloads of unmasked data frames; anything else ends the stream
+    tokio::spawn(async move {
+        let mut payload = Vec::new();
+        loop {
+            let mut h = [0u8; 2];
+            if ws_r.read_exact(&mut h).await.is_err() || h[1] & 0x80 != 0 {
+                break;
+            }
+            let len = match h[1] & 0x7f {
+                126 => ws_r.read_u16().await.map(u64::from),
+                127 => ws_r.read_u64().await,
+                l => Ok(u64::from(l)),
+            };
+            let Ok(len) = len else { break };
+            if len > 1 << 24 {
+                break;
+            }
+            payload.resize(len as usize, 0);
+            if ws_r.read_exact(&mut payload).await.is_err() {
+                break;
+            }
+            // continuation, TEXT, BINARY: data; CLOSE ends; PING/PONG from a server: ignored
+            let op = h[0] & 0x0f;
+            if op == 8 || (op <= 2 && app_w.write_all(&payload).await.is_err()) {
+                break;
+            }
+        }
+        let _ = app_w.shutdown().await;
+    });
+    Ok(Box::new(ours))
+}

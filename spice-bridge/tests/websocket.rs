@@ -17,9 +17,7 @@ use spice_bridge::{DisplayModel, Server, ServerConfig};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const REQUEST: &str = "GET /websockify HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\n\
-    Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
-    Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: binary\r\n\r\n";
+use spice_bridge::testing::WEBSOCKET_UPGRADE as REQUEST;
 
 async fn start(link_timeout: Duration) -> ServerHandle {
     let config = ServerConfig {
