@@ -11,8 +11,16 @@
  *   qxltest cursor  [--hold S] [--wait-ms M]  kms0 on screen, M ms (default 2000) later a 64x64
  *                                          ARGB cursor via MODE_CURSOR, then 3 moves 300 ms apart
  *   qxltest modes   [--watch S]            list connectors/modes, print preferred mode changes
- *   qxltest redraw  [--frames N] [--interval-ms M] [--wait-ms W] [--scroll K]  kms0 shown, W ms (default
- *                                          3000) later a timed full-screen redraw loop
+ *   qxltest redraw  [--frames N] [--interval-ms M] [--wait-ms W] [--scroll K] [--workload NAME]
+ *                                          kms0 shown, W ms (default 3000) later a timed loop of
+ *                                          N frames; NAME (default redraw) is one of
+ *                                            redraw  full-screen pic_redraw(f)
+ *                                            scroll  a text page moving K rows a frame (pic_page)
+ *                                            text    a console: one text line a frame, top to
+ *                                                    bottom, the page cleared when full
+ *                                            photo   a slideshow: full-screen pic_photo(f)
+ *                                            video   a 480x270 (at most the screen) area in the
+ *                                                    middle showing pic_photo(f), the rest kms0
  *   qxltest cmos    get IDX | set IDX VAL  one CMOS RAM byte (survives a guest reboot)
  *   qxltest agent   [--secs S]             minimal Spice agent on com.redhat.spice.0 (announces
  *                                          MONITORS_CONFIG so clients send monitor configs)
@@ -204,6 +212,31 @@ static uint32_t pic_page(uint32_t x, uint32_t row)
 	if ((h & 7) == 0)
 		return 0xffffff; /* a space */
 	return (h >> (((r - 2) / 3) * 4 + (x & 7) / 2)) & 1 ? 0x202020 : 0xffffff;
+}
+
+/* A photo-like picture, frame f: smooth gradients and rings (triangle waves) that move at
+ * different speeds per channel, plus a little per-pixel noise; hard for LZ, what QUIC and JPEG
+ * are for. Integer-only so tests/lib/qxlpic.py computes the same pixels. */
+static uint32_t tri(uint32_t v)
+{
+	v &= 511;
+	return v < 256 ? v : 511 - v;
+}
+static uint32_t pic_photo(uint32_t x, uint32_t y, uint32_t f)
+{
+	uint32_t a = tri(x + (y >> 1) + 37 * f);
+	uint32_t b = tri((x >> 1) + y + (y >> 1) + 11 * f);
+	uint32_t c = tri(((x * x + y * y) >> 9) + 23 * f);
+	uint32_t h = x * 73856093u ^ y * 19349663u ^ f * 83492791u;
+	h ^= h >> 13;
+	h *= 0x5bd1e995u;
+	h ^= h >> 15;
+	uint32_t n = h & 7;
+	uint32_t r = (2 * a + c) / 3 + n, g = (b + 2 * c) / 3 + n, bl = (a + b) / 2 + (n >> 1);
+	r = r > 255 ? 255 : r;
+	g = g > 255 ? 255 : g;
+	bl = bl > 255 ? 255 : bl;
+	return (r << 16) | (g << 8) | bl;
 }
 
 /* Dirty rectangles of the kms picture, as fractions of the mode (x, y, w, h) in 1/16ths, plus a
@@ -641,9 +674,30 @@ static int cmd_redraw(int argc, char **argv)
 	long interval_ms = opt_num(argc, argv, "--interval-ms", 0);
 	long hold_s = opt_num(argc, argv, "--hold", 0);
 	long wait_ms = opt_num(argc, argv, "--wait-ms", 3000);
-	long scroll = opt_num(argc, argv, "--scroll", 0); /* 0: pic_redraw; K: pic_page moving K rows */
+	long scroll = opt_num(argc, argv, "--scroll", 0); /* K: pic_page moving K rows */
+	const char *workload = scroll ? "scroll" : "redraw";
+	for (int i = 1; i + 1 < argc; i++)
+		if (!strcmp(argv[i], "--workload"))
+			workload = argv[i + 1];
+	enum { W_REDRAW, W_SCROLL, W_TEXT, W_PHOTO, W_VIDEO } wl;
+	if (!strcmp(workload, "redraw"))
+		wl = W_REDRAW;
+	else if (!strcmp(workload, "scroll"))
+		wl = W_SCROLL;
+	else if (!strcmp(workload, "text"))
+		wl = W_TEXT;
+	else if (!strcmp(workload, "photo"))
+		wl = W_PHOTO;
+	else if (!strcmp(workload, "video"))
+		wl = W_VIDEO;
+	else {
+		say("FAIL bad --workload %s", workload);
+		return 1;
+	}
 	if (scroll < 0 || scroll > 4096)
 		scroll = 0;
+	if (wl == W_SCROLL && scroll == 0)
+		scroll = 16;
 	if (wait_ms < 0 || wait_ms > 600000)
 		wait_ms = 3000;
 	if (frames < 1 || frames > 1000000) {
@@ -660,23 +714,55 @@ static int cmd_redraw(int argc, char **argv)
 	struct drm_clip_rect full = {0, 0, (uint16_t)k.w, (uint16_t)k.h};
 	if (kms_dirty(&k, &full, 1))
 		return 1;
+	/* the video area: 480x270 (at most the screen), centred */
+	uint32_t vw = k.w < 480 ? k.w : 480, vh = k.h < 270 ? k.h : 270;
+	struct drm_clip_rect video = {(uint16_t)((k.w - vw) / 2), (uint16_t)((k.h - vh) / 2),
+				      (uint16_t)((k.w - vw) / 2 + vw), (uint16_t)((k.h - vh) / 2 + vh)};
+	uint32_t lines = k.h / 16; /* text: lines on a page */
 	/* A client counting frames connects on SHOWN; give it time before the loop starts. */
 	say("SHOWN picture=kms0 %ux%u (loop in %ld ms)", k.w, k.h, wait_ms);
 	usleep((useconds_t)wait_ms * 1000);
-	say("START frames=%ld %ux%u scroll=%ld", frames, k.w, k.h, scroll);
+	say("START frames=%ld %ux%u scroll=%ld workload=%s", frames, k.w, k.h, scroll, workload);
 	double t0 = now_s(), worst = 0;
 	for (long f = 0; f < frames; f++) {
 		double ts = now_s();
-		for (uint32_t y = 0; y < k.h; y++) {
-			uint32_t *row = (uint32_t *)(k.map + (size_t)y * k.pitch);
-			if (scroll)
+		struct drm_clip_rect clip = full;
+		uint32_t fu = (uint32_t)f;
+		if (wl == W_TEXT) {
+			uint32_t slot = lines ? fu % lines : 0;
+			if (slot == 0) /* a new page: white, the whole screen flushed */
+				for (uint32_t y = 0; y < k.h; y++)
+					memset(k.map + (size_t)y * k.pitch, 0xff, (size_t)k.w * 4);
+			for (uint32_t r = 0; r < 16 && slot * 16 + r < k.h; r++) {
+				uint32_t *row = (uint32_t *)(k.map + (size_t)(slot * 16 + r) * k.pitch);
 				for (uint32_t x = 0; x < k.w; x++)
-					row[x] = pic_page(x, y + (uint32_t)(f * scroll));
-			else
-				for (uint32_t x = 0; x < k.w; x++)
-					row[x] = pic_redraw(x, y, (uint32_t)f);
+					row[x] = pic_page(x, fu * 16 + r);
+			}
+			if (slot != 0)
+				clip = (struct drm_clip_rect){0, (uint16_t)(slot * 16), (uint16_t)k.w,
+							      (uint16_t)(slot * 16 + 16)};
+		} else if (wl == W_VIDEO) {
+			for (uint32_t y = video.y1; y < video.y2; y++) {
+				uint32_t *row = (uint32_t *)(k.map + (size_t)y * k.pitch);
+				for (uint32_t x = video.x1; x < video.x2; x++)
+					row[x] = pic_photo(x - video.x1, y - video.y1, fu);
+			}
+			clip = video;
+		} else {
+			for (uint32_t y = 0; y < k.h; y++) {
+				uint32_t *row = (uint32_t *)(k.map + (size_t)y * k.pitch);
+				if (wl == W_SCROLL)
+					for (uint32_t x = 0; x < k.w; x++)
+						row[x] = pic_page(x, y + (uint32_t)(f * scroll));
+				else if (wl == W_PHOTO)
+					for (uint32_t x = 0; x < k.w; x++)
+						row[x] = pic_photo(x, y, fu);
+				else
+					for (uint32_t x = 0; x < k.w; x++)
+						row[x] = pic_redraw(x, y, fu);
+			}
 		}
-		if (kms_dirty(&k, &full, 1))
+		if (kms_dirty(&k, &clip, 1))
 			return 1;
 		double dt = now_s() - ts;
 		if (dt > worst)

@@ -29,20 +29,31 @@
 # frames, so compare "display bytes per guest frame" (all display bytes of the loop / frames the
 # guest drew) rather than the per-full-frame figures.
 #
-# Usage: tests/bench/daemon-vs-reference.sh [--frames N] [--ref-frames N] [--scroll K] [--out FILE.md]
+# --workload NAME: qxltest redraw --workload (redraw, scroll, text, photo, video; see
+# images/guest/qxltest.c); --interval-ms M: the guest pauses M ms after each frame (both sides).
+#
+# After the loop each side's final picture in remote-viewer's window (the Xvfb frame buffer) is
+# compared with the guest's last frame (tests/lib/qxlpic.py), pixel for pixel ("final picture").
+# --kv FILE appends each side's figures as KEY=VALUE lines (tests/bench/workloads.sh reads them).
+#
+# Usage: tests/bench/daemon-vs-reference.sh [--frames N] [--ref-frames N] [--scroll K]
+#        [--workload NAME] [--interval-ms M] [--out FILE.md] [--kv FILE]
 #        (root; about 3 minutes; CARGO_TARGET_DIR is honoured)
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 . tests/lib/rig.sh
 . tests/lib/daemon.sh
 
-FRAMES=30 REF_FRAMES=300 OUTMD="" SCROLL=0
+FRAMES=30 REF_FRAMES=300 OUTMD="" SCROLL=0 WORKLOAD="" INTERVAL=0 KV=""
 while [ $# -gt 0 ]; do
     case "$1" in
     --frames) FRAMES=$2; shift ;;
     --ref-frames) REF_FRAMES=$2; shift ;;
     --out) OUTMD=$2; shift ;;
     --scroll) SCROLL=$2; shift ;;
+    --workload) WORKLOAD=$2; shift ;;
+    --interval-ms) INTERVAL=$2; shift ;;
+    --kv) KV=$2; shift ;;
     -h | --help) sed -n '2,/^set -uo/{/^set -uo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
     esac
@@ -51,7 +62,7 @@ done
 say() { printf '[bench %s] %s\n' "$(date -u +%T)" "$*" >&2; }
 die() { echo "FAIL: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "needs root"
-for t in cargo python3 remote-viewer Xvfb; do command -v $t >/dev/null || die "$t missing (images/install-host-deps.sh)"; done
+for t in cargo python3 remote-viewer Xvfb xdotool; do command -v $t >/dev/null || die "$t missing (images/install-host-deps.sh)"; done
 
 OUT=$(mktemp -d /tmp/bench.XXXXXX)
 trap 'daemon_cleanup; [ "${BENCH_KEEP:-0}" = 1 ] || rm -rf "$OUT"' EXIT
@@ -92,7 +103,7 @@ run_side() {
     pport=$(rig_free_port)
     local nframes=$FRAMES
     [ "$side" = reference ] && nframes=$REF_FRAMES
-    local guest_args=(--test redraw --append "spice_frames=$nframes spice_hold=4 spice_scroll=$SCROLL" --timeout 600 --pidfile "$OUT/$side.qpid")
+    local guest_args=(--test redraw --append "spice_frames=$nframes spice_hold=30 spice_scroll=$SCROLL spice_interval_ms=$INTERVAL${WORKLOAD:+ spice_workload=$WORKLOAD}" --timeout 900 --pidfile "$OUT/$side.qpid")
     if [ "$side" = daemon ]; then
         mkdir -p "$OUT/d"
         daemon_start "$OUT/d" --disable-ticketing --qxl-no-mmap || die "daemon did not start"
@@ -136,6 +147,17 @@ run_side() {
     done
     local t_end c1_all c1_sel
     t_end=$(date +%s.%N)
+    # the client's final picture: the guest's last frame, 1:1 in remote-viewer's window
+    local last=$((nframes - 1)) pic
+    case ${WORKLOAD:-$([ "$SCROLL" != 0 ] && echo scroll || echo redraw)} in
+    scroll) pic=scroll:$([ "$SCROLL" != 0 ] && echo "$SCROLL" || echo 16):$last ;;
+    *) pic=${WORKLOAD:-redraw}:$last ;;
+    esac
+    DISPLAY=$XVFB_DISPLAY xdotool mousemove 1279 1023 2>/dev/null || true
+    sleep 0.3
+    R_FINAL=$(python3 tests/lib/daemon_xwd.py find-pic "$XVFB_FB" "$pic" "${mode%x*}" "${mode#*x}") &&
+        R_FINAL="equal ($pic)" || R_FINAL="DIFFERS ($pic: $R_FINAL)"
+    say "$side: final picture $R_FINAL"
     if [ "$side" = daemon ]; then
         c1_sel=$(cpu_ticks "$DAEMON_PID" novfio) c1_proc=$(cpu_ticks "$DAEMON_PID") c1_vfio=$(cpu_ticks "$DAEMON_PID" vfio)
         say "daemon threads: $(threads "$DAEMON_PID")"
@@ -166,6 +188,9 @@ run_side() {
     R_VCPU=$(calc "($c1_vfio - $c0_vfio) / $HZ / $L_full_draws * 100 if $L_full_draws > 0 else 0")
     R_NFRAMES=$nframes
     R_KIB_GUEST=$(calc "$L_display_bytes / $nframes / 1024")
+    R_UPDATES=$L_updates R_BYTES=$L_display_bytes R_CPUS=$(calc "($c1_sel - $c0_sel) / $HZ")
+    [ -z "$KV" ] || printf '%s\n' "$side.bytes=$R_BYTES" "$side.updates=$R_UPDATES" "$side.frames=$nframes" \
+        "$side.cpu=$R_CPUS" "$side.final=$R_FINAL" "$side.accel=$R_ACCEL" "$side.mode=$mode" >>"$KV"
     say "$side: boot->first frame ${R_BOOT}s, ${R_FRAMES} frames rx, client fps $R_FPS, guest fps $R_GFPS, KiB/frame $R_KIB, CPU/100 $R_CPU, QEMU CPU/100 $R_QCPU"
     kill_wait $rv
     rig_stop_guest
@@ -184,7 +209,7 @@ for side in daemon reference; do
     X[pcpu]=$(printf '%.2f' "$R_PCPU") X[vcpu]=$(printf '%.2f' "$R_VCPU")
     X[fps]=$(printf '%.2f' "$R_FPS") X[gfps]=$R_GFPS X[kib]=$(printf '%.0f' "$R_KIB")
     X[cpu]=$(printf '%.2f' "$R_CPU") X[qcpu]=$(printf '%.2f' "$R_QCPU")
-    X[kibg]=$(printf '%.1f' "$R_KIB_GUEST")
+    X[kibg]=$(printf '%.1f' "$R_KIB_GUEST") X[final]=${R_FINAL%% (*}
     unset -n X
 done
 
@@ -201,6 +226,7 @@ done
     row "guest loop frames per second" "${D[gfps]}" "${R[gfps]}"
     row "bytes on the wire per frame (KiB)" "${D[kib]}" "${R[kib]}"
     row "display bytes per guest frame drawn (KiB)" "${D[kibg]}" "${R[kibg]}"
+    row "final picture in the client" "${D[final]}" "${R[final]}"
     row "display-side CPU s per 100 frames (1)" "${D[cpu]}" "${R[cpu]}"
     row "device BAR-access serving CPU s per 100 frames (2)" "${D[vcpu]}" "(in vCPU)"
     row "daemon process CPU s per 100 frames" "${D[pcpu]}" "-"

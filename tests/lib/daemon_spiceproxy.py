@@ -19,8 +19,10 @@ client after the link message adds "CHANNEL TIME up BYTES" (client->server bytes
 
     daemon_spiceproxy.py summary FILE --size WxH [--from T] [--to T]
 
-prints, for the display channel: full-screen draws (box = WxH), all draws, display bytes, and the
-time of the first surface of that size and of the first draw after it.
+prints, for the display channel: full-screen draws (box = WxH), all draws, updates (bursts of
+draw messages: a gap of over 10 ms starts a new one, so each is one picture change the client
+shows), display bytes, and the time of the first surface of that size and of the first draw
+after it.
 """
 import argparse
 import socket
@@ -209,8 +211,8 @@ def serve(args):
 
 def summary(args):
     w, h = (int(v) for v in args.size.lower().split("x"))
-    full = draws = dbytes = 0
-    t_surface = t_first = t_last = None
+    full = draws = dbytes = updates = 0
+    t_surface = t_first = t_last = t_prev_draw = None
     t_first_full = None
     for line in open(args.file):
         p = line.split()
@@ -227,13 +229,16 @@ def summary(args):
             dbytes += int(p[4])
         if p[2] == "draw":
             draws += 1
+            if t_prev_draw is None or t - t_prev_draw > 0.010:
+                updates += 1
+            t_prev_draw = t
             if t_surface is not None and t_first is None and t >= t_surface:
                 t_first = t
             if p[5] == f"{w}x{h}":
                 full += 1
                 t_first_full = t_first_full or t
                 t_last = t
-    print(f"full_draws={full} draws={draws} display_bytes={dbytes} "
+    print(f"full_draws={full} draws={draws} updates={updates} display_bytes={dbytes} "
           f"t_surface={t_surface or 0:.6f} t_first_draw={t_first or 0:.6f} "
           f"t_first_full={t_first_full or 0:.6f} t_last_full={t_last or 0:.6f}")
 

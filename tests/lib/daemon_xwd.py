@@ -13,6 +13,10 @@ daemon end-to-end tests. The file holds what the X server scans out, the cursor 
         "cursor" picture (images/guest/qxltest.c pic_cursor, hot spot 0,0) is drawn with its
         hot spot at screen (CX, CY) over the "kms0" picture: every opaque cursor pixel has the
         cursor's colour, every transparent one shows kms0. Prints a summary; exit 0 on a match.
+    daemon_xwd.py find-pic XWD PICTURE W H
+        find where PICTURE (any tests/lib/qxlpic.py picture, W x H) sits on the X screen, 1:1
+        and pixel for pixel, and print "X Y"; exit 1 ("NOTFOUND", or the closest place and how
+        many pixels differ there) when it is not on screen
 
 Exit status 2 on bad input.
 """
@@ -94,6 +98,36 @@ def find_kms0(fr, w, h):
     return None
 
 
+def find_pic(fr, name, w, h):
+    """(x, y, differing pixels) of the best place PICTURE was found at, or None."""
+    want = qxlpic.picture(name, w, h)
+    # channel planes of each expected row, to compare with slices of the XWD rows
+    rows = [(want[y * w * 3 + 0 : (y + 1) * w * 3 : 3], want[y * w * 3 + 1 : (y + 1) * w * 3 : 3], want[y * w * 3 + 2 : (y + 1) * w * 3 : 3]) for y in range(h)]
+    r_at, g_at, b_at = (2, 1, 0) if fr.order == 0 else (1, 2, 3)
+    probes = [(w * i // 5 + 3, h * j // 5 + 3) for i in range(5) for j in range(5)]
+    probes = [(x, y, want[(y * w + x) * 3 : (y * w + x) * 3 + 3]) for x, y in probes if x < w and y < h]
+    best, tried = None, 0
+    for oy in range(fr.h - h + 1):
+        for ox in range(fr.w - w + 1):
+            if any(bytes(fr.px(ox + x, oy + y)) != c for x, y, c in probes):
+                continue
+            bad = 0
+            for y in range(h):
+                o = fr.off + (oy + y) * fr.bpl + ox * 4
+                row = fr.data[o : o + w * 4]
+                r, g, b = row[r_at::4], row[g_at::4], row[b_at::4]
+                if (r, g, b) != rows[y]:
+                    bad += sum(1 for i in range(w) if (r[i], g[i], b[i]) != (rows[y][0][i], rows[y][1][i], rows[y][2][i]))
+            if bad == 0:
+                return ox, oy, 0
+            if best is None or bad < best[2]:
+                best = (ox, oy, bad)
+            tried += 1
+            if tried >= 20:
+                return best
+    return best
+
+
 def check_cursor(fr, picx, picy, cx, cy):
     bad, opaque, first = 0, 0, []
     for y in range(64):
@@ -127,6 +161,17 @@ def main(argv):
             r = find_kms0(fr, int(argv[2]), int(argv[3]))
             if r is None:
                 print("NOTFOUND")
+                return 1
+            print(f"{r[0]} {r[1]}")
+            return 0
+        if len(argv) == 5 and argv[0] == "find-pic":
+            fr = Frame(argv[1])
+            r = find_pic(fr, argv[2], int(argv[3]), int(argv[4]))
+            if r is None:
+                print("NOTFOUND")
+                return 1
+            if r[2]:
+                print(f"{r[0]} {r[1]} differ={r[2]}")
                 return 1
             print(f"{r[0]} {r[1]}")
             return 0

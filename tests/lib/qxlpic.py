@@ -5,7 +5,9 @@ comparison of a client's screenshot (binary PPM, P6) against them.
     qxlpic.py compare PICTURE FILE.ppm [--size WxH] [--expected-out FILE.ppm]
     qxlpic.py write PICTURE WxH FILE.ppm
 
-PICTURE: fb | kms | kms0 | redraw:F | file:PATH.ppm (an expected picture made elsewhere, e.g.
+PICTURE: fb | kms | kms0 | redraw:F | scroll:K:F | text:F | photo:F | video:F | file:PATH.ppm
+(the frame the guest's `qxltest redraw --workload ...` shows after drawing frames 0..F, so F is
+the frame count minus one) (an expected picture made elsewhere, e.g.
 the xorg test's scene drawn by Xvfb; its size must be the screenshot's). Exit 0 when every pixel matches, 1 otherwise (with a
 message saying how many pixels differ and where the first ones are), 2 on bad input.
 """
@@ -54,6 +56,75 @@ def pic_redraw_factory(frame):
     return f
 
 
+M32 = 0xFFFFFFFF
+
+
+def pic_page(x, row):
+    """qxltest.c pic_page: 16-row text lines, black glyph cells on white."""
+    line, r, cell = row // 16, row % 16, x // 8
+    if r < 2 or r >= 14:
+        return (255, 255, 255)
+    h = ((line * 2654435761) ^ (cell * 40503)) & M32
+    h ^= h >> 13
+    h = (h * 0x5BD1E995) & M32
+    h ^= h >> 15
+    if h & 7 == 0:
+        return (255, 255, 255)
+    on = (h >> (((r - 2) // 3) * 4 + (x & 7) // 2)) & 1
+    return (0x20, 0x20, 0x20) if on else (255, 255, 255)
+
+
+def tri(v):
+    v &= 511
+    return v if v < 256 else 511 - v
+
+
+def pic_photo(x, y, f):
+    """qxltest.c pic_photo: gradients, rings and noise (uint32 arithmetic)."""
+    a = tri(x + (y >> 1) + 37 * f)
+    b = tri((x >> 1) + y + (y >> 1) + 11 * f)
+    c = tri((((x * x + y * y) & M32) >> 9) + 23 * f)
+    h = ((x * 73856093) ^ (y * 19349663) ^ (f * 83492791)) & M32
+    h ^= h >> 13
+    h = (h * 0x5BD1E995) & M32
+    h ^= h >> 15
+    n = h & 7
+    return (min((2 * a + c) // 3 + n, 255), min((b + 2 * c) // 3 + n, 255), min((a + b) // 2 + (n >> 1), 255))
+
+
+def workload_factory(name, w, h):
+    """The last frame of a `qxltest redraw --workload` loop (see qxltest.c cmd_redraw)."""
+    kind, *args = name.split(":")
+    if kind == "scroll":
+        k, f = int(args[0]), int(args[1])
+        return lambda x, y: pic_page(x, y + f * k)
+    f = int(args[0])
+    if kind == "text":
+        lines = h // 16
+        first = f - f % lines  # the line at the top of the current page
+
+        def text(x, y):
+            n = first + y // 16
+            if y < lines * 16 and n <= f:
+                return pic_page(x, n * 16 + y % 16)
+            return (255, 255, 255)
+
+        return text
+    if kind == "photo":
+        return lambda x, y: pic_photo(x, y, f)
+    if kind == "video":
+        vw, vh = min(w, 480), min(h, 270)
+        x1, y1 = (w - vw) // 2, (h - vh) // 2
+
+        def video(x, y):
+            if x1 <= x < x1 + vw and y1 <= y < y1 + vh:
+                return pic_photo(x - x1, y - y1, f)
+            return pic_kms0(x, y)
+
+        return video
+    raise ValueError(f"unknown picture {name!r}")
+
+
 def picture(name, w, h):
     if name.startswith("file:"):
         fw, fh, px = read_ppm(name[len("file:") :])
@@ -68,6 +139,8 @@ def picture(name, w, h):
         f = pic_kms_factory(w, h)
     elif name.startswith("redraw:"):
         f = pic_redraw_factory(int(name.split(":", 1)[1]))
+    elif name.split(":")[0] in ("scroll", "text", "photo", "video"):
+        f = workload_factory(name, w, h)
     else:
         raise ValueError(f"unknown picture {name!r}")
     out = bytearray(w * h * 3)
