@@ -585,6 +585,7 @@ impl ClientCanvas {
             ImageBody::Bitmap(_) => 0,
             ImageBody::LzRgb(_) => 101,
             ImageBody::Lz4(_) => 109,
+            ImageBody::Quic(_) => 1,
             ImageBody::FromCache => 103,
             ImageBody::Surface(_) => 104,
         };
@@ -637,6 +638,12 @@ impl ClientCanvas {
                     .chunks_exact(4)
                     .map(|c| u32::from_le_bytes([c[0], c[1], c[2], 0]))
                     .collect();
+                (i.width, i.height, px)
+            }
+            ImageBody::Quic(data) => {
+                let dec = crate::codec::quic::decode(data, i.width, i.height, 1 << 28)
+                    .expect("quic decode");
+                let px = dec.pixels.iter().map(|p| p & 0xffffff).collect();
                 (i.width, i.height, px)
             }
             ImageBody::FromCache => self.cache.get(&i.id).cloned().expect("image in cache"),

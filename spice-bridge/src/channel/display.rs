@@ -462,6 +462,7 @@ pub(crate) fn compress(
     match e.codec {
         ImageCodec::LzRgb => Some(ImageBody::LzRgb(data)),
         ImageCodec::Lz4 => Some(ImageBody::Lz4(data)),
+        ImageCodec::Quic => Some(ImageBody::Quic(data)),
         ImageCodec::Bitmap => None,
     }
 }

@@ -65,6 +65,7 @@
 
 pub mod lz;
 pub mod lz4;
+pub mod quic;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod testimg;
 
@@ -76,6 +77,8 @@ pub mod image_type {
     pub const LZ_RGB: u8 = 101;
     /// LZ4-compressed image (`SPICE_IMAGE_TYPE_LZ4`).
     pub const LZ4: u8 = 109;
+    /// QUIC-compressed image (`SPICE_IMAGE_TYPE_QUIC`).
+    pub const QUIC: u8 = 1;
 }
 
 /// Bitmap formats (`SpiceBitmapFmt`, sheet §4.5) used by BITMAP and LZ4 payloads.
@@ -271,6 +274,9 @@ pub enum ImageCodec {
     LzRgb,
     /// `SPICE_IMAGE_TYPE_LZ4`; only for clients announcing DISPLAY_CAP_LZ4_COMPRESSION.
     Lz4,
+    /// `SPICE_IMAGE_TYPE_QUIC`; spice-gtk and spice-html5 decode it, no capability needed.
+    /// Lossless, best on photographic content (see [`quic`]).
+    Quic,
 }
 
 /// An encoded picture: what goes into and after the `SpiceImageDescriptor`.
@@ -331,6 +337,19 @@ pub fn encode(codec: ImageCodec, src: &SourceImage<'_>) -> Result<EncodedImage, 
             body.extend_from_slice(&[0; 4]);
             lz4::encode_into(src, &mut body)?;
             finish_sized(ImageCodec::Lz4, image_type::LZ4, src, body)
+        }
+        ImageCodec::Quic => {
+            src.validate()?;
+            if src.width < quic::MIN_DIMENSION
+                || src.height < quic::MIN_DIMENSION
+                || quic::quic_type_for(src.format).is_none()
+            {
+                return encode_bitmap(src);
+            }
+            let mut body = Vec::new();
+            body.extend_from_slice(&[0; 4]);
+            quic::encode_into(src, &mut body)?;
+            finish_sized(ImageCodec::Quic, image_type::QUIC, src, body)
         }
     };
     let bitmap_len = bitmap_body_len(src)?;
