@@ -441,11 +441,16 @@ pub(crate) fn compress(
     img: &ModelImage,
     bgrx: &[u8],
 ) -> Option<ImageBody> {
-    use crate::codec::{encode, ImageCodec, SourceFormat, SourceImage, MIN_SIZE_TO_COMPRESS};
-    let codec = match mode {
+    use crate::codec::{
+        choose_codec, encode, ClientImageCaps, CompressionPolicy, ImageCodec, SourceFormat,
+        SourceImage, MIN_SIZE_TO_COMPRESS,
+    };
+    let policy = match mode {
         ImageCompression::Off => return None,
-        ImageCompression::Lz4 if client_lz4 => ImageCodec::Lz4,
-        ImageCompression::Lz | ImageCompression::Lz4 => ImageCodec::LzRgb,
+        ImageCompression::Lz => CompressionPolicy::Lz,
+        ImageCompression::Lz4 => CompressionPolicy::Lz4,
+        ImageCompression::Quic => CompressionPolicy::Quic,
+        ImageCompression::Auto => CompressionPolicy::Auto,
     };
     if (bgrx.len() as u64) < MIN_SIZE_TO_COMPRESS {
         return None;
@@ -457,7 +462,8 @@ pub(crate) fn compress(
         stride: img.width() as usize * 4,
         format: SourceFormat::Xrgb32,
     };
-    let e = encode(codec, &src).ok()?;
+    let caps = ClientImageCaps { lz4: client_lz4 };
+    let e = encode(choose_codec(policy, caps, &src), &src).ok()?;
     let data = e.body.get(4..)?.to_vec();
     match e.codec {
         ImageCodec::LzRgb => Some(ImageBody::LzRgb(data)),
@@ -533,6 +539,7 @@ pub(crate) async fn run(ctx: ConnCtx, mut rd: Reader, wr: Writer) -> Result<(), 
                     }
                     Some(Out::Compression(c)) => enc.set_compression(match c {
                         1 => ImageCompression::Off,
+                        4 => ImageCompression::Quic,
                         7 => ImageCompression::Lz4,
                         _ => ImageCompression::Lz,
                     }),
