@@ -1,4 +1,4 @@
-//! Image encoders for the display channel: plain BITMAP, LZ_RGB and LZ4.
+//! Image encoders for the display channel: plain BITMAP, LZ_RGB, LZ4 and QUIC.
 //!
 //! The display channel hands [`encode`] a picture ([`SourceImage`]) and the codec it wants (usually
 //! from [`choose_codec`]); it gets back an [`EncodedImage`]: the `SpiceImageDescriptor` type byte
@@ -12,7 +12,7 @@
 //! ```text
 //! descriptor (18 bytes, little-endian):
 //!     id u64          -- the image id (cache key); any value when CACHE_ME is not set
-//!     type u8         -- EncodedImage::image_type (0 BITMAP, 101 LZ_RGB, 109 LZ4)
+//!     type u8         -- EncodedImage::image_type (0 BITMAP, 1 QUIC, 101 LZ_RGB, 109 LZ4)
 //!     flags u8        -- CACHE_ME (1) only if the caller reserved pixmap-cache space for it;
 //!                        HIGH_BITS_SET and CACHE_REPLACE_ME are never needed here
 //!     width u32       -- EncodedImage::width  (must equal the width inside the payload)
@@ -53,8 +53,9 @@
 //! assert_eq!(&spice_image[10..18], &[100, 0, 0, 0, 20, 0, 0, 0]);
 //! ```
 //!
-//! All three encodings describe the picture top row first (BITMAP with the TOP_DOWN flag, LZ with
-//! `top_down = 1`, LZ4 with its top-down byte set), so the client draws them the right way up.
+//! All four encodings describe the picture top row first (BITMAP with the TOP_DOWN flag, LZ with
+//! `top_down = 1`, LZ4 with its top-down byte set, QUIC always), so the client draws them the
+//! right way up. A QUIC body is `data_size` (u32 LE) then the QUIC words ([`quic`]).
 //!
 //! # No unsafe code
 //!

@@ -1111,7 +1111,7 @@ mod tests {
         let mut rng = Lcg(11);
         let (w, h) = (320, 240);
         let photo = img(w, h, |x, y| {
-            let n = (rng.next() % 7) as u32;
+            let n = rng.next() % 7;
             [
                 ((x * 255 / w) + n) as u8,
                 ((y * 255 / h) + n) as u8,
