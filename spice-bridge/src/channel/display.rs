@@ -537,8 +537,11 @@ pub(crate) async fn run(ctx: ConnCtx, mut rd: Reader, wr: Writer) -> Result<(), 
                         }
                         pending.push_back(DisplayOp::Ping(id));
                     }
+                    // SpiceImageCompression: 1 off, 2 auto_glz, 3 auto_lz, 4 quic, 5 glz,
+                    // 6 lz, 7 lz4 (GLZ is not implemented: auto_glz acts as auto_lz, glz as lz).
                     Some(Out::Compression(c)) => enc.set_compression(match c {
                         1 => ImageCompression::Off,
+                        2 | 3 => ImageCompression::Auto,
                         4 => ImageCompression::Quic,
                         7 => ImageCompression::Lz4,
                         _ => ImageCompression::Lz,
