@@ -1001,6 +1001,63 @@ mod tests {
         }
     }
 
+    /// Streams written by the reference C encoder (for example spice-common's
+    /// `tests/fuzzer-quic-testcases/*.quic`, not committed here: LGPL data) decode, and our
+    /// encoder re-encodes the decoded pixels to the same bytes. Run:
+    /// `QUIC_REFERENCE_DIR=/path cargo test -p spice-bridge --lib reference_streams -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn reference_streams_reencode_identically() {
+        let Ok(dir) = std::env::var("QUIC_REFERENCE_DIR") else {
+            return;
+        };
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "quic"))
+            .collect();
+        files.sort();
+        for f in files {
+            let data = std::fs::read(&f).unwrap();
+            let word = |i: usize| u32::from_le_bytes(data[i..i + 4].try_into().unwrap());
+            let (ty, w, h) = (word(8), word(12), word(16));
+            let dec = match decode(&data, w, h, 1 << 24) {
+                Ok(d) => d,
+                Err(e) => {
+                    eprintln!("{f:?}: type {ty} {w}x{h}: {e}");
+                    continue;
+                }
+            };
+            let format = match dec.image_type {
+                QuicImageType::Rgba => SourceFormat::Argb32,
+                QuicImageType::Rgb24 => SourceFormat::Rgb24,
+                _ => SourceFormat::Xrgb32,
+            };
+            let bpp = format.bytes_per_pixel();
+            let bytes: Vec<u8> = dec
+                .pixels
+                .iter()
+                .flat_map(|p| p.to_le_bytes().into_iter().take(bpp))
+                .collect();
+            let src = SourceImage {
+                data: &bytes,
+                width: w,
+                height: h,
+                stride: w as usize * bpp,
+                format,
+            };
+            let enc = encode(&src).unwrap();
+            let same = data.starts_with(&enc);
+            eprintln!(
+                "{f:?}: type {ty} {w}x{h}: decoded; re-encoded {} bytes of {}: {}",
+                enc.len(),
+                data.len(),
+                if same { "identical" } else { "DIFFERENT" }
+            );
+            assert!(same, "{f:?}");
+        }
+    }
+
     #[test]
     fn family_tables() {
         assert_eq!(FAMILY.prefix, [18, 18, 18, 18, 15, 7, 3, 1]);
