@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
-use crate::codec::{encode, lz, lz4, ImageCodec, SourceFormat, SourceImage};
+use crate::codec::{encode, lz, lz4, quic, ImageCodec, SourceFormat, SourceImage};
 use crate::input::{NullAgent, NullInput};
 use crate::link::{ExpectAuth, ExpectHeader, ExpectTicket, TicketKey, TicketPolicy};
 use crate::model::Rect;
@@ -145,6 +145,93 @@ pub fn lz_decode(data: &[u8]) {
         if let Ok(d) = lz4::decode(&data[2..], w, h, 1 << 22) {
             assert!(d.data.len() <= 64 * 64 * 4);
         }
+    }
+}
+
+/// The QUIC decoder never panics and never allocates beyond its limit (2^16 pixels here),
+/// whatever the bytes; a successful decode has exactly width × height pixels.
+///
+/// Input: QUIC data (seeds: `corpus/quic_decode/`, written by the `write_quic_fuzz_seeds` unit
+/// test). The expected size is taken from the stream's own header words (so the decoder gets
+/// past the descriptor check), and also a fixed 7×5 from the first two bytes.
+pub fn quic_decode(data: &[u8]) {
+    let word = |i: usize| {
+        data.get(i..i + 4)
+            .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let (w, h) = (word(12), word(16));
+    if let Ok(img) = quic::decode(data, w, h, 1 << 16) {
+        assert_eq!(img.pixels.len() as u64, u64::from(w) * u64::from(h));
+    }
+    if let [a, b, ..] = data {
+        let (w, h) = (u32::from(a % 64) + 1, u32::from(b % 64) + 1);
+        if let Ok(img) = quic::decode(data, w, h, 1 << 12) {
+            assert_eq!(img.pixels.len(), (w * h) as usize);
+        }
+    }
+}
+
+/// Whatever the picture, the QUIC encoding decodes back to it exactly, through
+/// `quic::encode` and through `codec::encode(ImageCodec::Quic)` (whose body is QUIC or, when
+/// that is not smaller or the picture is under 3 pixels wide or tall, BITMAP).
+///
+/// Input: 4 header bytes (width-1, height-1, format: 0 xRGB, 1 ARGB, 2 RGB24, row padding)
+/// then pixel bytes, repeated cyclically when too short (a short input gives flat or striped
+/// pictures, which exercise the run mode).
+pub fn quic_roundtrip(data: &[u8]) {
+    let [w, h, f, pad, pixels @ ..] = data else {
+        return;
+    };
+    if pixels.is_empty() {
+        return;
+    }
+    let width = u32::from(*w) + 1;
+    let height = u32::from(*h % 64) + 1;
+    let format = match f % 3 {
+        0 => SourceFormat::Xrgb32,
+        1 => SourceFormat::Argb32,
+        _ => SourceFormat::Rgb24,
+    };
+    let bpp = format.bytes_per_pixel();
+    let row = width as usize * bpp;
+    let stride = row + usize::from(*pad % 8);
+    let len = stride * (height as usize - 1) + row;
+    let buf: Vec<u8> = pixels.iter().copied().cycle().take(len).collect();
+    let src = SourceImage {
+        data: &buf,
+        width,
+        height,
+        stride,
+        format,
+    };
+    let mut want = Vec::with_capacity(width as usize * height as usize);
+    for y in 0..height as usize {
+        for p in buf[y * stride..y * stride + row].chunks_exact(bpp) {
+            let a = if format == SourceFormat::Argb32 {
+                p[3]
+            } else {
+                0
+            };
+            want.push(u32::from_le_bytes([p[0], p[1], p[2], a]));
+        }
+    }
+    let stream = quic::encode(&src).expect("QUIC encode of a valid picture");
+    assert_eq!(stream.len() % 4, 0);
+    let got = quic::decode(&stream, width, height, 1 << 20).expect("QUIC decode of our stream");
+    assert!(got.pixels == want, "QUIC round trip differs");
+    assert_eq!(
+        quic::decode(&stream[..stream.len() - 4], width, height, 1 << 20),
+        Err(quic::QuicError::Truncated),
+        "the end-of-stream word is needed and enough"
+    );
+    let img = encode(ImageCodec::Quic, &src).expect("encode");
+    match img.codec {
+        ImageCodec::Quic => {
+            assert!(width >= 3 && height >= 3);
+            assert_eq!(&img.body[4..], &stream[..]);
+        }
+        ImageCodec::Bitmap => {}
+        other => panic!("encode(Quic) gave {other:?}"),
     }
 }
 

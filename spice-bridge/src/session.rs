@@ -26,6 +26,11 @@ pub enum ImageCompression {
     Lz,
     /// LZ4 when the client announced it, else LZ_RGB
     Lz4,
+    /// QUIC for every picture at least 3×3 (LZ_RGB for smaller ones; BITMAP when not smaller)
+    Quic,
+    /// QUIC for photographic pictures, LZ_RGB for the others (spice-server's `auto_lz`;
+    /// `codec::CompressionPolicy::Auto`)
+    Auto,
 }
 
 /// Server configuration.

@@ -74,6 +74,88 @@ pub fn scene_gradient(m: &DisplayModel) {
     m.mark();
 }
 
+/// A photo-like xRGB pixel: smooth colour fields (a slow diagonal ramp plus broad waves) with
+/// ±3 of deterministic grain, so neighbouring pixels differ a little almost everywhere.
+pub fn photo_pixel(x: u32, y: u32, seed: u32) -> u32 {
+    let h = (x.wrapping_mul(0x9e37_79b1)
+        ^ y.wrapping_mul(0x85eb_ca77)
+        ^ seed.wrapping_mul(0xc2b2_ae3d))
+    .wrapping_mul(0x27d4_eb2f);
+    let grain = |k: u32| ((h >> (k * 8)) % 7) as i32 - 3;
+    let wave = |v: u32, p: u32| {
+        let t = (v + p) % 256;
+        (if t < 128 { t } else { 255 - t }) as i32
+    };
+    let r = 40 + x as i32 * 100 / 640 + wave(y * 2, seed) / 2 + grain(0);
+    let g = 60 + wave(x + y, seed * 5) / 2 + grain(1);
+    let b = 90 + y as i32 * 90 / 480 + wave(x * 3, seed * 9) / 3 + grain(2);
+    let c = |v: i32| v.clamp(0, 255) as u32;
+    (c(r) << 16) | (c(g) << 8) | c(b)
+}
+
+/// A `w` x `h` image filled with [`photo_pixel`].
+pub fn photo_image(id: u64, w: u32, h: u32, seed: u32) -> Image {
+    let px = (0..h)
+        .flat_map(|y| (0..w).map(move |x| photo_pixel(x, y, seed)))
+        .collect();
+    Image::new(id, w, h, px).expect("valid test image")
+}
+
+/// A `w` x `h` picture mixing photo-like patches, flat blocks with isolated dots, and
+/// stripes: long runs, short runs and runs cut by single pixels (QUIC's run mode).
+pub fn mixed_image(id: u64, w: u32, h: u32) -> Image {
+    let px = (0..h)
+        .flat_map(|y| {
+            (0..w).map(move |x| match (x / 40 + y / 30) % 3 {
+                0 => photo_pixel(x, y, 3),
+                1 if (x * 7 + y * 13) % 97 == 0 => 0x00ff_ffff,
+                1 => 0x0030_60c0 + (y / 30),
+                _ => {
+                    if (x / 3) % 2 == 0 {
+                        0x0000_0000
+                    } else {
+                        0x00e0_e0e0
+                    }
+                }
+            })
+        })
+        .collect();
+    Image::new(id, w, h, px).expect("valid test image")
+}
+
+/// Scene "photo": a 643x401 primary (odd sizes) covered by a photo-like picture, a second
+/// photo-like piece of 129x67, a mixed picture with flat areas ([`mixed_image`]), a
+/// 2-pixel-wide strip (too narrow for QUIC) and a flat fill.
+pub fn scene_photo(m: &DisplayModel) {
+    let _ = m.destroy_surface(0);
+    m.create_surface(0, 643, 401, SurfaceFormat::Xrgb32)
+        .expect("surface");
+    m.draw_copy(
+        0,
+        Rect::new(0, 0, 643, 401),
+        &photo_image(0, 643, 401, 1),
+        &[],
+    )
+    .expect("copy");
+    m.draw_copy(
+        0,
+        Rect::new(301, 77, 129, 67),
+        &photo_image(0, 129, 67, 4),
+        &[],
+    )
+    .expect("piece");
+    m.draw_copy(
+        0,
+        Rect::new(600, 10, 2, 300),
+        &photo_image(0, 2, 300, 6),
+        &[],
+    )
+    .expect("strip");
+    m.fill(0, Rect::new(10, 350, 100, 40), 0x0020_4060, &[])
+        .expect("fill");
+    m.mark();
+}
+
 /// Scene 2: a 333x211 primary (not multiples of 16) drawn with odd-sized pieces.
 pub fn scene_odd(m: &DisplayModel) {
     let _ = m.destroy_surface(0);
@@ -585,6 +667,7 @@ impl ClientCanvas {
             ImageBody::Bitmap(_) => 0,
             ImageBody::LzRgb(_) => 101,
             ImageBody::Lz4(_) => 109,
+            ImageBody::Quic(_) => 1,
             ImageBody::FromCache => 103,
             ImageBody::Surface(_) => 104,
         };
@@ -637,6 +720,12 @@ impl ClientCanvas {
                     .chunks_exact(4)
                     .map(|c| u32::from_le_bytes([c[0], c[1], c[2], 0]))
                     .collect();
+                (i.width, i.height, px)
+            }
+            ImageBody::Quic(data) => {
+                let dec = crate::codec::quic::decode(data, i.width, i.height, 1 << 28)
+                    .expect("quic decode");
+                let px = dec.pixels.iter().map(|p| p & 0xffffff).collect();
                 (i.width, i.height, px)
             }
             ImageBody::FromCache => self.cache.get(&i.id).cloned().expect("image in cache"),

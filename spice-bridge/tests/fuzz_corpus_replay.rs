@@ -85,6 +85,21 @@ fn lz_roundtrip_corpus_replays() {
 }
 
 #[test]
+fn quic_decode_corpus_replays() {
+    replay("quic_decode", 21, 1, spice_bridge::fuzzing::quic_decode);
+}
+
+#[test]
+fn quic_roundtrip_corpus_replays() {
+    replay(
+        "quic_roundtrip",
+        21,
+        1,
+        spice_bridge::fuzzing::quic_roundtrip,
+    );
+}
+
+#[test]
 fn session_corpus_replays() {
     replay("session", 400, 1, spice_bridge::fuzzing::session);
 }

@@ -219,6 +219,52 @@ async fn spicy_screenshot_returns_each_scene_pixel_for_pixel() {
     }
 }
 
+/// QUIC (image type 1): spice-gtk 0.42 decodes our QUIC bitstream to exactly the model's
+/// pixels, with QUIC forced and with Auto (which picks QUIC for this photo-like content).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs spice-client-gtk; run by tests/e2e/spice-clients.sh"]
+async fn spicy_screenshot_decodes_quic_pixel_for_pixel() {
+    use spice_bridge::codec::{encode, ImageCodec, SourceFormat, SourceImage};
+    // The big picture of the scene really goes as QUIC (not the BITMAP fall-back).
+    let photo = spice_bridge::testing::photo_image(0, 643, 401, 1);
+    let bgrx: Vec<u8> = (0..401)
+        .flat_map(|y| (0..643).map(move |x| (x, y)))
+        .flat_map(|(x, y)| spice_bridge::testing::photo_pixel(x, y, 1).to_le_bytes())
+        .collect();
+    assert_eq!(photo.width(), 643);
+    let src = SourceImage {
+        data: &bgrx,
+        width: 643,
+        height: 401,
+        stride: 643 * 4,
+        format: SourceFormat::Xrgb32,
+    };
+    let e = encode(ImageCodec::Quic, &src).unwrap();
+    assert_eq!(e.codec, ImageCodec::Quic);
+    eprintln!(
+        "photo 643x401: QUIC {} bytes, raw {}",
+        e.body.len(),
+        bgrx.len()
+    );
+    let dir = tmpdir("quic");
+    for comp in [ImageCompression::Quic, ImageCompression::Auto] {
+        let model = DisplayModel::new();
+        scene_photo(&model);
+        let h = serve(model.clone(), None, comp, Arc::default()).await;
+        let out = dir.join(format!("photo-{comp:?}.ppm"));
+        let mut c = spicy_screenshot(&h, &out, None);
+        let st = wait_child(&mut c, Duration::from_secs(30)).await;
+        assert!(
+            st.is_some_and(|s| s.success()),
+            "{comp:?}: spicy-screenshot failed: {st:?}"
+        );
+        let want = model_surface_rgb(&model, 0).unwrap();
+        assert_same(&read_ppm(&out), &want, &format!("photo {comp:?}"));
+        eprintln!("photo ({comp:?}): {}x{} identical", want.0, want.1);
+        h.shutdown().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs spice-client-gtk; run by tests/e2e/spice-clients.sh"]
 async fn wrong_password_fails_and_right_password_works() {

@@ -294,6 +294,7 @@ async fn display_snapshot_and_live_draws_match_the_model_pixel_for_pixel() {
             ImageCompression::Off => 0,
             ImageCompression::Lz => 101,
             ImageCompression::Lz4 => 109,
+            ImageCompression::Quic | ImageCompression::Auto => 1,
         };
         assert!(
             canvas.image_types.get(&want).copied().unwrap_or(0) > 0,

@@ -187,6 +187,58 @@ async fn spice_html5_shows_the_scene_and_sends_input() {
     h.shutdown().await;
 }
 
+/// spice-html5's QUIC decoder shows our QUIC photo scene (`scene_photo`, QUIC forced)
+/// pixel for pixel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium, spice-html5 and node; run by tests/e2e/spice-html5.sh"]
+async fn spice_html5_decodes_quic_pixel_for_pixel() {
+    let model = DisplayModel::new();
+    scene_photo(&model);
+    let config = ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ticket: TicketPolicy::Disabled,
+        name: Some("html5".into()),
+        compression: spice_bridge::server::ImageCompression::Quic,
+        ..Default::default()
+    };
+    let h = Server::start(
+        config,
+        model.clone(),
+        Arc::new(Rec::default()),
+        Arc::new(NullAgent),
+    )
+    .await
+    .unwrap();
+    let (w, ht, px) = model_surface_rgb(&model, 0).unwrap();
+    let dir = out_dir().join("quic");
+    std::fs::create_dir_all(&dir).unwrap();
+    let expected = dir.join("expected.rgb");
+    let rgb: Vec<u8> = px
+        .iter()
+        .flat_map(|p| [(p >> 16) as u8, (p >> 8) as u8, *p as u8])
+        .collect();
+    std::fs::write(&expected, rgb).unwrap();
+    let json = drive(&[
+        "view".into(),
+        h.local_addr().port().to_string(),
+        expected.display().to_string(),
+        w.to_string(),
+        ht.to_string(),
+        dir.display().to_string(),
+        "10".into(),
+        "10".into(),
+    ])
+    .await;
+    eprintln!("driver: {json}");
+    assert_eq!(
+        field(&json, "diff"),
+        0,
+        "canvas differs from the QUIC scene (screenshot and canvas.rgb in {})",
+        dir.display()
+    );
+    h.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs chromium, spice-html5 and node; run by tests/e2e/spice-html5.sh"]
 async fn spice_html5_wrong_ticket_is_refused_and_plain_spice_links_on_the_same_port() {

@@ -441,11 +441,16 @@ pub(crate) fn compress(
     img: &ModelImage,
     bgrx: &[u8],
 ) -> Option<ImageBody> {
-    use crate::codec::{encode, ImageCodec, SourceFormat, SourceImage, MIN_SIZE_TO_COMPRESS};
-    let codec = match mode {
+    use crate::codec::{
+        choose_codec, encode, ClientImageCaps, CompressionPolicy, ImageCodec, SourceFormat,
+        SourceImage, MIN_SIZE_TO_COMPRESS,
+    };
+    let policy = match mode {
         ImageCompression::Off => return None,
-        ImageCompression::Lz4 if client_lz4 => ImageCodec::Lz4,
-        ImageCompression::Lz | ImageCompression::Lz4 => ImageCodec::LzRgb,
+        ImageCompression::Lz => CompressionPolicy::Lz,
+        ImageCompression::Lz4 => CompressionPolicy::Lz4,
+        ImageCompression::Quic => CompressionPolicy::Quic,
+        ImageCompression::Auto => CompressionPolicy::Auto,
     };
     if (bgrx.len() as u64) < MIN_SIZE_TO_COMPRESS {
         return None;
@@ -457,11 +462,13 @@ pub(crate) fn compress(
         stride: img.width() as usize * 4,
         format: SourceFormat::Xrgb32,
     };
-    let e = encode(codec, &src).ok()?;
+    let caps = ClientImageCaps { lz4: client_lz4 };
+    let e = encode(choose_codec(policy, caps, &src), &src).ok()?;
     let data = e.body.get(4..)?.to_vec();
     match e.codec {
         ImageCodec::LzRgb => Some(ImageBody::LzRgb(data)),
         ImageCodec::Lz4 => Some(ImageBody::Lz4(data)),
+        ImageCodec::Quic => Some(ImageBody::Quic(data)),
         ImageCodec::Bitmap => None,
     }
 }
@@ -530,8 +537,12 @@ pub(crate) async fn run(ctx: ConnCtx, mut rd: Reader, wr: Writer) -> Result<(), 
                         }
                         pending.push_back(DisplayOp::Ping(id));
                     }
+                    // SpiceImageCompression: 1 off, 2 auto_glz, 3 auto_lz, 4 quic, 5 glz,
+                    // 6 lz, 7 lz4 (GLZ is not implemented: auto_glz acts as auto_lz, glz as lz).
                     Some(Out::Compression(c)) => enc.set_compression(match c {
                         1 => ImageCompression::Off,
+                        2 | 3 => ImageCompression::Auto,
+                        4 => ImageCompression::Quic,
                         7 => ImageCompression::Lz4,
                         _ => ImageCompression::Lz,
                     }),

@@ -1,4 +1,4 @@
-//! Image encoders for the display channel: plain BITMAP, LZ_RGB and LZ4.
+//! Image encoders for the display channel: plain BITMAP, LZ_RGB, LZ4 and QUIC.
 //!
 //! The display channel hands [`encode`] a picture ([`SourceImage`]) and the codec it wants (usually
 //! from [`choose_codec`]); it gets back an [`EncodedImage`]: the `SpiceImageDescriptor` type byte
@@ -12,7 +12,7 @@
 //! ```text
 //! descriptor (18 bytes, little-endian):
 //!     id u64          -- the image id (cache key); any value when CACHE_ME is not set
-//!     type u8         -- EncodedImage::image_type (0 BITMAP, 101 LZ_RGB, 109 LZ4)
+//!     type u8         -- EncodedImage::image_type (0 BITMAP, 1 QUIC, 101 LZ_RGB, 109 LZ4)
 //!     flags u8        -- CACHE_ME (1) only if the caller reserved pixmap-cache space for it;
 //!                        HIGH_BITS_SET and CACHE_REPLACE_ME are never needed here
 //!     width u32       -- EncodedImage::width  (must equal the width inside the payload)
@@ -53,8 +53,9 @@
 //! assert_eq!(&spice_image[10..18], &[100, 0, 0, 0, 20, 0, 0, 0]);
 //! ```
 //!
-//! All three encodings describe the picture top row first (BITMAP with the TOP_DOWN flag, LZ with
-//! `top_down = 1`, LZ4 with its top-down byte set), so the client draws them the right way up.
+//! All four encodings describe the picture top row first (BITMAP with the TOP_DOWN flag, LZ with
+//! `top_down = 1`, LZ4 with its top-down byte set, QUIC always), so the client draws them the
+//! right way up. A QUIC body is `data_size` (u32 LE) then the QUIC words ([`quic`]).
 //!
 //! # No unsafe code
 //!
@@ -65,6 +66,7 @@
 
 pub mod lz;
 pub mod lz4;
+pub mod quic;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod testimg;
 
@@ -76,6 +78,8 @@ pub mod image_type {
     pub const LZ_RGB: u8 = 101;
     /// LZ4-compressed image (`SPICE_IMAGE_TYPE_LZ4`).
     pub const LZ4: u8 = 109;
+    /// QUIC-compressed image (`SPICE_IMAGE_TYPE_QUIC`).
+    pub const QUIC: u8 = 1;
 }
 
 /// Bitmap formats (`SpiceBitmapFmt`, sheet §4.5) used by BITMAP and LZ4 payloads.
@@ -271,6 +275,9 @@ pub enum ImageCodec {
     LzRgb,
     /// `SPICE_IMAGE_TYPE_LZ4`; only for clients announcing DISPLAY_CAP_LZ4_COMPRESSION.
     Lz4,
+    /// `SPICE_IMAGE_TYPE_QUIC`; spice-gtk and spice-html5 decode it, no capability needed.
+    /// Lossless, best on photographic content (see [`quic`]).
+    Quic,
 }
 
 /// An encoded picture: what goes into and after the `SpiceImageDescriptor`.
@@ -331,6 +338,19 @@ pub fn encode(codec: ImageCodec, src: &SourceImage<'_>) -> Result<EncodedImage, 
             body.extend_from_slice(&[0; 4]);
             lz4::encode_into(src, &mut body)?;
             finish_sized(ImageCodec::Lz4, image_type::LZ4, src, body)
+        }
+        ImageCodec::Quic => {
+            src.validate()?;
+            if src.width < quic::MIN_DIMENSION
+                || src.height < quic::MIN_DIMENSION
+                || quic::quic_type_for(src.format).is_none()
+            {
+                return encode_bitmap(src);
+            }
+            let mut body = Vec::new();
+            body.extend_from_slice(&[0; 4]);
+            quic::encode_into(src, &mut body)?;
+            finish_sized(ImageCodec::Quic, image_type::QUIC, src, body)
         }
     };
     let bitmap_len = bitmap_body_len(src)?;
@@ -397,14 +417,17 @@ pub fn encode_bitmap(src: &SourceImage<'_>) -> Result<EncodedImage, CodecError> 
 pub enum CompressionPolicy {
     /// Never compress (spice-server does this on Unix sockets or with compression off).
     Off,
-    /// Compress with LZ (spice-server's `auto_glz`/`auto_lz` end up in LZ for non-photographic
-    /// content when GLZ is not available). The default.
+    /// spice-server's `auto_lz`: QUIC for photographic ("highly gradual", see
+    /// [`is_highly_gradual`]) pictures QUIC can carry, LZ otherwise. The default.
     #[default]
     Auto,
     /// Always LZ.
     Lz,
     /// LZ4 when the client supports it, LZ otherwise (spice-server's `lz4` setting).
     Lz4,
+    /// QUIC whenever the picture allows it (at least 3×3, not RGB16), LZ otherwise
+    /// (spice-server's `quic` setting).
+    Quic,
 }
 
 /// What the client announced that matters for image encoding.
@@ -434,8 +457,9 @@ impl ClientImageCaps {
 ///
 /// * images smaller than [`MIN_SIZE_TO_COMPRESS`] raw bytes go as BITMAP;
 /// * `Off` → BITMAP; `Lz` → LZ; `Lz4` → LZ4 if the client announced it, else LZ;
-/// * `Auto` → LZ (spice-server would pick QUIC for photographic content and GLZ for drawables;
-///   neither exists here, and LZ is its documented fallback for both).
+/// * `Quic` → QUIC if the picture is QUIC-able (≥ 3×3 pixels, not RGB16), else LZ;
+/// * `Auto` → QUIC if the picture is QUIC-able and [`is_highly_gradual`] (photographic), else
+///   LZ (spice-server's `auto_lz`; `auto_glz` would use GLZ where we use LZ).
 ///
 /// spice-html5 decodes BITMAP only in the 32BIT/RGBA formats and LZ only as RGB32/RGBA, and has
 /// no LZ4: feed it [`SourceFormat::Xrgb32`]/[`SourceFormat::Argb32`] pictures (the primary
@@ -451,10 +475,85 @@ pub fn choose_codec(
     }
     match policy {
         CompressionPolicy::Off => ImageCodec::Bitmap,
-        CompressionPolicy::Auto | CompressionPolicy::Lz => ImageCodec::LzRgb,
+        CompressionPolicy::Lz => ImageCodec::LzRgb,
         CompressionPolicy::Lz4 if caps.lz4 => ImageCodec::Lz4,
         CompressionPolicy::Lz4 => ImageCodec::LzRgb,
+        CompressionPolicy::Quic if quic_able(src) => ImageCodec::Quic,
+        CompressionPolicy::Auto if quic_able(src) && is_highly_gradual(src) => ImageCodec::Quic,
+        CompressionPolicy::Quic | CompressionPolicy::Auto => ImageCodec::LzRgb,
     }
+}
+
+/// QUIC can carry `src` the way spice-server sends it: at least
+/// [`quic::MIN_DIMENSION`] pixels wide and tall, and a format other than RGB16.
+pub fn quic_able(src: &SourceImage<'_>) -> bool {
+    src.width >= quic::MIN_DIMENSION
+        && src.height >= quic::MIN_DIMENSION
+        && quic::quic_type_for(src.format).is_some()
+}
+
+/// Rows sampled by [`is_highly_gradual`].
+const GRADUAL_SAMPLE_ROWS: usize = 32;
+/// Pixel pairs sampled per row by [`is_highly_gradual`].
+const GRADUAL_SAMPLE_PAIRS: usize = 64;
+/// Largest per-channel step between neighbours that still counts as "gradual".
+const GRADUAL_STEP: u8 = 24;
+
+/// Our version of spice-server's "graduality" test (sheet §9.8, written from that description,
+/// not from spice-server's code): photographs change colour in small steps almost everywhere,
+/// while text and UI pictures are flat areas cut by sharp edges.
+///
+/// Up to 32 rows spread over the picture are sampled, and in each up to 64 pairs of horizontal
+/// neighbours spread over the row. A pair is *equal* (same colour), *gradual* (different, but no
+/// channel moves by more than 24) or *sharp*. The picture is highly gradual when gradual pairs
+/// are at least half of all sampled pairs and more than three times the sharp ones. Pictures
+/// narrower than 2 pixels or that fail [`SourceImage::validate`] are not.
+pub fn is_highly_gradual(src: &SourceImage<'_>) -> bool {
+    let Ok(row_len) = src.validate() else {
+        return false;
+    };
+    let (w, h) = (src.width as usize, src.height as usize);
+    if w < 2 {
+        return false;
+    }
+    let bpp = src.format.bytes_per_pixel();
+    let rgb = |row: &[u8], x: usize| -> [u8; 3] {
+        let p = &row[x * bpp..];
+        match src.format {
+            SourceFormat::Rgb16 => {
+                let v = u16::from_le_bytes([p[0], p[1]]);
+                [
+                    ((v >> 10) & 31) as u8 * 8,
+                    ((v >> 5) & 31) as u8 * 8,
+                    (v & 31) as u8 * 8,
+                ]
+            }
+            _ => [p[2], p[1], p[0]],
+        }
+    };
+    let rows = h.min(GRADUAL_SAMPLE_ROWS);
+    let pairs = (w - 1).min(GRADUAL_SAMPLE_PAIRS);
+    let (mut gradual, mut sharp, mut total) = (0usize, 0usize, 0usize);
+    for r in 0..rows {
+        let row = src.row(r * h / rows, row_len);
+        for k in 0..pairs {
+            let x = k * (w - 1) / pairs;
+            let (a, b) = (rgb(row, x), rgb(row, x + 1));
+            total += 1;
+            if a == b {
+                continue;
+            }
+            if a.iter()
+                .zip(&b)
+                .all(|(p, q)| p.abs_diff(*q) <= GRADUAL_STEP)
+            {
+                gradual += 1;
+            } else {
+                sharp += 1;
+            }
+        }
+    }
+    gradual * 2 >= total && gradual > sharp * 3
 }
 
 #[cfg(test)]

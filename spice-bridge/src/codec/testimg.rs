@@ -68,6 +68,31 @@ pub fn gradient(w: u32, h: u32) -> Vec<u8> {
     pic
 }
 
+/// A photo-like picture: smooth colour fields (ramps and broad waves) with a little grain, so
+/// neighbouring pixels differ by small steps almost everywhere (what QUIC is for).
+pub fn photo(w: u32, h: u32, rng: &mut Rng) -> Vec<u8> {
+    let mut pic = vec![0u8; w as usize * h as usize * 4];
+    let wave = |v: u32| {
+        let t = v % 256;
+        if t < 128 {
+            t
+        } else {
+            255 - t
+        }
+    };
+    for y in 0..h {
+        for x in 0..w {
+            let g = |rng: &mut Rng| rng.below(7) as i32 - 3;
+            let r = (30 + x * 120 / w.max(1) + wave(y * 2) / 2) as i32 + g(rng);
+            let gg = (50 + wave(x + y) / 2 + y * 40 / h.max(1)) as i32 + g(rng);
+            let b = (80 + y * 100 / h.max(1) + wave(x * 3) / 3) as i32 + g(rng);
+            let c = |v: i32| v.clamp(0, 255) as u32;
+            put(&mut pic, w, x, y, (c(r) << 16) | (c(gg) << 8) | c(b));
+        }
+    }
+    pic
+}
+
 /// Random bytes (incompressible).
 pub fn noise(w: u32, h: u32, rng: &mut Rng) -> Vec<u8> {
     let mut pic = vec![0u8; w as usize * h as usize * 4];

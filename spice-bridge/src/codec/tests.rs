@@ -700,6 +700,186 @@ fn choose_codec_follows_the_policy_and_client_caps() {
 }
 
 #[test]
+fn auto_picks_quic_for_photo_like_pictures_and_lz_for_text_and_flat() {
+    let mut rng = Rng::new(5);
+    let none = ClientImageCaps::default();
+    let (w, h) = (200u32, 120u32);
+    let photo = testimg::photo(w, h, &mut rng);
+    let text = testimg::text(w, h, &mut rng);
+    let desktop = testimg::desktop(w, h, &mut rng);
+    let flat = testimg::solid(w, h, 0x0012_3456);
+    let grad = testimg::gradient(w, h);
+    let stride = w as usize * 4;
+    assert!(is_highly_gradual(&xrgb(&photo, w, h, stride)));
+    assert!(is_highly_gradual(&xrgb(&grad, w, h, stride)));
+    for (name, pic) in [("text", &text), ("desktop", &desktop), ("flat", &flat)] {
+        assert!(!is_highly_gradual(&xrgb(pic, w, h, stride)), "{name}");
+        assert_eq!(
+            choose_codec(CompressionPolicy::Auto, none, &xrgb(pic, w, h, stride)),
+            ImageCodec::LzRgb,
+            "{name}"
+        );
+        // QUIC forced: QUIC whatever the content.
+        assert_eq!(
+            choose_codec(CompressionPolicy::Quic, none, &xrgb(pic, w, h, stride)),
+            ImageCodec::Quic,
+            "{name}"
+        );
+    }
+    assert_eq!(
+        choose_codec(CompressionPolicy::Auto, none, &xrgb(&photo, w, h, stride)),
+        ImageCodec::Quic
+    );
+    // Too narrow or short for QUIC, or RGB16: LZ even when forced or photo-like.
+    assert_eq!(
+        choose_codec(CompressionPolicy::Quic, none, &xrgb(&photo, 2, h, stride)),
+        ImageCodec::LzRgb
+    );
+    assert_eq!(
+        choose_codec(CompressionPolicy::Auto, none, &xrgb(&photo, w, 2, stride)),
+        ImageCodec::LzRgb
+    );
+    let (p16, s16) = testimg::convert(&photo, w, h, SourceFormat::Rgb16, 0);
+    let src16 = SourceImage {
+        data: &p16,
+        width: w,
+        height: h,
+        stride: s16,
+        format: SourceFormat::Rgb16,
+    };
+    assert_eq!(
+        choose_codec(CompressionPolicy::Quic, none, &src16),
+        ImageCodec::LzRgb
+    );
+}
+
+#[test]
+fn encode_quic_body_is_data_size_then_words_and_decodes_back() {
+    let mut rng = Rng::new(8);
+    let pictures = [
+        ("photo", 97, 61, testimg::photo(97, 61, &mut rng)),
+        ("desktop", 130, 70, testimg::desktop(130, 70, &mut rng)),
+        ("text", 64, 40, testimg::text(64, 40, &mut rng)),
+        ("gradient", 33, 3, testimg::gradient(33, 3)),
+    ];
+    for (name, w, h, pic) in &pictures {
+        for format in [
+            SourceFormat::Xrgb32,
+            SourceFormat::Argb32,
+            SourceFormat::Rgb24,
+        ] {
+            let (data, stride) = testimg::convert(pic, *w, *h, format, 3);
+            let src = SourceImage {
+                data: &data,
+                width: *w,
+                height: *h,
+                stride,
+                format,
+            };
+            let img = encode(ImageCodec::Quic, &src).unwrap();
+            assert_eq!(img.codec, ImageCodec::Quic, "{name} {format:?}");
+            assert_eq!(img.image_type, image_type::QUIC);
+            let size = u32::from_le_bytes(img.body[0..4].try_into().unwrap()) as usize;
+            assert_eq!(size, img.body.len() - 4);
+            assert_eq!(size % 4, 0);
+            assert_eq!(&img.body[4..8], b"QUIC");
+            let dec = quic::decode(&img.body[4..], *w, *h, MAX_PIXELS).unwrap();
+            assert_eq!(dec.pixels, expected_pixels(&src), "{name} {format:?}");
+        }
+    }
+    // Under 3 pixels wide or tall, and RGB16: BITMAP.
+    let px = [7u8; 2 * 50 * 4];
+    let img = encode(ImageCodec::Quic, &xrgb(&px, 2, 50, 8)).unwrap();
+    assert_eq!(img.codec, ImageCodec::Bitmap);
+    let img = encode(ImageCodec::Quic, &xrgb(&px, 50, 2, 200)).unwrap();
+    assert_eq!(img.codec, ImageCodec::Bitmap);
+    let rgb16 = SourceImage {
+        data: &px,
+        width: 20,
+        height: 10,
+        stride: 40,
+        format: SourceFormat::Rgb16,
+    };
+    assert_eq!(
+        encode(ImageCodec::Quic, &rgb16).unwrap().codec,
+        ImageCodec::Bitmap
+    );
+    // Noise still shrinks a little (the X byte is not coded), and decodes back.
+    let noise = testimg::noise(40, 40, &mut rng);
+    let src = xrgb(&noise, 40, 40, 160);
+    let img = encode(ImageCodec::Quic, &src).unwrap();
+    assert_eq!(img.codec, ImageCodec::Quic);
+    let dec = quic::decode(&img.body[4..], 40, 40, MAX_PIXELS).unwrap();
+    assert_eq!(dec.pixels, expected_pixels(&src));
+}
+
+/// Prints LZ vs QUIC body sizes for a photo-like and a text-like picture (the numbers in the
+/// QUIC work report); asserts only that each codec wins on its own kind of content.
+#[test]
+fn lz_vs_quic_sizes() {
+    let mut rng = Rng::new(21);
+    let (w, h) = (640u32, 480u32);
+    let photo = testimg::photo(w, h, &mut rng);
+    let text = testimg::text(w, h, &mut rng);
+    let desktop = testimg::desktop(w, h, &mut rng);
+    let mut sizes = Vec::new();
+    for (name, pic) in [("photo", &photo), ("text", &text), ("desktop", &desktop)] {
+        let src = xrgb(pic, w, h, w as usize * 4);
+        let lz = encode(ImageCodec::LzRgb, &src).unwrap().body.len();
+        let quic = encode(ImageCodec::Quic, &src).unwrap().body.len();
+        eprintln!("{name} {w}x{h}: raw {} LZ {lz} QUIC {quic}", w * h * 4);
+        sizes.push((lz, quic));
+    }
+    assert!(sizes[0].1 < sizes[0].0, "QUIC wins on the photo");
+    assert!(sizes[1].0 < sizes[1].1, "LZ wins on text");
+}
+
+/// Writes the seed corpora of the QUIC fuzz targets (`fuzz/corpus/quic_decode/*.quic`,
+/// `fuzz/corpus/quic_roundtrip/*.bin`). Run it explicitly:
+/// `cargo test -p spice-bridge --lib write_quic_fuzz_seeds -- --ignored`.
+#[test]
+#[ignore]
+fn write_quic_fuzz_seeds() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+    let dec = root.join("quic_decode");
+    let rt = root.join("quic_roundtrip");
+    std::fs::create_dir_all(&dec).unwrap();
+    std::fs::create_dir_all(&rt).unwrap();
+    let mut rng = Rng::new(77);
+    let pictures: Vec<(&str, u32, u32, Vec<u8>)> = vec![
+        ("solid", 9, 3, testimg::solid(9, 3, 0x0011_2233)),
+        ("gradient", 16, 16, testimg::gradient(16, 16)),
+        ("photo", 30, 20, testimg::photo(30, 20, &mut rng)),
+        ("text", 40, 14, testimg::text(40, 14, &mut rng)),
+        ("desktop", 60, 30, testimg::desktop(60, 30, &mut rng)),
+        ("noise", 8, 8, testimg::noise(8, 8, &mut rng)),
+        ("pixel", 1, 1, testimg::solid(1, 1, 0x00AB_CDEF)),
+    ];
+    let formats = [
+        (SourceFormat::Xrgb32, 0u8, "rgb32"),
+        (SourceFormat::Argb32, 1, "rgba"),
+        (SourceFormat::Rgb24, 2, "rgb24"),
+    ];
+    for (name, w, h, pic) in &pictures {
+        for &(format, code, fname) in &formats {
+            let (data, stride) = testimg::convert(pic, *w, *h, format, 0);
+            let src = SourceImage {
+                data: &data,
+                width: *w,
+                height: *h,
+                stride,
+                format,
+            };
+            let stream = quic::encode(&src).unwrap();
+            std::fs::write(dec.join(format!("{name}-{fname}.quic")), &stream).unwrap();
+            let mut seed = vec![(*w - 1) as u8, (*h - 1) as u8, code, 0];
+            seed.extend_from_slice(&data);
+            std::fs::write(rt.join(format!("{name}-{fname}.bin")), &seed).unwrap();
+        }
+    }
+}
+
+#[test]
 fn client_caps_lz4_is_display_cap_bit_5() {
     // spice-gtk 0.42 display caps word: SIZED_STREAM, MONITORS_CONFIG, COMPOSITE, A8_SURFACE,
     // STREAM_REPORT, LZ4_COMPRESSION, MULTI_CODEC, CODEC_MJPEG.

@@ -100,6 +100,8 @@ pub mod image_type {
     pub const SURFACE: u8 = 104;
     /// LZ4
     pub const LZ4: u8 = 109;
+    /// QUIC
+    pub const QUIC: u8 = 1;
 }
 
 /// Image flags.
@@ -263,6 +265,8 @@ pub enum ImageBody {
     LzRgb(Vec<u8>),
     /// LZ4: data_size + data
     Lz4(Vec<u8>),
+    /// QUIC: data_size + data (a whole number of 32-bit words)
+    Quic(Vec<u8>),
     /// FROM_CACHE: nothing
     FromCache,
     /// SURFACE: surface id
@@ -290,6 +294,7 @@ impl Image {
             ImageBody::Bitmap(_) => image_type::BITMAP,
             ImageBody::LzRgb(_) => image_type::LZ_RGB,
             ImageBody::Lz4(_) => image_type::LZ4,
+            ImageBody::Quic(_) => image_type::QUIC,
             ImageBody::FromCache => image_type::FROM_CACHE,
             ImageBody::Surface(_) => image_type::SURFACE,
         }
@@ -332,7 +337,7 @@ impl Image {
                     p.encode(out);
                 }
             }
-            ImageBody::LzRgb(d) | ImageBody::Lz4(d) => {
+            ImageBody::LzRgb(d) | ImageBody::Lz4(d) | ImageBody::Quic(d) => {
                 (d.len() as u32).encode(out);
                 out.extend_from_slice(d);
             }
@@ -393,7 +398,7 @@ impl Image {
                     data,
                 })
             }
-            image_type::LZ_RGB | image_type::LZ4 => {
+            image_type::LZ_RGB | image_type::LZ4 | image_type::QUIC => {
                 let n = r.u32()? as usize;
                 if n > IMAGE_DATA_MAX {
                     return Err(WireError::TooLarge {
@@ -405,6 +410,8 @@ impl Image {
                 let d = r.take(n)?.to_vec();
                 if t == image_type::LZ4 {
                     ImageBody::Lz4(d)
+                } else if t == image_type::QUIC {
+                    ImageBody::Quic(d)
                 } else {
                     ImageBody::LzRgb(d)
                 }
