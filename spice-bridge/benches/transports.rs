@@ -7,7 +7,7 @@
 //! decoding as a real client's would.
 //!
 //! - link to first picture: from TCP connect (TLS handshake included) to the first MARK with
-//!   the whole 1080p picture decoded, median of 7; for WebSocket the HTTP upgrade of each
+//!   the whole 1080p picture decoded, median of 7 after one warm-up session; for WebSocket the HTTP upgrade of each
 //!   channel is included (the client side's framing is `testing::websocket_client`, a pump
 //!   task as a browser's WebSocket layer would be);
 //! - throughput: 40 different full-frame 1080p pictures, one in flight (each drawn once the
@@ -61,26 +61,31 @@ async fn start(model: DisplayModel) -> ServerHandle {
         .unwrap()
 }
 
+/// A TCP connection with Nagle off, as spice-gtk's (the server sets it on its side too);
+/// without it the client's link header and link message wait on a delayed ACK.
+async fn tcp(addr: std::net::SocketAddr) -> tokio::net::TcpStream {
+    let s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.set_nodelay(true).unwrap();
+    s
+}
+
+async fn tls(h: &ServerHandle) -> Box<dyn ClientStream> {
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let s = test_tls_connector()
+        .connect(name, tcp(h.tls_addr().unwrap()).await)
+        .await
+        .unwrap();
+    Box::new(s)
+}
+
 async fn link(h: &ServerHandle, t: Transport, channel: u8, sid: u32) -> ScriptedClient {
     let stream: Box<dyn ClientStream> = match t {
-        Transport::Plain => Box::new(
-            tokio::net::TcpStream::connect(h.local_addr())
-                .await
-                .unwrap(),
-        ),
-        Transport::Tls => Box::new(tls_connect(h.tls_addr().unwrap()).await.unwrap()),
-        Transport::WebSocket => websocket_client(Box::new(
-            tokio::net::TcpStream::connect(h.local_addr())
-                .await
-                .unwrap(),
-        ))
-        .await
-        .unwrap(),
-        Transport::WebSocketTls => {
-            websocket_client(Box::new(tls_connect(h.tls_addr().unwrap()).await.unwrap()))
-                .await
-                .unwrap()
-        }
+        Transport::Plain => Box::new(tcp(h.local_addr()).await),
+        Transport::Tls => tls(h).await,
+        Transport::WebSocket => websocket_client(Box::new(tcp(h.local_addr()).await))
+            .await
+            .unwrap(),
+        Transport::WebSocketTls => websocket_client(tls(h).await).await.unwrap(),
     };
     let o = ScriptedClient::link_on(stream, channel, sid, "", spice_gtk_caps(channel))
         .await
@@ -121,6 +126,7 @@ async fn measure(t: Transport) -> Row {
     model.mark();
     let h = start(model.clone()).await;
     let mut firsts = Vec::new();
+    drop(session(&h, t).await); // warm-up, not counted
     for _ in 0..7 {
         let t0 = Instant::now();
         let (_m, _d, canvas) = session(&h, t).await;

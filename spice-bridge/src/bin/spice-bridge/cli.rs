@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{ArgGroup, Parser};
-use spice_bridge::server::ConnectionLimits;
+use spice_bridge::server::{ConnectionLimits, ImageCompression};
 use spice_bridge::tls::{ChannelSecurity, Security};
 
 /// Name of the VDI port that carries the Spice agent.
@@ -132,6 +132,32 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = ConnectionLimits::DEFAULT_MAX_LINKED as u64,
           value_parser = clap::value_parser!(u64).range(4..=4096))]
     max_linked_channels: u64,
+    /// Image compression, as QEMU's -spice image-compression names it: off, auto_glz,
+    /// auto_lz (QUIC for photo-like pictures, LZ for the others), quic, lz, lz4 (LZ for a
+    /// client without LZ4). GLZ is not implemented yet, so auto_glz behaves as auto_lz and glz
+    /// is refused. The default stays lz until the workload benchmark has measured auto.
+    #[arg(long, value_name = "MODE", default_value = "lz", value_parser = image_compression)]
+    image_compression: ImageCompression,
+}
+
+fn image_compression(v: &str) -> Result<ImageCompression, String> {
+    Ok(match v {
+        "off" => ImageCompression::Off,
+        "auto_glz" | "auto_lz" => ImageCompression::Auto,
+        "quic" => ImageCompression::Quic,
+        "lz" => ImageCompression::Lz,
+        "lz4" => ImageCompression::Lz4,
+        "glz" => {
+            return Err(
+                "glz is not implemented yet; use auto_glz, auto_lz, quic, lz, lz4 or off".into(),
+            )
+        }
+        _ => {
+            return Err(format!(
+                "'{v}' is not one of off, auto_glz, auto_lz, quic, glz, lz, lz4"
+            ))
+        }
+    })
 }
 
 /// How clients authenticate.
@@ -178,6 +204,8 @@ pub struct Options {
     pub vdi_ports: Vec<(String, PathBuf)>,
     /// Link deadline and connection limits of the Spice server.
     pub limits: ConnectionLimits,
+    /// Image compression (--image-compression).
+    pub compression: ImageCompression,
 }
 
 /// Where the virtio-input devices are served over vhost-user (each optional).
@@ -310,6 +338,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, CliErro
             max_pending: a.max_pending_connections as usize,
             max_linked: a.max_linked_channels as usize,
         },
+        compression: a.image_compression,
     })
 }
 
@@ -376,10 +405,37 @@ mod tests {
         assert_eq!((o.ram_mib, o.vram_mib, o.vgamem_mib), (64, 64, 16));
         assert_eq!(o.input, InputSockets::default());
         assert_eq!(o.limits, ConnectionLimits::default());
+        assert_eq!(o.compression, ImageCompression::Lz);
         assert_eq!(
             o.qxl_socket.as_deref(),
             Some(std::path::Path::new("/tmp/q"))
         );
+    }
+
+    #[test]
+    fn image_compression_takes_qemus_names() {
+        let base = [
+            "--qxl-socket=/q",
+            "--disable-ticketing",
+            "--image-compression",
+        ];
+        for (name, want) in [
+            ("off", ImageCompression::Off),
+            ("auto_glz", ImageCompression::Auto),
+            ("auto_lz", ImageCompression::Auto),
+            ("quic", ImageCompression::Quic),
+            ("lz", ImageCompression::Lz),
+            ("lz4", ImageCompression::Lz4),
+        ] {
+            let mut a = base.to_vec();
+            a.push(name);
+            assert_eq!(p(&a).unwrap().compression, want, "{name}");
+        }
+        for bad in ["glz", "jpeg", ""] {
+            let mut a = base.to_vec();
+            a.push(bad);
+            assert!(p(&a).is_err(), "{bad:?} accepted");
+        }
     }
 
     #[test]

@@ -30,7 +30,7 @@ use spice_bridge::input::{AgentSink, InputSink, NullAgent};
 use spice_bridge::link::TicketPolicy;
 use spice_bridge::qxl_display::{announce_client_presence, QxlDisplay};
 use spice_bridge::qxl_vfio::{IntxLine, QxlFunction};
-use spice_bridge::server::{ImageCompression, Server, ServerConfig, TlsListen};
+use spice_bridge::server::{Server, ServerConfig, TlsListen};
 use spice_bridge::tls::TlsConfig;
 use spice_bridge::DisplayModel;
 use tracing::{error, info, warn};
@@ -433,7 +433,7 @@ fn run(opts: cli::Options) -> anyhow::Result<()> {
         name: Some(opts.name.clone()),
         uuid: None,
         client_mouse: false,
-        compression: ImageCompression::Lz,
+        compression: opts.compression,
         limits: opts.limits,
         tls: opts
             .tls
