@@ -37,14 +37,15 @@
 # --kv FILE appends each side's figures as KEY=VALUE lines (tests/bench/workloads.sh reads them).
 #
 # Usage: tests/bench/daemon-vs-reference.sh [--frames N] [--ref-frames N] [--scroll K]
-#        [--workload NAME] [--interval-ms M] [--out FILE.md] [--kv FILE]
+#        [--workload NAME] [--interval-ms M] [--image-compression MODE] [--out FILE.md] [--kv FILE]
+#        (--image-compression: the daemon's flag, default lz; the reference keeps QEMU's default)
 #        (root; about 3 minutes; CARGO_TARGET_DIR is honoured)
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 . tests/lib/rig.sh
 . tests/lib/daemon.sh
 
-FRAMES=30 REF_FRAMES=300 OUTMD="" SCROLL=0 WORKLOAD="" INTERVAL=0 KV=""
+FRAMES=30 REF_FRAMES=300 OUTMD="" SCROLL=0 WORKLOAD="" INTERVAL=0 KV="" COMPRESSION=lz
 while [ $# -gt 0 ]; do
     case "$1" in
     --frames) FRAMES=$2; shift ;;
@@ -54,6 +55,7 @@ while [ $# -gt 0 ]; do
     --workload) WORKLOAD=$2; shift ;;
     --interval-ms) INTERVAL=$2; shift ;;
     --kv) KV=$2; shift ;;
+    --image-compression) COMPRESSION=$2; shift ;;
     -h | --help) sed -n '2,/^set -uo/{/^set -uo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
     esac
@@ -106,7 +108,7 @@ run_side() {
     local guest_args=(--test redraw --append "spice_frames=$nframes spice_hold=30 spice_scroll=$SCROLL spice_interval_ms=$INTERVAL${WORKLOAD:+ spice_workload=$WORKLOAD}" --timeout 900 --pidfile "$OUT/$side.qpid")
     if [ "$side" = daemon ]; then
         mkdir -p "$OUT/d"
-        daemon_start "$OUT/d" --disable-ticketing --qxl-no-mmap || die "daemon did not start"
+        daemon_start "$OUT/d" --disable-ticketing --qxl-no-mmap --image-compression "$COMPRESSION" || die "daemon did not start"
         upstream=$DAEMON_PORT
         guest_args+=(--vfio-user "$DAEMON_SOCK" --no-mmap)
     else

@@ -17,16 +17,18 @@
 #
 # Not yet here (issue 11): the Xorg guest with an xterm scrolling a long file, lossy settings.
 #
-# Usage: tests/bench/workloads.sh [--frames N] [--interval-ms M] [--only "text photo"] [--out FILE.md]
+# Usage: tests/bench/workloads.sh [--frames N] [--interval-ms M] [--only "text photo"]
+#        [--image-compression MODE (the daemon's; default lz)] [--out FILE.md]
 #        (root; about 4 minutes a workload)
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
-FRAMES=40 INTERVAL=100 ONLY="text scroll photo video" OUTMD=""
+FRAMES=40 INTERVAL=100 ONLY="text scroll photo video" OUTMD="" COMPRESSION=lz
 while [ $# -gt 0 ]; do
     case "$1" in
     --frames) FRAMES=$2; shift ;;
     --interval-ms) INTERVAL=$2; shift ;;
     --only) ONLY=$2; shift ;;
+    --image-compression) COMPRESSION=$2; shift ;;
     --out) OUTMD=$2; shift ;;
     -h | --help) sed -n '2,/^set -uo/{/^set -uo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
@@ -37,14 +39,14 @@ OUT=$(mktemp -d /tmp/workloads.XXXXXX)
 for w in $ONLY; do
     echo "[workloads $(date -u +%T)] === $w: $FRAMES frames, $INTERVAL ms apart" >&2
     bash tests/bench/daemon-vs-reference.sh --workload "$w" --frames "$FRAMES" --ref-frames "$FRAMES" \
-        --interval-ms "$INTERVAL" --kv "$OUT/$w.kv" --out "$OUT/$w.md" >&2 ||
+        --interval-ms "$INTERVAL" --image-compression "$COMPRESSION" --kv "$OUT/$w.kv" --out "$OUT/$w.md" >&2 ||
         echo "[workloads] $w: the run failed (see above)" >&2
 done
 
 # kv FILE KEY: the value of KEY in FILE (empty when missing)
 kv() { sed -n "s/^$2=//p" "$1" 2>/dev/null | tail -1; }
 {
-    echo "Workloads: $(date -u +'%F %T') UTC, $(nproc) CPUs; $FRAMES frames each, $INTERVAL ms apart; lossless on both sides"
+    echo "Workloads: $(date -u +'%F %T') UTC, $(nproc) CPUs; $FRAMES frames each, $INTERVAL ms apart; lossless on both sides; daemon --image-compression $COMPRESSION, reference QEMU's default (auto_glz)"
     echo
     printf '| %-8s | %-12s | %12s | %14s | %8s | %-8s | %9s |\n' workload side "KiB on wire" "updates/frames" "CPU s" "final" "bytes d/r"
     printf '|%s|%s|%s|%s|%s|%s|%s|\n' ---------- -------------- -------------- ---------------- ---------- ---------- -----------
