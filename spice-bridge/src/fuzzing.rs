@@ -171,6 +171,21 @@ pub fn quic_decode(data: &[u8]) {
     }
 }
 
+/// The pixel buffer of a fuzzed picture and its stride: rows padded by `pad % 8` bytes, filled
+/// with `pixels` repeated cyclically (`pixels` must not be empty).
+fn fuzz_picture(
+    width: u32,
+    height: u32,
+    format: SourceFormat,
+    pad: u8,
+    pixels: &[u8],
+) -> (Vec<u8>, usize) {
+    let row = width as usize * format.bytes_per_pixel();
+    let stride = row + usize::from(pad % 8);
+    let len = stride * (height as usize - 1) + row;
+    (pixels.iter().copied().cycle().take(len).collect(), stride)
+}
+
 /// Whatever the picture, the QUIC encoding decodes back to it exactly, through
 /// `quic::encode` and through `codec::encode(ImageCodec::Quic)` (whose body is QUIC or, when
 /// that is not smaller or the picture is under 3 pixels wide or tall, BITMAP).
@@ -192,11 +207,11 @@ pub fn quic_roundtrip(data: &[u8]) {
         1 => SourceFormat::Argb32,
         _ => SourceFormat::Rgb24,
     };
-    let bpp = format.bytes_per_pixel();
-    let row = width as usize * bpp;
-    let stride = row + usize::from(*pad % 8);
-    let len = stride * (height as usize - 1) + row;
-    let buf: Vec<u8> = pixels.iter().copied().cycle().take(len).collect();
+    let (buf, stride) = fuzz_picture(width, height, format, *pad, pixels);
+    let (bpp, row) = (
+        format.bytes_per_pixel(),
+        width as usize * format.bytes_per_pixel(),
+    );
     let src = SourceImage {
         data: &buf,
         width,
@@ -255,11 +270,11 @@ pub fn lz_roundtrip(data: &[u8]) {
         2 => SourceFormat::Rgb24,
         _ => SourceFormat::Rgb16,
     };
-    let bpp = format.bytes_per_pixel();
-    let row = width as usize * bpp;
-    let stride = row + usize::from(*pad % 8);
-    let len = stride * (height as usize - 1) + row;
-    let buf: Vec<u8> = pixels.iter().copied().cycle().take(len).collect();
+    let (buf, stride) = fuzz_picture(width, height, format, *pad, pixels);
+    let (bpp, row) = (
+        format.bytes_per_pixel(),
+        width as usize * format.bytes_per_pixel(),
+    );
     let src = SourceImage {
         data: &buf,
         width,

@@ -840,28 +840,54 @@ fn lz_vs_quic_sizes() {
 #[test]
 #[ignore]
 fn write_quic_fuzz_seeds() {
+    let mut rng = Rng::new(77);
+    let photo = ("photo", 30, 20, testimg::photo(30, 20, &mut rng));
+    write_codec_seeds(
+        ("quic_decode", "quic"),
+        "quic_roundtrip",
+        rng,
+        Some(photo),
+        3,
+        |src| quic::encode(src).unwrap(),
+    );
+}
+
+/// The fuzz seeds of one codec: for each test picture and format (the first `formats` of
+/// xRGB, ARGB, RGB24, RGB16), its encoding into `corpus/<decode>/NAME-FORMAT.<ext>` and the
+/// raw picture (the round-trip targets' 4-byte header, then the pixels) into
+/// `corpus/<roundtrip>/NAME-FORMAT.bin`.
+fn write_codec_seeds(
+    (decode, ext): (&str, &str),
+    roundtrip: &str,
+    mut rng: Rng,
+    extra: Option<(&str, u32, u32, Vec<u8>)>,
+    formats: usize,
+    encode: impl Fn(&SourceImage<'_>) -> Vec<u8>,
+) {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
-    let dec = root.join("quic_decode");
-    let rt = root.join("quic_roundtrip");
+    let dec = root.join(decode);
+    let rt = root.join(roundtrip);
     std::fs::create_dir_all(&dec).unwrap();
     std::fs::create_dir_all(&rt).unwrap();
-    let mut rng = Rng::new(77);
-    let pictures: Vec<(&str, u32, u32, Vec<u8>)> = vec![
+    let mut pictures: Vec<(&str, u32, u32, Vec<u8>)> = vec![
         ("solid", 9, 3, testimg::solid(9, 3, 0x0011_2233)),
         ("gradient", 16, 16, testimg::gradient(16, 16)),
-        ("photo", 30, 20, testimg::photo(30, 20, &mut rng)),
+    ];
+    pictures.extend(extra);
+    pictures.extend([
         ("text", 40, 14, testimg::text(40, 14, &mut rng)),
         ("desktop", 60, 30, testimg::desktop(60, 30, &mut rng)),
         ("noise", 8, 8, testimg::noise(8, 8, &mut rng)),
         ("pixel", 1, 1, testimg::solid(1, 1, 0x00AB_CDEF)),
-    ];
-    let formats = [
+    ]);
+    let all_formats = [
         (SourceFormat::Xrgb32, 0u8, "rgb32"),
         (SourceFormat::Argb32, 1, "rgba"),
         (SourceFormat::Rgb24, 2, "rgb24"),
+        (SourceFormat::Rgb16, 3, "rgb16"),
     ];
     for (name, w, h, pic) in &pictures {
-        for &(format, code, fname) in &formats {
+        for &(format, code, fname) in &all_formats[..formats] {
             let (data, stride) = testimg::convert(pic, *w, *h, format, 0);
             let src = SourceImage {
                 data: &data,
@@ -870,8 +896,7 @@ fn write_quic_fuzz_seeds() {
                 stride,
                 format,
             };
-            let stream = quic::encode(&src).unwrap();
-            std::fs::write(dec.join(format!("{name}-{fname}.quic")), &stream).unwrap();
+            std::fs::write(dec.join(format!("{name}-{fname}.{ext}")), encode(&src)).unwrap();
             let mut seed = vec![(*w - 1) as u8, (*h - 1) as u8, code, 0];
             seed.extend_from_slice(&data);
             std::fs::write(rt.join(format!("{name}-{fname}.bin")), &seed).unwrap();
@@ -897,43 +922,14 @@ fn client_caps_lz4_is_display_cap_bit_5() {
 #[test]
 #[ignore]
 fn write_fuzz_seeds() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
-    let dec = root.join("lz_decode");
-    let rt = root.join("lz_roundtrip");
-    std::fs::create_dir_all(&dec).unwrap();
-    std::fs::create_dir_all(&rt).unwrap();
-    let mut rng = Rng::new(99);
-    let pictures: Vec<(&str, u32, u32, Vec<u8>)> = vec![
-        ("solid", 9, 3, testimg::solid(9, 3, 0x0011_2233)),
-        ("gradient", 16, 16, testimg::gradient(16, 16)),
-        ("text", 40, 14, testimg::text(40, 14, &mut rng)),
-        ("desktop", 60, 30, testimg::desktop(60, 30, &mut rng)),
-        ("noise", 8, 8, testimg::noise(8, 8, &mut rng)),
-        ("pixel", 1, 1, testimg::solid(1, 1, 0x00AB_CDEF)),
-    ];
-    let formats = [
-        (SourceFormat::Xrgb32, 0u8, "rgb32"),
-        (SourceFormat::Argb32, 1, "rgba"),
-        (SourceFormat::Rgb24, 2, "rgb24"),
-        (SourceFormat::Rgb16, 3, "rgb16"),
-    ];
-    for (name, w, h, pic) in &pictures {
-        for &(format, code, fname) in &formats {
-            let (data, stride) = testimg::convert(pic, *w, *h, format, 0);
-            let src = SourceImage {
-                data: &data,
-                width: *w,
-                height: *h,
-                stride,
-                format,
-            };
-            let stream = lz::encode(&src).unwrap();
-            std::fs::write(dec.join(format!("{name}-{fname}.lz")), &stream).unwrap();
-            let mut seed = vec![(*w - 1) as u8, (*h - 1) as u8, code, 0];
-            seed.extend_from_slice(&data);
-            std::fs::write(rt.join(format!("{name}-{fname}.bin")), &seed).unwrap();
-        }
-    }
+    write_codec_seeds(
+        ("lz_decode", "lz"),
+        "lz_roundtrip",
+        Rng::new(99),
+        None,
+        4,
+        |src| lz::encode(src).unwrap(),
+    );
 }
 
 /// Writes client test vectors into `$CODEC_VECTORS_DIR`: for each case `<name>.raw` (the expected
