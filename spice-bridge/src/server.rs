@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
@@ -36,6 +36,24 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 pub const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
 /// Longest pause of the accept loop after repeated `accept` errors.
 pub const ACCEPT_BACKOFF_MAX: Duration = Duration::from_millis(500);
+/// Kernel accept-queue length of each listening port. `TcpListener::bind` asks for 128 here;
+/// a burst of connects (a flood, or a client opening its channels while one is under way)
+/// then overflows the queue and the kernel drops SYNs, which costs a real client a 1 s
+/// retransmit. The kernel caps this at `net.core.somaxconn`.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds a listening TCP socket on `addr` with [`LISTEN_BACKLOG`] (and `SO_REUSEADDR`, as
+/// `TcpListener::bind` sets, so a restarted daemon can bind while old sockets are in TIME_WAIT).
+fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -65,10 +83,10 @@ impl Server {
         input: Arc<dyn InputSink>,
         agent: Arc<dyn AgentSink>,
     ) -> Result<ServerHandle, ServerError> {
-        let listener = TcpListener::bind(config.listen).await?;
+        let listener = bind_listener(config.listen)?;
         let addr = listener.local_addr()?;
         let tls_listener = match &config.tls {
-            Some(t) => Some((TcpListener::bind(t.listen).await?, t.config.clone())),
+            Some(t) => Some((bind_listener(t.listen)?, t.config.clone())),
             None => None,
         };
         let tls_addr = match &tls_listener {
