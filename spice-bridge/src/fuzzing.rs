@@ -126,11 +126,11 @@ pub fn link(data: &[u8]) {
     assert!(t.handle(ticket, key, &policy, SystemTime::now()).is_err());
 }
 
-/// The LZ and LZ4 image decoders never panic and never allocate beyond their limits, whatever
-/// the bytes.
+/// The LZ (RGB and palette) and LZ4 image decoders never panic and never allocate beyond their
+/// limits, whatever the bytes.
 ///
-/// Input: an LZ stream. The same bytes are also fed to the LZ4 payload decoder with a geometry
-/// taken from the first bytes.
+/// Input: an LZ stream, decoded as is and with a 16-entry palette (LZ_PLT types). The same
+/// bytes are also fed to the LZ4 payload decoder with a geometry taken from the first bytes.
 pub fn lz_decode(data: &[u8]) {
     if let Ok(img) = lz::decode(data, 1 << 20) {
         // A successful decode yields exactly width x height pixels.
@@ -138,6 +138,17 @@ pub fn lz_decode(data: &[u8]) {
             img.pixels.len(),
             img.header.width as usize * img.header.height as usize
         );
+    }
+    // Palette streams (LZ_PLT) with a 16-entry palette: an index past it is an error.
+    let palette: Vec<u32> = (0..16u32).map(|i| i * 0x0011_1111).collect();
+    if let Ok(img) = lz::decode_with_palette(data, &palette, 1 << 20) {
+        assert_eq!(
+            img.pixels.len(),
+            img.header.width as usize * img.header.height as usize
+        );
+        if img.header.image_type.plt_pixels_per_byte().is_some() {
+            assert!(img.pixels.iter().all(|p| palette.contains(p)));
+        }
     }
     if data.len() >= 2 {
         let w = u32::from(data[0] % 64) + 1;
@@ -251,9 +262,11 @@ pub fn quic_roundtrip(data: &[u8]) {
 }
 
 /// Whatever the picture, LZ and LZ4 encodings decode back to it (the pixels the client shows),
-/// and no codec body is larger than the plain bitmap.
+/// and no codec body is larger than the plain bitmap; the picture reduced to few colours goes
+/// through LZ_PLT (palette + LZ of packed indices) and back.
 ///
-/// Input: 4 header bytes (width-1, height-1, format, row padding) then pixel bytes, repeated
+/// Input: 4 header bytes (width-1, height-1, format: bits 0-1 the pixel format, bits 2-3 the
+/// colour count 2/3/16/256 of the reduced picture; row padding) then pixel bytes, repeated
 /// cyclically when too short.
 pub fn lz_roundtrip(data: &[u8]) {
     let [w, h, f, pad, pixels @ ..] = data else {
@@ -316,6 +329,32 @@ pub fn lz_roundtrip(data: &[u8]) {
         let img = encode(codec, &src).expect("encode");
         assert!(img.body.len() <= bitmap.body.len());
     }
+
+    // The same picture reduced to 2, 16 or 256 colours (chosen by the format byte's next two
+    // bits) goes as LZ_PLT and decodes back through its palette.
+    let levels = [2u32, 3, 16, 256][usize::from(*f / 4 % 4)];
+    let few: Vec<u32> = want
+        .iter()
+        .map(|&p| {
+            let k = (p ^ (p >> 8) ^ (p >> 16) ^ (p >> 24)) % levels;
+            k.wrapping_mul(0x9E37_79B1) >> 8
+        })
+        .collect();
+    let few_bytes: Vec<u8> = few.iter().flat_map(|p| p.to_le_bytes()).collect();
+    let few_src = SourceImage {
+        data: &few_bytes,
+        width,
+        height,
+        stride: width as usize * 4,
+        format: SourceFormat::Xrgb32,
+    };
+    let p = crate::codec::palette::palettize(&few_src, 256).expect("at most 256 colours");
+    assert!(p.entries.len() <= 256 && p.packed.len() == p.stride * height as usize);
+    let mut stream = Vec::new();
+    lz::encode_palette_into(&p, &mut stream);
+    let got = lz::decode_with_palette(&stream, &p.entries, 1 << 20)
+        .expect("LZ_PLT decode of our own stream");
+    assert!(got.pixels == few, "LZ_PLT round trip differs");
 }
 
 /// Name of the threads of the [`session`] server runtime; a panic on one of them sets

@@ -227,6 +227,8 @@ pub struct StatsSnapshot {
     pub display_bytes: u64,
     /// images sent
     pub images_sent: u64,
+    /// images sent as LZ_PLT
+    pub palette_images: u64,
 }
 
 impl ServerHandle {
@@ -325,6 +327,7 @@ impl ServerHandle {
             sessions_replaced: s.sessions_replaced.load(Ordering::Relaxed),
             display_bytes: s.display_bytes.load(Ordering::Relaxed),
             images_sent: s.images_sent.load(Ordering::Relaxed),
+            palette_images: s.palette_images.load(Ordering::Relaxed),
         }
     }
 

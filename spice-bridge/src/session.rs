@@ -176,6 +176,8 @@ pub struct ServerStats {
     pub display_bytes: Arc<AtomicU64>,
     /// display messages that carried an image
     pub images_sent: AtomicU64,
+    /// images sent as LZ_PLT (few-colour pictures as palette indices)
+    pub palette_images: AtomicU64,
 }
 
 /// Per-session state shared by its channel connections.

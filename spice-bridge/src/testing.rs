@@ -156,6 +156,77 @@ pub fn scene_photo(m: &DisplayModel) {
     m.mark();
 }
 
+/// A console-text xRGB pixel: 16-row lines of 8x16 glyph cells, dark glyph bits on white with
+/// blank rows between lines; each cell's bits come from a hash of (line, cell), like the guest's
+/// `qxltest` text workload. Two colours only.
+pub fn text_pixel(x: u32, y: u32, seed: u32) -> u32 {
+    let (line, r, cell) = (y / 16 + seed * 1000, y % 16, x / 8);
+    if !(2..14).contains(&r) {
+        return 0x00ff_ffff;
+    }
+    let mut h = line.wrapping_mul(2_654_435_761) ^ cell.wrapping_mul(40_503);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0x5bd1_e995);
+    h ^= h >> 15;
+    if h & 7 == 0 {
+        return 0x00ff_ffff;
+    }
+    if (h >> (((r - 2) / 3) * 4 + (x & 7) / 2)) & 1 != 0 {
+        0x0020_2020
+    } else {
+        0x00ff_ffff
+    }
+}
+
+/// A `w` x `h` picture of `colours` (2 to 256) colours: [`text_pixel`] for 2, else vertical
+/// bands of [`pattern`] colours with dots, so every colour appears and rows repeat in part.
+pub fn palette_image(id: u64, w: u32, h: u32, colours: u32) -> Image {
+    let px = (0..h)
+        .flat_map(|y| {
+            (0..w).map(move |x| {
+                if colours <= 2 {
+                    return text_pixel(x, y, 1);
+                }
+                let band = (x / 2 + y * 5 + (x * y) % 7) % colours;
+                pattern(band, band * 3, 17)
+            })
+        })
+        .collect();
+    Image::new(id, w, h, px).expect("valid test image")
+}
+
+/// Scene "palette": few-colour pictures at odd places and of odd widths (so each row's last
+/// packed byte is partly used) drawn on a 643x401 off-screen surface 1: a 2-colour text page
+/// (331x97), a 16-colour picture (77x45), a 200-colour one (201x99) and a 2-colour strip one
+/// pixel wide. Then the primary surface is created and gets surface 1 in one copy, so a client
+/// that screenshots on its first primary draw (spicy-screenshot) shows them all.
+pub fn scene_palette(m: &DisplayModel) {
+    let (w, h) = (643, 401);
+    m.create_surface(1, w, h, SurfaceFormat::Xrgb32)
+        .expect("surface 1");
+    m.fill(1, Rect::new(0, 0, w as i32, h as i32), 0x0040_4040, &[])
+        .expect("bg");
+    for (x, y, pw, ph, colours) in [
+        (3, 5, 331, 97, 2),
+        (401, 11, 77, 45, 16),
+        (101, 203, 201, 99, 200),
+        (640, 0, 1, 400, 2),
+    ] {
+        m.draw_copy(
+            1,
+            Rect::new(x, y, pw as i32, ph as i32),
+            &palette_image(0, pw, ph, colours),
+            &[],
+        )
+        .expect("palette picture");
+    }
+    m.create_surface(0, w, h, SurfaceFormat::Xrgb32)
+        .expect("primary");
+    let all = Rect::new(0, 0, w as i32, h as i32);
+    m.copy_surface(1, all, 0, all, &[]).expect("to primary");
+    m.mark();
+}
+
 /// Scene 2: a 333x211 primary (not multiples of 16) drawn with odd-sized pieces.
 pub fn scene_odd(m: &DisplayModel) {
     let _ = m.destroy_surface(0);
@@ -666,6 +737,7 @@ impl ClientCanvas {
         let ty = match &i.body {
             ImageBody::Bitmap(_) => 0,
             ImageBody::LzRgb(_) => 101,
+            ImageBody::LzPlt(_) => 100,
             ImageBody::Lz4(_) => 109,
             ImageBody::Quic(_) => 1,
             ImageBody::FromCache => 103,
@@ -673,20 +745,14 @@ impl ClientCanvas {
         };
         *self.image_types.entry(ty).or_default() += 1;
         let decoded = match &i.body {
+            ImageBody::LzPlt(l) => {
+                let pal = self.palette(&l.palette, l.flags);
+                let dec = crate::codec::lz::decode_with_palette(&l.data, &pal, 1 << 28)
+                    .expect("lz palette decode");
+                (i.width, i.height, dec.pixels)
+            }
             ImageBody::Bitmap(b) if b.format == wd::bitmap::FMT_8BIT => {
-                let pal = match &b.palette {
-                    wd::PaletteRef::Inline(p) => {
-                        if b.flags & wd::bitmap::PAL_CACHE_ME != 0 {
-                            self.palettes.insert(p.unique, p.entries.clone());
-                        }
-                        p.entries.clone()
-                    }
-                    wd::PaletteRef::FromCache(u) => {
-                        *self.image_types.entry(200).or_default() += 1;
-                        self.palettes.get(u).cloned().expect("palette in cache")
-                    }
-                    wd::PaletteRef::None => panic!("8-bit bitmap without palette"),
-                };
+                let pal = self.palette(&b.palette, b.flags);
                 let px = (0..b.height as usize)
                     .flat_map(|y| {
                         let row = &b.data[y * b.stride as usize..];
@@ -735,6 +801,23 @@ impl ClientCanvas {
             self.cache.insert(i.id, decoded.clone());
         }
         decoded
+    }
+
+    /// The palette of a bitmap or LZ_PLT image, caching it when `flags` ask to.
+    fn palette(&mut self, p: &wd::PaletteRef, flags: u8) -> Vec<u32> {
+        match p {
+            wd::PaletteRef::Inline(p) => {
+                if flags & wd::bitmap::PAL_CACHE_ME != 0 {
+                    self.palettes.insert(p.unique, p.entries.clone());
+                }
+                p.entries.clone()
+            }
+            wd::PaletteRef::FromCache(u) => {
+                *self.image_types.entry(200).or_default() += 1;
+                self.palettes.get(u).cloned().expect("palette in cache")
+            }
+            wd::PaletteRef::None => panic!("palette image without palette"),
+        }
     }
 
     fn paint(&mut self, base: &wd::DisplayBase, mut f: impl FnMut(i32, i32, &mut u32)) {

@@ -73,6 +73,9 @@ stats=$(daemon_ctl stats) || fail "control socket: stats"
 ws=$(grep -o 'websocket_connections=[0-9]*' <<<"$stats")
 [ "${ws#*=}" -ge 4 ] 2>/dev/null || fail "expected main, display, inputs and cursor over WebSocket: $stats"
 rig_step "  ok   the daemon counted $ws (main, display, inputs, cursor)"
+# spice-html5 cannot decode LZ_PLT (few-colour pictures as palette indices): none may reach it.
+grep -q ' palette_images=0 ' <<<"$stats" || fail "LZ_PLT images went to spice-html5: $stats"
+rig_step "  ok   no LZ_PLT image went to spice-html5 ($(grep -o 'images_sent=[0-9]*' <<<"$stats"))"
 rig_stop_guest
 daemon_stop || fail "the daemon did not stop cleanly"
 echo "PASS: spice-html5 against the daemon and a real guest (retries: $INPUT_RETRIES)"

@@ -15,13 +15,14 @@ use tokio::io::AsyncWrite;
 use tokio::sync::mpsc;
 
 use super::{handle_base, read_msg, BaseAction, ChannelError, MsgWriter, Out, OUTBOX_LEN};
+use crate::codec::ClientImageCaps;
 use crate::model::{DisplayOp, Image as ModelImage, Monitor, RopKind, Taken};
 use crate::session::{ConnCtx, ImageCompression};
 use crate::wire::display::{
     bitmap, cap, image_flags, rop, server_id, Bitmap, Brush, CopyBits, DisplayBase,
     DisplayClientMessage, DrawCopy, DrawFill, DrawMaskOnly, Head, Image, ImageBody,
-    InvalAllPalettes, InvalList, InvalPalette, Mark, MonitorsConfig, Palette, PaletteRef, QMask,
-    Reset, SurfaceCreate, SurfaceDestroy, SURFACE_FLAG_PRIMARY,
+    InvalAllPalettes, InvalList, InvalPalette, LzPlt, Mark, MonitorsConfig, Palette, PaletteRef,
+    QMask, Reset, SurfaceCreate, SurfaceDestroy, SURFACE_FLAG_PRIMARY,
 };
 use crate::wire::types::{Clip, Rect};
 use crate::wire::{to_vec, Message};
@@ -117,8 +118,10 @@ pub(crate) struct DisplayEncoder {
     cache: PixmapCache,
     palettes: PaletteCache,
     compression: ImageCompression,
-    client_lz4: bool,
+    caps: ClientImageCaps,
     monitors_cap: bool,
+    /// Images encoded as LZ_PLT since the last [`DisplayEncoder::take_palette_images`].
+    palette_images: u64,
 }
 
 /// Encoded messages for one operation.
@@ -138,19 +141,29 @@ pub fn bgrx_bytes(pixels: &[u32]) -> Vec<u8> {
 }
 
 impl DisplayEncoder {
-    pub(crate) fn new(compression: ImageCompression, client_lz4: bool, monitors_cap: bool) -> Self {
+    pub(crate) fn new(
+        compression: ImageCompression,
+        caps: ClientImageCaps,
+        monitors_cap: bool,
+    ) -> Self {
         DisplayEncoder {
             known: BTreeMap::new(),
             cache: PixmapCache::default(),
             palettes: PaletteCache::default(),
             compression,
-            client_lz4,
+            caps,
             monitors_cap,
+            palette_images: 0,
         }
     }
 
     pub(crate) fn set_cache_capacity(&mut self, pixels: u64) {
         self.cache = PixmapCache::new(pixels);
+    }
+
+    /// Images encoded as LZ_PLT since the last call (for [`crate::server::ServerStats`]).
+    pub(crate) fn take_palette_images(&mut self) -> u64 {
+        std::mem::take(&mut self.palette_images)
     }
 
     pub(crate) fn set_compression(&mut self, c: ImageCompression) {
@@ -196,8 +209,11 @@ impl DisplayEncoder {
         }
         let data = bgrx_bytes(img.pixels());
         if let Some(body) =
-            crate::channel::display::compress(self.compression, self.client_lz4, img, &data)
+            crate::channel::display::compress(self.compression, self.caps, img, &data)
         {
+            if matches!(body, ImageBody::LzPlt(_)) {
+                self.palette_images += 1;
+            }
             return body;
         }
         ImageBody::Bitmap(Bitmap {
@@ -437,12 +453,12 @@ impl DisplayEncoder {
 /// BITMAP (compression off, a tiny image, or compression not smaller).
 pub(crate) fn compress(
     mode: ImageCompression,
-    client_lz4: bool,
+    caps: ClientImageCaps,
     img: &ModelImage,
     bgrx: &[u8],
 ) -> Option<ImageBody> {
     use crate::codec::{
-        choose_codec, encode, ClientImageCaps, CompressionPolicy, ImageCodec, SourceFormat,
+        choose_codec, encode, encode_palette_lz, CompressionPolicy, ImageCodec, SourceFormat,
         SourceImage, MIN_SIZE_TO_COMPRESS,
     };
     let policy = match mode {
@@ -462,7 +478,16 @@ pub(crate) fn compress(
         stride: img.width() as usize * 4,
         format: SourceFormat::Xrgb32,
     };
-    let caps = ClientImageCaps { lz4: client_lz4 };
+    if let Some(p) = encode_palette_lz(policy, caps, &src) {
+        return Some(ImageBody::LzPlt(LzPlt {
+            flags: 0,
+            palette: PaletteRef::Inline(Palette {
+                unique: 0,
+                entries: p.entries,
+            }),
+            data: p.lz,
+        }));
+    }
     let e = encode(choose_codec(policy, caps, &src), &src).ok()?;
     let data = e.body.get(4..)?.to_vec();
     match e.codec {
@@ -503,7 +528,10 @@ pub(crate) async fn run(ctx: ConnCtx, mut rd: Reader, wr: Writer) -> Result<(), 
     *lock(&ctx.session.display_tx) = Some(out.clone());
     let mut enc = DisplayEncoder::new(
         ctx.shared.config.compression,
-        ctx.linked.channel_caps.has(cap::LZ4_COMPRESSION),
+        ClientImageCaps {
+            lz4: ctx.linked.channel_caps.has(cap::LZ4_COMPRESSION),
+            palette_lz: ctx.linked.channel_caps.has(cap::COMPOSITE),
+        },
         ctx.linked.channel_caps.has(cap::MONITORS_CONFIG),
     );
     let shared = ctx.shared.clone();
@@ -567,6 +595,7 @@ pub(crate) async fn run(ctx: ConnCtx, mut rd: Reader, wr: Writer) -> Result<(), 
                         if !w.window_open() { break; }
                         let Some(op) = pending.pop_front() else { break };
                         let msgs = enc.encode(&op, &monitors);
+                        shared.stats.palette_images.fetch_add(enc.take_palette_images(), Ordering::Relaxed);
                         send_all(&mut w, msgs, &shared.stats.images_sent).await?;
                     }
                 }

@@ -35,6 +35,7 @@
 
 use std::cell::RefCell;
 
+use super::palette::PaletteImage;
 use super::{CodecError, SourceFormat, SourceImage};
 
 /// LZ stream magic (`"  ZL"` as a big-endian u32).
@@ -122,6 +123,17 @@ impl LzImageType {
             10 => Self::Xxxa,
             11 => Self::A8,
             v => Self::Unknown(v),
+        }
+    }
+
+    /// Pixels per byte of the palette types (`PLT_PIXELS_PER_BYTE` in lz_common.h): 8 for
+    /// PLT1, 2 for PLT4, 1 for PLT8; `None` for the others.
+    pub const fn plt_pixels_per_byte(self) -> Option<u32> {
+        match self {
+            Self::Plt1Le | Self::Plt1Be => Some(8),
+            Self::Plt4Le | Self::Plt4Be => Some(2),
+            Self::Plt8 => Some(1),
+            _ => None,
         }
     }
 
@@ -232,6 +244,26 @@ pub enum LzError {
         len: usize,
         /// Pixels in the image.
         total: usize,
+    },
+    /// A palette stream's stride is not the packed row length `ceil(width / pixels per byte)`
+    /// (the one length both our encoder and spice-common's accept).
+    #[error("LZ palette stride {stride} does not fit width {width} at {per_byte} pixels per byte")]
+    BadPaletteStride {
+        /// Stride in the header.
+        stride: u32,
+        /// Width in the header.
+        width: u32,
+        /// Pixels per byte of the type.
+        per_byte: u32,
+    },
+    /// A palette index with no palette entry (or a PLT1 palette with fewer than two entries,
+    /// which spice-common would read past).
+    #[error("LZ palette index {index} but the palette has {entries} entries")]
+    PaletteIndex {
+        /// The index found.
+        index: usize,
+        /// Entries in the palette.
+        entries: usize,
     },
     /// Bytes remain after the last pixel.
     #[error("{extra} trailing bytes after the LZ stream")]
@@ -415,6 +447,33 @@ impl LzEncoder {
         }
         Ok(())
     }
+
+    /// Appends the complete LZ stream (header and body) for the palette picture `p`: the
+    /// packed index bytes compressed as one-byte symbols (matches of at least three bytes, the
+    /// palette types' length bias), type `p.lz_type`, stride `p.stride`, top_down 1. The
+    /// palette itself travels beside the stream (the LZ_PLT image body), not in it.
+    pub fn encode_palette_into(&mut self, p: &PaletteImage, out: &mut Vec<u8>) {
+        let header = LzHeader {
+            image_type: p.lz_type,
+            width: p.width,
+            height: p.height,
+            // The packed size is at most the 32-bit source's, which validate() bounded by 2^30.
+            stride: p.stride as u32,
+            top_down: true,
+        };
+        out.reserve(LZ_HEADER_LEN + p.packed.len() + 2 * p.packed.len().div_ceil(MAX_LITERALS));
+        header.write(out);
+        compress(&p.packed, &mut self.table, out);
+    }
+}
+
+/// Appends the LZ stream for the palette picture `p` to `out`, using a per-thread
+/// [`LzEncoder`].
+pub fn encode_palette_into(p: &PaletteImage, out: &mut Vec<u8>) {
+    ENCODER.with(|e| match e.try_borrow_mut() {
+        Ok(mut enc) => enc.encode_palette_into(p, out),
+        Err(_) => LzEncoder::new().encode_palette_into(p, out),
+    })
 }
 
 thread_local! {
@@ -589,10 +648,11 @@ impl<'a> Reader<'a> {
 /// non-zero size and the caller's pixel limit.
 pub fn decode_header(data: &[u8], max_pixels: usize) -> Result<LzHeader, LzError> {
     let mut r = Reader { data, pos: 0 };
-    read_header(&mut r, max_pixels)
+    read_header(&mut r, max_pixels, false)
 }
 
-fn read_header(r: &mut Reader<'_>, max_pixels: usize) -> Result<LzHeader, LzError> {
+/// Reads the header; palette types pass only when `palette` is set.
+fn read_header(r: &mut Reader<'_>, max_pixels: usize, palette: bool) -> Result<LzHeader, LzError> {
     let magic = r.u32_be()?;
     if magic != LZ_MAGIC {
         return Err(LzError::BadMagic(magic));
@@ -607,14 +667,28 @@ fn read_header(r: &mut Reader<'_>, max_pixels: usize) -> Result<LzHeader, LzErro
     let height = r.u32_be()?;
     let stride = r.u32_be()?;
     let top_down = r.u32_be()? != 0;
-    let bpp = image_type
-        .rgb_bytes_per_pixel()
-        .ok_or(LzError::UnsupportedType(raw_type))?;
     if width == 0 || height == 0 {
         return Err(LzError::Empty { width, height });
     }
-    if u64::from(stride) != u64::from(width) * bpp as u64 {
-        return Err(LzError::BadStride { stride, width, bpp });
+    match (image_type.plt_pixels_per_byte(), palette) {
+        (Some(per_byte), true) => {
+            if stride != width.div_ceil(per_byte) {
+                return Err(LzError::BadPaletteStride {
+                    stride,
+                    width,
+                    per_byte,
+                });
+            }
+        }
+        (Some(_), false) => return Err(LzError::UnsupportedType(raw_type)),
+        (None, _) => {
+            let bpp = image_type
+                .rgb_bytes_per_pixel()
+                .ok_or(LzError::UnsupportedType(raw_type))?;
+            if u64::from(stride) != u64::from(width) * bpp as u64 {
+                return Err(LzError::BadStride { stride, width, bpp });
+            }
+        }
     }
     let too_large = LzError::TooLarge { width, height };
     if u64::from(stride) * u64::from(height) > LZ_MAX_IMAGE_BYTES {
@@ -638,8 +712,28 @@ fn read_header(r: &mut Reader<'_>, max_pixels: usize) -> Result<LzHeader, LzErro
 /// `max_pixels` bounds width × height before anything is allocated. Never panics, whatever the
 /// input.
 pub fn decode(data: &[u8], max_pixels: usize) -> Result<DecodedImage, LzError> {
+    decode_inner(data, max_pixels, None)
+}
+
+/// Decodes one complete LZ stream of any type, palette types (PLT1/PLT4/PLT8, both bit orders)
+/// included: their indices are looked up in `palette` (0x00RRGGBB entries, as the LZ_PLT image
+/// body carries them). An index without an entry is an error, and so is a PLT1 palette of fewer
+/// than two entries. Like [`decode`], never panics.
+pub fn decode_with_palette(
+    data: &[u8],
+    palette: &[u32],
+    max_pixels: usize,
+) -> Result<DecodedImage, LzError> {
+    decode_inner(data, max_pixels, Some(palette))
+}
+
+fn decode_inner(
+    data: &[u8],
+    max_pixels: usize,
+    palette: Option<&[u32]>,
+) -> Result<DecodedImage, LzError> {
     let mut r = Reader { data, pos: 0 };
-    let header = read_header(&mut r, max_pixels)?;
+    let header = read_header(&mut r, max_pixels, palette.is_some())?;
     let n = header.width as usize * header.height as usize;
     let mut pixels = vec![0u32; n];
     match header.image_type {
@@ -672,6 +766,26 @@ pub fn decode(data: &[u8], max_pixels: usize) -> Result<DecodedImage, LzError> {
                 *p = rgb16_to_rgb32(c);
             }
         }
+        ty @ (LzImageType::Plt1Le
+        | LzImageType::Plt1Be
+        | LzImageType::Plt4Le
+        | LzImageType::Plt4Be
+        | LzImageType::Plt8) => {
+            // read_header() only lets palette types through with a palette.
+            let palette = palette.ok_or(LzError::UnsupportedType(ty.to_u32()))?;
+            let stride = header.stride as usize;
+            // stride × height ≤ LZ_MAX_IMAGE_BYTES (read_header).
+            let mut packed = vec![0u8; stride * header.height as usize];
+            decode_stream(&mut r, &mut packed, 3, Reader::u8)?;
+            expand_palette(
+                ty,
+                &packed,
+                stride,
+                header.width as usize,
+                palette,
+                &mut pixels,
+            )?;
+        }
         // read_header() only lets the types above through.
         other => return Err(LzError::UnsupportedType(other.to_u32())),
     }
@@ -688,6 +802,50 @@ pub fn decode(data: &[u8], max_pixels: usize) -> Result<DecodedImage, LzError> {
         pixels = flipped;
     }
     Ok(DecodedImage { header, pixels })
+}
+
+/// Turns packed palette rows into pixels (`out` holds width × rows pixels), the way
+/// spice-common's PLT-to-RGB32 decoders read each byte: `_BE` types take the leftmost pixel
+/// from the most significant bits, `_LE` types from the least significant ones.
+fn expand_palette(
+    ty: LzImageType,
+    packed: &[u8],
+    stride: usize,
+    width: usize,
+    palette: &[u32],
+    out: &mut [u32],
+) -> Result<(), LzError> {
+    let (bits, msb_first) = match ty {
+        LzImageType::Plt1Be => (1, true),
+        LzImageType::Plt1Le => (1, false),
+        LzImageType::Plt4Be => (4, true),
+        LzImageType::Plt4Le => (4, false),
+        _ => (8, true),
+    };
+    if bits == 1 && palette.len() < 2 {
+        return Err(LzError::PaletteIndex {
+            index: 1,
+            entries: palette.len(),
+        });
+    }
+    let per_byte = 8 / bits;
+    let mask = ((1u16 << bits) - 1) as u8;
+    for (row_in, row_out) in packed.chunks_exact(stride).zip(out.chunks_exact_mut(width)) {
+        for (x, px) in row_out.iter_mut().enumerate() {
+            let k = x % per_byte;
+            let shift = if msb_first {
+                8 - bits * (k + 1)
+            } else {
+                bits * k
+            };
+            let index = usize::from((row_in[x / per_byte] >> shift) & mask);
+            *px = *palette.get(index).ok_or(LzError::PaletteIndex {
+                index,
+                entries: palette.len(),
+            })? & 0x00FF_FFFF;
+        }
+    }
+    Ok(())
 }
 
 /// x1r5g5b5 to 0x00RRGGBB with the top bits replicated into the low ones.

@@ -66,6 +66,7 @@
 
 pub mod lz;
 pub mod lz4;
+pub mod palette;
 pub mod quic;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod testimg;
@@ -74,6 +75,8 @@ pub mod testimg;
 pub mod image_type {
     /// Uncompressed bitmap.
     pub const BITMAP: u8 = 0;
+    /// LZ-compressed palette image (`SPICE_IMAGE_TYPE_LZ_PLT`, see [`encode_palette_lz`]).
+    pub const LZ_PLT: u8 = 100;
     /// LZ-compressed RGB image (`SPICE_IMAGE_TYPE_LZ_RGB`).
     pub const LZ_RGB: u8 = 101;
     /// LZ4-compressed image (`SPICE_IMAGE_TYPE_LZ4`).
@@ -435,8 +438,15 @@ pub enum CompressionPolicy {
 pub struct ClientImageCaps {
     /// DISPLAY_CAP_LZ4_COMPRESSION was announced.
     pub lz4: bool,
+    /// The client decodes LZ_PLT. No capability names it (spice-server sends it to everyone),
+    /// but spice-html5 cannot decode it; clients built on spice-common's canvas (spice-gtk)
+    /// decode every LZ type and announce DISPLAY_CAP_COMPOSITE, which spice-html5 does not
+    /// (sheet `spice-protocol.md` §1.3, `vmm-integration.md`). So: COMPOSITE was announced.
+    pub palette_lz: bool,
 }
 
+/// Bit number of DISPLAY_CAP_COMPOSITE in the display channel caps (sheet §1.3).
+pub const DISPLAY_CAP_COMPOSITE: u32 = 2;
 /// Bit number of DISPLAY_CAP_LZ4_COMPRESSION in the display channel caps (sheet §1.3).
 pub const DISPLAY_CAP_LZ4_COMPRESSION: u32 = 5;
 
@@ -444,12 +454,57 @@ impl ClientImageCaps {
     /// From the display channel capability words the client sent in its SpiceLinkMess
     /// (bit n = word n / 32, bit n % 32).
     pub fn from_display_caps(words: &[u32]) -> Self {
-        let bit = DISPLAY_CAP_LZ4_COMPRESSION;
-        let lz4 = words
-            .get((bit / 32) as usize)
-            .is_some_and(|w| w & (1 << (bit % 32)) != 0);
-        Self { lz4 }
+        let has = |bit: u32| {
+            words
+                .get((bit / 32) as usize)
+                .is_some_and(|w| w & (1 << (bit % 32)) != 0)
+        };
+        Self {
+            lz4: has(DISPLAY_CAP_LZ4_COMPRESSION),
+            palette_lz: has(DISPLAY_CAP_COMPOSITE),
+        }
     }
+}
+
+/// An LZ_PLT image: its palette and the LZ stream of its packed indices (sheet §4.5: the
+/// body is flags, data_size, a palette pointer or cache id, then `lz`; the caller places the
+/// palette in the message and fills in the pointer).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PaletteLz {
+    /// Palette entries, 0x00RRGGBB (2, up to 16 or up to 256 of them).
+    pub entries: Vec<u32>,
+    /// The LZ stream (header and body), type PLT1_BE, PLT4_BE or PLT8.
+    pub lz: Vec<u8>,
+}
+
+/// LZ_PLT for `src` when the policy compresses with LZ (`Auto`, `Lz`, `Lz4`), the client
+/// decodes it (`caps.palette_lz`), the picture is worth compressing (at least
+/// [`MIN_SIZE_TO_COMPRESS`] raw bytes) and it has at most 256 colours ([`palette::palettize`]).
+/// `None` otherwise: the caller goes on with [`choose_codec`].
+///
+/// Chosen before the other codecs because for few-colour pictures (text, UI) it is the
+/// smallest lossless form Spice has: one to eight pixels per literal byte instead of three
+/// bytes per pixel, with the same matching.
+pub fn encode_palette_lz(
+    policy: CompressionPolicy,
+    caps: ClientImageCaps,
+    src: &SourceImage<'_>,
+) -> Option<PaletteLz> {
+    let lz_policy = matches!(
+        policy,
+        CompressionPolicy::Auto | CompressionPolicy::Lz | CompressionPolicy::Lz4
+    );
+    let raw = src.pixel_count() * src.format.bytes_per_pixel() as u64;
+    if !lz_policy || !caps.palette_lz || raw < MIN_SIZE_TO_COMPRESS {
+        return None;
+    }
+    let p = palette::palettize(src, palette::MAX_COLOURS)?;
+    let mut lz = Vec::new();
+    lz::encode_palette_into(&p, &mut lz);
+    Some(PaletteLz {
+        entries: p.entries,
+        lz,
+    })
 }
 
 /// Chooses a codec for one image, following spice-server's rules in simplified form (sheet

@@ -671,7 +671,10 @@ fn choose_codec_follows_the_policy_and_client_caps() {
     let px = vec![0u8; 64 * 16 * 4];
     let big = xrgb(&px, 64, 16, 256);
     let tiny = xrgb(&px[..12], 3, 1, 12);
-    let lz4 = ClientImageCaps { lz4: true };
+    let lz4 = ClientImageCaps {
+        lz4: true,
+        ..Default::default()
+    };
     let none = ClientImageCaps::default();
     assert_eq!(
         choose_codec(CompressionPolicy::Auto, lz4, &tiny),
@@ -914,6 +917,252 @@ fn client_caps_lz4_is_display_cap_bit_5() {
     let html5 = (1 << 0) | (1 << 4) | (1 << 8) | (1 << 9);
     assert!(!ClientImageCaps::from_display_caps(&[html5]).lz4);
     assert!(!ClientImageCaps::from_display_caps(&[]).lz4);
+    // LZ_PLT goes to spice-gtk (COMPOSITE announced), never to spice-html5.
+    assert!(ClientImageCaps::from_display_caps(&[gtk]).palette_lz);
+    assert!(!ClientImageCaps::from_display_caps(&[html5]).palette_lz);
+}
+
+// --- LZ_PLT: palette reduction and the palette LZ types --------------------------------------
+
+/// `w` x `h` xRGB bytes whose pixel (x, y) is `f(x, y)`.
+fn picture(w: u32, h: u32, f: impl Fn(u32, u32) -> u32) -> Vec<u8> {
+    (0..h)
+        .flat_map(|y| (0..w).map(move |x| (x, y)))
+        .flat_map(|(x, y)| f(x, y).to_le_bytes())
+        .collect()
+}
+
+fn plt_roundtrip(src: &SourceImage<'_>) -> palette::PaletteImage {
+    let p = palette::palettize(src, palette::MAX_COLOURS).expect("few colours");
+    let mut stream = Vec::new();
+    lz::encode_palette_into(&p, &mut stream);
+    let d = lz::decode_with_palette(&stream, &p.entries, MAX_PIXELS).expect("decode");
+    assert_eq!(d.header.image_type, p.lz_type);
+    assert_eq!(d.header.stride as usize, p.stride);
+    let want: Vec<u32> = expected_pixels(src);
+    assert!(
+        d.pixels == want,
+        "{}x{} {:?} round trip differs",
+        src.width,
+        src.height,
+        p.lz_type
+    );
+    p
+}
+
+#[test]
+fn palettize_picks_plt1_plt4_plt8_by_colour_count_and_packs_msb_first() {
+    // 2 colours, 10 wide: PLT1_BE, stride 2, leftmost pixel in bit 7, unused bits zero.
+    let px = picture(10, 2, |x, y| {
+        if (x + y) % 3 == 0 {
+            0x00ff_0000
+        } else {
+            0x0000_00ff
+        }
+    });
+    let p = plt_roundtrip(&xrgb(&px, 10, 2, 40));
+    assert_eq!(p.lz_type, lz::LzImageType::Plt1Be);
+    assert_eq!(p.entries, vec![0x00ff_0000, 0x0000_00ff]);
+    assert_eq!(p.stride, 2);
+    // row 0: x = 0,3,6,9 are entry 0 -> bits 1,0,0,1,0,0,1,0 | 0,1 + six zero bits
+    assert_eq!(&p.packed[..2], &[0b0110_1101, 0b1000_0000]);
+    // One colour still gets two palette entries (spice-common reads entries 0 and 1).
+    let flat = picture(9, 3, |_, _| 0x0012_3456);
+    let p = plt_roundtrip(&xrgb(&flat, 9, 3, 36));
+    assert_eq!((p.lz_type, p.entries.len()), (lz::LzImageType::Plt1Be, 2));
+    // 3..16 colours: PLT4_BE, left pixel in the high nibble; 7 wide -> stride 4.
+    let px = picture(7, 3, |x, y| (x * 2 + y) % 5 * 0x0010_2030);
+    let p = plt_roundtrip(&xrgb(&px, 7, 3, 28));
+    assert_eq!(
+        (p.lz_type, p.stride, p.entries.len()),
+        (lz::LzImageType::Plt4Be, 4, 5)
+    );
+    assert_eq!(p.packed[0], 0x01, "pixels 0 and 1 are entries 0 and 1");
+    // 17..256 colours: PLT8; 257 colours: no palette.
+    let px = picture(256, 2, |x, y| x * 0x0001_0101 + y);
+    assert!(palette::palettize(&xrgb(&px, 256, 2, 1024), 256).is_none());
+    let px = picture(33, 8, |x, y| (x + y * 33) % 200 * 0x0001_0203);
+    let p = plt_roundtrip(&xrgb(&px, 33, 8, 132));
+    assert_eq!(
+        (p.lz_type, p.stride, p.entries.len()),
+        (lz::LzImageType::Plt8, 33, 200)
+    );
+    // RGB24 sources palettize too; alpha and 15-bit ones do not.
+    let rgb24: Vec<u8> = px
+        .chunks_exact(4)
+        .flat_map(|c| [c[0], c[1], c[2]])
+        .collect();
+    let src24 = SourceImage {
+        data: &rgb24,
+        width: 33,
+        height: 8,
+        stride: 99,
+        format: SourceFormat::Rgb24,
+    };
+    plt_roundtrip(&src24);
+    let argb = SourceImage {
+        format: SourceFormat::Argb32,
+        ..xrgb(&px, 33, 8, 132)
+    };
+    assert!(palette::palettize(&argb, 256).is_none());
+}
+
+#[test]
+fn plt_roundtrip_odd_widths_and_padded_rows() {
+    for w in [1u32, 2, 7, 8, 9, 15, 16, 17, 331] {
+        for (colours, want) in [
+            (2u32, lz::LzImageType::Plt1Be),
+            (11, lz::LzImageType::Plt4Be),
+            (97, lz::LzImageType::Plt8),
+        ] {
+            let h = 23u32;
+            // Every colour appears (the first `colours` pixels), the rest from a hash.
+            let f = |x: u32, y: u32| {
+                let i = y * w + x;
+                let k = if i < colours {
+                    i
+                } else {
+                    (i.wrapping_mul(2_654_435_761) >> 7) % colours
+                };
+                k * 0x0003_0507
+            };
+            if w * h < colours {
+                continue;
+            }
+            // Rows padded by 12 bytes: the packed rows must not carry the padding.
+            let stride = w as usize * 4 + 12;
+            let mut px = vec![0xEEu8; stride * h as usize];
+            for y in 0..h {
+                for x in 0..w {
+                    let o = y as usize * stride + x as usize * 4;
+                    px[o..o + 4].copy_from_slice(&f(x, y).to_le_bytes());
+                }
+            }
+            let p = plt_roundtrip(&xrgb(&px, w, h, stride));
+            assert_eq!(p.lz_type, want, "{w} wide, {colours} colours");
+        }
+    }
+}
+
+#[test]
+fn plt_decoder_follows_spice_commons_bit_orders_by_hand() {
+    // PLT1_LE and PLT4_LE are never produced by our encoder; decode hand-made streams. Width 10
+    // (stride 2 for PLT1), one row; literal run of 2 bytes: control 1, then the bytes.
+    let pal = [0x0000_0000, 0x00ff_ffff, 0x0011_2233, 0x0044_5566];
+    let mut s = header(1, 10, 1, 2); // PLT1_LE: bit 0 is the leftmost pixel
+    s.extend_from_slice(&[1, 0b0000_0101, 0b0000_0010]);
+    let d = lz::decode_with_palette(&s, &pal, MAX_PIXELS).unwrap();
+    let w = 0x00ff_ffff;
+    assert_eq!(d.pixels, vec![w, 0, w, 0, 0, 0, 0, 0, 0, w]);
+    let mut s = header(2, 10, 1, 2); // PLT1_BE: bit 7 is the leftmost pixel
+    s.extend_from_slice(&[1, 0b1010_0000, 0b0100_0000]);
+    assert_eq!(
+        lz::decode_with_palette(&s, &pal, MAX_PIXELS)
+            .unwrap()
+            .pixels,
+        vec![w, 0, w, 0, 0, 0, 0, 0, 0, w]
+    );
+    let mut s = header(3, 3, 1, 2); // PLT4_LE: low nibble first
+    s.extend_from_slice(&[1, 0x32, 0x01]);
+    assert_eq!(
+        lz::decode_with_palette(&s, &pal, MAX_PIXELS)
+            .unwrap()
+            .pixels,
+        vec![pal[2], pal[3], pal[1]]
+    );
+    // A match in a palette stream copies (code + 2) bytes: 0x20 = code 1 -> 3 bytes, 1 back.
+    let mut s = header(5, 4, 1, 4); // PLT8
+    s.extend_from_slice(&[0, 3, 0x20, 0]);
+    assert_eq!(
+        lz::decode_with_palette(&s, &pal, MAX_PIXELS)
+            .unwrap()
+            .pixels,
+        vec![pal[3]; 4]
+    );
+    // Errors: an index past the palette, a PLT1 palette of one entry, a wrong stride, and any
+    // palette type through the RGB-only decode().
+    let mut s = header(5, 1, 1, 1);
+    s.extend_from_slice(&[0, 4]);
+    assert!(matches!(
+        lz::decode_with_palette(&s, &pal, MAX_PIXELS),
+        Err(lz::LzError::PaletteIndex {
+            index: 4,
+            entries: 4
+        })
+    ));
+    assert!(matches!(
+        lz::decode(&s, MAX_PIXELS),
+        Err(lz::LzError::UnsupportedType(5))
+    ));
+    let mut s = header(2, 8, 1, 1);
+    s.extend_from_slice(&[0, 0]);
+    assert!(matches!(
+        lz::decode_with_palette(&s, &pal[..1], MAX_PIXELS),
+        Err(lz::LzError::PaletteIndex { .. })
+    ));
+    let mut s = header(2, 9, 1, 1);
+    s.extend_from_slice(&[0, 0]);
+    assert!(matches!(
+        lz::decode_with_palette(&s, &pal, MAX_PIXELS),
+        Err(lz::LzError::BadPaletteStride {
+            stride: 1,
+            width: 9,
+            per_byte: 8
+        })
+    ));
+}
+
+#[test]
+fn encode_palette_lz_only_for_lz_policies_and_clients_that_decode_it() {
+    let px = picture(64, 16, testing_text);
+    let src = xrgb(&px, 64, 16, 256);
+    let gtk = ClientImageCaps {
+        lz4: true,
+        palette_lz: true,
+    };
+    let html5 = ClientImageCaps::default();
+    for policy in [
+        CompressionPolicy::Auto,
+        CompressionPolicy::Lz,
+        CompressionPolicy::Lz4,
+    ] {
+        assert!(encode_palette_lz(policy, gtk, &src).is_some(), "{policy:?}");
+        assert!(
+            encode_palette_lz(policy, html5, &src).is_none(),
+            "{policy:?} to html5"
+        );
+    }
+    for policy in [CompressionPolicy::Off, CompressionPolicy::Quic] {
+        assert!(encode_palette_lz(policy, gtk, &src).is_none(), "{policy:?}");
+    }
+    let tiny = xrgb(&px[..12], 3, 1, 12);
+    assert!(encode_palette_lz(CompressionPolicy::Lz, gtk, &tiny).is_none());
+}
+
+/// The guest's text workload line (1024x16, two colours): bytes as LZ_PLT vs LZ_RGB. A figure
+/// for the notes, and a check that the palette form is the smaller one by far.
+#[test]
+fn text_line_as_lz_plt_is_a_fraction_of_lz_rgb() {
+    let px = picture(1024, 16, |x, y| testing_text(x, y + 5 * 16));
+    let src = xrgb(&px, 1024, 16, 4096);
+    let rgb = encode(ImageCodec::LzRgb, &src).unwrap();
+    let gtk = ClientImageCaps {
+        lz4: false,
+        palette_lz: true,
+    };
+    let plt = encode_palette_lz(CompressionPolicy::Lz, gtk, &src).unwrap();
+    let plt_bytes = plt.lz.len() + 4 + 1 + 4 + 8 + 2 + 4 * plt.entries.len();
+    eprintln!(
+        "text line 1024x16: LZ_RGB {} bytes, LZ_PLT {} bytes (raw {})",
+        rgb.body.len(),
+        plt_bytes,
+        px.len()
+    );
+    assert!(plt_bytes * 3 < rgb.body.len());
+}
+
+fn testing_text(x: u32, y: u32) -> u32 {
+    crate::testing::text_pixel(x, y, 0)
 }
 
 /// Writes the seed corpora of the fuzz targets (`fuzz/corpus/lz_decode/*.lz`,

@@ -92,6 +92,8 @@ pub const SURFACE_FLAG_PRIMARY: u32 = 1;
 pub mod image_type {
     /// BITMAP
     pub const BITMAP: u8 = 0;
+    /// LZ_PLT
+    pub const LZ_PLT: u8 = 100;
     /// LZ_RGB
     pub const LZ_RGB: u8 = 101;
     /// FROM_CACHE
@@ -237,6 +239,56 @@ pub enum PaletteRef {
     FromCache(u64),
 }
 
+impl PaletteRef {
+    /// Writes the palette field (a cache id, a NULL pointer or a pointer placeholder); returns
+    /// where the placeholder is for [`PaletteRef::encode_inline`].
+    fn encode_ref(&self, out: &mut Vec<u8>) -> Option<usize> {
+        match self {
+            PaletteRef::FromCache(id) => {
+                id.encode(out);
+                None
+            }
+            PaletteRef::None => {
+                0u32.encode(out);
+                None
+            }
+            PaletteRef::Inline(_) => {
+                let at = out.len();
+                0u32.encode(out);
+                Some(at)
+            }
+        }
+    }
+
+    /// Appends an inline palette at the end of `out` and points the placeholder at `patch`
+    /// to it (an offset from `msg_base`, the start of the message body).
+    fn encode_inline(&self, out: &mut Vec<u8>, patch: Option<usize>, msg_base: usize) {
+        if let (Some(at), PaletteRef::Inline(p)) = (patch, self) {
+            let off = (out.len() - msg_base) as u32;
+            out[at..at + 4].copy_from_slice(&off.to_le_bytes());
+            p.encode(out);
+        }
+    }
+
+    /// Reads the palette field of a bitmap or LZ_PLT body with bitmap `flags`; an inline
+    /// palette is read at its pointer into the message `body`.
+    fn read(r: &mut Reader<'_>, body: &[u8], flags: u8) -> Result<Self, WireError> {
+        if flags & bitmap::PAL_FROM_CACHE != 0 {
+            return Ok(PaletteRef::FromCache(r.u64()?));
+        }
+        match r.u32()? {
+            0 => Ok(PaletteRef::None),
+            p => {
+                let pb = body.get(p as usize..).ok_or(WireError::BadValue {
+                    what: "palette pointer",
+                    value: p.into(),
+                })?;
+                Ok(PaletteRef::Inline(Palette::read(&mut Reader::new(pb))?))
+            }
+        }
+    }
+}
+
 /// An uncompressed bitmap.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bitmap {
@@ -256,6 +308,17 @@ pub struct Bitmap {
     pub data: Vec<u8>,
 }
 
+/// An LZ_PLT image body (`SpiceLZPLTData`): the LZ stream of palette indices and its palette.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LzPlt {
+    /// PAL_CACHE_ME / PAL_FROM_CACHE (the rows' order is in the LZ header)
+    pub flags: u8,
+    /// palette: inline (placed after the data) or from the cache; never `None`
+    pub palette: PaletteRef,
+    /// the LZ stream (header and body)
+    pub data: Vec<u8>,
+}
+
 /// A `SpiceImage` body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ImageBody {
@@ -263,6 +326,8 @@ pub enum ImageBody {
     Bitmap(Bitmap),
     /// LZ_RGB: data_size + data
     LzRgb(Vec<u8>),
+    /// LZ_PLT: flags, data_size, palette, data
+    LzPlt(LzPlt),
     /// LZ4: data_size + data
     Lz4(Vec<u8>),
     /// QUIC: data_size + data (a whole number of 32-bit words)
@@ -293,6 +358,7 @@ impl Image {
         match self.body {
             ImageBody::Bitmap(_) => image_type::BITMAP,
             ImageBody::LzRgb(_) => image_type::LZ_RGB,
+            ImageBody::LzPlt(_) => image_type::LZ_PLT,
             ImageBody::Lz4(_) => image_type::LZ4,
             ImageBody::Quic(_) => image_type::QUIC,
             ImageBody::FromCache => image_type::FROM_CACHE,
@@ -315,27 +381,16 @@ impl Image {
                 b.width.encode(out);
                 b.height.encode(out);
                 b.stride.encode(out);
-                let patch = match &b.palette {
-                    PaletteRef::FromCache(id) => {
-                        id.encode(out);
-                        None
-                    }
-                    PaletteRef::None => {
-                        0u32.encode(out);
-                        None
-                    }
-                    PaletteRef::Inline(_) => {
-                        let at = out.len();
-                        0u32.encode(out);
-                        Some(at)
-                    }
-                };
+                let patch = b.palette.encode_ref(out);
                 out.extend_from_slice(&b.data);
-                if let (Some(at), PaletteRef::Inline(p)) = (patch, &b.palette) {
-                    let off = (out.len() - msg_base) as u32;
-                    out[at..at + 4].copy_from_slice(&off.to_le_bytes());
-                    p.encode(out);
-                }
+                b.palette.encode_inline(out, patch, msg_base);
+            }
+            ImageBody::LzPlt(l) => {
+                out.push(l.flags);
+                (l.data.len() as u32).encode(out);
+                let patch = l.palette.encode_ref(out);
+                out.extend_from_slice(&l.data);
+                l.palette.encode_inline(out, patch, msg_base);
             }
             ImageBody::LzRgb(d) | ImageBody::Lz4(d) | ImageBody::Quic(d) => {
                 (d.len() as u32).encode(out);
@@ -365,20 +420,7 @@ impl Image {
                 let bw = r.u32()?;
                 let bh = r.u32()?;
                 let stride = r.u32()?;
-                let palette = if bflags & bitmap::PAL_FROM_CACHE != 0 {
-                    PaletteRef::FromCache(r.u64()?)
-                } else {
-                    match r.u32()? {
-                        0 => PaletteRef::None,
-                        p => {
-                            let pb = body.get(p as usize..).ok_or(WireError::BadValue {
-                                what: "palette pointer",
-                                value: p.into(),
-                            })?;
-                            PaletteRef::Inline(Palette::read(&mut Reader::new(pb))?)
-                        }
-                    }
-                };
+                let palette = PaletteRef::read(&mut r, body, bflags)?;
                 let size = u64::from(stride) * u64::from(bh);
                 if size > IMAGE_DATA_MAX as u64 {
                     return Err(WireError::TooLarge {
@@ -415,6 +457,30 @@ impl Image {
                 } else {
                     ImageBody::LzRgb(d)
                 }
+            }
+            image_type::LZ_PLT => {
+                let pflags = r.u8()?;
+                let n = r.u32()? as usize;
+                if n > IMAGE_DATA_MAX {
+                    return Err(WireError::TooLarge {
+                        what: "image data",
+                        len: n as u64,
+                        max: IMAGE_DATA_MAX as u64,
+                    });
+                }
+                let palette = PaletteRef::read(&mut r, body, pflags)?;
+                if palette == PaletteRef::None {
+                    return Err(WireError::BadValue {
+                        what: "LZ_PLT palette pointer",
+                        value: 0,
+                    });
+                }
+                let data = r.take(n)?.to_vec();
+                ImageBody::LzPlt(LzPlt {
+                    flags: pflags,
+                    palette,
+                    data,
+                })
             }
             image_type::FROM_CACHE => ImageBody::FromCache,
             image_type::SURFACE => ImageBody::Surface(r.u32()?),

@@ -71,7 +71,7 @@ fn stats_line(s: &StatsSnapshot) -> String {
         "ok connections={} links_ok={} links_refused={} link_timeouts={} pending_evicted={} \
          linked_full={} accept_errors={} tls_connections={} tls_failed={} wrong_port={} \
          websocket_connections={} websocket_refused={} pending={} linked={} protocol_errors={} \
-         sessions={} sessions_replaced={}",
+         sessions={} sessions_replaced={} images_sent={} palette_images={} display_bytes={}",
         s.connections,
         s.links_ok,
         s.links_refused,
@@ -88,7 +88,10 @@ fn stats_line(s: &StatsSnapshot) -> String {
         s.linked,
         s.protocol_errors,
         s.sessions,
-        s.sessions_replaced
+        s.sessions_replaced,
+        s.images_sent,
+        s.palette_images,
+        s.display_bytes
     )
 }
 
@@ -242,6 +245,7 @@ mod tests {
             pending_evicted: 4,
             websocket_connections: 5,
             websocket_refused: 6,
+            palette_images: 7,
             ..Default::default()
         });
         assert!(
@@ -253,6 +257,7 @@ mod tests {
             line.contains(" link_timeouts=3 pending_evicted=4 "),
             "{line}"
         );
+        assert!(line.contains(" palette_images=7 "), "{line}");
         assert!(!line.contains('\n'));
     }
 
