@@ -38,14 +38,14 @@
 #
 # Usage: tests/bench/daemon-vs-reference.sh [--frames N] [--ref-frames N] [--scroll K]
 #        [--workload NAME] [--interval-ms M] [--image-compression MODE] [--out FILE.md] [--kv FILE]
-#        (--image-compression: the daemon's flag, default lz; the reference keeps QEMU's default)
+#        (--image-compression: the daemon's flag, default auto_glz, as the daemon's; the reference keeps QEMU's default)
 #        (root; about 3 minutes; CARGO_TARGET_DIR is honoured)
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 . tests/lib/rig.sh
 . tests/lib/daemon.sh
 
-FRAMES=30 REF_FRAMES=300 OUTMD="" SCROLL=0 WORKLOAD="" INTERVAL=0 KV="" COMPRESSION=lz
+FRAMES=30 REF_FRAMES=300 OUTMD="" SCROLL=0 WORKLOAD="" INTERVAL=0 KV="" COMPRESSION=auto_glz
 while [ $# -gt 0 ]; do
     case "$1" in
     --frames) FRAMES=$2; shift ;;

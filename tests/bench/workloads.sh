@@ -18,11 +18,11 @@
 # Not yet here (issue 11): the Xorg guest with an xterm scrolling a long file, lossy settings.
 #
 # Usage: tests/bench/workloads.sh [--frames N] [--interval-ms M] [--only "text photo"]
-#        [--image-compression MODE (the daemon's; default lz)] [--out FILE.md]
+#        [--image-compression MODE (the daemon's; default auto_glz, its own default)] [--out FILE.md]
 #        (root; about 4 minutes a workload)
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
-FRAMES=40 INTERVAL=100 ONLY="text scroll photo video" OUTMD="" COMPRESSION=lz
+FRAMES=40 INTERVAL=100 ONLY="text scroll photo video" OUTMD="" COMPRESSION=auto_glz
 while [ $# -gt 0 ]; do
     case "$1" in
     --frames) FRAMES=$2; shift ;;

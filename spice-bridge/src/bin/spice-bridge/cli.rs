@@ -134,9 +134,10 @@ struct Args {
     max_linked_channels: u64,
     /// Image compression, as QEMU's -spice image-compression names it: off, auto_glz,
     /// auto_lz (QUIC for photo-like pictures, LZ for the others), quic, lz, lz4 (LZ for a
-    /// client without LZ4). GLZ is not implemented yet, so auto_glz behaves as auto_lz and glz
-    /// is refused. The default stays lz until the workload benchmark has measured auto.
-    #[arg(long, value_name = "MODE", default_value = "lz", value_parser = image_compression)]
+    /// client without LZ4). With auto_*, lz and lz4, pictures of at most 256 colours go as
+    /// LZ_PLT to clients that decode it (spice-gtk). GLZ is not implemented yet, so auto_glz
+    /// behaves as auto_lz and glz is refused. Default auto_glz, as QEMU's.
+    #[arg(long, value_name = "MODE", default_value = "auto_glz", value_parser = image_compression)]
     image_compression: ImageCompression,
 }
 
@@ -414,6 +415,13 @@ mod tests {
 
     #[test]
     fn image_compression_takes_qemus_names() {
+        // QEMU's default
+        assert_eq!(
+            p(&["--qxl-socket=/q", "--disable-ticketing"])
+                .unwrap()
+                .compression,
+            ImageCompression::Auto
+        );
         let base = [
             "--qxl-socket=/q",
             "--disable-ticketing",
