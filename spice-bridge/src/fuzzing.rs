@@ -197,6 +197,84 @@ fn fuzz_picture(
     (pixels.iter().copied().cycle().take(len).collect(), stride)
 }
 
+/// Whatever the picture, the JPEG encoding (lossy, `--jpeg-wan-compression=always`) is one
+/// baseline JFIF picture of the same size that a JPEG decoder reads, and on smooth pictures
+/// (each pixel within 2 of the mean of its left and upper neighbours) it stays within 30 dB
+/// PSNR; `encode` gives JPEG or
+/// the BITMAP fall-back, never an error.
+///
+/// Input: as [`quic_roundtrip`] (whose seeds suit it): width-1, height-1 (mod 64), format
+/// (0 xRGB, 1 ARGB, 2 RGB24; 3 makes the picture smooth, xRGB), row padding, then pixel bytes
+/// repeated cyclically.
+pub fn jpeg_roundtrip(data: &[u8]) {
+    let [w, h, f, pad, pixels @ ..] = data else {
+        return;
+    };
+    if pixels.is_empty() {
+        return;
+    }
+    let (width, height) = (u32::from(*w) + 1, u32::from(*h % 64) + 1);
+    let smooth = f % 4 == 3;
+    let format = match f % 4 {
+        1 => SourceFormat::Argb32,
+        2 => SourceFormat::Rgb24,
+        _ => SourceFormat::Xrgb32,
+    };
+    let (mut buf, stride) = fuzz_picture(width, height, format, *pad, pixels);
+    let bpp = format.bytes_per_pixel();
+    if smooth {
+        // Each pixel: the mean of its left and upper neighbours (those that exist) plus a step
+        // of -2..=2 per channel taken from its own bytes.
+        for y in 0..height as usize {
+            for x in 0..width as usize {
+                if x == 0 && y == 0 {
+                    continue;
+                }
+                let o = y * stride + x * bpp;
+                for c in 0..3 {
+                    let left = (x > 0).then(|| i16::from(buf[o - bpp + c]));
+                    let up = (y > 0).then(|| i16::from(buf[o - stride + c]));
+                    let base = match (left, up) {
+                        (Some(l), Some(u)) => (l + u) / 2,
+                        (Some(v), None) | (None, Some(v)) => v,
+                        (None, None) => 0,
+                    };
+                    let step = i16::from(buf[o + c] % 5) - 2;
+                    buf[o + c] = (base + step).clamp(0, 255) as u8;
+                }
+            }
+        }
+    }
+    let src = SourceImage {
+        data: &buf,
+        width,
+        height,
+        stride,
+        format,
+    };
+    let img = encode(ImageCodec::Jpeg, &src).expect("JPEG encode of a valid picture");
+    match img.codec {
+        ImageCodec::Jpeg => {
+            let (dw, dh, got) =
+                crate::testing::decode_jpeg(&img.body[4..]).expect("our JPEG decodes");
+            assert_eq!((dw, dh), (width, height));
+            if smooth {
+                let want: Vec<u32> = (0..height as usize)
+                    .flat_map(|y| (0..width as usize).map(move |x| (y, x)))
+                    .map(|(y, x)| {
+                        let p = &buf[y * stride + x * bpp..];
+                        u32::from_le_bytes([p[0], p[1], p[2], 0])
+                    })
+                    .collect();
+                let db = crate::testing::psnr(&got, &want);
+                assert!(db >= 30.0, "smooth picture at {db:.1} dB");
+            }
+        }
+        ImageCodec::Bitmap => {}
+        other => panic!("encode(Jpeg) gave {other:?}"),
+    }
+}
+
 /// Whatever the picture, the QUIC encoding decodes back to it exactly, through
 /// `quic::encode` and through `codec::encode(ImageCodec::Quic)` (whose body is QUIC or, when
 /// that is not smaller or the picture is under 3 pixels wide or tall, BITMAP).

@@ -21,7 +21,7 @@ use crate::link::{
 use crate::model::DisplayModel;
 use crate::session::{ConnCtx, Session, Shared};
 pub use crate::session::{
-    ConnectionLimits, ImageCompression, ServerConfig, ServerError, ServerStats, TlsListen,
+    ConnectionLimits, ImageCompression, JpegWan, ServerConfig, ServerError, ServerStats, TlsListen,
 };
 use crate::tls::TlsConfig;
 use crate::transport::{self, BoxedStream, Transport, TransportError};
@@ -229,6 +229,8 @@ pub struct StatsSnapshot {
     pub images_sent: u64,
     /// images sent as LZ_PLT
     pub palette_images: u64,
+    /// images sent as JPEG (lossy)
+    pub jpeg_images: u64,
 }
 
 impl ServerHandle {
@@ -328,6 +330,7 @@ impl ServerHandle {
             display_bytes: s.display_bytes.load(Ordering::Relaxed),
             images_sent: s.images_sent.load(Ordering::Relaxed),
             palette_images: s.palette_images.load(Ordering::Relaxed),
+            jpeg_images: s.jpeg_images.load(Ordering::Relaxed),
         }
     }
 

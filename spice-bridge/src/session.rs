@@ -33,6 +33,27 @@ pub enum ImageCompression {
     Auto,
 }
 
+/// When photo-like pictures may go as lossy JPEG (QEMU's `jpeg-wan-compression`, sheet
+/// `spice-protocol.md` §9.7-9.8): where QUIC would be sent, JPEG (quality 85) is sent instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum JpegWan {
+    /// spice-server: JPEG when the main channel's network test finds a link under 10 Mbit/s.
+    /// We do not run that test yet, so every client is treated as on a fast link: no JPEG.
+    #[default]
+    Auto,
+    /// Never JPEG: every picture is lossless.
+    Never,
+    /// Always JPEG for photo-like pictures, whatever the link.
+    Always,
+}
+
+impl JpegWan {
+    /// Whether a client may be sent JPEG (see [`JpegWan::Auto`] for why `Auto` says no).
+    pub fn allows_jpeg(self) -> bool {
+        self == JpegWan::Always
+    }
+}
+
 /// Server configuration.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -51,6 +72,8 @@ pub struct ServerConfig {
     pub client_mouse: bool,
     /// Image compression.
     pub compression: ImageCompression,
+    /// Lossy JPEG for photo-like pictures (QEMU's `jpeg-wan-compression`).
+    pub jpeg_wan: JpegWan,
     /// Link deadline and connection limits (what an idle or slow flood may hold).
     pub limits: ConnectionLimits,
     /// A TLS port beside [`ServerConfig::listen`] (QEMU's `tls-port` with `x509-dir`).
@@ -131,6 +154,7 @@ impl Default for ServerConfig {
             uuid: None,
             client_mouse: true,
             compression: ImageCompression::Lz,
+            jpeg_wan: JpegWan::Auto,
             limits: ConnectionLimits::default(),
             tls: None,
             channel_security: ChannelSecurity::default(),
@@ -178,6 +202,8 @@ pub struct ServerStats {
     pub images_sent: AtomicU64,
     /// images sent as LZ_PLT (few-colour pictures as palette indices)
     pub palette_images: AtomicU64,
+    /// images sent as JPEG (lossy)
+    pub jpeg_images: AtomicU64,
 }
 
 /// Per-session state shared by its channel connections.

@@ -27,6 +27,40 @@ pub fn encrypt_ticket(der: &[u8], password: &str) -> Vec<u8> {
 
 use crate::model::{CursorKind, CursorShape, DisplayModel, Image, Point, Rect, SurfaceFormat};
 
+/// Decodes a JPEG (as a client would) to (width, height, 0x00RRGGBB pixels).
+pub fn decode_jpeg(data: &[u8]) -> Result<(u32, u32, Vec<u32>), String> {
+    let mut d = jpeg_decoder::Decoder::new(data);
+    let px = d.decode().map_err(|e| e.to_string())?;
+    let info = d.info().ok_or("no frame header")?;
+    let rgb: Vec<u32> = match info.pixel_format {
+        jpeg_decoder::PixelFormat::RGB24 => px
+            .chunks_exact(3)
+            .map(|c| (u32::from(c[0]) << 16) | (u32::from(c[1]) << 8) | u32::from(c[2]))
+            .collect(),
+        jpeg_decoder::PixelFormat::L8 => px.iter().map(|&l| u32::from(l) * 0x0001_0101).collect(),
+        other => return Err(format!("unexpected JPEG pixel format {other:?}")),
+    };
+    Ok((u32::from(info.width), u32::from(info.height), rgb))
+}
+
+/// Peak signal-to-noise ratio in dB of `got` against `want` (0x00RRGGBB pixels, same count),
+/// over the three colour channels; `f64::INFINITY` when equal.
+pub fn psnr(got: &[u32], want: &[u32]) -> f64 {
+    assert_eq!(got.len(), want.len(), "psnr of pictures of different sizes");
+    let mut se = 0f64;
+    for (a, b) in got.iter().zip(want) {
+        for shift in [0, 8, 16] {
+            let d = f64::from((a >> shift) & 0xff) - f64::from((b >> shift) & 0xff);
+            se += d * d;
+        }
+    }
+    if se == 0.0 {
+        return f64::INFINITY;
+    }
+    let mse = se / (got.len() as f64 * 3.0);
+    10.0 * (255.0f64 * 255.0 / mse).log10()
+}
+
 /// A deterministic pixel pattern (xRGB) for position (x, y) and a seed.
 pub fn pattern(x: u32, y: u32, seed: u32) -> u32 {
     let r = (x.wrapping_mul(7).wrapping_add(seed)) & 0xff;
@@ -740,6 +774,7 @@ impl ClientCanvas {
             ImageBody::LzPlt(_) => 100,
             ImageBody::Lz4(_) => 109,
             ImageBody::Quic(_) => 1,
+            ImageBody::Jpeg(_) => 105,
             ImageBody::FromCache => 103,
             ImageBody::Surface(_) => 104,
         };
@@ -793,6 +828,11 @@ impl ClientCanvas {
                     .expect("quic decode");
                 let px = dec.pixels.iter().map(|p| p & 0xffffff).collect();
                 (i.width, i.height, px)
+            }
+            ImageBody::Jpeg(data) => {
+                let px = decode_jpeg(data).expect("jpeg decode");
+                assert_eq!((px.0, px.1), (i.width, i.height), "jpeg size");
+                px
             }
             ImageBody::FromCache => self.cache.get(&i.id).cloned().expect("image in cache"),
             ImageBody::Surface(s) => self.surfaces.get(s).cloned().expect("source surface"),

@@ -100,6 +100,16 @@ fn quic_roundtrip_corpus_replays() {
 }
 
 #[test]
+fn jpeg_roundtrip_corpus_replays() {
+    replay(
+        "jpeg_roundtrip",
+        21,
+        1,
+        spice_bridge::fuzzing::jpeg_roundtrip,
+    );
+}
+
+#[test]
 fn session_corpus_replays() {
     replay("session", 400, 1, spice_bridge::fuzzing::session);
 }

@@ -280,6 +280,66 @@ async fn spicy_screenshot_decodes_quic_pixel_for_pixel() {
     }
 }
 
+/// JPEG (image type 105, lossy): with `jpeg-wan-compression=always` spice-gtk 0.42 shows the
+/// photo scene within 35 dB PSNR of the model (the lossless pieces exact), and the server says
+/// it sent JPEG; with the default (`auto`, no link test yet) no JPEG goes out and the picture
+/// is exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs spice-client-gtk; run by tests/e2e/spice-clients.sh"]
+async fn spicy_screenshot_shows_jpeg_within_stated_psnr() {
+    use spice_bridge::server::JpegWan;
+    let dir = tmpdir("jpeg");
+    for jpeg_wan in [JpegWan::Always, JpegWan::Auto] {
+        let model = DisplayModel::new();
+        scene_photo(&model);
+        let config = ServerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            compression: ImageCompression::Auto,
+            jpeg_wan,
+            ..Default::default()
+        };
+        let h = Server::start(
+            config,
+            model.clone(),
+            Arc::new(Rec::default()),
+            Arc::new(NullAgent),
+        )
+        .await
+        .unwrap();
+        let out = dir.join(format!("photo-{jpeg_wan:?}.ppm"));
+        let mut c = spicy_screenshot(&h, &out, None);
+        let st = wait_child(&mut c, Duration::from_secs(30)).await;
+        assert!(
+            st.is_some_and(|s| s.success()),
+            "{jpeg_wan:?}: spicy-screenshot failed: {st:?}"
+        );
+        let want = model_surface_rgb(&model, 0).unwrap();
+        let shot = read_ppm(&out);
+        assert_eq!((shot.0, shot.1), (want.0, want.1));
+        let db = psnr(&shot.2, &want.2);
+        let jpegs = h.stats().jpeg_images;
+        eprintln!(
+            "photo ({jpeg_wan:?}): {}x{} at {db:.1} dB, {jpegs} JPEG of {} images, {} display bytes",
+            want.0,
+            want.1,
+            h.stats().images_sent,
+            h.stats().display_bytes
+        );
+        match jpeg_wan {
+            JpegWan::Always => {
+                assert!(jpegs >= 1, "no JPEG was sent");
+                assert!(db >= 35.0, "PSNR {db:.1} dB");
+                assert!(db.is_finite(), "JPEG is lossy: the picture cannot be exact");
+            }
+            _ => {
+                assert_eq!(jpegs, 0);
+                assert_same(&shot, &want, "photo without JPEG");
+            }
+        }
+        h.shutdown().await;
+    }
+}
+
 /// LZ_PLT (image type 100): spice-gtk 0.42 decodes our palette streams (PLT1_BE, PLT4_BE,
 /// PLT8, odd widths whose last packed byte is partly used) to exactly the model's pixels, with
 /// `Lz` and `Auto`; the server counts the LZ_PLT images it sent.

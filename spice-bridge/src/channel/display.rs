@@ -120,8 +120,11 @@ pub(crate) struct DisplayEncoder {
     compression: ImageCompression,
     caps: ClientImageCaps,
     monitors_cap: bool,
-    /// Images encoded as LZ_PLT since the last [`DisplayEncoder::take_palette_images`].
+    /// JPEG allowed for photo-like pictures (lossy).
+    jpeg: bool,
+    /// Images encoded as LZ_PLT and as JPEG since the last [`DisplayEncoder::take_counts`].
     palette_images: u64,
+    jpeg_images: u64,
 }
 
 /// Encoded messages for one operation.
@@ -143,6 +146,7 @@ pub fn bgrx_bytes(pixels: &[u32]) -> Vec<u8> {
 impl DisplayEncoder {
     pub(crate) fn new(
         compression: ImageCompression,
+        jpeg: bool,
         caps: ClientImageCaps,
         monitors_cap: bool,
     ) -> Self {
@@ -153,7 +157,9 @@ impl DisplayEncoder {
             compression,
             caps,
             monitors_cap,
+            jpeg,
             palette_images: 0,
+            jpeg_images: 0,
         }
     }
 
@@ -161,9 +167,13 @@ impl DisplayEncoder {
         self.cache = PixmapCache::new(pixels);
     }
 
-    /// Images encoded as LZ_PLT since the last call (for [`crate::server::ServerStats`]).
-    pub(crate) fn take_palette_images(&mut self) -> u64 {
-        std::mem::take(&mut self.palette_images)
+    /// Images encoded as (LZ_PLT, JPEG) since the last call (for
+    /// [`crate::server::ServerStats`]).
+    pub(crate) fn take_counts(&mut self) -> (u64, u64) {
+        (
+            std::mem::take(&mut self.palette_images),
+            std::mem::take(&mut self.jpeg_images),
+        )
     }
 
     pub(crate) fn set_compression(&mut self, c: ImageCompression) {
@@ -209,10 +219,12 @@ impl DisplayEncoder {
         }
         let data = bgrx_bytes(img.pixels());
         if let Some(body) =
-            crate::channel::display::compress(self.compression, self.caps, img, &data)
+            crate::channel::display::compress(self.compression, self.jpeg, self.caps, img, &data)
         {
-            if matches!(body, ImageBody::LzPlt(_)) {
-                self.palette_images += 1;
+            match body {
+                ImageBody::LzPlt(_) => self.palette_images += 1,
+                ImageBody::Jpeg(_) => self.jpeg_images += 1,
+                _ => {}
             }
             return body;
         }
@@ -453,13 +465,14 @@ impl DisplayEncoder {
 /// BITMAP (compression off, a tiny image, or compression not smaller).
 pub(crate) fn compress(
     mode: ImageCompression,
+    jpeg: bool,
     caps: ClientImageCaps,
     img: &ModelImage,
     bgrx: &[u8],
 ) -> Option<ImageBody> {
     use crate::codec::{
-        choose_codec, encode, encode_palette_lz, CompressionPolicy, ImageCodec, SourceFormat,
-        SourceImage, MIN_SIZE_TO_COMPRESS,
+        choose_codec, encode, encode_palette_lz, with_jpeg, CompressionPolicy, ImageCodec,
+        SourceFormat, SourceImage, MIN_SIZE_TO_COMPRESS,
     };
     let policy = match mode {
         ImageCompression::Off => return None,
@@ -488,12 +501,13 @@ pub(crate) fn compress(
             data: p.lz,
         }));
     }
-    let e = encode(choose_codec(policy, caps, &src), &src).ok()?;
+    let e = encode(with_jpeg(choose_codec(policy, caps, &src), jpeg), &src).ok()?;
     let data = e.body.get(4..)?.to_vec();
     match e.codec {
         ImageCodec::LzRgb => Some(ImageBody::LzRgb(data)),
         ImageCodec::Lz4 => Some(ImageBody::Lz4(data)),
         ImageCodec::Quic => Some(ImageBody::Quic(data)),
+        ImageCodec::Jpeg => Some(ImageBody::Jpeg(data)),
         ImageCodec::Bitmap => None,
     }
 }
@@ -528,6 +542,7 @@ pub(crate) async fn run(ctx: ConnCtx, mut rd: Reader, wr: Writer) -> Result<(), 
     *lock(&ctx.session.display_tx) = Some(out.clone());
     let mut enc = DisplayEncoder::new(
         ctx.shared.config.compression,
+        ctx.shared.config.jpeg_wan.allows_jpeg(),
         ClientImageCaps {
             lz4: ctx.linked.channel_caps.has(cap::LZ4_COMPRESSION),
             palette_lz: ctx.linked.channel_caps.has(cap::COMPOSITE),
@@ -595,7 +610,9 @@ pub(crate) async fn run(ctx: ConnCtx, mut rd: Reader, wr: Writer) -> Result<(), 
                         if !w.window_open() { break; }
                         let Some(op) = pending.pop_front() else { break };
                         let msgs = enc.encode(&op, &monitors);
-                        shared.stats.palette_images.fetch_add(enc.take_palette_images(), Ordering::Relaxed);
+                        let (plt, jpeg) = enc.take_counts();
+                        shared.stats.palette_images.fetch_add(plt, Ordering::Relaxed);
+                        shared.stats.jpeg_images.fetch_add(jpeg, Ordering::Relaxed);
                         send_all(&mut w, msgs, &shared.stats.images_sent).await?;
                     }
                 }

@@ -64,6 +64,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod jpeg;
 pub mod lz;
 pub mod lz4;
 pub mod palette;
@@ -83,6 +84,8 @@ pub mod image_type {
     pub const LZ4: u8 = 109;
     /// QUIC-compressed image (`SPICE_IMAGE_TYPE_QUIC`).
     pub const QUIC: u8 = 1;
+    /// JPEG image, lossy (`SPICE_IMAGE_TYPE_JPEG`).
+    pub const JPEG: u8 = 105;
 }
 
 /// Bitmap formats (`SpiceBitmapFmt`, sheet §4.5) used by BITMAP and LZ4 payloads.
@@ -267,6 +270,9 @@ pub enum CodecError {
     /// The LZ4 library refused to compress (should not happen with a correctly sized buffer).
     #[error("lz4 compression failed: {0}")]
     Lz4(String),
+    /// The JPEG encoder refused the picture.
+    #[error("jpeg compression failed: {0}")]
+    Jpeg(String),
 }
 
 /// The image encodings the display channel can send.
@@ -281,6 +287,9 @@ pub enum ImageCodec {
     /// `SPICE_IMAGE_TYPE_QUIC`; spice-gtk and spice-html5 decode it, no capability needed.
     /// Lossless, best on photographic content (see [`quic`]).
     Quic,
+    /// `SPICE_IMAGE_TYPE_JPEG`, **lossy** ([`jpeg`]); spice-gtk and spice-html5 decode it.
+    /// Only chosen through [`with_jpeg`], when the server allows lossy pictures.
+    Jpeg,
 }
 
 /// An encoded picture: what goes into and after the `SpiceImageDescriptor`.
@@ -354,6 +363,19 @@ pub fn encode(codec: ImageCodec, src: &SourceImage<'_>) -> Result<EncodedImage, 
             body.extend_from_slice(&[0; 4]);
             quic::encode_into(src, &mut body)?;
             finish_sized(ImageCodec::Quic, image_type::QUIC, src, body)
+        }
+        ImageCodec::Jpeg => {
+            src.validate()?;
+            if src.width > jpeg::MAX_DIMENSION
+                || src.height > jpeg::MAX_DIMENSION
+                || src.format == SourceFormat::Rgb16
+            {
+                return encode_bitmap(src);
+            }
+            let mut body = Vec::new();
+            body.extend_from_slice(&[0; 4]);
+            jpeg::encode_into(src, jpeg::QUALITY, &mut body)?;
+            finish_sized(ImageCodec::Jpeg, image_type::JPEG, src, body)
         }
     };
     let bitmap_len = bitmap_body_len(src)?;
@@ -536,6 +558,16 @@ pub fn choose_codec(
         CompressionPolicy::Quic if quic_able(src) => ImageCodec::Quic,
         CompressionPolicy::Auto if quic_able(src) && is_highly_gradual(src) => ImageCodec::Quic,
         CompressionPolicy::Quic | CompressionPolicy::Auto => ImageCodec::LzRgb,
+    }
+}
+
+/// With JPEG allowed (QEMU's `jpeg-wan-compression=always`), spice-server sends JPEG where
+/// it would send QUIC: photo-like pictures in the auto modes, every QUIC-able one in the quic
+/// mode (sheet §9.8). Every other choice stays lossless.
+pub fn with_jpeg(codec: ImageCodec, jpeg_allowed: bool) -> ImageCodec {
+    match codec {
+        ImageCodec::Quic if jpeg_allowed => ImageCodec::Jpeg,
+        c => c,
     }
 }
 

@@ -1252,3 +1252,67 @@ fn write_client_vectors() {
         }
     }
 }
+
+// --- JPEG (lossy, only with jpeg-wan-compression=always) -------------------------------------
+
+#[test]
+fn jpeg_replaces_quic_only_when_allowed_and_decodes_close_to_the_picture() {
+    assert_eq!(with_jpeg(ImageCodec::Quic, true), ImageCodec::Jpeg);
+    assert_eq!(with_jpeg(ImageCodec::Quic, false), ImageCodec::Quic);
+    for c in [ImageCodec::LzRgb, ImageCodec::Lz4, ImageCodec::Bitmap] {
+        assert_eq!(with_jpeg(c, true), c, "lossless choices stay lossless");
+    }
+    let (w, h) = (643u32, 401u32);
+    let px = picture(w, h, |x, y| crate::testing::photo_pixel(x, y, 1));
+    let src = xrgb(&px, w, h, w as usize * 4);
+    let quic = encode(ImageCodec::Quic, &src).unwrap();
+    let jpeg = encode(ImageCodec::Jpeg, &src).unwrap();
+    assert_eq!((jpeg.codec, jpeg.image_type), (ImageCodec::Jpeg, 105));
+    let size = u32::from_le_bytes(jpeg.body[..4].try_into().unwrap()) as usize;
+    assert_eq!(size, jpeg.body.len() - 4);
+    assert_eq!(&jpeg.body[4..6], &[0xFF, 0xD8], "JFIF starts with SOI");
+    let (dw, dh, got) = crate::testing::decode_jpeg(&jpeg.body[4..]).unwrap();
+    assert_eq!((dw, dh), (w, h));
+    let want: Vec<u32> = expected_pixels(&src);
+    let db = crate::testing::psnr(&got, &want);
+    eprintln!(
+        "photo {w}x{h}: JPEG q85 {} bytes at {db:.1} dB, QUIC {} bytes (lossless)",
+        jpeg.body.len(),
+        quic.body.len()
+    );
+    assert!(db >= 35.0, "PSNR {db:.1} dB");
+    assert!(jpeg.body.len() * 2 < quic.body.len());
+    // Padded rows, RGB24 and ARGB sources give the same picture; RGB16 falls back to BITMAP.
+    let stride = w as usize * 4 + 8;
+    let mut padded = vec![0u8; stride * h as usize];
+    for y in 0..h as usize {
+        padded[y * stride..y * stride + w as usize * 4]
+            .copy_from_slice(&px[y * w as usize * 4..(y + 1) * w as usize * 4]);
+    }
+    let p = encode(ImageCodec::Jpeg, &xrgb(&padded, w, h, stride)).unwrap();
+    assert_eq!(p.body, jpeg.body);
+    let rgb24: Vec<u8> = px
+        .chunks_exact(4)
+        .flat_map(|c| [c[0], c[1], c[2]])
+        .collect();
+    let src24 = SourceImage {
+        data: &rgb24,
+        width: w,
+        height: h,
+        stride: w as usize * 3,
+        format: SourceFormat::Rgb24,
+    };
+    assert_eq!(encode(ImageCodec::Jpeg, &src24).unwrap().body, jpeg.body);
+    let r16 = vec![0u8; 64 * 64 * 2];
+    let src16 = SourceImage {
+        data: &r16,
+        width: 64,
+        height: 64,
+        stride: 128,
+        format: SourceFormat::Rgb16,
+    };
+    assert_eq!(
+        encode(ImageCodec::Jpeg, &src16).unwrap().codec,
+        ImageCodec::Bitmap
+    );
+}

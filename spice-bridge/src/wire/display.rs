@@ -104,6 +104,8 @@ pub mod image_type {
     pub const LZ4: u8 = 109;
     /// QUIC
     pub const QUIC: u8 = 1;
+    /// JPEG
+    pub const JPEG: u8 = 105;
 }
 
 /// Image flags.
@@ -332,6 +334,8 @@ pub enum ImageBody {
     Lz4(Vec<u8>),
     /// QUIC: data_size + data (a whole number of 32-bit words)
     Quic(Vec<u8>),
+    /// JPEG: data_size + JFIF data (lossy)
+    Jpeg(Vec<u8>),
     /// FROM_CACHE: nothing
     FromCache,
     /// SURFACE: surface id
@@ -361,6 +365,7 @@ impl Image {
             ImageBody::LzPlt(_) => image_type::LZ_PLT,
             ImageBody::Lz4(_) => image_type::LZ4,
             ImageBody::Quic(_) => image_type::QUIC,
+            ImageBody::Jpeg(_) => image_type::JPEG,
             ImageBody::FromCache => image_type::FROM_CACHE,
             ImageBody::Surface(_) => image_type::SURFACE,
         }
@@ -392,7 +397,7 @@ impl Image {
                 out.extend_from_slice(&l.data);
                 l.palette.encode_inline(out, patch, msg_base);
             }
-            ImageBody::LzRgb(d) | ImageBody::Lz4(d) | ImageBody::Quic(d) => {
+            ImageBody::LzRgb(d) | ImageBody::Lz4(d) | ImageBody::Quic(d) | ImageBody::Jpeg(d) => {
                 (d.len() as u32).encode(out);
                 out.extend_from_slice(d);
             }
@@ -440,7 +445,7 @@ impl Image {
                     data,
                 })
             }
-            image_type::LZ_RGB | image_type::LZ4 | image_type::QUIC => {
+            image_type::LZ_RGB | image_type::LZ4 | image_type::QUIC | image_type::JPEG => {
                 let n = r.u32()? as usize;
                 if n > IMAGE_DATA_MAX {
                     return Err(WireError::TooLarge {
@@ -452,6 +457,8 @@ impl Image {
                 let d = r.take(n)?.to_vec();
                 if t == image_type::LZ4 {
                     ImageBody::Lz4(d)
+                } else if t == image_type::JPEG {
+                    ImageBody::Jpeg(d)
                 } else if t == image_type::QUIC {
                     ImageBody::Quic(d)
                 } else {

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{ArgGroup, Parser};
-use spice_bridge::server::{ConnectionLimits, ImageCompression};
+use spice_bridge::server::{ConnectionLimits, ImageCompression, JpegWan};
 use spice_bridge::tls::{ChannelSecurity, Security};
 
 /// Name of the VDI port that carries the Spice agent.
@@ -139,6 +139,20 @@ struct Args {
     /// behaves as auto_lz and glz is refused. Default auto_glz, as QEMU's.
     #[arg(long, value_name = "MODE", default_value = "auto_glz", value_parser = image_compression)]
     image_compression: ImageCompression,
+    /// Lossy JPEG (quality 85) instead of QUIC for photo-like pictures, as QEMU's -spice
+    /// jpeg-wan-compression: always, never, or auto (QEMU: only on a link under 10 Mbit/s;
+    /// this daemon does not measure the link yet, so auto sends no JPEG).
+    #[arg(long, value_name = "WHEN", default_value = "auto", value_parser = jpeg_wan)]
+    jpeg_wan_compression: JpegWan,
+}
+
+fn jpeg_wan(v: &str) -> Result<JpegWan, String> {
+    match v {
+        "auto" => Ok(JpegWan::Auto),
+        "never" => Ok(JpegWan::Never),
+        "always" => Ok(JpegWan::Always),
+        _ => Err(format!("'{v}' is not one of auto, never, always")),
+    }
 }
 
 fn image_compression(v: &str) -> Result<ImageCompression, String> {
@@ -207,6 +221,8 @@ pub struct Options {
     pub limits: ConnectionLimits,
     /// Image compression (--image-compression).
     pub compression: ImageCompression,
+    /// Lossy JPEG (--jpeg-wan-compression).
+    pub jpeg_wan: JpegWan,
 }
 
 /// Where the virtio-input devices are served over vhost-user (each optional).
@@ -340,6 +356,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, CliErro
             max_linked: a.max_linked_channels as usize,
         },
         compression: a.image_compression,
+        jpeg_wan: a.jpeg_wan_compression,
     })
 }
 
@@ -406,7 +423,8 @@ mod tests {
         assert_eq!((o.ram_mib, o.vram_mib, o.vgamem_mib), (64, 64, 16));
         assert_eq!(o.input, InputSockets::default());
         assert_eq!(o.limits, ConnectionLimits::default());
-        assert_eq!(o.compression, ImageCompression::Lz);
+        assert_eq!(o.compression, ImageCompression::Auto);
+        assert_eq!(o.jpeg_wan, JpegWan::Auto);
         assert_eq!(
             o.qxl_socket.as_deref(),
             Some(std::path::Path::new("/tmp/q"))
@@ -439,6 +457,25 @@ mod tests {
             a.push(name);
             assert_eq!(p(&a).unwrap().compression, want, "{name}");
         }
+        for (when, want) in [
+            ("auto", JpegWan::Auto),
+            ("never", JpegWan::Never),
+            ("always", JpegWan::Always),
+        ] {
+            let a = [
+                "--qxl-socket=/q",
+                "--disable-ticketing",
+                "--jpeg-wan-compression",
+                when,
+            ];
+            assert_eq!(p(&a).unwrap().jpeg_wan, want, "{when}");
+        }
+        assert!(p(&[
+            "--qxl-socket=/q",
+            "--disable-ticketing",
+            "--jpeg-wan-compression=on"
+        ])
+        .is_err());
         for bad in ["glz", "jpeg", ""] {
             let mut a = base.to_vec();
             a.push(bad);

@@ -71,7 +71,7 @@ fn stats_line(s: &StatsSnapshot) -> String {
         "ok connections={} links_ok={} links_refused={} link_timeouts={} pending_evicted={} \
          linked_full={} accept_errors={} tls_connections={} tls_failed={} wrong_port={} \
          websocket_connections={} websocket_refused={} pending={} linked={} protocol_errors={} \
-         sessions={} sessions_replaced={} images_sent={} palette_images={} display_bytes={}",
+         sessions={} sessions_replaced={} images_sent={} palette_images={} jpeg_images={} display_bytes={}",
         s.connections,
         s.links_ok,
         s.links_refused,
@@ -91,6 +91,7 @@ fn stats_line(s: &StatsSnapshot) -> String {
         s.sessions_replaced,
         s.images_sent,
         s.palette_images,
+        s.jpeg_images,
         s.display_bytes
     )
 }

@@ -434,6 +434,7 @@ fn run(opts: cli::Options) -> anyhow::Result<()> {
         uuid: None,
         client_mouse: false,
         compression: opts.compression,
+        jpeg_wan: opts.jpeg_wan,
         limits: opts.limits,
         tls: opts
             .tls
