@@ -21,13 +21,17 @@ use crate::link::{
 use crate::model::DisplayModel;
 use crate::session::{ConnCtx, Session, Shared};
 pub use crate::session::{
-    ConnectionLimits, ImageCompression, JpegWan, ServerConfig, ServerError, ServerStats, TlsListen,
+    ConnectionLimits, ImageCompression, JpegWan, ServerConfig, ServerError, ServerStats,
+    StreamingVideo, TlsListen,
 };
 use crate::tls::TlsConfig;
 use crate::transport::{self, BoxedStream, Transport, TransportError};
 use crate::wire::link::{link_err, LinkReply};
 use crate::wire::main::mouse_mode;
 use crate::wire::types::ChannelType;
+
+/// Default [`ServerConfig::stream_idle_timeout`]: spice-server's `RED_STREAM_TIMEOUT`.
+pub const STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How long shutdown waits for connections to end.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -231,6 +235,10 @@ pub struct StatsSnapshot {
     pub palette_images: u64,
     /// images sent as JPEG (lossy)
     pub jpeg_images: u64,
+    /// video streams started
+    pub streams: u64,
+    /// stream frames sent
+    pub stream_frames: u64,
 }
 
 impl ServerHandle {
@@ -331,6 +339,8 @@ impl ServerHandle {
             images_sent: s.images_sent.load(Ordering::Relaxed),
             palette_images: s.palette_images.load(Ordering::Relaxed),
             jpeg_images: s.jpeg_images.load(Ordering::Relaxed),
+            streams: s.streams.load(Ordering::Relaxed),
+            stream_frames: s.stream_frames.load(Ordering::Relaxed),
         }
     }
 

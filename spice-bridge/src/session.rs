@@ -54,6 +54,19 @@ impl JpegWan {
     }
 }
 
+/// Which areas go as video streams (QEMU's `streaming-video`; see
+/// `channel::video` for the detection rules).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StreamingVideo {
+    /// No streams: every picture is an image (lossless unless JPEG is allowed).
+    #[default]
+    Off,
+    /// Areas redrawn at video rate with photographic content stream (spice-server's default).
+    Filter,
+    /// Every area redrawn at video rate streams, whatever its content.
+    All,
+}
+
 /// Server configuration.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -74,6 +87,11 @@ pub struct ServerConfig {
     pub compression: ImageCompression,
     /// Lossy JPEG for photo-like pictures (QEMU's `jpeg-wan-compression`).
     pub jpeg_wan: JpegWan,
+    /// Lossy MJPEG streams for areas redrawn at video rate (QEMU's `streaming-video`).
+    pub streaming_video: StreamingVideo,
+    /// A stream without a new frame for this long ends (and its last frame is resent
+    /// losslessly); spice-server's 1 s by default.
+    pub stream_idle_timeout: std::time::Duration,
     /// Link deadline and connection limits (what an idle or slow flood may hold).
     pub limits: ConnectionLimits,
     /// A TLS port beside [`ServerConfig::listen`] (QEMU's `tls-port` with `x509-dir`).
@@ -155,6 +173,8 @@ impl Default for ServerConfig {
             client_mouse: true,
             compression: ImageCompression::Lz,
             jpeg_wan: JpegWan::Auto,
+            streaming_video: StreamingVideo::Off,
+            stream_idle_timeout: crate::server::STREAM_IDLE_TIMEOUT,
             limits: ConnectionLimits::default(),
             tls: None,
             channel_security: ChannelSecurity::default(),
@@ -204,6 +224,10 @@ pub struct ServerStats {
     pub palette_images: AtomicU64,
     /// images sent as JPEG (lossy)
     pub jpeg_images: AtomicU64,
+    /// video streams started
+    pub streams: AtomicU64,
+    /// stream frames sent
+    pub stream_frames: AtomicU64,
 }
 
 /// Per-session state shared by its channel connections.

@@ -679,6 +679,10 @@ pub struct ClientCanvas {
     pub image_types: HashMap<u8, usize>,
     /// palette cache
     pub palettes: HashMap<u64, Vec<u32>>,
+    /// running video streams: id → (surface, dest)
+    pub streams: HashMap<u32, (u32, Rect)>,
+    /// STREAM_CREATE, STREAM_DATA and STREAM_DESTROY messages seen
+    pub stream_messages: [usize; 3],
 }
 
 fn regions(bbox: &Rect, clip: &[Rect], w: u32, h: u32) -> Vec<Rect> {
@@ -710,6 +714,44 @@ impl ClientCanvas {
                 self.surfaces.remove(&s.surface_id);
             }
             MARK => self.marks += 1,
+            STREAM_CREATE => {
+                let c: wd::StreamCreate = decode_exact(body).expect("stream create");
+                assert_eq!(c.codec_type, wd::VIDEO_CODEC_MJPEG);
+                assert_eq!(c.flags & wd::STREAM_FLAG_TOP_DOWN, wd::STREAM_FLAG_TOP_DOWN);
+                assert!(
+                    self.surfaces.contains_key(&c.surface_id),
+                    "stream on no surface"
+                );
+                assert!(
+                    self.streams.insert(c.id, (c.surface_id, c.dest)).is_none(),
+                    "stream {} created twice",
+                    c.id
+                );
+                self.stream_messages[0] += 1;
+            }
+            STREAM_DATA => {
+                let d: wd::StreamData = decode_exact(body).expect("stream data");
+                let (surface, dest) = *self.streams.get(&d.id).expect("frame of a stream");
+                let (fw, fh, px) = decode_jpeg(&d.data).expect("stream frame decodes");
+                assert_eq!((fw, fh), (dest.width(), dest.height()), "frame size");
+                let base = wd::DisplayBase {
+                    surface_id: surface,
+                    bbox: dest,
+                    clip: Default::default(),
+                };
+                self.paint(&base, |x, y, p| {
+                    *p = px[((y - dest.top) as u32 * fw + (x - dest.left) as u32) as usize];
+                });
+                self.stream_messages[1] += 1;
+            }
+            STREAM_DESTROY => {
+                let d: wd::StreamDestroy = decode_exact(body).expect("stream destroy");
+                assert!(
+                    self.streams.remove(&d.id).is_some(),
+                    "destroy of an unknown stream"
+                );
+                self.stream_messages[2] += 1;
+            }
             INVAL_PALETTE => {
                 let p: wd::InvalPalette = decode_exact(body).expect("inval palette");
                 assert!(

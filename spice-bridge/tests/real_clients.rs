@@ -935,6 +935,98 @@ async fn stopped_remote_viewer_never_blocks_the_model_and_catches_up() {
     h.shutdown().await;
 }
 
+/// Issue 11, video streams in the real client: remote-viewer (spice-gtk 0.42's MJPEG decoder)
+/// shows a photo-like area redrawn every 40 ms as a stream: after the last frame its window
+/// holds a picture within 35 dB of that frame but not equal to it (lossy, so a stream frame, not
+/// one of the lossless images before the stream), and once the stream times out the area is
+/// the last frame exactly (the lossless resend).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs virt-viewer, xvfb, xdotool; run by tests/e2e/spice-clients.sh"]
+async fn remote_viewer_plays_an_mjpeg_stream_and_ends_on_the_exact_frame() {
+    use spice_bridge::server::StreamingVideo;
+    let dir = tmpdir("stream");
+    let (w, hgt) = (640u32, 480u32);
+    let x = start_xvfb(&dir, 1024, 768).await;
+    let model = DisplayModel::new();
+    model
+        .create_surface(0, w, hgt, SurfaceFormat::Xrgb32)
+        .unwrap();
+    model
+        .draw_copy(
+            0,
+            Rect::new(0, 0, w as i32, hgt as i32),
+            &coord_image(w, hgt),
+            &[],
+        )
+        .unwrap();
+    model.mark();
+    let config = ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        compression: ImageCompression::Auto,
+        streaming_video: StreamingVideo::Filter,
+        stream_idle_timeout: Duration::from_secs(3),
+        ..Default::default()
+    };
+    let h = Server::start(
+        config,
+        model.clone(),
+        Arc::new(Rec::default()),
+        Arc::new(NullAgent),
+    )
+    .await
+    .unwrap();
+    let mut rv = Command::new(require("remote-viewer"))
+        .args(["-t", "e2e-stream"])
+        .arg(format!("spice://127.0.0.1:{}", h.local_addr().port()))
+        .env("DISPLAY", &x.display)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn remote-viewer");
+    xdotool(&x, &["mousemove", "1000", "700"]);
+    let (ox, oy) = coord_picture_origin(&h, &x, w, hgt).await;
+    let (dx, dy, vw, vh) = (100u32, 80u32, 320u32, 240u32);
+    let dest = Rect::new(dx as i32, dy as i32, vw as i32, vh as i32);
+    let frames: Vec<_> = (1..=30u32).map(|i| photo_image(0, vw, vh, i)).collect();
+    for f in &frames {
+        model.draw_copy(0, dest, f, &[]).unwrap();
+        model.mark();
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    let s = h.stats();
+    assert_eq!(s.streams, 1, "one stream");
+    assert_eq!(s.stream_frames, 26, "frames 5 to 30 streamed");
+    let last = frames.last().unwrap().pixels().to_vec();
+    let mut seen = 0f64;
+    wait_for(
+        "the last stream frame on screen",
+        Duration::from_secs(2),
+        || {
+            fb_region(&x, ox + dx, oy + dy, vw, vh).is_some_and(|r| {
+                seen = psnr(&r, &last);
+                (35.0..f64::INFINITY).contains(&seen)
+            })
+        },
+    )
+    .await;
+    eprintln!("stream frame on screen at {seen:.1} dB against the guest's last frame");
+    wait_for(
+        "the exact last frame after the stream ends",
+        Duration::from_secs(10),
+        || fb_region(&x, ox + dx, oy + dy, vw, vh).is_some_and(|r| r == last),
+    )
+    .await;
+    let whole = fb_region(&x, ox, oy, w, hgt).unwrap();
+    assert_eq!(
+        whole,
+        model_surface_rgb(&model, 0).unwrap().2,
+        "whole picture exact"
+    );
+    let _ = rv.kill();
+    let _ = rv.wait();
+    h.shutdown().await;
+}
+
 // ---- Issue 12: TLS (QEMU's x509-dir, tls-channel) and runtime passwords ----
 
 /// Makes a CA and a server certificate for 127.0.0.1/localhost signed by it in `dir`, laid out

@@ -715,3 +715,91 @@ async fn a_scrolled_full_frame_goes_as_copy_bits_and_the_new_strip() {
     assert!(scrolled * 3 < first, "{scrolled} vs {first}");
     hd.shutdown().await;
 }
+
+/// Issue 11, video streams: a photo-like area redrawn every 40 ms becomes an MJPEG stream at
+/// the fifth frame (the first four go as images), each later frame is one STREAM_DATA that decodes
+/// close to the guest's picture (lossy), and when the frames stop the stream is destroyed and
+/// the last frame resent losslessly: the client ends exactly on the model's picture, having
+/// received fewer bytes than the same frames sent losslessly.
+#[tokio::test]
+async fn video_rate_photo_area_streams_mjpeg_and_ends_lossless() {
+    use spice_bridge::server::StreamingVideo;
+    let mut bytes = Vec::new();
+    for mode in [StreamingVideo::Filter, StreamingVideo::Off] {
+        let model = DisplayModel::new();
+        model
+            .create_surface(0, 640, 480, SurfaceFormat::Xrgb32)
+            .unwrap();
+        model
+            .fill(0, Rect::new(0, 0, 640, 480), 0x0030_3030, &[])
+            .unwrap();
+        model.mark();
+        let config = ServerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            compression: ImageCompression::Auto,
+            streaming_video: mode,
+            stream_idle_timeout: Duration::from_millis(300),
+            ..Default::default()
+        };
+        let rec = Arc::new(Rec::default());
+        let h = Server::start(config, model.clone(), rec.clone(), rec)
+            .await
+            .unwrap();
+        let (_m, sid) = main_session(&h, "").await;
+        let mut d = display_client(&h, sid).await;
+        let mut canvas = ClientCanvas::default();
+        let mut n = 0;
+        read_to_mark(&mut d, &mut canvas, &mut n).await;
+        let before = h.stats().display_bytes;
+        let dest = Rect::new(100, 80, 320, 240);
+        for i in 0..12u32 {
+            model
+                .draw_copy(0, dest, &photo_image(0, 320, 240, i + 1), &[])
+                .unwrap();
+            model.mark();
+            read_to_mark(&mut d, &mut canvas, &mut n).await;
+            tokio::time::sleep(Duration::from_millis(40)).await;
+        }
+        let want = model_surface_rgb(&model, 0).unwrap();
+        let shown = canvas.surface(0).unwrap();
+        let db = psnr(&shown.2, &want.2);
+        if mode == StreamingVideo::Off {
+            assert_eq!(canvas.stream_messages, [0, 0, 0]);
+            assert_eq!(shown, want, "without streams every frame is exact");
+            bytes.push(h.stats().display_bytes - before);
+            h.shutdown().await;
+            continue;
+        }
+        assert_eq!(
+            canvas.stream_messages,
+            [1, 8, 0],
+            "create after 5 frames, 8 frames"
+        );
+        assert!(
+            (32.0..f64::INFINITY).contains(&db),
+            "a streamed frame: {db:.1} dB"
+        );
+        let s = h.stats();
+        assert_eq!((s.streams, s.stream_frames), (1, 8));
+        // No frame for 300 ms: STREAM_DESTROY, then the last frame losslessly.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while canvas.stream_messages[2] == 0 || canvas.surface(0).unwrap() != want {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let (t, b) = tokio::time::timeout(left, d.recv())
+                .await
+                .expect("destroy and lossless frame within 10 s")
+                .unwrap();
+            canvas.apply(t, &b);
+        }
+        assert!(canvas.streams.is_empty());
+        bytes.push(h.stats().display_bytes - before);
+        eprintln!("stream: last frame at {db:.1} dB before the lossless resend");
+        h.shutdown().await;
+    }
+    eprintln!(
+        "12 frames 320x240: {} bytes streamed (4 images, 8 MJPEG frames, 1 lossless resend) \
+         vs {} bytes as images",
+        bytes[0], bytes[1]
+    );
+    assert!(bytes[0] * 2 < bytes[1], "{bytes:?}");
+}

@@ -14,6 +14,7 @@ use crate::transport::{Reader, Writer};
 use tokio::io::AsyncWrite;
 use tokio::sync::mpsc;
 
+use super::video::{self, Ended, Verdict, VideoStreams};
 use super::{handle_base, read_msg, BaseAction, ChannelError, MsgWriter, Out, OUTBOX_LEN};
 use crate::codec::ClientImageCaps;
 use crate::model::{DisplayOp, Image as ModelImage, Monitor, RopKind, Taken};
@@ -22,7 +23,8 @@ use crate::wire::display::{
     bitmap, cap, image_flags, rop, server_id, Bitmap, Brush, CopyBits, DisplayBase,
     DisplayClientMessage, DrawCopy, DrawFill, DrawMaskOnly, Head, Image, ImageBody,
     InvalAllPalettes, InvalList, InvalPalette, LzPlt, Mark, MonitorsConfig, Palette, PaletteRef,
-    QMask, Reset, SurfaceCreate, SurfaceDestroy, SURFACE_FLAG_PRIMARY,
+    QMask, Reset, StreamCreate, StreamData, StreamDestroy, SurfaceCreate, SurfaceDestroy,
+    STREAM_FLAG_TOP_DOWN, SURFACE_FLAG_PRIMARY, VIDEO_CODEC_MJPEG,
 };
 use crate::wire::types::{Clip, Rect};
 use crate::wire::{to_vec, Message};
@@ -122,6 +124,13 @@ pub(crate) struct DisplayEncoder {
     monitors_cap: bool,
     /// JPEG allowed for photo-like pictures (lossy).
     jpeg: bool,
+    /// Video stream detection and the running stream.
+    video: VideoStreams,
+    /// A stream ended by a refresh whose STREAM_DESTROY is still to be sent.
+    stream_ended_by_refresh: Option<u32>,
+    /// Streams started and stream frames sent since the last [`DisplayEncoder::take_counts`].
+    streams: u64,
+    stream_frames: u64,
     /// Images encoded as LZ_PLT and as JPEG since the last [`DisplayEncoder::take_counts`].
     palette_images: u64,
     jpeg_images: u64,
@@ -129,6 +138,15 @@ pub(crate) struct DisplayEncoder {
 
 /// Encoded messages for one operation.
 type Msgs = Vec<(u16, Vec<u8>)>;
+
+/// What a [`DisplayEncoder`] produced since it was last asked (for the server's statistics).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct EncodedCounts {
+    pub palette_images: u64,
+    pub jpeg_images: u64,
+    pub streams: u64,
+    pub stream_frames: u64,
+}
 
 fn m<M: Message>(v: &M) -> (u16, Vec<u8>) {
     (M::TYPE, to_vec(v))
@@ -147,6 +165,7 @@ impl DisplayEncoder {
     pub(crate) fn new(
         compression: ImageCompression,
         jpeg: bool,
+        video: VideoStreams,
         caps: ClientImageCaps,
         monitors_cap: bool,
     ) -> Self {
@@ -158,6 +177,10 @@ impl DisplayEncoder {
             caps,
             monitors_cap,
             jpeg,
+            video,
+            stream_ended_by_refresh: None,
+            streams: 0,
+            stream_frames: 0,
             palette_images: 0,
             jpeg_images: 0,
         }
@@ -167,13 +190,144 @@ impl DisplayEncoder {
         self.cache = PixmapCache::new(pixels);
     }
 
-    /// Images encoded as (LZ_PLT, JPEG) since the last call (for
-    /// [`crate::server::ServerStats`]).
-    pub(crate) fn take_counts(&mut self) -> (u64, u64) {
-        (
-            std::mem::take(&mut self.palette_images),
-            std::mem::take(&mut self.jpeg_images),
-        )
+    /// What was encoded since the last call (for [`crate::server::ServerStats`]).
+    pub(crate) fn take_counts(&mut self) -> EncodedCounts {
+        EncodedCounts {
+            palette_images: std::mem::take(&mut self.palette_images),
+            jpeg_images: std::mem::take(&mut self.jpeg_images),
+            streams: std::mem::take(&mut self.streams),
+            stream_frames: std::mem::take(&mut self.stream_frames),
+        }
+    }
+
+    /// When the running video stream times out, if one runs.
+    pub(crate) fn stream_deadline(&self) -> Option<std::time::Instant> {
+        self.video.deadline()
+    }
+
+    /// Ends the running stream if it timed out at `now`: STREAM_DESTROY and its last frame
+    /// again, losslessly.
+    pub(crate) fn expire_streams(&mut self, now: std::time::Instant) -> Msgs {
+        let mut out = Msgs::new();
+        if let Some(e) = self.video.expire(now) {
+            self.end_stream(e, true, &mut out);
+        }
+        out
+    }
+
+    /// Destroys stream `e` on the client; with `resend`, draws its last frame over it
+    /// losslessly so no lossy pixels stay on the screen.
+    fn end_stream(&mut self, e: Ended, resend: bool, out: &mut Msgs) {
+        out.push(m(&StreamDestroy { id: e.id }));
+        if resend && self.known.contains_key(&0) {
+            self.encode_copy(0, e.dest, &e.last, &[], out);
+        }
+    }
+
+    /// Stream messages for a copy to the primary surface: `true` when the copy went as a
+    /// stream frame (and needs nothing else), `false` when it is to be sent as an image (a
+    /// stream it draws over has been ended in `out` first).
+    fn stream_copy(
+        &mut self,
+        dst: Rect,
+        image: &ModelImage,
+        clipped: bool,
+        out: &mut Msgs,
+    ) -> bool {
+        let (verdict, ended) = self
+            .video
+            .on_copy(dst, image, clipped, std::time::Instant::now());
+        if let Some(e) = ended {
+            self.end_stream(e, true, out);
+        }
+        let id = match verdict {
+            Verdict::Image => return false,
+            Verdict::Start { id } | Verdict::Frame { id } => id,
+        };
+        let data = bgrx_bytes(image.pixels());
+        let src = crate::codec::SourceImage {
+            data: &data,
+            width: image.width(),
+            height: image.height(),
+            stride: image.width() as usize * 4,
+            format: crate::codec::SourceFormat::Xrgb32,
+        };
+        let mut jpeg = Vec::new();
+        if crate::codec::jpeg::encode_into(&src, video::FRAME_QUALITY, &mut jpeg).is_err() {
+            // Cannot happen for the sizes VideoStreams accepts; send the picture instead.
+            if let Some(e) = self.video.end() {
+                self.end_stream(e, false, out);
+            }
+            return false;
+        }
+        if let Verdict::Start { id } = verdict {
+            self.streams += 1;
+            out.push(m(&StreamCreate {
+                surface_id: 0,
+                id,
+                flags: STREAM_FLAG_TOP_DOWN,
+                codec_type: VIDEO_CODEC_MJPEG,
+                stamp: 0,
+                stream_width: image.width(),
+                stream_height: image.height(),
+                src_width: image.width(),
+                src_height: image.height(),
+                dest: dst,
+                clip: Clip::default(),
+            }));
+        }
+        self.stream_frames += 1;
+        out.push(m(&StreamData {
+            id,
+            multi_media_time: super::mm_time().wrapping_add(video::PLAYOUT_DELAY_MS),
+            data: jpeg,
+        }));
+        true
+    }
+
+    /// Before `op` is encoded: a draw over the running stream's area ends it (with the
+    /// lossless resend), a change of the primary surface ends it without one.
+    fn streams_before(&mut self, op: &DisplayOp, out: &mut Msgs) {
+        let area = match op {
+            DisplayOp::Fill {
+                surface: 0, rect, ..
+            }
+            | DisplayOp::Rop {
+                surface: 0, rect, ..
+            } => Some(*rect),
+            DisplayOp::CopyBits {
+                surface: 0,
+                src,
+                dst,
+                ..
+            } => {
+                let from = Rect::new(src.x, src.y, dst.width() as i32, dst.height() as i32);
+                if let Some(e) = self.video.touch(from) {
+                    self.end_stream(e, true, out);
+                }
+                Some(*dst)
+            }
+            DisplayOp::CopySurface {
+                surface: 0, dst, ..
+            } => Some(*dst),
+            DisplayOp::CopySurface {
+                src_surface: 0,
+                src_area,
+                ..
+            } => Some(*src_area),
+            DisplayOp::SurfaceCreate { id: 0, .. }
+            | DisplayOp::SurfaceDestroy { id: 0 }
+            | DisplayOp::Reset => {
+                if let Some(e) = self.video.end() {
+                    self.end_stream(e, false, out);
+                }
+                None
+            }
+            _ => None,
+        };
+        if let Some(e) = area.and_then(|a| self.video.touch(a)) {
+            self.end_stream(e, true, out);
+        }
     }
 
     pub(crate) fn set_compression(&mut self, c: ImageCompression) {
@@ -239,6 +393,52 @@ impl DisplayEncoder {
         })
     }
 
+    /// DRAW_COPY of `image` to `dst` on `surface` (known to the client), with the pixmap
+    /// cache and the image codecs.
+    fn encode_copy(
+        &mut self,
+        surface: u32,
+        dst: Rect,
+        image: &ModelImage,
+        clip: &[Rect],
+        out: &mut Msgs,
+    ) {
+        let base = |surface: u32, bbox: Rect, clip: &[Rect]| DisplayBase {
+            surface_id: surface,
+            bbox,
+            clip: clip_of(clip),
+        };
+        let pixels = u64::from(image.width()) * u64::from(image.height());
+        let (body, flags) = if image.id() != 0 && self.cache.hit(image.id()) {
+            (ImageBody::FromCache, 0)
+        } else {
+            let body = self.image_body(image, out);
+            match self.cache.insert(image.id(), pixels) {
+                Some(evicted) => {
+                    if !evicted.is_empty() {
+                        out.push(m(&InvalList(evicted)));
+                    }
+                    (body, image_flags::CACHE_ME)
+                }
+                None => (body, 0),
+            }
+        };
+        out.push(m(&DrawCopy {
+            base: base(surface, dst, clip),
+            image: Image {
+                id: image.id(),
+                flags,
+                width: image.width(),
+                height: image.height(),
+                body,
+            },
+            src_area: Rect::new(0, 0, image.width() as i32, image.height() as i32),
+            rop: rop::OP_PUT,
+            scale_mode: 0,
+            mask: QMask::default(),
+        }));
+    }
+
     fn monitors_msg(max_allowed: u16, monitors: &[Monitor]) -> (u16, Vec<u8>) {
         m(&MonitorsConfig {
             max_allowed,
@@ -265,6 +465,12 @@ impl DisplayEncoder {
         monitors: &dyn Fn() -> (u16, Vec<Monitor>),
     ) -> Msgs {
         let mut out = Msgs::new();
+        if let Some(id) = self.stream_ended_by_refresh.take() {
+            out.push(m(&StreamDestroy { id }));
+        }
+        if self.known.contains_key(&0) {
+            self.streams_before(op, &mut out);
+        }
         let base = |surface: u32, bbox: Rect, clip: &[Rect]| DisplayBase {
             surface_id: surface,
             bbox,
@@ -312,35 +518,10 @@ impl DisplayEncoder {
                 if !self.known.contains_key(surface) {
                     return out;
                 }
-                let pixels = u64::from(image.width()) * u64::from(image.height());
-                let (body, flags) = if image.id() != 0 && self.cache.hit(image.id()) {
-                    (ImageBody::FromCache, 0)
-                } else {
-                    let body = self.image_body(image, &mut out);
-                    match self.cache.insert(image.id(), pixels) {
-                        Some(evicted) => {
-                            if !evicted.is_empty() {
-                                out.push(m(&InvalList(evicted)));
-                            }
-                            (body, image_flags::CACHE_ME)
-                        }
-                        None => (body, 0),
-                    }
-                };
-                out.push(m(&DrawCopy {
-                    base: base(*surface, *dst, clip),
-                    image: Image {
-                        id: image.id(),
-                        flags,
-                        width: image.width(),
-                        height: image.height(),
-                        body,
-                    },
-                    src_area: Rect::new(0, 0, image.width() as i32, image.height() as i32),
-                    rop: rop::OP_PUT,
-                    scale_mode: 0,
-                    mask: QMask::default(),
-                }));
+                if *surface == 0 && self.stream_copy(*dst, image, !clip.is_empty(), &mut out) {
+                    return out;
+                }
+                self.encode_copy(*surface, *dst, image, clip, &mut out);
             }
             DisplayOp::CopySurface {
                 src_surface,
@@ -441,7 +622,10 @@ impl DisplayEncoder {
 
     /// Operations that bring the client from what it knows to `snapshot` (destroys for
     /// surfaces the snapshot lacks first), followed by a MARK.
-    pub(crate) fn refresh_ops(&self, snapshot: Vec<DisplayOp>) -> Vec<DisplayOp> {
+    pub(crate) fn refresh_ops(&mut self, snapshot: Vec<DisplayOp>) -> Vec<DisplayOp> {
+        // The snapshot repaints everything: a running stream just stops. Its destroy is sent
+        // with the next operation (the snapshot's surface create).
+        self.stream_ended_by_refresh = self.video.end().map(|e| e.id);
         let ids: Vec<u32> = snapshot
             .iter()
             .filter_map(|o| match o {
@@ -512,6 +696,19 @@ pub(crate) fn compress(
     }
 }
 
+fn count(stats: &crate::server::ServerStats, c: EncodedCounts) {
+    stats
+        .palette_images
+        .fetch_add(c.palette_images, Ordering::Relaxed);
+    stats
+        .jpeg_images
+        .fetch_add(c.jpeg_images, Ordering::Relaxed);
+    stats.streams.fetch_add(c.streams, Ordering::Relaxed);
+    stats
+        .stream_frames
+        .fetch_add(c.stream_frames, Ordering::Relaxed);
+}
+
 async fn send_all<W: AsyncWrite + Unpin>(
     w: &mut MsgWriter<W>,
     msgs: Msgs,
@@ -543,6 +740,11 @@ pub(crate) async fn run(ctx: ConnCtx, mut rd: Reader, wr: Writer) -> Result<(), 
     let mut enc = DisplayEncoder::new(
         ctx.shared.config.compression,
         ctx.shared.config.jpeg_wan.allows_jpeg(),
+        VideoStreams::new(
+            ctx.shared.config.streaming_video,
+            ctx.linked.channel_caps.has(cap::CODEC_MJPEG),
+            ctx.shared.config.stream_idle_timeout,
+        ),
         ClientImageCaps {
             lz4: ctx.linked.channel_caps.has(cap::LZ4_COMPRESSION),
             palette_lz: ctx.linked.channel_caps.has(cap::COMPOSITE),
@@ -559,6 +761,12 @@ pub(crate) async fn run(ctx: ConnCtx, mut rd: Reader, wr: Writer) -> Result<(), 
         loop {
             let open = w.window_open();
             let ready = active && open && !pending.is_empty();
+            // A running video stream ends after its idle timeout (checked once the queued
+            // operations are out, so a frame still in `pending` is not taken for a pause).
+            let stream_deadline = enc.stream_deadline();
+            let stream_sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(
+                stream_deadline.unwrap_or_else(std::time::Instant::now),
+            ));
             tokio::select! {
                 biased;
                 item = out_rx.recv() => match item {
@@ -610,11 +818,13 @@ pub(crate) async fn run(ctx: ConnCtx, mut rd: Reader, wr: Writer) -> Result<(), 
                         if !w.window_open() { break; }
                         let Some(op) = pending.pop_front() else { break };
                         let msgs = enc.encode(&op, &monitors);
-                        let (plt, jpeg) = enc.take_counts();
-                        shared.stats.palette_images.fetch_add(plt, Ordering::Relaxed);
-                        shared.stats.jpeg_images.fetch_add(jpeg, Ordering::Relaxed);
+                        count(&shared.stats, enc.take_counts());
                         send_all(&mut w, msgs, &shared.stats.images_sent).await?;
                     }
+                }
+                _ = stream_sleep, if stream_deadline.is_some() && pending.is_empty() => {
+                    let msgs = enc.expire_streams(std::time::Instant::now());
+                    send_all(&mut w, msgs, &shared.stats.images_sent).await?;
                 }
                 _ = feed2.notify.notified(), if active && open && pending.is_empty() => {
                     match feed2.take() {

@@ -3,7 +3,6 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
 
 use crate::transport::{Reader, Writer};
 use tokio::sync::mpsc;
@@ -29,10 +28,7 @@ pub const PING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(15
 /// Largest main-channel message accepted.
 pub const MAX_MAIN_MSG: u32 = 4096;
 
-fn mm_time() -> u32 {
-    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_millis() as u32
-}
+use super::mm_time;
 
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())

@@ -10,6 +10,7 @@ pub mod cursor;
 pub mod display;
 pub mod inputs;
 pub mod main;
+pub(crate) mod video;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -20,6 +21,17 @@ use tokio::sync::mpsc;
 use crate::wire::base::{BaseClientMessage, SetAck};
 use crate::wire::header::HeaderKind;
 use crate::wire::{Message, WireError};
+
+/// The server's multimedia clock in milliseconds (monotonic, from the first use): MAIN_INIT
+/// and MULTI_MEDIA_TIME set the client's clock from it, stream frames are stamped with it.
+pub(crate) fn mm_time() -> u32 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    // Wraps after 49 days, as the u32 on the wire does.
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u32
+}
 
 /// Messages the outbox can hold before the client counts as not reading.
 pub const OUTBOX_LEN: usize = 256;

@@ -23,6 +23,10 @@ pub mod cap {
     pub const LZ4_COMPRESSION: u32 = 5;
     /// PREF_COMPRESSION
     pub const PREF_COMPRESSION: u32 = 6;
+    /// MULTI_CODEC
+    pub const MULTI_CODEC: u32 = 8;
+    /// CODEC_MJPEG
+    pub const CODEC_MJPEG: u32 = 9;
 }
 
 /// Server → client ids.
@@ -51,6 +55,12 @@ pub mod server_id {
     pub const DRAW_WHITENESS: u16 = 307;
     /// DRAW_INVERS
     pub const DRAW_INVERS: u16 = 308;
+    /// STREAM_CREATE
+    pub const STREAM_CREATE: u16 = 122;
+    /// STREAM_DATA
+    pub const STREAM_DATA: u16 = 123;
+    /// STREAM_DESTROY
+    pub const STREAM_DESTROY: u16 = 125;
     /// SURFACE_CREATE
     pub const SURFACE_CREATE: u16 = 314;
     /// SURFACE_DESTROY
@@ -722,6 +732,90 @@ impl Decode for InvalList {
 }
 message!(InvalList, server_id::INVAL_LIST);
 
+/// Video codec of a stream (`SpiceVideoCodecType`): MJPEG.
+pub const VIDEO_CODEC_MJPEG: u8 = 1;
+/// STREAM_CREATE flag: the frames' first row is the top one (without it spice-gtk flips them).
+pub const STREAM_FLAG_TOP_DOWN: u8 = 1;
+
+wire_struct! {
+    /// STREAM_CREATE (122): a video stream drawn into `dest` of `surface_id` (sheet §4.7).
+    pub struct StreamCreate {
+        /// surface the frames are drawn on
+        pub surface_id: u32,
+        /// stream id (< 64)
+        pub id: u32,
+        /// TOP_DOWN 1
+        pub flags: u8,
+        /// `SpiceVideoCodecType` (MJPEG 1)
+        pub codec_type: u8,
+        /// unused (0)
+        pub stamp: u64,
+        /// frame width as encoded
+        pub stream_width: u32,
+        /// frame height as encoded
+        pub stream_height: u32,
+        /// source width (scaled to `dest`)
+        pub src_width: u32,
+        /// source height
+        pub src_height: u32,
+        /// where frames are drawn
+        pub dest: Rect,
+        /// visible part of `dest`
+        pub clip: Clip,
+    }
+}
+message!(StreamCreate, server_id::STREAM_CREATE);
+
+/// STREAM_DATA (123): one encoded frame, shown when the client's multimedia clock reaches
+/// `multi_media_time`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StreamData {
+    /// stream id
+    pub id: u32,
+    /// presentation time (server multimedia clock, ms)
+    pub multi_media_time: u32,
+    /// the frame (MJPEG: one baseline JPEG)
+    pub data: Vec<u8>,
+}
+impl Encode for StreamData {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.id.encode(out);
+        self.multi_media_time.encode(out);
+        (self.data.len() as u32).encode(out);
+        out.extend_from_slice(&self.data);
+    }
+}
+impl Decode for StreamData {
+    fn read(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        let id = r.u32()?;
+        let multi_media_time = r.u32()?;
+        let n = r.u32()? as usize;
+        if n > IMAGE_DATA_MAX {
+            return Err(WireError::TooLarge {
+                what: "stream frame",
+                len: n as u64,
+                max: IMAGE_DATA_MAX as u64,
+            });
+        }
+        let data = r.take(n)?.to_vec();
+        Ok(StreamData {
+            id,
+            multi_media_time,
+            data,
+        })
+    }
+}
+message!(StreamData, server_id::STREAM_DATA);
+
+wire_struct! {
+    /// STREAM_DESTROY (125).
+    pub struct StreamDestroy {
+        /// stream id
+        pub id: u32,
+    }
+}
+message!(StreamDestroy, server_id::STREAM_DESTROY);
+
 wire_struct! {
     /// One monitor head (28 bytes).
     pub struct Head {
@@ -1048,6 +1142,28 @@ mod tests {
         });
         assert!(DisplayClientMessage::parse(103, &pc).is_ok());
         round_trip(&StreamReport::default());
+        // Stream messages: STREAM_CREATE with clip NONE is 51 bytes (sheet §4.7).
+        let sc = round_trip(&StreamCreate {
+            surface_id: 0,
+            id: 3,
+            flags: STREAM_FLAG_TOP_DOWN,
+            codec_type: VIDEO_CODEC_MJPEG,
+            stamp: 0,
+            stream_width: 480,
+            stream_height: 270,
+            src_width: 480,
+            src_height: 270,
+            dest: Rect::new(272, 249, 480, 270),
+            clip: Clip::default(),
+        });
+        assert_eq!(sc.len(), 51);
+        let sd = round_trip(&StreamData {
+            id: 3,
+            multi_media_time: 1234,
+            data: vec![0xFF, 0xD8, 0xFF, 0xD9],
+        });
+        assert_eq!(&sd[8..12], &[4, 0, 0, 0]);
+        assert_eq!(round_trip(&StreamDestroy { id: 3 }), vec![3, 0, 0, 0]);
         assert!(DisplayClientMessage::parse(105, &[2, 1, 3]).is_ok());
         assert!(DisplayClientMessage::parse(105, &[2, 1]).is_err());
         assert!(DisplayClientMessage::parse(105, &[1, 1, 3]).is_err());

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{ArgGroup, Parser};
-use spice_bridge::server::{ConnectionLimits, ImageCompression, JpegWan};
+use spice_bridge::server::{ConnectionLimits, ImageCompression, JpegWan, StreamingVideo};
 use spice_bridge::tls::{ChannelSecurity, Security};
 
 /// Name of the VDI port that carries the Spice agent.
@@ -144,6 +144,20 @@ struct Args {
     /// this daemon does not measure the link yet, so auto sends no JPEG).
     #[arg(long, value_name = "WHEN", default_value = "auto", value_parser = jpeg_wan)]
     jpeg_wan_compression: JpegWan,
+    /// Video streams, as QEMU's -spice streaming-video: filter (areas redrawn at video rate
+    /// with photo-like content go as MJPEG, lossy, their last frame resent losslessly when they
+    /// stop), all (any content redrawn at video rate), off (every picture an image).
+    #[arg(long, value_name = "MODE", default_value = "filter", value_parser = streaming_video)]
+    streaming_video: StreamingVideo,
+}
+
+fn streaming_video(v: &str) -> Result<StreamingVideo, String> {
+    match v {
+        "off" => Ok(StreamingVideo::Off),
+        "filter" => Ok(StreamingVideo::Filter),
+        "all" => Ok(StreamingVideo::All),
+        _ => Err(format!("'{v}' is not one of off, all, filter")),
+    }
 }
 
 fn jpeg_wan(v: &str) -> Result<JpegWan, String> {
@@ -223,6 +237,8 @@ pub struct Options {
     pub compression: ImageCompression,
     /// Lossy JPEG (--jpeg-wan-compression).
     pub jpeg_wan: JpegWan,
+    /// Video streams (--streaming-video).
+    pub streaming_video: StreamingVideo,
 }
 
 /// Where the virtio-input devices are served over vhost-user (each optional).
@@ -357,6 +373,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, CliErro
         },
         compression: a.image_compression,
         jpeg_wan: a.jpeg_wan_compression,
+        streaming_video: a.streaming_video,
     })
 }
 
@@ -425,6 +442,7 @@ mod tests {
         assert_eq!(o.limits, ConnectionLimits::default());
         assert_eq!(o.compression, ImageCompression::Auto);
         assert_eq!(o.jpeg_wan, JpegWan::Auto);
+        assert_eq!(o.streaming_video, StreamingVideo::Filter);
         assert_eq!(
             o.qxl_socket.as_deref(),
             Some(std::path::Path::new("/tmp/q"))

@@ -435,6 +435,8 @@ fn run(opts: cli::Options) -> anyhow::Result<()> {
         client_mouse: false,
         compression: opts.compression,
         jpeg_wan: opts.jpeg_wan,
+        streaming_video: opts.streaming_video,
+        stream_idle_timeout: spice_bridge::server::STREAM_IDLE_TIMEOUT,
         limits: opts.limits,
         tls: opts
             .tls

@@ -1,0 +1,397 @@
+//! Video streams on the display channel (sheet `spice-protocol.md` §4.7, §9.8): an area of the
+//! primary surface that the guest redraws at video rate goes as an MJPEG stream
+//! (STREAM_CREATE, one JPEG per frame in STREAM_DATA, STREAM_DESTROY) instead of one lossless
+//! image per frame.
+//!
+//! [`VideoStreams`] only decides; the display encoder builds the messages. The rules, after
+//! spice-server's (its numbers where we keep them, ours where we differ):
+//!
+//! * A *candidate* frame is a copy of a whole picture of at least 96×96 pixels
+//!   (`RED_STREAM_MIN_SIZE`) onto the primary surface, not cached by the guest, not clipped.
+//!   With `streaming-video=filter` it must also look photographic
+//!   ([`crate::codec::is_highly_gradual`]); with `all` any picture counts.
+//! * Candidates to the same destination, each within 200 ms of the previous one
+//!   (`RED_STREAM_DETECTION_MAX_DELTA`), start a stream at the [`START_FRAMES`]th: 5 frames
+//!   where spice-server waits for 20, so a short clip streams too.
+//! * While a stream runs, each candidate to its destination is a stream frame. Anything else
+//!   drawn over its area, a surface change or 1 s without a frame (`RED_STREAM_TIMEOUT`) ends
+//!   it: STREAM_DESTROY, then the last frame again as a lossless image, so what stays on the
+//!   client's screen is exact (spice-server also resends a lossy area losslessly).
+//! * One stream at a time.
+
+use std::time::{Duration, Instant};
+
+use crate::codec::{is_highly_gradual, SourceFormat, SourceImage};
+use crate::model::Image;
+use crate::session::StreamingVideo;
+use crate::wire::types::Rect;
+
+/// Smallest width and height of a streamed area (`RED_STREAM_MIN_SIZE`).
+pub const MIN_SIZE: u32 = 96;
+/// Longest gap between two frames that still counts as video (`RED_STREAM_DETECTION_MAX_DELTA`).
+pub const MAX_GAP: Duration = Duration::from_millis(200);
+/// Frames to the same destination that start a stream.
+pub const START_FRAMES: u32 = 5;
+/// JPEG quality of stream frames: the top of spice-server's MJPEG ladder (20..80).
+pub const FRAME_QUALITY: u8 = 80;
+/// How far ahead of the server's multimedia clock a frame is stamped. spice-gtk drops a frame
+/// whose time has passed when it arrives; spice-server keeps the client's clock 400 ms behind
+/// instead (`MM_TIME_DELTA`), which delays all video by that much.
+pub const PLAYOUT_DELAY_MS: u32 = 100;
+/// Stream ids go up to this (exclusive) and wrap (`SPICE_MAX_NUM_STREAMS` is 64).
+const MAX_STREAM_ID: u32 = 64;
+
+/// What to do with a copy to the primary surface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Not video: send it as an image.
+    Image,
+    /// Create stream `id` over `dest`, then send this copy as its first frame.
+    Start { id: u32 },
+    /// A frame of running stream `id`.
+    Frame { id: u32 },
+}
+
+/// A stream that ended: destroy `id`, then draw `last` at `dest` losslessly.
+#[derive(Debug, Clone)]
+pub(crate) struct Ended {
+    /// Stream id.
+    pub id: u32,
+    /// Its destination on the primary surface.
+    pub dest: Rect,
+    /// The last frame sent.
+    pub last: Image,
+}
+
+struct Candidate {
+    dest: Rect,
+    frames: u32,
+    last: Instant,
+}
+
+struct Active {
+    id: u32,
+    dest: Rect,
+    last: Instant,
+    last_frame: Image,
+}
+
+/// The stream state of one display channel.
+pub(crate) struct VideoStreams {
+    mode: StreamingVideo,
+    idle_timeout: Duration,
+    candidate: Option<Candidate>,
+    active: Option<Active>,
+    next_id: u32,
+}
+
+impl VideoStreams {
+    /// Streams per `mode` (`Off` never starts one) for a client that decodes MJPEG streams
+    /// (`client_mjpeg`; otherwise none either).
+    pub(crate) fn new(mode: StreamingVideo, client_mjpeg: bool, idle_timeout: Duration) -> Self {
+        VideoStreams {
+            mode: if client_mjpeg {
+                mode
+            } else {
+                StreamingVideo::Off
+            },
+            idle_timeout,
+            candidate: None,
+            active: None,
+            next_id: 0,
+        }
+    }
+
+    /// The destination of the running stream.
+    #[cfg(test)]
+    pub(crate) fn active_dest(&self) -> Option<Rect> {
+        self.active.as_ref().map(|a| a.dest)
+    }
+
+    /// A copy of `image` (whole, unclipped when `clipped` is false) to `dest` on the primary
+    /// surface at `now`. Ends the running stream (returned) when this copy is not one of its
+    /// frames but draws over it.
+    pub(crate) fn on_copy(
+        &mut self,
+        dest: Rect,
+        image: &Image,
+        clipped: bool,
+        now: Instant,
+    ) -> (Verdict, Option<Ended>) {
+        let eligible = self.eligible(dest, image, clipped);
+        if let Some(a) = &mut self.active {
+            if eligible && a.dest == dest {
+                a.last = now;
+                a.last_frame = image.clone();
+                return (Verdict::Frame { id: a.id }, None);
+            }
+        }
+        // Not a frame of the running stream: it ends if this draws over it.
+        let ended = if self
+            .active
+            .as_ref()
+            .is_some_and(|a| !a.dest.intersect(&dest).is_empty())
+        {
+            self.active.take().map(|a| Ended {
+                id: a.id,
+                dest: a.dest,
+                last: a.last_frame,
+            })
+        } else {
+            None
+        };
+        if !eligible {
+            self.candidate = None;
+            return (Verdict::Image, ended);
+        }
+        let c = match &mut self.candidate {
+            Some(c) if c.dest == dest && now.saturating_duration_since(c.last) <= MAX_GAP => {
+                c.frames += 1;
+                c.last = now;
+                c
+            }
+            _ => self.candidate.insert(Candidate {
+                dest,
+                frames: 1,
+                last: now,
+            }),
+        };
+        if c.frames < START_FRAMES {
+            return (Verdict::Image, ended);
+        }
+        self.candidate = None;
+        let id = self.next_id;
+        self.next_id = (self.next_id + 1) % MAX_STREAM_ID;
+        self.active = Some(Active {
+            id,
+            dest,
+            last: now,
+            last_frame: image.clone(),
+        });
+        (Verdict::Start { id }, ended)
+    }
+
+    /// Something other than a stream frame is drawn over `area` of the primary surface: the
+    /// running stream ends if `area` overlaps it, and a candidate there is forgotten.
+    pub(crate) fn touch(&mut self, area: Rect) -> Option<Ended> {
+        if self
+            .candidate
+            .as_ref()
+            .is_some_and(|c| !c.dest.intersect(&area).is_empty())
+        {
+            self.candidate = None;
+        }
+        if self
+            .active
+            .as_ref()
+            .is_some_and(|a| !a.dest.intersect(&area).is_empty())
+        {
+            return self.end();
+        }
+        None
+    }
+
+    /// Ends the running stream, if any (the primary surface goes away or is repainted).
+    pub(crate) fn end(&mut self) -> Option<Ended> {
+        self.candidate = None;
+        self.active.take().map(|a| Ended {
+            id: a.id,
+            dest: a.dest,
+            last: a.last_frame,
+        })
+    }
+
+    /// When the running stream times out.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.active.as_ref().map(|a| a.last + self.idle_timeout)
+    }
+
+    /// Ends the running stream if it has had no frame for the idle timeout at `now`.
+    pub(crate) fn expire(&mut self, now: Instant) -> Option<Ended> {
+        match self.deadline() {
+            Some(d) if now >= d => self.end(),
+            _ => None,
+        }
+    }
+
+    fn eligible(&self, dest: Rect, image: &Image, clipped: bool) -> bool {
+        let whole = dest.width() == image.width() && dest.height() == image.height();
+        let fits = whole
+            && !clipped
+            && image.id() == 0
+            && image.width() >= MIN_SIZE
+            && image.height() >= MIN_SIZE
+            && image.width() <= crate::codec::jpeg::MAX_DIMENSION
+            && image.height() <= crate::codec::jpeg::MAX_DIMENSION;
+        match self.mode {
+            StreamingVideo::Off => false,
+            StreamingVideo::All => fits,
+            StreamingVideo::Filter => fits && looks_like_video(image),
+        }
+    }
+}
+
+/// spice-server's filter keeps text and UI out of streams: the picture must be photographic.
+fn looks_like_video(image: &Image) -> bool {
+    // Sample the picture in place: is_highly_gradual reads at most 32 rows × 64 pairs.
+    let bytes: Vec<u8> = image
+        .pixels()
+        .iter()
+        .flat_map(|p| p.to_le_bytes())
+        .collect();
+    is_highly_gradual(&SourceImage {
+        data: &bytes,
+        width: image.width(),
+        height: image.height(),
+        stride: image.width() as usize * 4,
+        format: SourceFormat::Xrgb32,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn photo(w: u32, h: u32, seed: u32) -> Image {
+        crate::testing::photo_image(0, w, h, seed)
+    }
+
+    fn streams(mode: StreamingVideo) -> VideoStreams {
+        VideoStreams::new(mode, true, crate::server::STREAM_IDLE_TIMEOUT)
+    }
+
+    #[test]
+    fn five_photo_frames_to_one_place_start_a_stream_then_frames_follow() {
+        let mut s = streams(StreamingVideo::Filter);
+        let dest = Rect::new(272, 249, 480, 270);
+        let t0 = Instant::now();
+        for i in 0..START_FRAMES - 1 {
+            let t = t0 + Duration::from_millis(u64::from(i) * 100);
+            assert_eq!(
+                s.on_copy(dest, &photo(480, 270, i), false, t).0,
+                Verdict::Image
+            );
+        }
+        let t = t0 + Duration::from_millis(400);
+        assert_eq!(
+            s.on_copy(dest, &photo(480, 270, 9), false, t).0,
+            Verdict::Start { id: 0 }
+        );
+        let t = t + Duration::from_millis(500);
+        assert_eq!(
+            s.on_copy(dest, &photo(480, 270, 10), false, t).0,
+            Verdict::Frame { id: 0 }
+        );
+        assert_eq!(s.deadline(), Some(t + crate::server::STREAM_IDLE_TIMEOUT));
+        assert!(s.expire(t + Duration::from_millis(999)).is_none());
+        let e = s
+            .expire(t + crate::server::STREAM_IDLE_TIMEOUT)
+            .expect("timed out");
+        assert_eq!((e.id, e.dest), (0, dest));
+        assert_eq!(
+            e.last,
+            photo(480, 270, 10),
+            "the last frame, for the lossless resend"
+        );
+        assert!(s.active_dest().is_none());
+    }
+
+    #[test]
+    fn gaps_other_places_text_small_cached_or_clipped_pictures_do_not_stream() {
+        let dest = Rect::new(0, 0, 200, 100);
+        let t0 = Instant::now();
+        let run = |s: &mut VideoStreams, img: &Image, clipped: bool, gap_ms: u64| {
+            (0..10u64)
+                .map(|i| {
+                    let t = t0 + Duration::from_millis(i * gap_ms);
+                    s.on_copy(dest, img, clipped, t).0
+                })
+                .filter(|v| *v != Verdict::Image)
+                .count()
+        };
+        let p = photo(200, 100, 1);
+        assert_eq!(
+            run(&mut streams(StreamingVideo::Filter), &p, false, 201),
+            0,
+            "too slow"
+        );
+        assert_eq!(
+            run(&mut streams(StreamingVideo::Filter), &p, true, 50),
+            0,
+            "clipped"
+        );
+        assert_eq!(
+            run(&mut streams(StreamingVideo::Off), &p, false, 50),
+            0,
+            "off"
+        );
+        let no_mjpeg = &mut VideoStreams::new(
+            StreamingVideo::All,
+            false,
+            crate::server::STREAM_IDLE_TIMEOUT,
+        );
+        assert_eq!(run(no_mjpeg, &p, false, 50), 0, "client without MJPEG");
+        let text = crate::testing::palette_image(0, 200, 100, 2);
+        assert_eq!(
+            run(&mut streams(StreamingVideo::Filter), &text, false, 50),
+            0,
+            "text"
+        );
+        assert_eq!(
+            run(&mut streams(StreamingVideo::All), &text, false, 50),
+            6,
+            "all"
+        );
+        let cached = crate::testing::photo_image(7, 200, 100, 1);
+        assert_eq!(
+            run(&mut streams(StreamingVideo::All), &cached, false, 50),
+            0,
+            "cached"
+        );
+        let small = photo(95, 100, 1);
+        let mut s = streams(StreamingVideo::All);
+        let d = Rect::new(0, 0, 95, 100);
+        assert!((0..10).all(|i| {
+            s.on_copy(d, &small, false, t0 + Duration::from_millis(i * 10))
+                .0
+                == Verdict::Image
+        }));
+        // Alternating destinations never accumulate.
+        let mut s = streams(StreamingVideo::All);
+        let other = Rect::new(300, 0, 200, 100);
+        assert!((0..20u64).all(|i| {
+            let d = if i % 2 == 0 { dest } else { other };
+            s.on_copy(d, &p, false, t0 + Duration::from_millis(i * 10))
+                .0
+                == Verdict::Image
+        }));
+    }
+
+    #[test]
+    fn a_draw_over_the_stream_ends_it_and_a_draw_elsewhere_does_not() {
+        let mut s = streams(StreamingVideo::All);
+        let dest = Rect::new(100, 100, 200, 100);
+        let t0 = Instant::now();
+        for i in 0..START_FRAMES {
+            s.on_copy(dest, &photo(200, 100, i), false, t0);
+        }
+        assert_eq!(s.active_dest(), Some(dest));
+        assert!(
+            s.touch(Rect::new(0, 0, 100, 100)).is_none(),
+            "touches only the corner"
+        );
+        assert!(
+            s.touch(Rect::new(299, 199, 5, 5)).is_some(),
+            "overlaps the last pixel"
+        );
+        assert!(s.active_dest().is_none());
+        // A copy of another size over it ends it too, and is sent as an image.
+        for i in 0..START_FRAMES {
+            s.on_copy(dest, &photo(200, 100, i), false, t0);
+        }
+        let (v, ended) = s.on_copy(Rect::new(150, 150, 96, 96), &photo(96, 96, 1), false, t0);
+        assert_eq!(v, Verdict::Image);
+        assert_eq!(ended.map(|e| e.id), Some(1), "the second stream got id 1");
+        assert!(s.end().is_none());
+    }
+}
