@@ -249,8 +249,11 @@ ARGS=($(common_args "$ACCEL" "$(basename "$LOG")"))
 [ $REBOOT = 1 ] || ARGS+=(-no-reboot)
 if [ "$MODE" = reference ]; then
     # Lossless, no video streaming: what the client shows must equal the guest's pixels.
+    # RIG_SPICE_LOSSY=1 (the lossy benchmark): JPEG always and video streams, as a WAN user sets.
+    lossy="jpeg-wan-compression=never,zlib-glz-wan-compression=never,streaming-video=off"
+    [ "${RIG_SPICE_LOSSY:-0}" = 1 ] && lossy="jpeg-wan-compression=always,zlib-glz-wan-compression=never,streaming-video=filter"
     ARGS+=(-vga qxl
-        -spice "port=$PORT,addr=127.0.0.1,disable-ticketing=on,image-compression=auto_glz,jpeg-wan-compression=never,zlib-glz-wan-compression=never,streaming-video=off")
+        -spice "port=$PORT,addr=127.0.0.1,disable-ticketing=on,image-compression=auto_glz,$lossy")
     # shellcheck disable=SC2054 # commas belong to QEMU option values
     [ $AGENT = 1 ] && ARGS+=(-device virtio-serial-pci,id=vser -chardev spicevmc,id=vdagent,name=vdagent
         -device virtserialport,id=agentport,bus=vser.0,chardev=vdagent,name=com.redhat.spice.0)

@@ -267,3 +267,100 @@ async fn spice_html5_wrong_ticket_is_refused_and_plain_spice_links_on_the_same_p
     assert_eq!(o.result, Some(0));
     h.shutdown().await;
 }
+
+/// Video streams reach spice-html5 too (it announces CODEC_MJPEG): a photo-like area redrawn
+/// every 40 ms while the browser is connected goes as an MJPEG stream, which spice-html5 plays
+/// (one JPEG `<img>` per frame); when the frames stop the stream is destroyed and the last frame
+/// resent losslessly, so the canvas ends on the guest's picture pixel for pixel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium, spice-html5 and node; run by tests/e2e/spice-html5.sh"]
+async fn spice_html5_plays_an_mjpeg_stream_and_ends_exact() {
+    use spice_bridge::model::{Rect, SurfaceFormat};
+    use spice_bridge::server::StreamingVideo;
+    let (w, ht) = (640u32, 480u32);
+    let dest = Rect::new(100, 80, 320, 240);
+    let frames: Vec<_> = (1..=20u32).map(|i| photo_image(0, 320, 240, i)).collect();
+    let setup = |m: &DisplayModel| {
+        m.create_surface(0, w, ht, SurfaceFormat::Xrgb32).unwrap();
+        m.draw_copy(
+            0,
+            Rect::new(0, 0, w as i32, ht as i32),
+            &pattern_image(0, w, ht, 3),
+            &[],
+        )
+        .unwrap();
+        m.mark();
+    };
+    // What the canvas must end on: the same drawing on a twin model.
+    let twin = DisplayModel::new();
+    setup(&twin);
+    for f in &frames {
+        twin.draw_copy(0, dest, f, &[]).unwrap();
+    }
+    let dir = out_dir().join("stream");
+    std::fs::create_dir_all(&dir).unwrap();
+    let expected = dir.join("expected.rgb");
+    let rgb: Vec<u8> = model_surface_rgb(&twin, 0)
+        .unwrap()
+        .2
+        .iter()
+        .flat_map(|p| [(p >> 16) as u8, (p >> 8) as u8, *p as u8])
+        .collect();
+    std::fs::write(&expected, rgb).unwrap();
+
+    let model = DisplayModel::new();
+    setup(&model);
+    let config = ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ticket: TicketPolicy::Disabled,
+        name: Some("html5".into()),
+        streaming_video: StreamingVideo::Filter,
+        stream_idle_timeout: Duration::from_millis(500),
+        ..Default::default()
+    };
+    let h = Server::start(
+        config,
+        model.clone(),
+        Arc::new(Rec::default()),
+        Arc::new(NullAgent),
+    )
+    .await
+    .unwrap();
+    let args = vec![
+        "view".into(),
+        h.local_addr().port().to_string(),
+        expected.display().to_string(),
+        w.to_string(),
+        ht.to_string(),
+        dir.display().to_string(),
+        "10".into(),
+        "10".into(),
+    ];
+    let driver = tokio::spawn(async move { drive(&args).await });
+    let t = Instant::now();
+    while !h.has_display() {
+        assert!(t.elapsed() < Duration::from_secs(30), "no display channel");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    h.display_round_trip()
+        .await
+        .expect("the browser answers pings");
+    for f in &frames {
+        model.draw_copy(0, dest, f, &[]).unwrap();
+        model.mark();
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    let json = driver.await.unwrap();
+    eprintln!("driver: {json}");
+    let s = h.stats();
+    eprintln!("streams {} frames {}", s.streams, s.stream_frames);
+    assert_eq!(s.streams, 1, "the area went to spice-html5 as a stream");
+    assert!(s.stream_frames >= 10);
+    assert_eq!(
+        field(&json, "diff"),
+        0,
+        "canvas differs from the final picture (screenshot and canvas.rgb in {})",
+        dir.display()
+    );
+    h.shutdown().await;
+}

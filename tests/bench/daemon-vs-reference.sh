@@ -36,8 +36,16 @@
 # compared with the guest's last frame (tests/lib/qxlpic.py), pixel for pixel ("final picture").
 # --kv FILE appends each side's figures as KEY=VALUE lines (tests/bench/workloads.sh reads them).
 #
+# Lossless by default on both sides (daemon: --jpeg-wan-compression never --streaming-video off;
+# reference: jpeg-wan-compression=never, streaming-video=off). --lossy: both with their lossy
+# settings (daemon: --jpeg-wan-compression always --streaming-video filter; reference the same
+# QEMU options); the proxy then dumps every JPEG (stream frames, JPEG images) and
+# spice-bridge/examples/frame_psnr.rs gives their PSNR against the guest's frames (photo and
+# video workloads).
+#
 # Usage: tests/bench/daemon-vs-reference.sh [--frames N] [--ref-frames N] [--scroll K]
-#        [--workload NAME] [--interval-ms M] [--image-compression MODE] [--out FILE.md] [--kv FILE]
+#        [--workload NAME] [--interval-ms M] [--image-compression MODE] [--lossy] [--out FILE.md]
+#        [--kv FILE]
 #        (--image-compression: the daemon's flag, default auto_glz, as the daemon's; the reference keeps QEMU's default)
 #        (root; about 3 minutes; CARGO_TARGET_DIR is honoured)
 set -uo pipefail
@@ -45,7 +53,7 @@ cd "$(dirname "$0")/../.." || exit 1
 . tests/lib/rig.sh
 . tests/lib/daemon.sh
 
-FRAMES=30 REF_FRAMES=300 OUTMD="" SCROLL=0 WORKLOAD="" INTERVAL=0 KV="" COMPRESSION=auto_glz
+FRAMES=30 REF_FRAMES=300 OUTMD="" SCROLL=0 WORKLOAD="" INTERVAL=0 KV="" COMPRESSION=auto_glz LOSSY=0
 while [ $# -gt 0 ]; do
     case "$1" in
     --frames) FRAMES=$2; shift ;;
@@ -56,6 +64,7 @@ while [ $# -gt 0 ]; do
     --interval-ms) INTERVAL=$2; shift ;;
     --kv) KV=$2; shift ;;
     --image-compression) COMPRESSION=$2; shift ;;
+    --lossy) LOSSY=1 ;;
     -h | --help) sed -n '2,/^set -uo/{/^set -uo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
     esac
@@ -73,6 +82,13 @@ trap 'exit 143' TERM
 
 say "building (release daemon, rig)"
 daemon_build --release || die "cargo build --release failed"
+if [ $LOSSY = 1 ]; then
+    (cd "$RIG_REPO" && cargo build -q --release -p spice-bridge --example frame_psnr) || die "frame_psnr build failed"
+    DAEMON_LOSSY=(--jpeg-wan-compression always --streaming-video filter)
+    export RIG_SPICE_LOSSY=1
+else
+    DAEMON_LOSSY=(--jpeg-wan-compression never --streaming-video off)
+fi
 bash images/build-qemu-root.sh >/dev/null || die "build-qemu-root.sh failed"
 bash images/build-guest.sh bookworm >/dev/null || die "build-guest.sh failed"
 xvfb_start "$OUT/x" 1280 1024 || die "Xvfb did not start"
@@ -108,15 +124,16 @@ run_side() {
     local guest_args=(--test redraw --append "spice_frames=$nframes spice_hold=30 spice_scroll=$SCROLL spice_interval_ms=$INTERVAL${WORKLOAD:+ spice_workload=$WORKLOAD}" --timeout 900 --pidfile "$OUT/$side.qpid")
     if [ "$side" = daemon ]; then
         mkdir -p "$OUT/d"
-        daemon_start "$OUT/d" --disable-ticketing --qxl-no-mmap --image-compression "$COMPRESSION" || die "daemon did not start"
+        daemon_start "$OUT/d" --disable-ticketing --qxl-no-mmap --image-compression "$COMPRESSION" "${DAEMON_LOSSY[@]}" || die "daemon did not start"
         upstream=$DAEMON_PORT
         guest_args+=(--vfio-user "$DAEMON_SOCK" --no-mmap)
     else
         upstream=$(rig_free_port)
         guest_args+=(--reference --spice-port "$upstream")
     fi
+    mkdir -p "$OUT/$side.dump"
     python3 tests/lib/daemon_spiceproxy.py --listen "$pport" --upstream "$upstream" \
-        --events "$OUT/$side.events" >"$OUT/$side.proxy.log" 2>&1 &
+        --events "$OUT/$side.events" --dump "$OUT/$side.dump" >"$OUT/$side.proxy.log" 2>&1 &
     proxy=$!
     bg_track $proxy
     sleep 0.5
@@ -191,8 +208,17 @@ run_side() {
     R_NFRAMES=$nframes
     R_KIB_GUEST=$(calc "$L_display_bytes / $nframes / 1024")
     R_UPDATES=$L_updates R_BYTES=$L_display_bytes R_CPUS=$(calc "($c1_sel - $c0_sel) / $HZ")
+    # the lossy pictures this side sent (JPEG stream frames and images) against the guest's frames
+    R_JPEG=""
+    if [ -n "$(ls "$OUT/$side.dump")" ]; then
+        local origin=0,0
+        [ "$WORKLOAD" = video ] && origin="$(((${mode%x*} - 480) / 2)),$(((${mode#*x} - 270) / 2))"
+        R_JPEG=$("${CARGO_TARGET_DIR:-$RIG_REPO/target}/release/examples/frame_psnr" --frames "$nframes" --origin "$origin" "$OUT/$side.dump")
+        say "$side: lossy pictures: $R_JPEG"
+    fi
     [ -z "$KV" ] || printf '%s\n' "$side.bytes=$R_BYTES" "$side.updates=$R_UPDATES" "$side.frames=$nframes" \
-        "$side.cpu=$R_CPUS" "$side.final=$R_FINAL" "$side.accel=$R_ACCEL" "$side.mode=$mode" >>"$KV"
+        "$side.cpu=$R_CPUS" "$side.final=$R_FINAL" "$side.accel=$R_ACCEL" "$side.mode=$mode" \
+        $(for kv in $R_JPEG; do echo "$side.jpeg_$kv"; done) >>"$KV"
     say "$side: boot->first frame ${R_BOOT}s, ${R_FRAMES} frames rx, client fps $R_FPS, guest fps $R_GFPS, KiB/frame $R_KIB, CPU/100 $R_CPU, QEMU CPU/100 $R_QCPU"
     kill_wait $rv
     rig_stop_guest

@@ -15,20 +15,26 @@
 # the final picture in remote-viewer's window against the guest's last frame, pixel for pixel.
 # Then the byte ratio daemon / reference (issue 11's goal: at most 0.5 on lossless workloads).
 #
-# Not yet here (issue 11): the Xorg guest with an xterm scrolling a long file, lossy settings.
+# --lossy: both sides with their lossy settings (JPEG always, video streams on; see
+# daemon-vs-reference.sh): extra columns give the lossy pictures each side sent (JPEG stream
+# frames and images) and their PSNR against the guest's frames (mean and worst, dB).
+#
+# Not yet here (issue 11): the Xorg guest with an xterm scrolling a long file.
 #
 # Usage: tests/bench/workloads.sh [--frames N] [--interval-ms M] [--only "text photo"]
-#        [--image-compression MODE (the daemon's; default auto_glz, its own default)] [--out FILE.md]
+#        [--image-compression MODE (the daemon's; default auto_glz, its own default)] [--lossy]
+#        [--out FILE.md]
 #        (root; about 4 minutes a workload)
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
-FRAMES=40 INTERVAL=100 ONLY="text scroll photo video" OUTMD="" COMPRESSION=auto_glz
+FRAMES=40 INTERVAL=100 ONLY="text scroll photo video" OUTMD="" COMPRESSION=auto_glz LOSSY=()
 while [ $# -gt 0 ]; do
     case "$1" in
     --frames) FRAMES=$2; shift ;;
     --interval-ms) INTERVAL=$2; shift ;;
     --only) ONLY=$2; shift ;;
     --image-compression) COMPRESSION=$2; shift ;;
+    --lossy) LOSSY=(--lossy) ;;
     --out) OUTMD=$2; shift ;;
     -h | --help) sed -n '2,/^set -uo/{/^set -uo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
@@ -39,30 +45,31 @@ OUT=$(mktemp -d /tmp/workloads.XXXXXX)
 for w in $ONLY; do
     echo "[workloads $(date -u +%T)] === $w: $FRAMES frames, $INTERVAL ms apart" >&2
     bash tests/bench/daemon-vs-reference.sh --workload "$w" --frames "$FRAMES" --ref-frames "$FRAMES" \
-        --interval-ms "$INTERVAL" --image-compression "$COMPRESSION" --kv "$OUT/$w.kv" --out "$OUT/$w.md" >&2 ||
+        --interval-ms "$INTERVAL" --image-compression "$COMPRESSION" "${LOSSY[@]}" --kv "$OUT/$w.kv" --out "$OUT/$w.md" >&2 ||
         echo "[workloads] $w: the run failed (see above)" >&2
 done
 
 # kv FILE KEY: the value of KEY in FILE (empty when missing)
 kv() { sed -n "s/^$2=//p" "$1" 2>/dev/null | tail -1; }
 {
-    echo "Workloads: $(date -u +'%F %T') UTC, $(nproc) CPUs; $FRAMES frames each, $INTERVAL ms apart; lossless on both sides; daemon --image-compression $COMPRESSION, reference QEMU's default (auto_glz)"
+    echo "Workloads: $(date -u +'%F %T') UTC, $(nproc) CPUs; $FRAMES frames each, $INTERVAL ms apart; $([ ${#LOSSY[@]} = 0 ] && echo "lossless on both sides" || echo "LOSSY on both sides (JPEG always, video streams)"); daemon --image-compression $COMPRESSION, reference QEMU's default (auto_glz)"
     echo
-    printf '| %-8s | %-12s | %12s | %14s | %8s | %-8s | %9s |\n' workload side "KiB on wire" "updates/frames" "CPU s" "final" "bytes d/r"
-    printf '|%s|%s|%s|%s|%s|%s|%s|\n' ---------- -------------- -------------- ---------------- ---------- ---------- -----------
+    printf '| %-8s | %-12s | %12s | %14s | %8s | %-8s | %9s | %15s |\n' workload side "KiB on wire" "updates/frames" "CPU s" "final" "bytes d/r" "JPEG n, dB mean/min"
+    printf '|%s|%s|%s|%s|%s|%s|%s|%s|\n' ---------- -------------- -------------- ---------------- ---------- ---------- ----------- -----------------
     for w in $ONLY; do
         f=$OUT/$w.kv
         db=$(kv "$f" daemon.bytes) rb=$(kv "$f" reference.bytes)
         ratio=$([ -n "$db" ] && [ -n "$rb" ] && [ "$rb" != 0 ] && python3 -c "print(f'{$db / $rb:.2f}x')" || echo "-")
         for side in daemon reference; do
             b=$(kv "$f" $side.bytes)
-            printf '| %-8s | %-12s | %12s | %14s | %8s | %-8s | %9s |\n' "$w" \
+            printf '| %-8s | %-12s | %12s | %14s | %8s | %-8s | %9s | %15s |\n' "$w" \
                 "$([ $side = daemon ] && echo spice-bridge || echo "QEMU+libspice")" \
                 "$([ -n "$b" ] && python3 -c "print(f'{$b / 1024:,.0f}')" || echo "failed")" \
                 "$(kv "$f" $side.updates)/$(kv "$f" $side.frames)" \
                 "$(kv "$f" $side.cpu | xargs printf '%.2f' 2>/dev/null)" \
                 "$(kv "$f" $side.final | cut -d' ' -f1)" \
-                "$([ $side = daemon ] && echo "$ratio" || echo "")"
+                "$([ $side = daemon ] && echo "$ratio" || echo "")" \
+                "$(n=$(kv "$f" $side.jpeg_pictures); [ -n "$n" ] && echo "$n, $(kv "$f" $side.jpeg_mean_db)/$(kv "$f" $side.jpeg_min_db)" || echo "-")"
         done
     done
     echo

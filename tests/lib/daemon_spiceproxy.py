@@ -3,6 +3,7 @@
 what the server sends, message by message, without changing a byte.
 
     daemon_spiceproxy.py --listen PORT --upstream PORT --events FILE [--connect-timeout S] [--log-up]
+                         [--dump DIR]
 
 Each client connection gets its own upstream connection (retried for --connect-timeout seconds,
 default 120, so a client may connect before the server listens). The proxy reads the link
@@ -13,15 +14,20 @@ then splits the server->client stream into messages and appends one line per mes
 
 CHANNEL: main display inputs cursor ... ; TIME: time.time() when the message was complete;
 KIND: link (the link reply + result), draw (display DRAW_* messages; EXTRA = box WxH),
-surface (SURFACE_CREATE; EXTRA = WxH), msg (anything else); WIRE_BYTES: header + body.
+surface (SURFACE_CREATE; EXTRA = WxH), frame (STREAM_DATA, one video frame), msg (anything
+else); WIRE_BYTES: header + body.
+With --dump DIR, every lossy picture the display channel carries is written to DIR as it came:
+the JPEG of each STREAM_DATA as NNNNNN-stream-S-WxH+X+Y.jpg (S the stream id, the box from its
+STREAM_CREATE) and of each DRAW_COPY with a JPEG image as NNNNNN-image-WxH+X+Y.jpg, so the lossy
+pictures of both servers can be compared with what the guest drew (examples/frame_psnr.rs).
 A line "CHANNEL TIME closed" marks the end of a connection. With --log-up, every read from the
 client after the link message adds "CHANNEL TIME up BYTES" (client->server bytes on the wire).
 
     daemon_spiceproxy.py summary FILE --size WxH [--from T] [--to T]
 
 prints, for the display channel: full-screen draws (box = WxH), all draws, updates (bursts of
-draw messages: a gap of over 10 ms starts a new one, so each is one picture change the client
-shows), display bytes, and the time of the first surface of that size and of the first draw
+draw or stream-frame messages: a gap of over 10 ms starts a new one, so each is one picture
+change the client shows), stream frames, display bytes, and the time of the first surface of that size and of the first draw
 after it.
 """
 import argparse
@@ -66,10 +72,63 @@ def caps_word0(body, caps_offset, num_common):
     return struct.unpack_from("<I", body, o)[0]
 
 
+STREAM_CREATE, STREAM_DATA, DRAW_COPY = 122, 123, 304
+SPICE_IMAGE_JPEG = 105
+
+
+def jpeg_of_draw_copy(body):
+    """The JPEG bytes and box (w, h, x, y) of a DRAW_COPY whose image is JPEG, else None."""
+    _sid, top, left, bottom, right = struct.unpack_from("<Iiiii", body, 0)
+    o = 20
+    clip_type = body[o]
+    o += 1
+    if clip_type == 1:
+        n = struct.unpack_from("<I", body, o)[0]
+        o += 4 + 16 * n
+    img = struct.unpack_from("<I", body, o)[0]
+    if img == 0 or img + 18 + 4 > len(body) or body[img + 8] != SPICE_IMAGE_JPEG:
+        return None
+    size = struct.unpack_from("<I", body, img + 18)[0]
+    return body[img + 22 : img + 22 + size], (right - left, bottom - top, left, top)
+
+
+class Dumper:
+    """Writes the lossy pictures of one display connection to a directory (--dump)."""
+
+    seq = 0
+
+    def __init__(self, d):
+        self.dir = d
+        self.streams = {}
+
+    def write(self, name, data):
+        with lock:
+            Dumper.seq += 1
+            n = Dumper.seq
+        with open(f"{self.dir}/{n:06d}-{name}.jpg", "wb") as f:
+            f.write(data)
+
+    def message(self, mtype, body):
+        if mtype == STREAM_CREATE and len(body) >= 50:
+            _sid, sid = struct.unpack_from("<II", body, 0)
+            top, left, bottom, right = struct.unpack_from("<iiii", body, 34)
+            self.streams[sid] = (right - left, bottom - top, left, top)
+        elif mtype == STREAM_DATA and len(body) >= 12:
+            sid, _mm, size = struct.unpack_from("<III", body, 0)
+            w, h, x, y = self.streams.get(sid, (0, 0, 0, 0))
+            self.write(f"stream-{sid}-{w}x{h}+{x}+{y}", body[12 : 12 + size])
+        elif mtype == DRAW_COPY:
+            r = jpeg_of_draw_copy(body)
+            if r is not None:
+                data, (w, h, x, y) = r
+                self.write(f"image-{w}x{h}+{x}+{y}", data)
+
+
 class Conn:
-    def __init__(self, client, upstream, events, log_up=False):
+    def __init__(self, client, upstream, events, log_up=False, dump=None):
         self.c, self.u, self.ev = client, upstream, events
         self.log_up = log_up
+        self.dump = dump
         self.chan = "unknown"
         self.client_caps = 0
         self.ready = threading.Event()
@@ -126,6 +185,7 @@ class Conn:
                 return
             log_line(self.ev, f"{self.chan} {time.time():.6f} link {struct.unpack('<I', res)[0]} {16 + size + 4} {'mini' if mini else 'full'}")
             hlen = 6 if mini else 18
+            dumper = Dumper(self.dump) if self.dump and self.chan == "display" else None
             while True:
                 h = recv_exact(self.u, hlen, self.c)
                 if h is None:
@@ -134,7 +194,9 @@ class Conn:
                     mtype, msize = struct.unpack("<HI", h)
                 else:
                     _serial, mtype, msize, _sub = struct.unpack("<QHII", h)
-                # Forward the body in pieces; keep only the first 64 bytes for parsing.
+                # Forward the body in pieces; keep only the first 64 bytes for parsing (the whole
+                # body of the messages --dump reads).
+                keep_all = dumper is not None and mtype in (STREAM_CREATE, STREAM_DATA, DRAW_COPY)
                 head = bytearray()
                 left = msize
                 while left > 0:
@@ -142,15 +204,24 @@ class Conn:
                     if not d:
                         return
                     self.c.sendall(d)
-                    if len(head) < 64:
+                    if keep_all:
+                        head += d
+                    elif len(head) < 64:
                         head += d[: 64 - len(head)]
                     left -= len(d)
+                if keep_all:
+                    try:
+                        dumper.message(mtype, bytes(head))
+                    except (struct.error, IndexError, OSError) as e:
+                        print(f"dump: message {mtype}: {e}", flush=True)
                 t = time.time()
                 wire = hlen + msize
                 kind, extra = "msg", ""
                 if self.chan == "display" and mtype in DRAW_TYPES and len(head) >= 20:
                     _sid, top, left_, bottom, right = struct.unpack_from("<Iiiii", head, 0)
                     kind, extra = "draw", f" {right - left_}x{bottom - top}"
+                elif self.chan == "display" and mtype == STREAM_DATA:
+                    kind = "frame"
                 elif self.chan == "display" and mtype == 314 and len(head) >= 12:
                     _sid, w, hh = struct.unpack_from("<III", head, 0)
                     kind, extra = "surface", f" {w}x{hh}"
@@ -200,7 +271,7 @@ def serve(args):
             c.close()
             return
         c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        conn = Conn(c, u, ev, args.log_up)
+        conn = Conn(c, u, ev, args.log_up, args.dump)
         threading.Thread(target=conn.client_to_server, daemon=True).start()
         conn.server_to_client()
 
@@ -211,7 +282,7 @@ def serve(args):
 
 def summary(args):
     w, h = (int(v) for v in args.size.lower().split("x"))
-    full = draws = dbytes = updates = 0
+    full = draws = dbytes = updates = frames = 0
     t_surface = t_first = t_last = t_prev_draw = None
     t_first_full = None
     for line in open(args.file):
@@ -225,8 +296,13 @@ def summary(args):
             continue
         if args.t_to is not None and t > args.t_to:
             continue
-        if p[2] in ("msg", "draw", "surface"):
+        if p[2] in ("msg", "draw", "surface", "frame"):
             dbytes += int(p[4])
+        if p[2] == "frame":
+            frames += 1
+            if t_prev_draw is None or t - t_prev_draw > 0.010:
+                updates += 1
+            t_prev_draw = t
         if p[2] == "draw":
             draws += 1
             if t_prev_draw is None or t - t_prev_draw > 0.010:
@@ -238,7 +314,7 @@ def summary(args):
                 full += 1
                 t_first_full = t_first_full or t
                 t_last = t
-    print(f"full_draws={full} draws={draws} updates={updates} display_bytes={dbytes} "
+    print(f"full_draws={full} draws={draws} updates={updates} stream_frames={frames} display_bytes={dbytes} "
           f"t_surface={t_surface or 0:.6f} t_first_draw={t_first or 0:.6f} "
           f"t_first_full={t_first_full or 0:.6f} t_last_full={t_last or 0:.6f}")
 
@@ -258,6 +334,7 @@ def main():
     ap.add_argument("--events", required=True)
     ap.add_argument("--connect-timeout", type=float, default=120)
     ap.add_argument("--log-up", action="store_true")
+    ap.add_argument("--dump", help="directory for the JPEG pictures (stream frames, JPEG images)")
     try:
         serve(ap.parse_args())
     except KeyboardInterrupt:

@@ -1,0 +1,131 @@
+//! PSNR of the lossy pictures a Spice server sent for the guest's `photo` and `video` workloads
+//! (issue 11's lossy benchmark): reads the JPEG files `tests/lib/daemon_spiceproxy.py --dump`
+//! wrote (stream frames and JPEG images, each named with its box), and compares each with the
+//! picture the guest drew there: `pic_photo(x - ox, y - oy, f)` of `images/guest/qxltest.c`,
+//! where (ox, oy) is where the workload's picture starts on the screen (`--origin`: 0,0 for the
+//! full-screen slideshow, the video area's corner for `video`). The guest frame `f` a picture
+//! shows is not recorded on the wire, so each is compared with every frame `0..frames` and the
+//! best match counts.
+//!
+//! ```text
+//! cargo run --release -p spice-bridge --example frame_psnr -- --frames N --origin OX,OY DIR
+//! ```
+//!
+//! prints one `key=value` line: pictures, bytes (JPEG data), mean_db, min_db, streamed
+//! (stream frames among the pictures).
+
+use std::path::Path;
+
+use spice_bridge::testing::{decode_jpeg, psnr};
+
+/// `qxltest.c`'s triangle wave.
+fn tri(v: u32) -> u32 {
+    let v = v & 511;
+    if v < 256 {
+        v
+    } else {
+        511 - v
+    }
+}
+
+/// `qxltest.c`'s `pic_photo` (0x00RRGGBB), the same integer steps.
+fn pic_photo(x: u32, y: u32, f: u32) -> u32 {
+    let a = tri(x.wrapping_add(y >> 1).wrapping_add(37u32.wrapping_mul(f)));
+    let b = tri((x >> 1)
+        .wrapping_add(y)
+        .wrapping_add(y >> 1)
+        .wrapping_add(11u32.wrapping_mul(f)));
+    let c = tri(((x.wrapping_mul(x).wrapping_add(y.wrapping_mul(y))) >> 9)
+        .wrapping_add(23u32.wrapping_mul(f)));
+    let mut h =
+        x.wrapping_mul(73_856_093) ^ y.wrapping_mul(19_349_663) ^ f.wrapping_mul(83_492_791);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0x5bd1_e995);
+    h ^= h >> 15;
+    let n = h & 7;
+    let r = ((2 * a + c) / 3 + n).min(255);
+    let g = ((b + 2 * c) / 3 + n).min(255);
+    let bl = ((a + b) / 2 + (n >> 1)).min(255);
+    (r << 16) | (g << 8) | bl
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // Known values from tests/lib/qxlpic.py's pic_photo (the Python twin of the guest's).
+    for ((x, y, f), want) in [
+        ((0, 0, 0), 0x000000),
+        ((100, 37, 3), 0xb86bb7),
+        ((479, 269, 19), 0x943cc4),
+        ((1023, 767, 5), 0x77dd77),
+    ] {
+        assert_eq!(pic_photo(x, y, f), want, "pic_photo({x}, {y}, {f})");
+    }
+    let (frames, origin, dir) = match args.as_slice() {
+        [f, n, o, xy, dir] if f == "--frames" && o == "--origin" => {
+            let (x, y) = xy.split_once(',').expect("--origin OX,OY");
+            let origin: (u32, u32) = (x.parse().expect("OX"), y.parse().expect("OY"));
+            (n.parse::<u32>().expect("--frames N"), origin, dir)
+        }
+        _ => {
+            eprintln!("usage: frame_psnr --frames N --origin OX,OY DIR");
+            std::process::exit(2);
+        }
+    };
+    let mut files: Vec<_> = std::fs::read_dir(Path::new(dir))
+        .expect("dump directory")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "jpg"))
+        .collect();
+    files.sort();
+    let (mut n, mut bytes, mut sum, mut min, mut streamed) =
+        (0u32, 0u64, 0f64, f64::INFINITY, 0u32);
+    for path in &files {
+        let data = std::fs::read(path).expect("read jpeg");
+        let (w, h, got) = match decode_jpeg(&data) {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!("{}: {e}", path.display());
+                continue;
+            }
+        };
+        // The box is in the name: ...-WxH+X+Y.jpg
+        let name = path
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
+        let bx = name
+            .rsplit('-')
+            .next()
+            .and_then(|b| {
+                let mut it = b.split('+');
+                let _wh = it.next()?;
+                Some((
+                    it.next()?.parse::<u32>().ok()?,
+                    it.next()?.parse::<u32>().ok()?,
+                ))
+            })
+            .unwrap_or(origin);
+        let (dx, dy) = (bx.0.wrapping_sub(origin.0), bx.1.wrapping_sub(origin.1));
+        let best = (0..frames)
+            .map(|f| {
+                let want: Vec<u32> = (0..h)
+                    .flat_map(|y| (0..w).map(move |x| pic_photo(dx + x, dy + y, f)))
+                    .collect();
+                psnr(&got, &want)
+            })
+            .fold(0f64, f64::max);
+        n += 1;
+        bytes += data.len() as u64;
+        sum += best;
+        min = min.min(best);
+        if path.to_string_lossy().contains("-stream-") {
+            streamed += 1;
+        }
+    }
+    let mean = if n > 0 { sum / f64::from(n) } else { 0.0 };
+    println!(
+        "pictures={n} bytes={bytes} mean_db={mean:.2} min_db={:.2} streamed={streamed}",
+        if n > 0 { min } else { 0.0 }
+    );
+}
