@@ -753,8 +753,11 @@ async fn video_rate_photo_area_streams_mjpeg_and_ends_lossless() {
         let before = h.stats().display_bytes;
         let dest = Rect::new(100, 80, 320, 240);
         for i in 0..12u32 {
+            // Odd frames carry their destination as a one-rectangle clip, as the Linux qxl
+            // driver sends a dirty rectangle: that does not clip, and they stream too.
+            let clip = if i % 2 == 1 { vec![dest] } else { vec![] };
             model
-                .draw_copy(0, dest, &photo_image(0, 320, 240, i + 1), &[])
+                .draw_copy(0, dest, &photo_image(0, 320, 240, i + 1), &clip)
                 .unwrap();
             model.mark();
             read_to_mark(&mut d, &mut canvas, &mut n).await;

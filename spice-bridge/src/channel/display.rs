@@ -518,7 +518,10 @@ impl DisplayEncoder {
                 if !self.known.contains_key(surface) {
                     return out;
                 }
-                if *surface == 0 && self.stream_copy(*dst, image, !clip.is_empty(), &mut out) {
+                // A clip that leaves the whole destination visible (the Linux qxl driver sends
+                // its one dirty rectangle as a clip) does not clip.
+                let clipped = !clip.is_empty() && !clip.iter().any(|c| c.intersect(dst) == *dst);
+                if *surface == 0 && self.stream_copy(*dst, image, clipped, &mut out) {
                     return out;
                 }
                 self.encode_copy(*surface, *dst, image, clip, &mut out);
