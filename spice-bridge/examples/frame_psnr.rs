@@ -11,8 +11,10 @@
 //! cargo run --release -p spice-bridge --example frame_psnr -- --frames N --origin OX,OY DIR
 //! ```
 //!
-//! prints one `key=value` line: pictures, bytes (JPEG data), mean_db, min_db, streamed
-//! (stream frames among the pictures).
+//! prints one `key=value` line: pictures (those that match a guest frame, best PSNR of 20 dB
+//! or more), bytes (their JPEG data), mean_db, min_db, streamed (stream frames among them),
+//! stream_bytes and stream_mean_db (of those), other (JPEG pictures of something else, such as
+//! the screen before the loop).
 
 use std::path::Path;
 
@@ -79,6 +81,8 @@ fn main() {
     files.sort();
     let (mut n, mut bytes, mut sum, mut min, mut streamed) =
         (0u32, 0u64, 0f64, f64::INFINITY, 0u32);
+    let mut other = 0u32;
+    let (mut stream_bytes, mut stream_sum) = (0u64, 0f64);
     for path in &files {
         let data = std::fs::read(path).expect("read jpeg");
         let (w, h, got) = match decode_jpeg(&data) {
@@ -115,17 +119,29 @@ fn main() {
                 psnr(&got, &want)
             })
             .fold(0f64, f64::max);
+        if best < 20.0 {
+            other += 1;
+            continue;
+        }
         n += 1;
         bytes += data.len() as u64;
         sum += best;
         min = min.min(best);
         if path.to_string_lossy().contains("-stream-") {
             streamed += 1;
+            stream_bytes += data.len() as u64;
+            stream_sum += best;
         }
     }
     let mean = if n > 0 { sum / f64::from(n) } else { 0.0 };
     println!(
-        "pictures={n} bytes={bytes} mean_db={mean:.2} min_db={:.2} streamed={streamed}",
-        if n > 0 { min } else { 0.0 }
+        "pictures={n} bytes={bytes} mean_db={mean:.2} min_db={:.2} streamed={streamed} \
+         stream_bytes={stream_bytes} stream_mean_db={:.2} other={other}",
+        if n > 0 { min } else { 0.0 },
+        if streamed > 0 {
+            stream_sum / f64::from(streamed)
+        } else {
+            0.0
+        }
     );
 }

@@ -27,8 +27,23 @@ pub fn encrypt_ticket(der: &[u8], password: &str) -> Vec<u8> {
 
 use crate::model::{CursorKind, CursorShape, DisplayModel, Image, Point, Rect, SurfaceFormat};
 
-/// Decodes a JPEG (as a client would) to (width, height, 0x00RRGGBB pixels).
+/// Decodes a JPEG (as a client would) to (width, height, 0x00RRGGBB pixels). Motion-JPEG
+/// frames may leave out their Huffman tables (spice-server's MJPEG encoder sends them with the
+/// first frame only); like spice-gtk's decoder, the standard tables of the JPEG specification
+/// (Annex K) are then used.
 pub fn decode_jpeg(data: &[u8]) -> Result<(u32, u32, Vec<u32>), String> {
+    match decode_jpeg_once(data) {
+        Err(e) if e.contains("huffman table") && data.starts_with(&[0xFF, 0xD8]) => {
+            let mut with = vec![0xFF, 0xD8];
+            with.extend_from_slice(&standard_huffman_tables());
+            with.extend_from_slice(&data[2..]);
+            decode_jpeg_once(&with)
+        }
+        r => r,
+    }
+}
+
+fn decode_jpeg_once(data: &[u8]) -> Result<(u32, u32, Vec<u32>), String> {
     let mut d = jpeg_decoder::Decoder::new(data);
     let px = d.decode().map_err(|e| e.to_string())?;
     let info = d.info().ok_or("no frame header")?;
@@ -41,6 +56,29 @@ pub fn decode_jpeg(data: &[u8]) -> Result<(u32, u32, Vec<u32>), String> {
         other => return Err(format!("unexpected JPEG pixel format {other:?}")),
     };
     Ok((u32::from(info.width), u32::from(info.height), rgb))
+}
+
+/// The DHT segments of the standard Huffman tables (JPEG Annex K), taken from a JPEG the
+/// `jpeg-encoder` crate writes without table optimisation (it writes exactly those).
+fn standard_huffman_tables() -> Vec<u8> {
+    let mut j = Vec::new();
+    jpeg_encoder::Encoder::new(&mut j, 90)
+        .encode(&[0u8; 8 * 8 * 3], 8, 8, jpeg_encoder::ColorType::Rgb)
+        .expect("8x8 JPEG");
+    let mut dht = Vec::new();
+    let mut i = 2;
+    while i + 4 <= j.len() && j[i] == 0xFF {
+        let marker = j[i + 1];
+        if marker == 0xDA {
+            break; // start of scan: the tables came before
+        }
+        let len = usize::from(u16::from_be_bytes([j[i + 2], j[i + 3]]));
+        if marker == 0xC4 {
+            dht.extend_from_slice(&j[i..i + 2 + len]);
+        }
+        i += 2 + len;
+    }
+    dht
 }
 
 /// Peak signal-to-noise ratio in dB of `got` against `want` (0x00RRGGBB pixels, same count),
