@@ -745,7 +745,9 @@ pub(crate) async fn run(ctx: ConnCtx, mut rd: Reader, wr: Writer) -> Result<(), 
         ctx.shared.config.jpeg_wan.allows_jpeg(),
         VideoStreams::new(
             ctx.shared.config.streaming_video,
-            ctx.linked.channel_caps.has(cap::CODEC_MJPEG),
+            // A client without MULTI_CODEC predates codec caps and plays MJPEG only.
+            ctx.linked.channel_caps.has(cap::CODEC_MJPEG)
+                || !ctx.linked.channel_caps.has(cap::MULTI_CODEC),
             ctx.shared.config.stream_idle_timeout,
         ),
         ClientImageCaps {

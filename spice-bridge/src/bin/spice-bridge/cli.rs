@@ -149,6 +149,49 @@ struct Args {
     /// stop), all (any content redrawn at video rate), off (every picture an image).
     #[arg(long, value_name = "MODE", default_value = "filter", value_parser = streaming_video)]
     streaming_video: StreamingVideo,
+    /// Stream encoders and codecs to use, in order, as QEMU's -spice video-codecs:
+    /// "encoder:codec;..." with encoder spice or gstreamer and codec mjpeg, vp8, h264, vp9 or
+    /// h265. Only MJPEG is implemented (both encoder names give this daemon's MJPEG); other
+    /// entries are skipped with a warning, as spice-server skips encoders it lacks. A list
+    /// without mjpeg turns streams off.
+    #[arg(long, value_name = "LIST", default_value = "spice:mjpeg", value_parser = video_codecs)]
+    video_codecs: VideoCodecs,
+}
+
+/// The parsed --video-codecs list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VideoCodecs {
+    /// MJPEG is in the list (the one codec this daemon encodes).
+    pub mjpeg: bool,
+    /// Entries naming codecs this daemon does not encode yet (`encoder:codec`).
+    pub unsupported: Vec<String>,
+}
+
+fn video_codecs(v: &str) -> Result<VideoCodecs, String> {
+    let mut out = VideoCodecs {
+        mjpeg: false,
+        unsupported: Vec::new(),
+    };
+    for entry in v.split(';').map(str::trim).filter(|e| !e.is_empty()) {
+        let Some((encoder, codec)) = entry.split_once(':') else {
+            return Err(format!("'{entry}' is not encoder:codec"));
+        };
+        if !matches!(encoder, "spice" | "gstreamer") {
+            return Err(format!(
+                "unknown video encoder '{encoder}' (spice or gstreamer)"
+            ));
+        }
+        match codec {
+            "mjpeg" => out.mjpeg = true,
+            "vp8" | "h264" | "vp9" | "h265" => out.unsupported.push(entry.to_string()),
+            _ => {
+                return Err(format!(
+                    "unknown video codec '{codec}' (mjpeg, vp8, h264, vp9, h265)"
+                ))
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn streaming_video(v: &str) -> Result<StreamingVideo, String> {
@@ -237,8 +280,10 @@ pub struct Options {
     pub compression: ImageCompression,
     /// Lossy JPEG (--jpeg-wan-compression).
     pub jpeg_wan: JpegWan,
-    /// Video streams (--streaming-video).
+    /// Video streams (--streaming-video; off when --video-codecs has no mjpeg).
     pub streaming_video: StreamingVideo,
+    /// --video-codecs.
+    pub video_codecs: VideoCodecs,
 }
 
 /// Where the virtio-input devices are served over vhost-user (each optional).
@@ -373,7 +418,12 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, CliErro
         },
         compression: a.image_compression,
         jpeg_wan: a.jpeg_wan_compression,
-        streaming_video: a.streaming_video,
+        streaming_video: if a.video_codecs.mjpeg {
+            a.streaming_video
+        } else {
+            StreamingVideo::Off
+        },
+        video_codecs: a.video_codecs,
     })
 }
 

@@ -421,6 +421,12 @@ fn run(opts: cli::Options) -> anyhow::Result<()> {
         ),
         None => (guest_input.clone(), Arc::new(NullAgent)),
     };
+    for entry in &opts.video_codecs.unsupported {
+        warn!(codec = %entry, "video codec not implemented yet (only MJPEG); skipped");
+    }
+    if !opts.video_codecs.mjpeg {
+        warn!("--video-codecs names no mjpeg: video streams are off");
+    }
     let server_cfg = ServerConfig {
         listen: opts.spice_addr,
         ticket: match &opts.ticketing {
