@@ -738,6 +738,12 @@ async fn video_rate_photo_area_streams_mjpeg_and_ends_lossless() {
             listen: "127.0.0.1:0".parse().unwrap(),
             compression: ImageCompression::Auto,
             streaming_video: mode,
+            // With JPEG on too: the resend at the stream's end must still be lossless.
+            jpeg_wan: if mode == StreamingVideo::Off {
+                spice_bridge::server::JpegWan::Auto
+            } else {
+                spice_bridge::server::JpegWan::Always
+            },
             stream_idle_timeout: Duration::from_millis(300),
             ..Default::default()
         };
@@ -800,8 +806,8 @@ async fn video_rate_photo_area_streams_mjpeg_and_ends_lossless() {
         h.shutdown().await;
     }
     eprintln!(
-        "12 frames 320x240: {} bytes streamed (4 images, 8 MJPEG frames, 1 lossless resend) \
-         vs {} bytes as images",
+        "12 frames 320x240: {} bytes streamed (4 JPEG images, 8 MJPEG frames, 1 lossless \
+         resend) vs {} bytes as lossless images",
         bytes[0], bytes[1]
     );
     assert!(bytes[0] * 2 < bytes[1], "{bytes:?}");

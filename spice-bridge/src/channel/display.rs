@@ -220,7 +220,10 @@ impl DisplayEncoder {
     fn end_stream(&mut self, e: Ended, resend: bool, out: &mut Msgs) {
         out.push(m(&StreamDestroy { id: e.id }));
         if resend && self.known.contains_key(&0) {
+            // Lossless whatever the JPEG setting: this is what stays on the screen.
+            let jpeg = std::mem::replace(&mut self.jpeg, false);
             self.encode_copy(0, e.dest, &e.last, &[], out);
+            self.jpeg = jpeg;
         }
     }
 
