@@ -178,6 +178,12 @@ run_side() {
     sleep 0.3
     R_FINAL=$(python3 tests/lib/daemon_xwd.py find-pic "$XVFB_FB" "$pic" "${mode%x*}" "${mode#*x}") &&
         R_FINAL="equal ($pic)" || R_FINAL="DIFFERS ($pic: $R_FINAL)"
+    # lossy: how close the final picture is (JPEG pictures that were never resent stay lossy)
+    if [ $LOSSY = 1 ] && [ "${R_FINAL%% *}" = DIFFERS ]; then
+        local near
+        near=$(python3 tests/lib/daemon_xwd.py psnr-pic "$XVFB_FB" "$pic" "${mode%x*}" "${mode#*x}") &&
+            R_FINAL="$(echo "$near" | awk '{print $3}')dB ($pic)"
+    fi
     say "$side: final picture $R_FINAL"
     if [ "$side" = daemon ]; then
         c1_sel=$(cpu_ticks "$DAEMON_PID" novfio) c1_proc=$(cpu_ticks "$DAEMON_PID") c1_vfio=$(cpu_ticks "$DAEMON_PID" vfio)

@@ -17,6 +17,10 @@ daemon end-to-end tests. The file holds what the X server scans out, the cursor 
         find where PICTURE (any tests/lib/qxlpic.py picture, W x H) sits on the X screen, 1:1
         and pixel for pixel, and print "X Y"; exit 1 ("NOTFOUND", or the closest place and how
         many pixels differ there) when it is not on screen
+    daemon_xwd.py psnr-pic XWD PICTURE W H
+        for lossy pictures: find where PICTURE sits allowing every probed pixel to be off by up to
+        48 per channel, and print "X Y DB" (PSNR of the whole picture there, "inf" when equal);
+        exit 1 ("NOTFOUND") when no place is close enough
 
 Exit status 2 on bad input.
 """
@@ -128,6 +132,32 @@ def find_pic(fr, name, w, h):
     return best
 
 
+def psnr_pic(fr, name, w, h, tol=48):
+    """(x, y, PSNR dB) of PICTURE on screen allowing lossy pixels, or None."""
+    import math
+
+    want = qxlpic.picture(name, w, h)
+    probes = [(w * i // 7 + 3, h * j // 7 + 3) for i in range(7) for j in range(7)]
+    probes = [(x, y, want[(y * w + x) * 3 : (y * w + x) * 3 + 3]) for x, y in probes if x < w and y < h]
+    r_at, g_at, b_at = (2, 1, 0) if fr.order == 0 else (1, 2, 3)
+    for oy in range(fr.h - h + 1):
+        for ox in range(fr.w - w + 1):
+            if any(max(abs(a - b) for a, b in zip(fr.px(ox + x, oy + y), c)) > tol for x, y, c in probes):
+                continue
+            se = 0
+            for y in range(h):
+                o = fr.off + (oy + y) * fr.bpl + ox * 4
+                row = fr.data[o : o + w * 4]
+                exp = want[y * w * 3 : (y + 1) * w * 3]
+                for ch, at in enumerate((r_at, g_at, b_at)):
+                    got = row[at::4]
+                    ref = exp[ch::3]
+                    se += sum((a - b) * (a - b) for a, b in zip(got, ref))
+            db = float("inf") if se == 0 else 10 * math.log10(255 * 255 * w * h * 3 / se)
+            return ox, oy, db
+    return None
+
+
 def check_cursor(fr, picx, picy, cx, cy):
     bad, opaque, first = 0, 0, []
     for y in range(64):
@@ -174,6 +204,14 @@ def main(argv):
                 print(f"{r[0]} {r[1]} differ={r[2]}")
                 return 1
             print(f"{r[0]} {r[1]}")
+            return 0
+        if len(argv) == 5 and argv[0] == "psnr-pic":
+            fr = Frame(argv[1])
+            r = psnr_pic(fr, argv[2], int(argv[3]), int(argv[4]))
+            if r is None:
+                print("NOTFOUND")
+                return 1
+            print(f"{r[0]} {r[1]} {r[2]:.2f}")
             return 0
         if len(argv) == 6 and argv[0] == "cursor":
             fr = Frame(argv[1])
