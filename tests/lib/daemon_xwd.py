@@ -134,8 +134,8 @@ def find_pic(fr, name, w, h):
 
 def psnr_pic(fr, name, w, h, tol=48):
     """(x, y, PSNR dB) of PICTURE on screen allowing lossy pixels, or None. Smooth pictures also
-    pass the probes one pixel off, so the offsets within 2 pixels of the first match are rated
-    on every 8th row and the best one is rated in full."""
+    pass the probes a few pixels off, so the offsets within 8 pixels of the first match are rated
+    on 400 sample pixels and the best one is rated in full."""
     import math
 
     want = qxlpic.picture(name, w, h)
@@ -163,9 +163,16 @@ def psnr_pic(fr, name, w, h, tol=48):
     at = first()
     if at is None:
         return None
-    near = [(at[0] + dx, at[1] + dy) for dy in range(-2, 3) for dx in range(-2, 3)]
+    # 400 sample pixels spread over the picture rate each offset within 8 pixels of the match
+    samples = [((i * 7919) % w, (i * 104729) % h) for i in range(400)]
+    samples = [(x, y, want[(y * w + x) * 3 : (y * w + x) * 3 + 3]) for x, y in samples]
+
+    def sample_err(p):
+        return sum(sum((a - b) * (a - b) for a, b in zip(fr.px(p[0] + x, p[1] + y), c)) for x, y, c in samples)
+
+    near = [(at[0] + dx, at[1] + dy) for dy in range(-8, 9) for dx in range(-8, 9)]
     near = [(x, y) for x, y in near if 0 <= x <= fr.w - w and 0 <= y <= fr.h - h]
-    ox, oy = min(near, key=lambda p: sq_err(p[0], p[1], 8))
+    ox, oy = min(near, key=sample_err)
     se = sq_err(ox, oy, 1)
     db = float("inf") if se == 0 else 10 * math.log10(255 * 255 * w * h * 3 / se)
     return ox, oy, db
