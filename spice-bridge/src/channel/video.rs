@@ -21,7 +21,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::codec::{is_highly_gradual, SourceFormat, SourceImage};
+use crate::codec::is_highly_gradual_rgb;
 use crate::model::Image;
 use crate::session::StreamingVideo;
 use crate::wire::types::Rect;
@@ -235,19 +235,7 @@ impl VideoStreams {
 
 /// spice-server's filter keeps text and UI out of streams: the picture must be photographic.
 fn looks_like_video(image: &Image) -> bool {
-    // Sample the picture in place: is_highly_gradual reads at most 32 rows × 64 pairs.
-    let bytes: Vec<u8> = image
-        .pixels()
-        .iter()
-        .flat_map(|p| p.to_le_bytes())
-        .collect();
-    is_highly_gradual(&SourceImage {
-        data: &bytes,
-        width: image.width(),
-        height: image.height(),
-        stride: image.width() as usize * 4,
-        format: SourceFormat::Xrgb32,
-    })
+    is_highly_gradual_rgb(image.pixels(), image.width(), image.height())
 }
 
 #[cfg(test)]

@@ -599,13 +599,9 @@ pub fn is_highly_gradual(src: &SourceImage<'_>) -> bool {
     let Ok(row_len) = src.validate() else {
         return false;
     };
-    let (w, h) = (src.width as usize, src.height as usize);
-    if w < 2 {
-        return false;
-    }
     let bpp = src.format.bytes_per_pixel();
-    let rgb = |row: &[u8], x: usize| -> [u8; 3] {
-        let p = &row[x * bpp..];
+    gradual(src.width as usize, src.height as usize, |x, y| {
+        let p = &src.row(y, row_len)[x * bpp..];
         match src.format {
             SourceFormat::Rgb16 => {
                 let v = u16::from_le_bytes([p[0], p[1]]);
@@ -617,15 +613,36 @@ pub fn is_highly_gradual(src: &SourceImage<'_>) -> bool {
             }
             _ => [p[2], p[1], p[0]],
         }
-    };
+    })
+}
+
+/// [`is_highly_gradual`] for `width` × `height` pixels as 0x00RRGGBB values, rows top first
+/// (a model image), without converting them to bytes first. False when the count is wrong.
+pub fn is_highly_gradual_rgb(pixels: &[u32], width: u32, height: u32) -> bool {
+    let (w, h) = (width as usize, height as usize);
+    if w.checked_mul(h) != Some(pixels.len()) {
+        return false;
+    }
+    gradual(w, h, |x, y| {
+        let p = pixels[y * w + x];
+        [(p >> 16) as u8, (p >> 8) as u8, p as u8]
+    })
+}
+
+/// The sampling of [`is_highly_gradual`] over a `w` × `h` picture whose pixel (x, y) is
+/// `rgb(x, y)`.
+fn gradual(w: usize, h: usize, rgb: impl Fn(usize, usize) -> [u8; 3]) -> bool {
+    if w < 2 || h == 0 {
+        return false;
+    }
     let rows = h.min(GRADUAL_SAMPLE_ROWS);
     let pairs = (w - 1).min(GRADUAL_SAMPLE_PAIRS);
     let (mut gradual, mut sharp, mut total) = (0usize, 0usize, 0usize);
     for r in 0..rows {
-        let row = src.row(r * h / rows, row_len);
+        let y = r * h / rows;
         for k in 0..pairs {
             let x = k * (w - 1) / pairs;
-            let (a, b) = (rgb(row, x), rgb(row, x + 1));
+            let (a, b) = (rgb(x, y), rgb(x + 1, y));
             total += 1;
             if a == b {
                 continue;

@@ -1316,3 +1316,40 @@ fn jpeg_replaces_quic_only_when_allowed_and_decodes_close_to_the_picture() {
         ImageCodec::Bitmap
     );
 }
+
+#[test]
+fn gradual_test_on_model_pixels_agrees_with_the_byte_form() {
+    let pictures: Vec<(u32, u32, Vec<u32>)> = vec![
+        (
+            643,
+            401,
+            crate::testing::photo_image(0, 643, 401, 2)
+                .pixels()
+                .to_vec(),
+        ),
+        (
+            200,
+            100,
+            crate::testing::palette_image(0, 200, 100, 2)
+                .pixels()
+                .to_vec(),
+        ),
+        (
+            77,
+            45,
+            crate::testing::palette_image(0, 77, 45, 16)
+                .pixels()
+                .to_vec(),
+        ),
+        (1, 5, vec![0x123456; 5]),
+    ];
+    let mut seen = [false; 2];
+    for (w, h, px) in &pictures {
+        let bytes: Vec<u8> = px.iter().flat_map(|p| p.to_le_bytes()).collect();
+        let want = is_highly_gradual(&xrgb(&bytes, *w, *h, *w as usize * 4));
+        assert_eq!(is_highly_gradual_rgb(px, *w, *h), want, "{w}x{h}");
+        seen[usize::from(want)] = true;
+    }
+    assert_eq!(seen, [true, true], "both answers covered");
+    assert!(!is_highly_gradual_rgb(&[0; 5], 2, 3), "wrong pixel count");
+}
