@@ -239,6 +239,8 @@ pub struct StatsSnapshot {
     pub streams: u64,
     /// stream frames sent
     pub stream_frames: u64,
+    /// STREAM_REPORTs received about running streams
+    pub stream_reports: u64,
 }
 
 impl ServerHandle {
@@ -341,6 +343,7 @@ impl ServerHandle {
             jpeg_images: s.jpeg_images.load(Ordering::Relaxed),
             streams: s.streams.load(Ordering::Relaxed),
             stream_frames: s.stream_frames.load(Ordering::Relaxed),
+            stream_reports: s.stream_reports.load(Ordering::Relaxed),
         }
     }
 

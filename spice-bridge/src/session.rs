@@ -228,6 +228,8 @@ pub struct ServerStats {
     pub streams: AtomicU64,
     /// stream frames sent
     pub stream_frames: AtomicU64,
+    /// STREAM_REPORTs received about running streams
+    pub stream_reports: AtomicU64,
 }
 
 /// Per-session state shared by its channel connections.

@@ -1010,6 +1010,10 @@ async fn remote_viewer_plays_an_mjpeg_stream_and_ends_on_the_exact_frame() {
     )
     .await;
     eprintln!("stream frame on screen at {seen:.1} dB against the guest's last frame");
+    // spice-gtk answers STREAM_ACTIVATE_REPORT with reports (every 5 frames or 1 s)
+    let reports = h.stats().stream_reports;
+    eprintln!("{reports} stream reports from spice-gtk");
+    assert!(reports >= 1, "spice-gtk sent no STREAM_REPORT");
     wait_for(
         "the exact last frame after the stream ends",
         Duration::from_secs(10),

@@ -812,3 +812,133 @@ async fn video_rate_photo_area_streams_mjpeg_and_ends_lossless() {
     );
     assert!(bytes[0] * 2 < bytes[1], "{bytes:?}");
 }
+
+/// Issue 11, stream bit rate: the server asks a client with the STREAM_REPORT capability for
+/// reports (STREAM_ACTIVATE_REPORT after STREAM_CREATE); reports with dropped frames step the
+/// JPEG quality down, so later frames of the same content are smaller, and a report for a
+/// stream that has ended (or with a stale tag) is ignored, not a protocol error.
+#[tokio::test]
+async fn stream_reports_with_drops_lower_the_frame_size() {
+    use spice_bridge::server::StreamingVideo;
+    use spice_bridge::wire::display::{StreamActivateReport, StreamData, StreamReport};
+    let model = DisplayModel::new();
+    model
+        .create_surface(0, 640, 480, SurfaceFormat::Xrgb32)
+        .unwrap();
+    model.mark();
+    let config = ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        streaming_video: StreamingVideo::Filter,
+        stream_idle_timeout: Duration::from_millis(1500),
+        ..Default::default()
+    };
+    let rec = Arc::new(Rec::default());
+    let h = Server::start(config, model.clone(), rec.clone(), rec)
+        .await
+        .unwrap();
+    let (_m, sid) = main_session(&h, "").await;
+    let mut d = display_client(&h, sid).await;
+    let mut canvas = ClientCanvas::default();
+    let mut n = 0;
+    read_to_mark(&mut d, &mut canvas, &mut n).await;
+    let dest = Rect::new(100, 80, 320, 240);
+    // Draws frame i and returns the STREAM_DATA sizes and the activation seen until its MARK.
+    async fn frame(
+        model: &DisplayModel,
+        d: &mut ScriptedClient,
+        canvas: &mut ClientCanvas,
+        n: &mut u32,
+        dest: Rect,
+        i: u32,
+    ) -> (Vec<usize>, Option<StreamActivateReport>) {
+        model
+            .draw_copy(0, dest, &photo_image(0, 320, 240, i), &[])
+            .unwrap();
+        model.mark();
+        let (mut sizes, mut act) = (Vec::new(), None);
+        loop {
+            let (t, b) = d.recv().await.unwrap();
+            canvas.apply(t, &b);
+            *n += 1;
+            if *n % 20 == 0 {
+                d.send(2, &[]).await.unwrap();
+            }
+            match t {
+                ds::STREAM_DATA => sizes.push(decode_exact::<StreamData>(&b).unwrap().data.len()),
+                ds::STREAM_ACTIVATE_REPORT => act = Some(decode_exact(&b).unwrap()),
+                ds::MARK => return (sizes, act),
+                _ => {}
+            }
+        }
+    }
+    let mut first = Vec::new();
+    let mut activation = None;
+    for i in 1..=10 {
+        let (s, a) = frame(&model, &mut d, &mut canvas, &mut n, dest, i).await;
+        first.extend(s);
+        activation = activation.or(a);
+    }
+    let act = activation.expect("STREAM_ACTIVATE_REPORT after STREAM_CREATE");
+    assert_eq!((act.max_window_size, act.timeout_ms), (5, 1000));
+    let report = |unique_id: u32, drops: u32| StreamReport {
+        stream_id: act.stream_id,
+        unique_id,
+        start_frame_mm_time: 0,
+        end_frame_mm_time: 0,
+        num_frames: 5,
+        num_drops: drops,
+        last_frame_delay: 10,
+        audio_delay: u32::MAX,
+    };
+    // a stale tag changes nothing; six reports with drops walk the quality from 80 to 20
+    d.send(
+        102,
+        &spice_bridge::wire::to_vec(&report(act.unique_id + 1, 5)),
+    )
+    .await
+    .unwrap();
+    for _ in 0..6 {
+        d.send(102, &spice_bridge::wire::to_vec(&report(act.unique_id, 3)))
+            .await
+            .unwrap();
+    }
+    // (the reports travel on the display socket: give the server a moment to read them)
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut after = Vec::new();
+    for i in 11..=16 {
+        after.extend(frame(&model, &mut d, &mut canvas, &mut n, dest, i).await.0);
+    }
+    let avg = |v: &[usize]| v.iter().sum::<usize>() / v.len().max(1);
+    eprintln!(
+        "stream frames: {} bytes a frame at quality 80, {} after six reports with drops",
+        avg(&first),
+        avg(&after)
+    );
+    assert_eq!((first.len(), after.len()), (6, 6));
+    assert!(avg(&after) * 2 < avg(&first), "{first:?} then {after:?}");
+    let shown = canvas.surface(0).unwrap();
+    let db = psnr(&shown.2, &model_surface_rgb(&model, 0).unwrap().2);
+    assert!(db > 25.0, "quality 20 still shows the picture: {db:.1} dB");
+    // The stream ends (1.5 s idle); a report arriving after that is ignored.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    d.send(102, &spice_bridge::wire::to_vec(&report(act.unique_id, 1)))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while canvas.stream_messages[2] == 0 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let (t, b) = tokio::time::timeout(left, d.recv())
+            .await
+            .expect("stream destroy")
+            .unwrap();
+        canvas.apply(t, &b);
+    }
+    // the channel still serves draws
+    model
+        .fill(0, Rect::new(0, 0, 10, 10), 0x00ff_0000, &[])
+        .unwrap();
+    model.mark();
+    read_to_mark(&mut d, &mut canvas, &mut n).await;
+    assert_eq!(canvas.surface(0), model_surface_rgb(&model, 0));
+    h.shutdown().await;
+}

@@ -13,8 +13,9 @@ use std::sync::atomic::Ordering;
 use crate::transport::{Reader, Writer};
 use tokio::io::AsyncWrite;
 use tokio::sync::mpsc;
+use tracing::{debug, warn};
 
-use super::video::{self, Ended, Verdict, VideoStreams};
+use super::video::{self, Ended, ReportVerdict, Verdict, VideoStreams};
 use super::{handle_base, read_msg, BaseAction, ChannelError, MsgWriter, Out, OUTBOX_LEN};
 use crate::codec::ClientImageCaps;
 use crate::model::{DisplayOp, Image as ModelImage, Monitor, RopKind, Taken};
@@ -23,8 +24,8 @@ use crate::wire::display::{
     bitmap, cap, image_flags, rop, server_id, Bitmap, Brush, CopyBits, DisplayBase,
     DisplayClientMessage, DrawCopy, DrawFill, DrawMaskOnly, Head, Image, ImageBody,
     InvalAllPalettes, InvalList, InvalPalette, LzPlt, Mark, MonitorsConfig, Palette, PaletteRef,
-    QMask, Reset, StreamCreate, StreamData, StreamDestroy, SurfaceCreate, SurfaceDestroy,
-    STREAM_FLAG_TOP_DOWN, SURFACE_FLAG_PRIMARY, VIDEO_CODEC_MJPEG,
+    QMask, Reset, StreamActivateReport, StreamCreate, StreamData, StreamDestroy, SurfaceCreate,
+    SurfaceDestroy, STREAM_FLAG_TOP_DOWN, SURFACE_FLAG_PRIMARY, VIDEO_CODEC_MJPEG,
 };
 use crate::wire::types::{Clip, Rect};
 use crate::wire::{to_vec, Message};
@@ -126,11 +127,15 @@ pub(crate) struct DisplayEncoder {
     jpeg: bool,
     /// Video stream detection and the running stream.
     video: VideoStreams,
+    /// The client announced STREAM_REPORT: ask it for reports on each stream.
+    stream_reports: bool,
     /// A stream ended by a refresh whose STREAM_DESTROY is still to be sent.
     stream_ended_by_refresh: Option<u32>,
     /// Streams started and stream frames sent since the last [`DisplayEncoder::take_counts`].
     streams: u64,
     stream_frames: u64,
+    /// STREAM_REPORTs about the running stream since the last take_counts.
+    stream_reports_seen: u64,
     /// Images encoded as LZ_PLT and as JPEG since the last [`DisplayEncoder::take_counts`].
     palette_images: u64,
     jpeg_images: u64,
@@ -146,6 +151,7 @@ pub(crate) struct EncodedCounts {
     pub jpeg_images: u64,
     pub streams: u64,
     pub stream_frames: u64,
+    pub stream_reports: u64,
 }
 
 fn m<M: Message>(v: &M) -> (u16, Vec<u8>) {
@@ -178,9 +184,11 @@ impl DisplayEncoder {
             monitors_cap,
             jpeg,
             video,
+            stream_reports: false,
             stream_ended_by_refresh: None,
             streams: 0,
             stream_frames: 0,
+            stream_reports_seen: 0,
             palette_images: 0,
             jpeg_images: 0,
         }
@@ -197,6 +205,7 @@ impl DisplayEncoder {
             jpeg_images: std::mem::take(&mut self.jpeg_images),
             streams: std::mem::take(&mut self.streams),
             stream_frames: std::mem::take(&mut self.stream_frames),
+            stream_reports: std::mem::take(&mut self.stream_reports_seen),
         }
     }
 
@@ -211,6 +220,35 @@ impl DisplayEncoder {
         let mut out = Msgs::new();
         if let Some(e) = self.video.expire(now) {
             self.end_stream(e, true, &mut out);
+        }
+        out
+    }
+
+    /// A STREAM_REPORT from the client: the running stream's quality follows it; a client
+    /// that cannot decode the stream gets it ended (and no more streams).
+    pub(crate) fn stream_report(&mut self, r: &crate::wire::display::StreamReport) -> Msgs {
+        let mut out = Msgs::new();
+        match self.video.on_report(r) {
+            ReportVerdict::Ignored => {}
+            ReportVerdict::Quality(q) => {
+                self.stream_reports_seen += 1;
+                debug!(
+                    stream = r.stream_id,
+                    quality = q,
+                    drops = r.num_drops,
+                    delay_ms = r.last_frame_delay,
+                    "stream report"
+                );
+            }
+            ReportVerdict::CannotDecode => {
+                warn!(
+                    stream = r.stream_id,
+                    "the client cannot decode MJPEG streams; streaming off"
+                );
+                if let Some(e) = self.video.end() {
+                    self.end_stream(e, true, &mut out);
+                }
+            }
         }
         out
     }
@@ -255,8 +293,9 @@ impl DisplayEncoder {
             stride: image.width() as usize * 4,
             format: crate::codec::SourceFormat::Xrgb32,
         };
+        let quality = self.video.active().map_or(80, |(_, _, q)| q);
         let mut jpeg = Vec::new();
-        if crate::codec::jpeg::encode_into(&src, video::FRAME_QUALITY, &mut jpeg).is_err() {
+        if crate::codec::jpeg::encode_into(&src, quality, &mut jpeg).is_err() {
             // Cannot happen for the sizes VideoStreams accepts; send the picture instead.
             if let Some(e) = self.video.end() {
                 self.end_stream(e, false, out);
@@ -278,6 +317,15 @@ impl DisplayEncoder {
                 dest: dst,
                 clip: Clip::default(),
             }));
+            if self.stream_reports {
+                let unique_id = self.video.active().map_or(0, |(_, u, _)| u);
+                out.push(m(&StreamActivateReport {
+                    stream_id: id,
+                    unique_id,
+                    max_window_size: video::REPORT_WINDOW,
+                    timeout_ms: video::REPORT_TIMEOUT_MS,
+                }));
+            }
         }
         self.stream_frames += 1;
         out.push(m(&StreamData {
@@ -713,6 +761,9 @@ fn count(stats: &crate::server::ServerStats, c: EncodedCounts) {
     stats
         .stream_frames
         .fetch_add(c.stream_frames, Ordering::Relaxed);
+    stats
+        .stream_reports
+        .fetch_add(c.stream_reports, Ordering::Relaxed);
 }
 
 async fn send_all<W: AsyncWrite + Unpin>(
@@ -759,6 +810,7 @@ pub(crate) async fn run(ctx: ConnCtx, mut rd: Reader, wr: Writer) -> Result<(), 
         },
         ctx.linked.channel_caps.has(cap::MONITORS_CONFIG),
     );
+    enc.stream_reports = ctx.linked.channel_caps.has(cap::STREAM_REPORT);
     let shared = ctx.shared.clone();
     let feed2 = feed.clone();
     let writer = async move {
@@ -780,6 +832,11 @@ pub(crate) async fn run(ctx: ConnCtx, mut rd: Reader, wr: Writer) -> Result<(), 
                 item = out_rx.recv() => match item {
                     None => break,
                     Some(Out::Ack) => w.acked(),
+                    Some(Out::StreamReport(r)) => {
+                        let msgs = enc.stream_report(&r);
+                        count(&shared.stats, enc.take_counts());
+                        send_all(&mut w, msgs, &shared.stats.images_sent).await?;
+                    }
                     Some(Out::Msg(t, b)) => w.send(t, &b).await?,
                     // a ping before DISPLAY_INIT waits until the first snapshot is taken, so its
                     // PONG proves the client is past the initial picture
@@ -890,11 +947,8 @@ pub(crate) async fn run(ctx: ConnCtx, mut rd: Reader, wr: Writer) -> Result<(), 
                     super::push(&out, Out::Compression(p.image_compression))?
                 }
                 DisplayClientMessage::PreferredVideoCodecType(_) => {}
-                DisplayClientMessage::StreamReport(_) => {
-                    return Err(ChannelError::OutOfOrder(
-                        "STREAM_REPORT without an active stream".into(),
-                    ))
-                }
+                // Reports may trail a stream that has just ended: the writer ignores those.
+                DisplayClientMessage::StreamReport(r) => super::push(&out, Out::StreamReport(r))?,
             }
         }
         Ok::<(), ChannelError>(())

@@ -86,6 +86,8 @@ pub(crate) enum Out {
     DisplayInit(crate::wire::display::DisplayInit),
     /// The client's PREFERRED_COMPRESSION (display channel only).
     Compression(u8),
+    /// The client's STREAM_REPORT (display channel only).
+    StreamReport(crate::wire::display::StreamReport),
     /// The client sent ACK (one window's worth of messages processed).
     Ack,
     /// Send a PING with this id (round-trip probes).

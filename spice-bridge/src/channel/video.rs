@@ -18,6 +18,12 @@
 //!   it: STREAM_DESTROY, then the last frame again as a lossless image, so what stays on the
 //!   client's screen is exact (spice-server also resends a lossy area losslessly).
 //! * One stream at a time.
+//! * Bit rate: a client with the STREAM_REPORT capability is asked for a report every
+//!   [`REPORT_WINDOW`] frames or [`REPORT_TIMEOUT_MS`]. A report with dropped frames or a late
+//!   last frame steps the JPEG quality down one rung of [`QUALITY_LADDER`] (fewer bytes a frame);
+//!   [`GOOD_REPORTS_TO_STEP_UP`] clean reports in a row step it back up. A report saying the
+//!   client cannot decode the stream (no frames, drops = 0xFFFFFFFF) ends it and stops streaming
+//!   on this channel.
 
 use std::time::{Duration, Instant};
 
@@ -34,8 +40,15 @@ pub const MIN_SIZE: u32 = 96;
 pub const MAX_GAP: Duration = Duration::from_millis(400);
 /// Frames to the same destination that start a stream.
 pub const START_FRAMES: u32 = 5;
-/// JPEG quality of stream frames: the top of spice-server's MJPEG ladder (20..80).
-pub const FRAME_QUALITY: u8 = 80;
+/// JPEG qualities a stream moves between (spice-server's MJPEG ladder); a stream starts at the
+/// top and steps down when the client reports dropped or late frames.
+pub const QUALITY_LADDER: [u8; 7] = [20, 30, 40, 50, 60, 70, 80];
+/// Frames per STREAM_REPORT asked of the client (spice-server: 5).
+pub const REPORT_WINDOW: u32 = 5;
+/// Longest time between two STREAM_REPORTs asked of the client (spice-server: 1 s).
+pub const REPORT_TIMEOUT_MS: u32 = 1000;
+/// Good reports in a row that step the quality back up.
+const GOOD_REPORTS_TO_STEP_UP: u32 = 3;
 /// How far ahead of the server's multimedia clock a frame is stamped. spice-gtk drops a frame
 /// whose time has passed when it arrives; spice-server keeps the client's clock 400 ms behind
 /// instead (`MM_TIME_DELTA`), which delays all video by that much.
@@ -73,9 +86,26 @@ struct Candidate {
 
 struct Active {
     id: u32,
+    /// Tag of its reports (a fresh one per stream, so a late report of an ended stream with the
+    /// same id is not taken for this one).
+    unique_id: u32,
     dest: Rect,
     last: Instant,
     last_frame: Image,
+    /// Index into [`QUALITY_LADDER`].
+    quality: usize,
+    good_reports: u32,
+}
+
+/// What a STREAM_REPORT changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReportVerdict {
+    /// Not about the running stream (an ended one, or a stale tag): nothing to do.
+    Ignored,
+    /// The running stream's frame quality is now this.
+    Quality(u8),
+    /// The client cannot decode the stream: end it; no more streams on this channel.
+    CannotDecode,
 }
 
 /// The stream state of one display channel.
@@ -85,6 +115,7 @@ pub(crate) struct VideoStreams {
     candidate: Option<Candidate>,
     active: Option<Active>,
     next_id: u32,
+    next_unique: u32,
 }
 
 impl VideoStreams {
@@ -101,7 +132,40 @@ impl VideoStreams {
             candidate: None,
             active: None,
             next_id: 0,
+            next_unique: 1,
         }
+    }
+
+    /// The running stream's id, report tag and current JPEG quality.
+    pub(crate) fn active(&self) -> Option<(u32, u32, u8)> {
+        self.active
+            .as_ref()
+            .map(|a| (a.id, a.unique_id, QUALITY_LADDER[a.quality]))
+    }
+
+    /// A STREAM_REPORT from the client.
+    pub(crate) fn on_report(&mut self, r: &crate::wire::display::StreamReport) -> ReportVerdict {
+        let Some(a) = self.active.as_mut() else {
+            return ReportVerdict::Ignored;
+        };
+        if r.stream_id != a.id || r.unique_id != a.unique_id {
+            return ReportVerdict::Ignored;
+        }
+        if r.num_frames == 0 && r.num_drops == u32::MAX {
+            self.mode = StreamingVideo::Off;
+            return ReportVerdict::CannotDecode;
+        }
+        if r.num_drops > 0 || r.last_frame_delay < 0 {
+            a.good_reports = 0;
+            a.quality = a.quality.saturating_sub(1);
+        } else {
+            a.good_reports += 1;
+            if a.good_reports >= GOOD_REPORTS_TO_STEP_UP && a.quality + 1 < QUALITY_LADDER.len() {
+                a.quality += 1;
+                a.good_reports = 0;
+            }
+        }
+        ReportVerdict::Quality(QUALITY_LADDER[a.quality])
     }
 
     /// The destination of the running stream.
@@ -164,11 +228,16 @@ impl VideoStreams {
         self.candidate = None;
         let id = self.next_id;
         self.next_id = (self.next_id + 1) % MAX_STREAM_ID;
+        let unique_id = self.next_unique;
+        self.next_unique = self.next_unique.wrapping_add(1).max(1);
         self.active = Some(Active {
             id,
+            unique_id,
             dest,
             last: now,
             last_frame: image.clone(),
+            quality: QUALITY_LADDER.len() - 1,
+            good_reports: 0,
         });
         (Verdict::Start { id }, ended)
     }
@@ -383,5 +452,80 @@ mod tests {
         assert_eq!(v, Verdict::Image);
         assert_eq!(ended.map(|e| e.id), Some(1), "the second stream got id 1");
         assert!(s.end().is_none());
+    }
+
+    fn report(
+        id: u32,
+        unique: u32,
+        frames: u32,
+        drops: u32,
+        delay: i32,
+    ) -> crate::wire::display::StreamReport {
+        crate::wire::display::StreamReport {
+            stream_id: id,
+            unique_id: unique,
+            start_frame_mm_time: 0,
+            end_frame_mm_time: 0,
+            num_frames: frames,
+            num_drops: drops,
+            last_frame_delay: delay,
+            audio_delay: u32::MAX,
+        }
+    }
+
+    #[test]
+    fn reports_step_the_quality_down_on_drops_and_up_after_clean_ones() {
+        let mut s = streams(StreamingVideo::All);
+        let dest = Rect::new(0, 0, 200, 100);
+        let t0 = Instant::now();
+        assert_eq!(
+            s.on_report(&report(0, 1, 5, 0, 50)),
+            ReportVerdict::Ignored,
+            "no stream"
+        );
+        for i in 0..START_FRAMES {
+            s.on_copy(dest, &photo(200, 100, i), false, t0);
+        }
+        let (id, unique, q) = s.active().unwrap();
+        assert_eq!(q, 80, "starts at the top of the ladder");
+        assert_eq!(
+            s.on_report(&report(id, unique + 1, 5, 3, 50)),
+            ReportVerdict::Ignored
+        );
+        assert_eq!(
+            s.on_report(&report(id, unique, 5, 2, 50)),
+            ReportVerdict::Quality(70)
+        );
+        assert_eq!(
+            s.on_report(&report(id, unique, 5, 0, -20)),
+            ReportVerdict::Quality(60),
+            "late"
+        );
+        for _ in 0..2 {
+            assert_eq!(
+                s.on_report(&report(id, unique, 5, 0, 40)),
+                ReportVerdict::Quality(60)
+            );
+        }
+        assert_eq!(
+            s.on_report(&report(id, unique, 5, 0, 40)),
+            ReportVerdict::Quality(70)
+        );
+        for _ in 0..20 {
+            s.on_report(&report(id, unique, 5, 9, 0));
+        }
+        assert_eq!(s.active().unwrap().2, 20, "the bottom of the ladder holds");
+        // "Cannot decode": the stream ends and no other starts on this channel.
+        assert_eq!(
+            s.on_report(&report(id, unique, 0, u32::MAX, 0)),
+            ReportVerdict::CannotDecode
+        );
+        assert!(s.end().is_some());
+        for i in 0..10 {
+            assert_eq!(
+                s.on_copy(dest, &photo(200, 100, i), false, t0).0,
+                Verdict::Image
+            );
+        }
     }
 }

@@ -61,6 +61,8 @@ pub mod server_id {
     pub const STREAM_DATA: u16 = 123;
     /// STREAM_DESTROY
     pub const STREAM_DESTROY: u16 = 125;
+    /// STREAM_ACTIVATE_REPORT
+    pub const STREAM_ACTIVATE_REPORT: u16 = 319;
     /// SURFACE_CREATE
     pub const SURFACE_CREATE: u16 = 314;
     /// SURFACE_DESTROY
@@ -817,6 +819,22 @@ wire_struct! {
 message!(StreamDestroy, server_id::STREAM_DESTROY);
 
 wire_struct! {
+    /// STREAM_ACTIVATE_REPORT (319): asks the client (with the STREAM_REPORT capability) for a
+    /// STREAM_REPORT every `max_window_size` frames or `timeout_ms`, tagged `unique_id`.
+    pub struct StreamActivateReport {
+        /// stream id
+        pub stream_id: u32,
+        /// echoed in the reports
+        pub unique_id: u32,
+        /// frames per report
+        pub max_window_size: u32,
+        /// longest time between reports
+        pub timeout_ms: u32,
+    }
+}
+message!(StreamActivateReport, server_id::STREAM_ACTIVATE_REPORT);
+
+wire_struct! {
     /// One monitor head (28 bytes).
     pub struct Head {
         /// monitor id
@@ -922,7 +940,7 @@ wire_struct! {
 pub enum DisplayClientMessage {
     /// INIT
     Init(DisplayInit),
-    /// STREAM_REPORT (streams are never started by this server, so it is refused upstream)
+    /// STREAM_REPORT (how the client plays a stream whose reports were activated)
     StreamReport(StreamReport),
     /// PREFERRED_COMPRESSION
     PreferredCompression(PreferredCompression),
@@ -1164,6 +1182,16 @@ mod tests {
         });
         assert_eq!(&sd[8..12], &[4, 0, 0, 0]);
         assert_eq!(round_trip(&StreamDestroy { id: 3 }), vec![3, 0, 0, 0]);
+        assert_eq!(
+            round_trip(&StreamActivateReport {
+                stream_id: 3,
+                unique_id: 9,
+                max_window_size: 5,
+                timeout_ms: 1000,
+            })
+            .len(),
+            16
+        );
         assert!(DisplayClientMessage::parse(105, &[2, 1, 3]).is_ok());
         assert!(DisplayClientMessage::parse(105, &[2, 1]).is_err());
         assert!(DisplayClientMessage::parse(105, &[1, 1, 3]).is_err());

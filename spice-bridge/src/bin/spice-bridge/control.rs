@@ -71,7 +71,7 @@ fn stats_line(s: &StatsSnapshot) -> String {
         "ok connections={} links_ok={} links_refused={} link_timeouts={} pending_evicted={} \
          linked_full={} accept_errors={} tls_connections={} tls_failed={} wrong_port={} \
          websocket_connections={} websocket_refused={} pending={} linked={} protocol_errors={} \
-         sessions={} sessions_replaced={} images_sent={} palette_images={} jpeg_images={} streams={} stream_frames={} \
+         sessions={} sessions_replaced={} images_sent={} palette_images={} jpeg_images={} streams={} stream_frames={} stream_reports={} \
          display_bytes={}",
         s.connections,
         s.links_ok,
@@ -95,6 +95,7 @@ fn stats_line(s: &StatsSnapshot) -> String {
         s.jpeg_images,
         s.streams,
         s.stream_frames,
+        s.stream_reports,
         s.display_bytes
     )
 }
