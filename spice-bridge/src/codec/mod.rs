@@ -76,7 +76,7 @@ pub mod testimg;
 pub mod image_type {
     /// Uncompressed bitmap.
     pub const BITMAP: u8 = 0;
-    /// LZ-compressed palette image (`SPICE_IMAGE_TYPE_LZ_PLT`, see [`encode_palette_lz`]).
+    /// LZ-compressed palette image (`SPICE_IMAGE_TYPE_LZ_PLT`, see [`super::encode_palette_lz`]).
     pub const LZ_PLT: u8 = 100;
     /// LZ-compressed RGB image (`SPICE_IMAGE_TYPE_LZ_RGB`).
     pub const LZ_RGB: u8 = 101;
