@@ -611,6 +611,34 @@ fn coord_image(w: u32, h: u32) -> spice_bridge::model::Image {
     spice_bridge::model::Image::new(0, w, h, px).unwrap()
 }
 
+/// Creates the `w` x `h` primary surface of `model` and shows a [`coord_image`] on it.
+fn show_coord_picture(model: &DisplayModel, w: u32, hgt: u32) {
+    model
+        .create_surface(0, w, hgt, SurfaceFormat::Xrgb32)
+        .unwrap();
+    model
+        .draw_copy(
+            0,
+            Rect::new(0, 0, w as i32, hgt as i32),
+            &coord_image(w, hgt),
+            &[],
+        )
+        .unwrap();
+    model.mark();
+}
+
+/// remote-viewer titled `title` on the X server `x`, connected to `h`'s plain port.
+fn remote_viewer(x: &Xvfb, title: &str, h: &ServerHandle) -> Child {
+    Command::new(require("remote-viewer"))
+        .args(["-t", title])
+        .arg(format!("spice://127.0.0.1:{}", h.local_addr().port()))
+        .env("DISPLAY", &x.display)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn remote-viewer")
+}
+
 /// Waits for the client to show a [`coord_image`] of `w` x `h` and returns where its top-left
 /// corner is on the X screen: a pixel away from the pointer is read and the guest coordinates
 /// its colour encodes are subtracted (the client shows the picture 1:1).
@@ -638,29 +666,11 @@ async fn remote_viewer_keys_clicks_and_cursor() {
     let (w, hgt) = (640u32, 480u32);
     let x = start_xvfb(&dir, 1024, 768).await;
     let model = DisplayModel::new();
-    model
-        .create_surface(0, w, hgt, SurfaceFormat::Xrgb32)
-        .unwrap();
-    model
-        .draw_copy(
-            0,
-            Rect::new(0, 0, w as i32, hgt as i32),
-            &coord_image(w, hgt),
-            &[],
-        )
-        .unwrap();
-    model.mark();
+    show_coord_picture(&model, w, hgt);
     model.set_cursor(test_cursor());
     let rec = Arc::new(Rec::default());
     let h = serve(model.clone(), None, ImageCompression::Lz, rec.clone()).await;
-    let mut rv = Command::new(require("remote-viewer"))
-        .args(["-t", "e2e-viewer"])
-        .arg(format!("spice://127.0.0.1:{}", h.local_addr().port()))
-        .env("DISPLAY", &x.display)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn remote-viewer");
+    let mut rv = remote_viewer(&x, "e2e-viewer", &h);
     wait_for("display channel", Duration::from_secs(30), || {
         h.has_display()
     })
@@ -867,27 +877,9 @@ async fn stopped_remote_viewer_never_blocks_the_model_and_catches_up() {
     let x = start_xvfb(&dir, 1024, 768).await;
     // a 4 MiB queue: a stopped client overflows it after a few frames
     let model = DisplayModel::with_queue_limit(4 << 20);
-    model
-        .create_surface(0, w, hgt, SurfaceFormat::Xrgb32)
-        .unwrap();
-    model
-        .draw_copy(
-            0,
-            Rect::new(0, 0, w as i32, hgt as i32),
-            &coord_image(w, hgt),
-            &[],
-        )
-        .unwrap();
-    model.mark();
+    show_coord_picture(&model, w, hgt);
     let h = serve(model.clone(), None, ImageCompression::Lz, Arc::default()).await;
-    let mut rv = Command::new(require("remote-viewer"))
-        .args(["-t", "e2e-stop"])
-        .arg(format!("spice://127.0.0.1:{}", h.local_addr().port()))
-        .env("DISPLAY", &x.display)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn remote-viewer");
+    let mut rv = remote_viewer(&x, "e2e-stop", &h);
     xdotool(&x, &["mousemove", "1000", "700"]);
     let (ox, oy) = coord_picture_origin(&h, &x, w, hgt).await;
 
@@ -948,18 +940,7 @@ async fn remote_viewer_plays_an_mjpeg_stream_and_ends_on_the_exact_frame() {
     let (w, hgt) = (640u32, 480u32);
     let x = start_xvfb(&dir, 1024, 768).await;
     let model = DisplayModel::new();
-    model
-        .create_surface(0, w, hgt, SurfaceFormat::Xrgb32)
-        .unwrap();
-    model
-        .draw_copy(
-            0,
-            Rect::new(0, 0, w as i32, hgt as i32),
-            &coord_image(w, hgt),
-            &[],
-        )
-        .unwrap();
-    model.mark();
+    show_coord_picture(&model, w, hgt);
     let config = ServerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         compression: ImageCompression::Auto,
@@ -975,14 +956,7 @@ async fn remote_viewer_plays_an_mjpeg_stream_and_ends_on_the_exact_frame() {
     )
     .await
     .unwrap();
-    let mut rv = Command::new(require("remote-viewer"))
-        .args(["-t", "e2e-stream"])
-        .arg(format!("spice://127.0.0.1:{}", h.local_addr().port()))
-        .env("DISPLAY", &x.display)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn remote-viewer");
+    let mut rv = remote_viewer(&x, "e2e-stream", &h);
     xdotool(&x, &["mousemove", "1000", "700"]);
     let (ox, oy) = coord_picture_origin(&h, &x, w, hgt).await;
     let (dx, dy, vw, vh) = (100u32, 80u32, 320u32, 240u32);

@@ -716,6 +716,48 @@ async fn a_scrolled_full_frame_goes_as_copy_bits_and_the_new_strip() {
     hd.shutdown().await;
 }
 
+/// Serves `model` with `config`, links main and display channels as spice-gtk does and reads
+/// the first picture: (server, main, display, the client's canvas, display messages read).
+async fn display_session(
+    model: &DisplayModel,
+    config: ServerConfig,
+) -> (
+    ServerHandle,
+    ScriptedClient,
+    ScriptedClient,
+    ClientCanvas,
+    u32,
+) {
+    let rec = Arc::new(Rec::default());
+    let h = Server::start(config, model.clone(), rec.clone(), rec)
+        .await
+        .unwrap();
+    let (m, sid) = main_session(&h, "").await;
+    let mut d = display_client(&h, sid).await;
+    let mut canvas = ClientCanvas::default();
+    let mut n = 0;
+    read_to_mark(&mut d, &mut canvas, &mut n).await;
+    (h, m, d, canvas, n)
+}
+
+/// Applies display messages to `canvas` until `done` holds; fails naming `what` after 10 s.
+async fn read_until(
+    d: &mut ScriptedClient,
+    canvas: &mut ClientCanvas,
+    what: &str,
+    done: impl Fn(&ClientCanvas) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done(canvas) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let (t, b) = tokio::time::timeout(left, d.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{what} within 10 s"))
+            .unwrap();
+        canvas.apply(t, &b);
+    }
+}
+
 /// Issue 11, video streams: a photo-like area redrawn every 40 ms becomes an MJPEG stream at
 /// the fifth frame (the first four go as images), each later frame is one STREAM_DATA that decodes
 /// close to the guest's picture (lossy), and when the frames stop the stream is destroyed and
@@ -747,15 +789,7 @@ async fn video_rate_photo_area_streams_mjpeg_and_ends_lossless() {
             stream_idle_timeout: Duration::from_millis(300),
             ..Default::default()
         };
-        let rec = Arc::new(Rec::default());
-        let h = Server::start(config, model.clone(), rec.clone(), rec)
-            .await
-            .unwrap();
-        let (_m, sid) = main_session(&h, "").await;
-        let mut d = display_client(&h, sid).await;
-        let mut canvas = ClientCanvas::default();
-        let mut n = 0;
-        read_to_mark(&mut d, &mut canvas, &mut n).await;
+        let (h, _m, mut d, mut canvas, mut n) = display_session(&model, config).await;
         let before = h.stats().display_bytes;
         let dest = Rect::new(100, 80, 320, 240);
         for i in 0..12u32 {
@@ -791,15 +825,10 @@ async fn video_rate_photo_area_streams_mjpeg_and_ends_lossless() {
         let s = h.stats();
         assert_eq!((s.streams, s.stream_frames), (1, 8));
         // No frame for 300 ms: STREAM_DESTROY, then the last frame losslessly.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while canvas.stream_messages[2] == 0 || canvas.surface(0).unwrap() != want {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let (t, b) = tokio::time::timeout(left, d.recv())
-                .await
-                .expect("destroy and lossless frame within 10 s")
-                .unwrap();
-            canvas.apply(t, &b);
-        }
+        read_until(&mut d, &mut canvas, "destroy and lossless frame", |c| {
+            c.stream_messages[2] > 0 && c.surface(0).unwrap() == want
+        })
+        .await;
         assert!(canvas.streams.is_empty());
         bytes.push(h.stats().display_bytes - before);
         eprintln!("stream: last frame at {db:.1} dB before the lossless resend");
@@ -832,15 +861,7 @@ async fn stream_reports_with_drops_lower_the_frame_size() {
         stream_idle_timeout: Duration::from_millis(1500),
         ..Default::default()
     };
-    let rec = Arc::new(Rec::default());
-    let h = Server::start(config, model.clone(), rec.clone(), rec)
-        .await
-        .unwrap();
-    let (_m, sid) = main_session(&h, "").await;
-    let mut d = display_client(&h, sid).await;
-    let mut canvas = ClientCanvas::default();
-    let mut n = 0;
-    read_to_mark(&mut d, &mut canvas, &mut n).await;
+    let (h, _m, mut d, mut canvas, mut n) = display_session(&model, config).await;
     let dest = Rect::new(100, 80, 320, 240);
     // Draws frame i and returns the STREAM_DATA sizes and the activation seen until its MARK.
     async fn frame(
@@ -924,15 +945,10 @@ async fn stream_reports_with_drops_lower_the_frame_size() {
     d.send(102, &spice_bridge::wire::to_vec(&report(act.unique_id, 1)))
         .await
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while canvas.stream_messages[2] == 0 {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let (t, b) = tokio::time::timeout(left, d.recv())
-            .await
-            .expect("stream destroy")
-            .unwrap();
-        canvas.apply(t, &b);
-    }
+    read_until(&mut d, &mut canvas, "stream destroy", |c| {
+        c.stream_messages[2] > 0
+    })
+    .await;
     // the channel still serves draws
     model
         .fill(0, Rect::new(0, 0, 10, 10), 0x00ff_0000, &[])
