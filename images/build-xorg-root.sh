@@ -37,7 +37,7 @@ tar -xf "$WORK/root.tar" -C "$WORK/root"
 rm -f "$WORK/root.tar"
 mkdir -p "$WORK/root/spice-test"
 cp "$RIG_IMAGES_DIR/xorg/xorg.conf" "$RIG_IMAGES_DIR/xorg/xorg-agent.conf" "$RIG_IMAGES_DIR/xorg/follow-preferred.sh" \
-    "$RIG_IMAGES_DIR/xorg/draw.sh" \
+    "$RIG_IMAGES_DIR/xorg/draw.sh" "$RIG_IMAGES_DIR/xorg/xterm-scroll.sh" \
     "$WORK/root/spice-test/"
 python3 "$RIG_IMAGES_DIR/xorg/make-pattern.py" "$WORK/root/spice-test/pattern.xwd"
 size=$(($(du -sm "$WORK/root" | cut -f1) + 128))

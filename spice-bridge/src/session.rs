@@ -37,8 +37,9 @@ pub enum ImageCompression {
 /// `spice-protocol.md` §9.7-9.8): where QUIC would be sent, JPEG (quality 85) is sent instead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum JpegWan {
-    /// spice-server: JPEG when the main channel's network test finds a link under 10 Mbit/s.
-    /// We do not run that test yet, so every client is treated as on a fast link: no JPEG.
+    /// JPEG when the main channel's network test found the client's link under 10 Mbit/s, as
+    /// spice-server does (`channel::main::NetTest`); until the test ends, and on a fast link,
+    /// every picture is lossless.
     #[default]
     Auto,
     /// Never JPEG: every picture is lossless.
@@ -48,9 +49,13 @@ pub enum JpegWan {
 }
 
 impl JpegWan {
-    /// Whether a client may be sent JPEG (see [`JpegWan::Auto`] for why `Auto` says no).
-    pub fn allows_jpeg(self) -> bool {
-        self == JpegWan::Always
+    /// Whether a client whose link is (`low_bandwidth`) or is not slow may be sent JPEG.
+    pub fn allows_jpeg(self, low_bandwidth: bool) -> bool {
+        match self {
+            JpegWan::Always => true,
+            JpegWan::Auto => low_bandwidth,
+            JpegWan::Never => false,
+        }
     }
 }
 
@@ -230,6 +235,10 @@ pub struct ServerStats {
     pub stream_frames: AtomicU64,
     /// STREAM_REPORTs received about running streams
     pub stream_reports: AtomicU64,
+    /// main-channel network tests that ended (a result for the client's link)
+    pub net_tests: AtomicU64,
+    /// of those, links found under 10 Mbit/s (JPEG allowed with `jpeg-wan-compression=auto`)
+    pub low_bandwidth_links: AtomicU64,
 }
 
 /// Per-session state shared by its channel connections.
@@ -254,6 +263,8 @@ pub(crate) struct Session {
     /// Bumped when a new agent connects (the client's window restarts at 10); tokens of an
     /// older epoch are not returned.
     pub agent_epoch: AtomicU64,
+    /// The main channel's network test found a link under 10 Mbit/s (false until it ends).
+    pub low_bandwidth: AtomicBool,
 }
 
 impl Session {
@@ -272,6 +283,7 @@ impl Session {
             client_agent_tokens: AtomicU32::new(agent_window),
             agent_owed: Mutex::new((0, 0)),
             agent_epoch: AtomicU64::new(0),
+            low_bandwidth: AtomicBool::new(false),
         }
     }
 }

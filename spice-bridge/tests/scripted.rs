@@ -958,3 +958,71 @@ async fn stream_reports_with_drops_lower_the_frame_size() {
     assert_eq!(canvas.surface(0), model_surface_rgb(&model, 0));
     h.shutdown().await;
 }
+
+/// Issue 11, `jpeg-wan-compression=auto` (the default): the main channel's network test decides,
+/// as spice-server's does. Right after MAIN_INIT come three PINGs, the last with 250 KiB of
+/// padding. A client whose answer to the padded one comes 400 ms after its answer to the empty
+/// one is on a link under 10 Mbit/s: it gets the photo as JPEG (lossy, close). A client that
+/// answers at once gets it losslessly, pixel for pixel.
+#[tokio::test]
+async fn network_test_makes_auto_send_jpeg_only_on_a_slow_link() {
+    for slow in [true, false] {
+        let model = DisplayModel::new();
+        scene_photo(&model);
+        let config = ServerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            compression: ImageCompression::Auto,
+            ..Default::default()
+        };
+        let rec = Arc::new(Rec::default());
+        let h = Server::start(config, model.clone(), rec.clone(), rec)
+            .await
+            .unwrap();
+        let mut m = ScriptedClient::connect(h.local_addr(), 1, 0, "").await;
+        let (mut sid, mut pings) = (0, Vec::new());
+        while pings.len() < 3 {
+            let (t, b) = m.recv().await.unwrap();
+            match t {
+                103 => sid = decode_exact::<MainInit>(&b).unwrap().session_id,
+                4 => pings.push(b),
+                _ => {}
+            }
+        }
+        let sizes: Vec<usize> = pings.iter().map(Vec::len).collect();
+        assert_eq!(
+            sizes,
+            [12, 12, 12 + 256_000],
+            "PING id u32, timestamp u64, padding"
+        );
+        // PONG: the PING's id and timestamp, without the padding
+        m.send(3, &pings[0][..12]).await.unwrap();
+        m.send(3, &pings[1][..12]).await.unwrap();
+        if slow {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+        }
+        m.send(3, &pings[2][..12]).await.unwrap();
+        wait_for(|| h.stats().net_tests == 1).await;
+        assert_eq!(h.stats().low_bandwidth_links, u64::from(slow));
+        m.send(104, &[]).await.unwrap();
+        m.recv_until(104).await.unwrap();
+        let mut d = display_client(&h, sid).await;
+        let (mut canvas, mut n) = (ClientCanvas::default(), 0);
+        read_to_mark(&mut d, &mut canvas, &mut n).await;
+        let want = model_surface_rgb(&model, 0).unwrap();
+        let got = canvas.surface(0).unwrap();
+        let jpegs = h.stats().jpeg_images;
+        eprintln!(
+            "slow link {slow}: {jpegs} JPEG, {} display bytes",
+            h.stats().display_bytes
+        );
+        if slow {
+            assert!(jpegs >= 1, "no JPEG on a slow link");
+            let db = psnr(&got.2, &want.2);
+            assert!((30.0..f64::INFINITY).contains(&db), "PSNR {db:.1} dB");
+        } else {
+            assert_eq!(jpegs, 0, "JPEG on a fast link");
+            assert!(got == want, "the lossless picture differs");
+        }
+        h.shutdown().await;
+    }
+}

@@ -31,6 +31,9 @@
 #
 # --workload NAME: qxltest redraw --workload (redraw, scroll, text, photo, video; see
 # images/guest/qxltest.c); --interval-ms M: the guest pauses M ms after each frame (both sides).
+# --workload xterm: the Xorg guest (images/build-xorg-root.sh, Xorg with xf86-video-qxl) instead,
+# where an xterm scrolls through a file of --frames lines, one line a scroll
+# (images/xorg/xterm-scroll.sh); its final picture is the same script's on the host's Xvfb.
 #
 # After the loop each side's final picture in remote-viewer's window (the Xvfb frame buffer) is
 # compared with the guest's last frame (tests/lib/qxlpic.py), pixel for pixel ("final picture").
@@ -91,6 +94,13 @@ else
 fi
 bash images/build-qemu-root.sh >/dev/null || die "build-qemu-root.sh failed"
 bash images/build-guest.sh bookworm >/dev/null || die "build-guest.sh failed"
+if [ "$WORKLOAD" = xterm ]; then
+    XORG_IMG=$(bash images/build-xorg-root.sh) || die "build-xorg-root.sh failed"
+    # the expected final picture: the same script on the host's Xvfb (before the client's Xvfb,
+    # as xorg_expected starts and stops one of its own)
+    xorg_expected "$OUT/xterm-ref" "$OUT/xterm-expected.ppm" xterm-scroll.sh "$FRAMES" ||
+        die "the xterm workload could not be drawn on Xvfb (see $OUT/xterm-ref)"
+fi
 xvfb_start "$OUT/x" 1280 1024 || die "Xvfb did not start"
 
 # cpu_ticks PID [all|nonvcpu|novfio|vfio]: utime+stime of the process, or of some of its threads:
@@ -122,6 +132,13 @@ run_side() {
     local nframes=$FRAMES
     [ "$side" = reference ] && nframes=$REF_FRAMES
     local guest_args=(--test redraw --append "spice_frames=$nframes spice_hold=30 spice_scroll=$SCROLL spice_interval_ms=$INTERVAL${WORKLOAD:+ spice_workload=$WORKLOAD}" --timeout 900 --pidfile "$OUT/$side.qpid")
+    # the markers of the loop's start and end in the guest's log, and how long to wait for them
+    local m_start='QXL-TEST: redraw (START|FAIL)' m_ok='QXL-TEST: redraw START' m_done='QXL-TEST: redraw DONE' t_wait=240
+    if [ "$WORKLOAD" = xterm ]; then
+        guest_args=(--test xorg --disk "$XORG_IMG" --mem 768 --timeout 1200 --pidfile "$OUT/$side.qpid"
+            --append "spice_xorg_workload=xterm spice_frames=$nframes spice_hold=30")
+        m_start='QXL-TEST: xorg(: START| FAIL)' m_ok='QXL-TEST: xorg: START' m_done='QXL-TEST: xorg: DONE' t_wait=480
+    fi
     if [ "$side" = daemon ]; then
         mkdir -p "$OUT/d"
         daemon_start "$OUT/d" --disable-ticketing --qxl-no-mmap --image-compression "$COMPRESSION" "${DAEMON_LOSSY[@]}" || die "daemon did not start"
@@ -142,8 +159,8 @@ run_side() {
     DISPLAY=$XVFB_DISPLAY remote-viewer -t "bench-$side" "spice://127.0.0.1:$pport" >"$OUT/$side.rv.log" 2>&1 &
     rv=$!
     bg_track $rv
-    rig_wait_marker "$log" 'QXL-TEST: redraw (START|FAIL)' 240 || die "$side: no redraw START (see $log)"
-    grep -qa 'QXL-TEST: redraw START' "$log" || die "$side: $(grep -a FAIL "$log")"
+    rig_wait_marker "$log" "$m_start" $t_wait || die "$side: no loop START (see $log)"
+    grep -qaE "$m_ok" "$log" || die "$side: $(grep -a FAIL "$log")"
     local t_start c0_all c0_sel mode
     t_start=$(date +%s.%N)
     qpid=$(cat "$OUT/$side.qpid")
@@ -155,15 +172,20 @@ run_side() {
     fi
     c0_all=$(cpu_ticks "$qpid")
     mode=$(sed -n 's/^QXL-TEST: redraw START frames=[0-9]* \([0-9]*x[0-9]*\).*/\1/p' "$log" | head -1)
-    rig_wait_marker "$log" 'QXL-TEST: redraw DONE' 600 || die "$side: no redraw DONE"
+    [ "$WORKLOAD" = xterm ] && mode=1024x768 # images/xorg/xorg.conf
+    rig_wait_marker "$log" "$m_done" 900 || die "$side: no loop DONE"
     # let the last frames reach the client (it may lag behind the guest); lossy: also what a
     # server sends when a stream stops (the daemon resends the last frame losslessly after 1 s)
-    local n_prev=-1 n_now
-    for i in $(seq 40); do
+    # xterm: the guest's picture may trail its DONE (Xorg and the qxl driver under TCG), so the
+    # client's stream must have been quiet for 3 s
+    local n_prev=-1 n_now quiet=0 need=1
+    [ "$WORKLOAD" = xterm ] && need=6
+    for i in $(seq 60); do
         sleep 0.5
         n_now=$(wc -l <"$OUT/$side.events")
-        [ "$n_now" = "$n_prev" ] && [ $LOSSY = 0 ] && break
-        [ "$n_now" = "$n_prev" ] && [ "$i" -gt 4 ] && break
+        if [ "$n_now" = "$n_prev" ]; then quiet=$((quiet + 1)); else quiet=0; fi
+        [ $quiet -ge $need ] && [ $LOSSY = 0 ] && break
+        [ $quiet -ge $need ] && [ "$i" -gt 4 ] && break
         n_prev=$n_now
     done
     local t_end c1_all c1_sel
@@ -172,6 +194,7 @@ run_side() {
     local last=$((nframes - 1)) pic
     case ${WORKLOAD:-$([ "$SCROLL" != 0 ] && echo scroll || echo redraw)} in
     scroll) pic=scroll:$([ "$SCROLL" != 0 ] && echo "$SCROLL" || echo 16):$last ;;
+    xterm) pic=file:$OUT/xterm-expected.ppm ;;
     *) pic=${WORKLOAD:-redraw}:$last ;;
     esac
     DISPLAY=$XVFB_DISPLAY xdotool mousemove 1279 1023 2>/dev/null || true
@@ -185,6 +208,7 @@ run_side() {
             R_FINAL="$(echo "$near" | awk '{print $3}')dB ($pic)"
     fi
     say "$side: final picture $R_FINAL"
+    python3 tests/lib/daemon_xwd.py ppm "$XVFB_FB" "$OUT/$side.final.ppm" || true # kept with BENCH_KEEP=1
     if [ "$side" = daemon ]; then
         c1_sel=$(cpu_ticks "$DAEMON_PID" novfio) c1_proc=$(cpu_ticks "$DAEMON_PID") c1_vfio=$(cpu_ticks "$DAEMON_PID" vfio)
         say "daemon threads: $(threads "$DAEMON_PID")"
@@ -208,6 +232,7 @@ run_side() {
     R_FRAMES=$L_full_draws
     R_FPS=$(calc "($L_full_draws - 1) / ($L_t_last_full - $L_t_first_full) if $L_t_last_full > $L_t_first_full else 0")
     R_GFPS=$(sed -n 's/.*redraw DONE .* fps=\([0-9.]*\).*/\1/p' "$log")
+    [ "$WORKLOAD" = xterm ] && R_GFPS=$(sed -n 's/.*xorg: DONE secs=\([0-9.]*\).*/\1/p' "$log" | awk -v n="$nframes" '$1 > 0 { printf "%.2f", n / $1 }')
     R_KIB=$(calc "$L_display_bytes / $L_full_draws / 1024 if $L_full_draws > 0 else 0")
     R_CPU=$(calc "($c1_sel - $c0_sel) / $HZ / $L_full_draws * 100 if $L_full_draws > 0 else 0")
     R_QCPU=$(calc "($c1_all - $c0_all) / $HZ / $L_full_draws * 100 if $L_full_draws > 0 else 0")

@@ -8,6 +8,9 @@
 #   scroll   a text page moving 16 rows a frame (each frame repeats the last one shifted)
 #   photo    a slideshow of full-screen photo-like pictures (gradients, rings, noise)
 #   video    a 480x270 photo-like area changing every frame in the middle of a still screen
+#   xterm    the Xorg guest (Xorg + xf86-video-qxl): an xterm scrolling through a file of
+#            --xterm-lines lines (default 200), one line a scroll (images/xorg/xterm-scroll.sh);
+#            "frames" are its lines
 #
 # Columns, per side: display-channel bytes on the wire during the loop; updates the client got
 # (bursts of draw messages, of the frames the guest drew); display-side CPU seconds during the
@@ -19,20 +22,19 @@
 # daemon-vs-reference.sh): extra columns give the lossy pictures each side sent (JPEG stream
 # frames and images) and their PSNR against the guest's frames (mean and worst, dB).
 #
-# Not yet here (issue 11): the Xorg guest with an xterm scrolling a long file.
-#
-# Usage: tests/bench/workloads.sh [--frames N] [--interval-ms M] [--only "text photo"]
+# Usage: tests/bench/workloads.sh [--frames N] [--interval-ms M] [--only "text photo"] [--xterm-lines L]
 #        [--image-compression MODE (the daemon's; default auto_glz, its own default)] [--lossy]
 #        [--out FILE.md]
-#        (root; about 4 minutes a workload)
+#        (root; about 4 minutes a workload, 10 for xterm)
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
-FRAMES=40 INTERVAL=100 ONLY="text scroll photo video" OUTMD="" COMPRESSION=auto_glz LOSSY=()
+FRAMES=40 INTERVAL=100 ONLY="text scroll photo video xterm" OUTMD="" COMPRESSION=auto_glz LOSSY=() XTERM_LINES=200
 while [ $# -gt 0 ]; do
     case "$1" in
     --frames) FRAMES=$2; shift ;;
     --interval-ms) INTERVAL=$2; shift ;;
     --only) ONLY=$2; shift ;;
+    --xterm-lines) XTERM_LINES=$2; shift ;;
     --image-compression) COMPRESSION=$2; shift ;;
     --lossy) LOSSY=(--lossy) ;;
     --out) OUTMD=$2; shift ;;
@@ -43,8 +45,9 @@ while [ $# -gt 0 ]; do
 done
 OUT=$(mktemp -d /tmp/workloads.XXXXXX)
 for w in $ONLY; do
-    echo "[workloads $(date -u +%T)] === $w: $FRAMES frames, $INTERVAL ms apart" >&2
-    bash tests/bench/daemon-vs-reference.sh --workload "$w" --frames "$FRAMES" --ref-frames "$FRAMES" \
+    n=$([ "$w" = xterm ] && echo "$XTERM_LINES" || echo "$FRAMES")
+    echo "[workloads $(date -u +%T)] === $w: $n frames, $INTERVAL ms apart" >&2
+    bash tests/bench/daemon-vs-reference.sh --workload "$w" --frames "$n" --ref-frames "$n" \
         --interval-ms "$INTERVAL" --image-compression "$COMPRESSION" "${LOSSY[@]}" --kv "$OUT/$w.kv" --out "$OUT/$w.md" >&2 ||
         echo "[workloads] $w: the run failed (see above)" >&2
 done
@@ -52,7 +55,7 @@ done
 # kv FILE KEY: the value of KEY in FILE (empty when missing)
 kv() { sed -n "s/^$2=//p" "$1" 2>/dev/null | tail -1; }
 {
-    echo "Workloads: $(date -u +'%F %T') UTC, $(nproc) CPUs; $FRAMES frames each, $INTERVAL ms apart; $([ ${#LOSSY[@]} = 0 ] && echo "lossless on both sides" || echo "LOSSY on both sides (JPEG always, video streams)"); daemon --image-compression $COMPRESSION, reference QEMU's default (auto_glz)"
+    echo "Workloads: $(date -u +'%F %T') UTC, $(nproc) CPUs; $FRAMES frames each, $INTERVAL ms apart (xterm: $XTERM_LINES lines as fast as it prints them); $([ ${#LOSSY[@]} = 0 ] && echo "lossless on both sides" || echo "LOSSY on both sides (JPEG always, video streams)"); daemon --image-compression $COMPRESSION, reference QEMU's default (auto_glz)"
     echo
     printf '| %-8s | %-12s | %12s | %14s | %8s | %-8s | %9s | %15s |\n' workload side "KiB on wire" "updates/frames" "CPU s" "final" "bytes d/r" "JPEG n, dB mean/min"
     printf '|%s|%s|%s|%s|%s|%s|%s|%s|\n' ---------- -------------- -------------- ---------------- ---------- ---------- ----------- -----------------

@@ -17,7 +17,7 @@
 #   daemon_wait_log_count REGEX N SECS wait until N daemon log lines match REGEX
 #   xvfb_start DIR W H [ARGS...]       an Xvfb with its frame buffer file under DIR; sets XVFB_PID,
 #                                      XVFB_DISPLAY, XVFB_FB (the XWD file, cursor sprite included)
-#   xorg_expected DIR OUT.ppm          the xorg test's scene drawn on Xvfb (the expected picture)
+#   xorg_expected DIR OUT.ppm [SCRIPT] the xorg test's scene drawn on Xvfb (the expected picture)
 #   xvfb_settle DIR                    wait until the Xvfb's picture stops changing
 #   bg_track PID                       remember a background process for daemon_cleanup
 #   daemon_cleanup                     stop everything started through these helpers
@@ -141,16 +141,19 @@ daemon_wait_log_count() {
     return 1
 }
 
-# xorg_expected DIR OUT.ppm: the xorg test's scene (images/xorg/draw.sh) drawn by the host's X
-# clients on an Xvfb in DIR, at the guest Xorg's settings (96 dpi, no cursor, no server reset).
+# xorg_expected DIR OUT.ppm [SCRIPT [ARG...]]: the xorg test's scene (images/xorg/draw.sh, or
+# SCRIPT of images/xorg/ with its ARGs) drawn by the host's X clients on an Xvfb in DIR, at the
+# guest Xorg's settings (96 dpi, no cursor, no server reset).
 xorg_expected() {
-    local dir=$1 rc=0
+    local dir=$1 out=$2 rc=0 script=${3:-draw.sh}
+    shift 2
+    shift $(($# > 0 ? 1 : 0))
     mkdir -p "$dir"
     python3 "$RIG_REPO/images/xorg/make-pattern.py" "$dir/pattern.xwd" || return 1
     xvfb_start "$dir" 1024 768 -noreset -nocursor -dpi 96 || return 1
-    DISPLAY=$XVFB_DISPLAY DIR=$dir TMPDIR=$dir timeout 120 sh "$RIG_REPO/images/xorg/draw.sh" \
-        2>"$dir/draw.log" || rc=1
-    [ $rc = 0 ] && xvfb_settle "$dir" && python3 "$RIG_REPO/tests/lib/daemon_xwd.py" ppm "$XVFB_FB" "$2" || rc=1
+    DISPLAY=$XVFB_DISPLAY DIR=$dir TMPDIR=$dir timeout 600 sh "$RIG_REPO/images/xorg/$script" "$@" \
+        >"$dir/draw.out" 2>"$dir/draw.log" || rc=1
+    [ $rc = 0 ] && xvfb_settle "$dir" && python3 "$RIG_REPO/tests/lib/daemon_xwd.py" ppm "$XVFB_FB" "$out" || rc=1
     kill_wait "$XVFB_PID"
     XVFB_PID=""
     return $rc

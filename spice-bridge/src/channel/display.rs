@@ -385,6 +385,11 @@ impl DisplayEncoder {
         self.compression = c;
     }
 
+    /// Whether photo-like pictures may go as JPEG from now on.
+    pub(crate) fn set_jpeg(&mut self, jpeg: bool) {
+        self.jpeg = jpeg;
+    }
+
     /// The image body for `img` under the current compression setting; palette pictures go
     /// as 8-bit BITMAPs using the palette cache (messages to send first go to `out`).
     fn image_body(&mut self, img: &ModelImage, out: &mut Msgs) -> ImageBody {
@@ -796,7 +801,7 @@ pub(crate) async fn run(ctx: ConnCtx, mut rd: Reader, wr: Writer) -> Result<(), 
     *lock(&ctx.session.display_tx) = Some(out.clone());
     let mut enc = DisplayEncoder::new(
         ctx.shared.config.compression,
-        ctx.shared.config.jpeg_wan.allows_jpeg(),
+        ctx.shared.config.jpeg_wan.allows_jpeg(false),
         VideoStreams::new(
             ctx.shared.config.streaming_video,
             // A client without MULTI_CODEC predates codec caps and plays MJPEG only.
@@ -812,6 +817,7 @@ pub(crate) async fn run(ctx: ConnCtx, mut rd: Reader, wr: Writer) -> Result<(), 
     );
     enc.stream_reports = ctx.linked.channel_caps.has(cap::STREAM_REPORT);
     let shared = ctx.shared.clone();
+    let session = ctx.session.clone();
     let feed2 = feed.clone();
     let writer = async move {
         let mut active = false;
@@ -879,6 +885,10 @@ pub(crate) async fn run(ctx: ConnCtx, mut rd: Reader, wr: Writer) -> Result<(), 
                     }
                 },
                 _ = std::future::ready(()), if ready => {
+                    // the main channel's network test may end after this channel linked
+                    enc.set_jpeg(shared.config.jpeg_wan.allows_jpeg(
+                        session.low_bandwidth.load(Ordering::Relaxed),
+                    ));
                     for _ in 0..BATCH {
                         if !w.window_open() { break; }
                         let Some(op) = pending.pop_front() else { break };

@@ -27,6 +27,90 @@ pub const TOKENS_TO_SEND: u32 = 5;
 pub const PING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(15);
 /// Largest main-channel message accepted.
 pub const MAX_MAIN_MSG: u32 = 4096;
+/// Zeros the network test's third PING carries (spice-server's `NET_TEST_BYTES`).
+pub const NET_TEST_BYTES: u32 = 1024 * 250;
+/// A link under this many bits a second is "low bandwidth" (spice-server: 10 Mbit/s); JPEG
+/// with `jpeg-wan-compression=auto` is for those.
+pub const LOW_BANDWIDTH_BPS: u64 = 10 * 1024 * 1024;
+
+/// The main channel's network test (sheet §2.4), as spice-server runs it right after MAIN_INIT:
+/// PINGs with ids 1 (warm-up), 2 (latency: its round trip) and 3 ([`NET_TEST_BYTES`] of padding:
+/// its round trip less the latency is the time the bytes took). The keep-alive PINGs go on
+/// from id 4.
+#[derive(Debug)]
+pub(crate) struct NetTest {
+    sent: std::time::Instant,
+    latency: Option<std::time::Duration>,
+}
+
+/// What a network test found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct NetTestResult {
+    /// Round trip of the empty PING.
+    pub latency: std::time::Duration,
+    /// Bits a second of the padded PING (`u64::MAX` when it came back no later than the
+    /// empty one: too fast to measure).
+    pub bits_per_sec: u64,
+}
+
+impl NetTestResult {
+    /// Under [`LOW_BANDWIDTH_BPS`].
+    pub fn low_bandwidth(&self) -> bool {
+        self.bits_per_sec < LOW_BANDWIDTH_BPS
+    }
+}
+
+impl NetTest {
+    /// The PING ids of the test, in the order they are sent.
+    pub const IDS: [u32; 3] = [1, 2, 3];
+
+    /// A test whose three PINGs were written at `sent`.
+    pub fn new(sent: std::time::Instant) -> Self {
+        NetTest {
+            sent,
+            latency: None,
+        }
+    }
+
+    /// The PINGs, to write in this order.
+    pub fn pings() -> [crate::wire::base::Ping; 3] {
+        Self::IDS.map(|id| crate::wire::base::Ping {
+            id,
+            timestamp: 0,
+            padding: if id == Self::IDS[2] {
+                NET_TEST_BYTES
+            } else {
+                0
+            },
+        })
+    }
+
+    /// Takes the PONG of `id` received at `now`: the result once the last one is in. A PONG
+    /// for the padded PING before the latency PING's (the client answers in order, so only a
+    /// broken one does this) counts as no result: a fast link.
+    pub fn pong(&mut self, id: u32, now: std::time::Instant) -> Option<NetTestResult> {
+        let rtt = now.saturating_duration_since(self.sent);
+        if id == Self::IDS[1] {
+            self.latency = Some(rtt);
+            return None;
+        }
+        if id != Self::IDS[2] {
+            return None;
+        }
+        let latency = self.latency.unwrap_or(rtt);
+        let took = rtt.saturating_sub(latency).as_micros();
+        let bits_per_sec = match took {
+            0 => u64::MAX,
+            us => {
+                u64::try_from(u128::from(NET_TEST_BYTES) * 8 * 1_000_000 / us).unwrap_or(u64::MAX)
+            }
+        };
+        Some(NetTestResult {
+            latency,
+            bits_per_sec,
+        })
+    }
+}
 
 use super::mm_time;
 
@@ -252,13 +336,17 @@ pub(crate) async fn run(ctx: ConnCtx, mut rd: Reader, wr: Writer) -> Result<(), 
         }
     }
     w.send_msg(&MultiMediaTime { time: mm_time() }).await?;
+    for p in NetTest::pings() {
+        w.send_msg(&p).await?;
+    }
     w.flush().await?;
+    let mut net_test = Some(NetTest::new(std::time::Instant::now()));
     *lock(&ctx.session.main_tx) = Some(out.clone());
 
     let writer = async move {
         let mut ping =
             tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);
-        let mut ping_id = 0u32;
+        let mut ping_id = NetTest::IDS[2];
         loop {
             let item = tokio::select! {
                 item = out_rx.recv() => item,
@@ -294,6 +382,29 @@ pub(crate) async fn run(ctx: ConnCtx, mut rd: Reader, wr: Writer) -> Result<(), 
                 BaseAction::NotBase => {}
                 BaseAction::Pong(id) => {
                     debug!(id, "main pong");
+                    let result = net_test
+                        .as_mut()
+                        .and_then(|t| t.pong(id, std::time::Instant::now()));
+                    if let Some(r) = result {
+                        net_test = None;
+                        ctx.session
+                            .low_bandwidth
+                            .store(r.low_bandwidth(), Ordering::Relaxed);
+                        shared.stats.net_tests.fetch_add(1, Ordering::Relaxed);
+                        if r.low_bandwidth() {
+                            shared
+                                .stats
+                                .low_bandwidth_links
+                                .fetch_add(1, Ordering::Relaxed);
+                        }
+                        info!(
+                            peer = %ctx.peer,
+                            latency_ms = r.latency.as_secs_f64() * 1e3,
+                            mbit_per_sec = r.bits_per_sec as f64 / (1024.0 * 1024.0),
+                            low_bandwidth = r.low_bandwidth(),
+                            "network test"
+                        );
+                    }
                     continue;
                 }
                 _ => continue,
@@ -312,4 +423,48 @@ pub(crate) async fn run(ctx: ConnCtx, mut rd: Reader, wr: Writer) -> Result<(), 
     };
     *lock(&ctx.session.main_tx) = None;
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn net_test_rates_the_padded_ping_by_its_extra_round_trip() {
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let mut t = NetTest::new(t0);
+        assert_eq!(t.pong(1, ms(5)), None, "warm-up");
+        assert_eq!(t.pong(2, ms(10)), None, "latency");
+        assert_eq!(
+            t.pong(99, ms(11)),
+            None,
+            "a keep-alive id is not the test's"
+        );
+        // 256,000 bytes in 400 ms: 5.12 Mbit/s, a slow link
+        let r = t.pong(3, ms(410)).unwrap();
+        assert_eq!(r.latency, Duration::from_millis(10));
+        assert_eq!(r.bits_per_sec, 5_120_000);
+        assert!(r.low_bandwidth());
+        // in 100 ms: 20.48 Mbit/s, fast
+        let mut t = NetTest::new(t0);
+        t.pong(2, ms(10));
+        assert!(!t.pong(3, ms(110)).unwrap().low_bandwidth());
+        // back no later than the empty one, or the empty one never answered: too fast to measure
+        let mut t = NetTest::new(t0);
+        t.pong(2, ms(10));
+        assert_eq!(t.pong(3, ms(10)).unwrap().bits_per_sec, u64::MAX);
+        assert_eq!(
+            NetTest::new(t0).pong(3, ms(500)).unwrap().bits_per_sec,
+            u64::MAX
+        );
+    }
+
+    #[test]
+    fn net_test_pings_are_two_empty_then_the_padded_one() {
+        let p = NetTest::pings();
+        let v: Vec<(u32, u32)> = p.iter().map(|p| (p.id, p.padding)).collect();
+        assert_eq!(v, [(1, 0), (2, 0), (3, NET_TEST_BYTES)]);
+    }
 }

@@ -140,8 +140,8 @@ struct Args {
     #[arg(long, value_name = "MODE", default_value = "auto_glz", value_parser = image_compression)]
     image_compression: ImageCompression,
     /// Lossy JPEG (quality 85) instead of QUIC for photo-like pictures, as QEMU's -spice
-    /// jpeg-wan-compression: always, never, or auto (QEMU: only on a link under 10 Mbit/s;
-    /// this daemon does not measure the link yet, so auto sends no JPEG).
+    /// jpeg-wan-compression: always, never, or auto (only to a client whose link the main
+    /// channel's network test finds under 10 Mbit/s, as QEMU).
     #[arg(long, value_name = "WHEN", default_value = "auto", value_parser = jpeg_wan)]
     jpeg_wan_compression: JpegWan,
     /// Video streams, as QEMU's -spice streaming-video: filter (areas redrawn at video rate
