@@ -228,9 +228,15 @@ async fn secondary_channels_need_the_session_id_and_a_known_type() {
 }
 
 async fn display_client(h: &ServerHandle, sid: u32) -> ScriptedClient {
+    display_client_acks(h, sid).await.0
+}
+
+/// [`display_client`], also giving the ACK window its SET_ACK asked for.
+async fn display_client_acks(h: &ServerHandle, sid: u32) -> (ScriptedClient, u32) {
     let mut d = ScriptedClient::connect(h.local_addr(), 2, sid, "").await;
-    let (t, _) = d.recv().await.unwrap();
+    let (t, b) = d.recv().await.unwrap();
     assert_eq!(t, 3, "SET_ACK first");
+    let window = u32::from_le_bytes(b[4..8].try_into().unwrap());
     // ACK_SYNC, then DISPLAY_INIT (1, 20 Mi pixels, 1, 3 Mi)
     d.send(1, &1u32.to_le_bytes()).await.unwrap();
     let mut init = vec![1u8];
@@ -238,7 +244,7 @@ async fn display_client(h: &ServerHandle, sid: u32) -> ScriptedClient {
     init.push(1);
     init.extend_from_slice(&3_145_728i32.to_le_bytes());
     d.send(101, &init).await.unwrap();
-    d
+    (d, window)
 }
 
 #[tokio::test]
@@ -962,8 +968,8 @@ async fn stream_reports_with_drops_lower_the_frame_size() {
 /// Issue 11, `jpeg-wan-compression=auto` (the default): the main channel's network test decides,
 /// as spice-server's does. Right after MAIN_INIT come three PINGs, the last with 250 KiB of
 /// padding. A client whose answer to the padded one comes 400 ms after its answer to the empty
-/// one is on a link under 10 Mbit/s: it gets the photo as JPEG (lossy, close). A client that
-/// answers at once gets it losslessly, pixel for pixel.
+/// one is on a link under 10 Mbit/s: it gets the photo as JPEG (lossy, close) and the wide ACK
+/// window (40). A client that answers at once gets it losslessly, pixel for pixel, and 20.
 #[tokio::test]
 async fn network_test_makes_auto_send_jpeg_only_on_a_slow_link() {
     for slow in [true, false] {
@@ -1005,7 +1011,12 @@ async fn network_test_makes_auto_send_jpeg_only_on_a_slow_link() {
         assert_eq!(h.stats().low_bandwidth_links, u64::from(slow));
         m.send(104, &[]).await.unwrap();
         m.recv_until(104).await.unwrap();
-        let mut d = display_client(&h, sid).await;
+        let (mut d, window) = display_client_acks(&h, sid).await;
+        assert_eq!(
+            window,
+            if slow { 40 } else { 20 },
+            "spice-server's wide window when slow"
+        );
         let (mut canvas, mut n) = (ClientCanvas::default(), 0);
         read_to_mark(&mut d, &mut canvas, &mut n).await;
         let want = model_surface_rgb(&model, 0).unwrap();

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use crate::transport::{Reader, Writer};
 use tokio::sync::mpsc;
 
-use super::{handle_base, read_msg, BaseAction, ChannelError, MsgWriter, Out, OUTBOX_LEN};
+use super::{
+    ack_window, handle_base, read_msg, BaseAction, ChannelError, MsgWriter, Out, OUTBOX_LEN,
+};
 use crate::model::{CursorOp, CursorState, Taken};
 use crate::session::ConnCtx;
 use crate::wire::cursor::{
@@ -123,7 +125,7 @@ pub(crate) async fn run(ctx: ConnCtx, mut rd: Reader, wr: Writer) -> Result<(), 
     let feed = model.subscribe_cursor();
     let mut w = MsgWriter::new(wr, ctx.linked.header, Arc::default())
         .one_write_per_message(ctx.transport.tls);
-    w.start_acks().await?;
+    w.start_acks(ack_window(&ctx.session)).await?;
     let mut cache = CursorCache::default();
     let st = model.cursor_refresh(&feed);
     send_state(&mut w, &mut cache, &st, true).await?;

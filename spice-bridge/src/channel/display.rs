@@ -16,7 +16,9 @@ use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use super::video::{self, Ended, ReportVerdict, Verdict, VideoStreams};
-use super::{handle_base, read_msg, BaseAction, ChannelError, MsgWriter, Out, OUTBOX_LEN};
+use super::{
+    ack_window, handle_base, read_msg, BaseAction, ChannelError, MsgWriter, Out, OUTBOX_LEN,
+};
 use crate::codec::ClientImageCaps;
 use crate::model::{DisplayOp, Image as ModelImage, Monitor, RopKind, Taken};
 use crate::session::{ConnCtx, ImageCompression};
@@ -796,7 +798,7 @@ pub(crate) async fn run(ctx: ConnCtx, mut rd: Reader, wr: Writer) -> Result<(), 
     let bytes = ctx.shared.stats.display_bytes.clone();
     let mut w =
         MsgWriter::new(wr, ctx.linked.header, bytes).one_write_per_message(ctx.transport.tls);
-    w.start_acks().await?;
+    w.start_acks(ack_window(&ctx.session)).await?;
     w.flush().await?;
     *lock(&ctx.session.display_tx) = Some(out.clone());
     let mut enc = DisplayEncoder::new(

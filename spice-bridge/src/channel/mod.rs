@@ -37,6 +37,22 @@ pub(crate) fn mm_time() -> u32 {
 pub const OUTBOX_LEN: usize = 256;
 /// ACK window requested on display and cursor channels (spice-server's narrow window).
 pub const ACK_WINDOW: u32 = 20;
+/// ACK window of a client on a slow link (spice-server's wide window: fewer round trips
+/// where each costs more).
+pub const WIDE_ACK_WINDOW: u32 = 40;
+
+/// The ACK window for a display or cursor channel of `session`: as spice-server, the wide one
+/// for a client the main channel's network test found on a slow link.
+pub(crate) fn ack_window(session: &crate::session::Session) -> u32 {
+    if session
+        .low_bandwidth
+        .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        WIDE_ACK_WINDOW
+    } else {
+        ACK_WINDOW
+    }
+}
 
 /// Why a channel connection was closed.
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +130,8 @@ pub(crate) struct MsgWriter<W> {
     pub unacked: u32,
     /// true once SET_ACK was sent
     pub acks: bool,
+    /// the window SET_ACK asked for
+    ack_window: u32,
     /// one write per message, below any buffer (see [`MsgWriter::one_write_per_message`])
     per_message: bool,
 }
@@ -127,6 +145,7 @@ impl<W: AsyncWrite + Unpin> MsgWriter<W> {
             bytes,
             unacked: 0,
             acks: false,
+            ack_window: ACK_WINDOW,
             per_message: false,
         }
     }
@@ -170,13 +189,15 @@ impl<W: AsyncWrite + Unpin> MsgWriter<W> {
         self.send(M::TYPE, &crate::wire::to_vec(m)).await
     }
 
-    /// Sends SET_ACK and starts counting.
-    pub(crate) async fn start_acks(&mut self) -> std::io::Result<()> {
+    /// Sends SET_ACK for `window` messages ([`ACK_WINDOW`], or [`WIDE_ACK_WINDOW`] on a
+    /// slow link) and starts counting.
+    pub(crate) async fn start_acks(&mut self, window: u32) -> std::io::Result<()> {
         self.send_msg(&SetAck {
             generation: 1,
-            window: ACK_WINDOW,
+            window,
         })
         .await?;
+        self.ack_window = window;
         self.acks = true;
         self.unacked = 0;
         Ok(())
@@ -184,12 +205,12 @@ impl<W: AsyncWrite + Unpin> MsgWriter<W> {
 
     /// True while the client is at most two windows behind.
     pub(crate) fn window_open(&self) -> bool {
-        !self.acks || self.unacked < 2 * ACK_WINDOW
+        !self.acks || self.unacked < 2 * self.ack_window
     }
 
     /// Records one ACK.
     pub(crate) fn acked(&mut self) {
-        self.unacked = self.unacked.saturating_sub(ACK_WINDOW);
+        self.unacked = self.unacked.saturating_sub(self.ack_window);
     }
 
     pub(crate) async fn flush(&mut self) -> std::io::Result<()> {
