@@ -110,25 +110,31 @@ def find_pic(fr, name, w, h):
     r_at, g_at, b_at = (2, 1, 0) if fr.order == 0 else (1, 2, 3)
     probes = [(w * i // 5 + 3, h * j // 5 + 3) for i in range(5) for j in range(5)]
     probes = [(x, y, want[(y * w + x) * 3 : (y * w + x) * 3 + 3]) for x, y in probes if x < w and y < h]
-    best, tried = None, 0
+    def row_at(ox, oy, y):
+        o = fr.off + (oy + y) * fr.bpl + ox * 4
+        row = fr.data[o : o + w * 4]
+        return row[r_at::4], row[g_at::4], row[b_at::4]
+
+    # Every place the probes match is tried for an exact match (stopping at its first differing
+    # row): a picture with large plain areas (a terminal) passes the probes at many places.
+    # Without one, the first 20 such places are rated by differing pixels.
+    candidates = []
     for oy in range(fr.h - h + 1):
         for ox in range(fr.w - w + 1):
             if any(bytes(fr.px(ox + x, oy + y)) != c for x, y, c in probes):
                 continue
-            bad = 0
-            for y in range(h):
-                o = fr.off + (oy + y) * fr.bpl + ox * 4
-                row = fr.data[o : o + w * 4]
-                r, g, b = row[r_at::4], row[g_at::4], row[b_at::4]
-                if (r, g, b) != rows[y]:
-                    bad += sum(1 for i in range(w) if (r[i], g[i], b[i]) != (rows[y][0][i], rows[y][1][i], rows[y][2][i]))
-            if bad == 0:
+            if all(row_at(ox, oy, y) == rows[y] for y in range(h)):
                 return ox, oy, 0
-            if best is None or bad < best[2]:
-                best = (ox, oy, bad)
-            tried += 1
-            if tried >= 20:
-                return best
+            candidates.append((ox, oy))
+    best = None
+    for ox, oy in candidates[:20]:
+        bad = 0
+        for y in range(h):
+            r, g, b = row_at(ox, oy, y)
+            if (r, g, b) != rows[y]:
+                bad += sum(1 for i in range(w) if (r[i], g[i], b[i]) != (rows[y][0][i], rows[y][1][i], rows[y][2][i]))
+        if best is None or bad < best[2]:
+            best = (ox, oy, bad)
     return best
 
 
