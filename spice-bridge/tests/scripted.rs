@@ -8,7 +8,7 @@ use spice_bridge::input::{
     AgentDataError, AgentDataToken, AgentSink, Buttons, InputSink, KeyEvent, MouseButton, MouseMode,
 };
 use spice_bridge::link::TicketPolicy;
-use spice_bridge::model::{Rect, SurfaceFormat};
+use spice_bridge::model::{Image, Rect, SurfaceFormat};
 use spice_bridge::server::{ImageCompression, ServerHandle};
 use spice_bridge::testing::*;
 use spice_bridge::wire::decode_exact;
@@ -1036,4 +1036,55 @@ async fn network_test_makes_auto_send_jpeg_only_on_a_slow_link() {
         }
         h.shutdown().await;
     }
+}
+
+/// Issue 11, a picture over a running stream (subtitles, a player's controls): it goes as an
+/// image and the stream runs on, as spice-server keeps its stream (clipped) under such draws;
+/// when the stream stops, the lossless resend has the subtitles in, so the client ends exact.
+#[tokio::test]
+async fn a_picture_over_a_stream_keeps_it_and_the_client_ends_exact() {
+    use spice_bridge::server::StreamingVideo;
+    let model = DisplayModel::new();
+    model
+        .create_surface(0, 640, 480, SurfaceFormat::Xrgb32)
+        .unwrap();
+    model.mark();
+    let config = ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        streaming_video: StreamingVideo::Filter,
+        stream_idle_timeout: Duration::from_millis(300),
+        ..Default::default()
+    };
+    let (h, _m, mut d, mut canvas, mut n) = display_session(&model, config).await;
+    let dest = Rect::new(100, 80, 320, 240);
+    let subs = Rect::new(140, 280, 240, 24);
+    for i in 0..10u32 {
+        model
+            .draw_copy(0, dest, &photo_image(0, 320, 240, i + 1), &[])
+            .unwrap();
+        if i >= 6 {
+            // a line of subtitles, two colours, redrawn over each frame
+            let text = (0..240 * 24)
+                .map(|p| text_pixel(p % 240, p / 240, i))
+                .collect();
+            model
+                .draw_copy(0, subs, &Image::new(0, 240, 24, text).unwrap(), &[])
+                .unwrap();
+        }
+        model.mark();
+        read_to_mark(&mut d, &mut canvas, &mut n).await;
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    assert_eq!(
+        canvas.stream_messages,
+        [1, 6, 0],
+        "one stream from the 5th frame to the 10th, not ended by the subtitles"
+    );
+    let want = model_surface_rgb(&model, 0).unwrap();
+    read_until(&mut d, &mut canvas, "destroy and the lossless frame", |c| {
+        c.stream_messages[2] > 0 && c.surface(0).unwrap() == want
+    })
+    .await;
+    assert_eq!(h.stats().streams, 1);
+    h.shutdown().await;
 }

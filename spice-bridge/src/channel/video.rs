@@ -13,10 +13,14 @@
 //! * Candidates to the same destination, each within [`MAX_GAP`] (400 ms; spice-server's
 //!   `RED_STREAM_DETECTION_MAX_DELTA` is 200 ms) of the previous one, start a stream at the
 //!   [`START_FRAMES`]th: 5 frames where spice-server waits for 20, so a short clip streams too.
-//! * While a stream runs, each candidate to its destination is a stream frame. Anything else
-//!   drawn over its area, a surface change or 1 s without a frame (`RED_STREAM_TIMEOUT`) ends
-//!   it: STREAM_DESTROY, then the last frame again as a lossless image, so what stays on the
-//!   client's screen is exact (spice-server also resends a lossy area losslessly).
+//! * While a stream runs, each candidate to its destination is a stream frame. A smaller
+//!   picture inside its area (subtitles, a player's controls) is sent as an image and the stream
+//!   runs on: the guest's frames are composed, so the next ones carry it (spice-server clips the
+//!   stream with STREAM_CLIP instead, as its frames are the video alone). Anything else drawn
+//!   over the area, a surface change or 1 s without a frame (`RED_STREAM_TIMEOUT`) ends it:
+//!   STREAM_DESTROY, then the last frame, with those pictures drawn in, again as a lossless
+//!   image, so what stays on the client's screen is exact (spice-server also resends a lossy
+//!   area losslessly).
 //! * One stream at a time.
 //! * Bit rate: a client with the STREAM_REPORT capability is asked for a report every
 //!   [`REPORT_WINDOW`] frames or [`REPORT_TIMEOUT_MS`]. A report with dropped frames or a late
@@ -191,6 +195,15 @@ impl VideoStreams {
                 a.last_frame = image.clone();
                 return (Verdict::Frame { id: a.id }, None);
             }
+            // A smaller picture inside the stream (subtitles, a player's controls) goes as an
+            // image and the stream runs on: the guest's next frames have it composed in. It is
+            // folded into the last frame, which is what goes losslessly when the stream ends.
+            if !clipped && a.dest.intersect(&dest) == dest {
+                if let Some(f) = overlay(&a.last_frame, a.dest, image, dest) {
+                    a.last_frame = f;
+                    return (Verdict::Image, None);
+                }
+            }
         }
         // Not a frame of the running stream: it ends if this draws over it.
         let ended = if self
@@ -302,6 +315,29 @@ impl VideoStreams {
     }
 }
 
+/// `frame` (shown at `frame_dest`) with `image` (a whole picture at `dest`, inside
+/// `frame_dest`) drawn over it; `None` if `image` is not whole or not inside.
+fn overlay(frame: &Image, frame_dest: Rect, image: &Image, dest: Rect) -> Option<Image> {
+    if dest.width() != image.width() || dest.height() != image.height() {
+        return None;
+    }
+    let fw = frame.width() as usize;
+    let (x0, y0) = (
+        usize::try_from(dest.left - frame_dest.left).ok()?,
+        usize::try_from(dest.top - frame_dest.top).ok()?,
+    );
+    let w = image.width() as usize;
+    if x0 + w > fw || y0 + image.height() as usize > frame.height() as usize {
+        return None;
+    }
+    let mut px = frame.pixels().to_vec();
+    for (y, row) in image.pixels().chunks_exact(w.max(1)).enumerate() {
+        let at = (y0 + y) * fw + x0;
+        px[at..at + w].copy_from_slice(row);
+    }
+    Image::new(0, frame.width(), frame.height(), px).ok()
+}
+
 /// spice-server's filter keeps text and UI out of streams: the picture must be photographic.
 fn looks_like_video(image: &Image) -> bool {
     is_highly_gradual_rgb(image.pixels(), image.width(), image.height())
@@ -353,6 +389,46 @@ mod tests {
             "the last frame, for the lossless resend"
         );
         assert!(s.active_dest().is_none());
+    }
+
+    #[test]
+    fn a_picture_inside_the_stream_keeps_it_and_is_in_the_lossless_resend() {
+        let mut s = streams(StreamingVideo::Filter);
+        let dest = Rect::new(100, 50, 480, 270);
+        let t0 = Instant::now();
+        for i in 0..START_FRAMES {
+            let t = t0 + Duration::from_millis(u64::from(i) * 100);
+            s.on_copy(dest, &photo(480, 270, i), false, t);
+        }
+        assert_eq!(s.active_dest(), Some(dest));
+        // subtitles: a 200x20 text picture at (140, 290), inside the stream
+        let sub_dest = Rect::new(140, 290, 200, 20);
+        let sub = Image::new(0, 200, 20, vec![0x00ff_ffff; 200 * 20]).unwrap();
+        let t = t0 + Duration::from_millis(500);
+        let (v, ended) = s.on_copy(sub_dest, &sub, false, t);
+        assert_eq!((v, ended.is_none()), (Verdict::Image, true));
+        assert_eq!(s.active_dest(), Some(dest), "the stream runs on");
+        let e = s.expire(t + crate::server::STREAM_IDLE_TIMEOUT).unwrap();
+        let last = photo(480, 270, START_FRAMES - 1);
+        for (i, (&got, &frame)) in e.last.pixels().iter().zip(last.pixels()).enumerate() {
+            let (x, y) = (i % 480, i / 480);
+            let inside = (40..240).contains(&x) && (240..260).contains(&y);
+            assert_eq!(got, if inside { 0x00ff_ffff } else { frame }, "({x}, {y})");
+        }
+        // one that reaches outside the stream, or is clipped, ends it
+        for (d, clipped) in [(Rect::new(90, 50, 200, 20), false), (sub_dest, true)] {
+            for i in 0..START_FRAMES {
+                s.on_copy(
+                    dest,
+                    &photo(480, 270, i),
+                    false,
+                    t0 + Duration::from_secs(9),
+                );
+            }
+            assert_eq!(s.active_dest(), Some(dest));
+            let (v, ended) = s.on_copy(d, &sub, clipped, t0 + Duration::from_secs(9));
+            assert_eq!((v, ended.map(|e| e.dest)), (Verdict::Image, Some(dest)));
+        }
     }
 
     #[test]
