@@ -1088,3 +1088,49 @@ async fn a_picture_over_a_stream_keeps_it_and_the_client_ends_exact() {
     assert_eq!(h.stats().streams, 1);
     h.shutdown().await;
 }
+
+/// Issue 11, two videos at once (a page with two players): both areas become streams of their
+/// own (two STREAM_CREATEs, frames of each), and when they stop each ends with its last frame
+/// resent losslessly, so the client ends exact.
+#[tokio::test]
+async fn two_videos_stream_at_once_and_the_client_ends_exact() {
+    use spice_bridge::server::StreamingVideo;
+    let model = DisplayModel::new();
+    model
+        .create_surface(0, 800, 400, SurfaceFormat::Xrgb32)
+        .unwrap();
+    model.mark();
+    let config = ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        streaming_video: StreamingVideo::Filter,
+        stream_idle_timeout: Duration::from_millis(300),
+        ..Default::default()
+    };
+    let (h, _m, mut d, mut canvas, mut n) = display_session(&model, config).await;
+    let players = [Rect::new(20, 40, 320, 240), Rect::new(420, 100, 352, 200)];
+    for i in 0..8u32 {
+        for (k, p) in players.iter().enumerate() {
+            let img = photo_image(0, p.width(), p.height(), 2 * i + k as u32 + 1);
+            model.draw_copy(0, *p, &img, &[]).unwrap();
+        }
+        model.mark();
+        read_to_mark(&mut d, &mut canvas, &mut n).await;
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    assert_eq!(
+        canvas.stream_messages,
+        [2, 8, 0],
+        "two streams from the 5th frame, 4 frames each"
+    );
+    let want = model_surface_rgb(&model, 0).unwrap();
+    read_until(
+        &mut d,
+        &mut canvas,
+        "both destroyed, the lossless frames",
+        |c| c.stream_messages[2] == 2 && c.surface(0).unwrap() == want,
+    )
+    .await;
+    assert!(canvas.streams.is_empty());
+    assert_eq!((h.stats().streams, h.stats().stream_frames), (2, 8));
+    h.shutdown().await;
+}

@@ -127,16 +127,16 @@ pub(crate) struct DisplayEncoder {
     monitors_cap: bool,
     /// JPEG allowed for photo-like pictures (lossy).
     jpeg: bool,
-    /// Video stream detection and the running stream.
+    /// Video stream detection and the running streams.
     video: VideoStreams,
     /// The client announced STREAM_REPORT: ask it for reports on each stream.
     stream_reports: bool,
-    /// A stream ended by a refresh whose STREAM_DESTROY is still to be sent.
-    stream_ended_by_refresh: Option<u32>,
+    /// Streams ended by a refresh whose STREAM_DESTROYs are still to be sent.
+    stream_ended_by_refresh: Vec<u32>,
     /// Streams started and stream frames sent since the last [`DisplayEncoder::take_counts`].
     streams: u64,
     stream_frames: u64,
-    /// STREAM_REPORTs about the running stream since the last take_counts.
+    /// STREAM_REPORTs about running streams since the last take_counts.
     stream_reports_seen: u64,
     /// Images encoded as LZ_PLT and as JPEG since the last [`DisplayEncoder::take_counts`].
     palette_images: u64,
@@ -187,7 +187,7 @@ impl DisplayEncoder {
             jpeg,
             video,
             stream_reports: false,
-            stream_ended_by_refresh: None,
+            stream_ended_by_refresh: Vec::new(),
             streams: 0,
             stream_frames: 0,
             stream_reports_seen: 0,
@@ -211,22 +211,22 @@ impl DisplayEncoder {
         }
     }
 
-    /// When the running video stream times out, if one runs.
+    /// When the next running video stream times out, if one runs.
     pub(crate) fn stream_deadline(&self) -> Option<std::time::Instant> {
         self.video.deadline()
     }
 
-    /// Ends the running stream if it timed out at `now`: STREAM_DESTROY and its last frame
+    /// Ends the running streams that timed out at `now`: STREAM_DESTROY and their last frames
     /// again, losslessly.
     pub(crate) fn expire_streams(&mut self, now: std::time::Instant) -> Msgs {
         let mut out = Msgs::new();
-        if let Some(e) = self.video.expire(now) {
+        for e in self.video.expire(now) {
             self.end_stream(e, true, &mut out);
         }
         out
     }
 
-    /// A STREAM_REPORT from the client: the running stream's quality follows it; a client
+    /// A STREAM_REPORT from the client: the reported stream's quality follows it; a client
     /// that cannot decode the stream gets it ended (and no more streams).
     pub(crate) fn stream_report(&mut self, r: &crate::wire::display::StreamReport) -> Msgs {
         let mut out = Msgs::new();
@@ -247,7 +247,7 @@ impl DisplayEncoder {
                     stream = r.stream_id,
                     "the client cannot decode MJPEG streams; streaming off"
                 );
-                if let Some(e) = self.video.end() {
+                for e in self.video.end() {
                     self.end_stream(e, true, &mut out);
                 }
             }
@@ -280,7 +280,7 @@ impl DisplayEncoder {
         let (verdict, ended) = self
             .video
             .on_copy(dst, image, clipped, std::time::Instant::now());
-        if let Some(e) = ended {
+        for e in ended {
             self.end_stream(e, true, out);
         }
         let id = match verdict {
@@ -295,11 +295,11 @@ impl DisplayEncoder {
             stride: image.width() as usize * 4,
             format: crate::codec::SourceFormat::Xrgb32,
         };
-        let quality = self.video.active().map_or(80, |(_, _, q)| q);
+        let (unique_id, quality) = self.video.stream(id).unwrap_or((0, 80));
         let mut jpeg = Vec::new();
         if crate::codec::jpeg::encode_into(&src, quality, &mut jpeg).is_err() {
             // Cannot happen for the sizes VideoStreams accepts; send the picture instead.
-            if let Some(e) = self.video.end() {
+            for e in self.video.end_one(id) {
                 self.end_stream(e, false, out);
             }
             return false;
@@ -320,7 +320,6 @@ impl DisplayEncoder {
                 clip: Clip::default(),
             }));
             if self.stream_reports {
-                let unique_id = self.video.active().map_or(0, |(_, u, _)| u);
                 out.push(m(&StreamActivateReport {
                     stream_id: id,
                     unique_id,
@@ -338,7 +337,7 @@ impl DisplayEncoder {
         true
     }
 
-    /// Before `op` is encoded: a draw over the running stream's area ends it (with the
+    /// Before `op` is encoded: a draw over a running stream's area ends it (with the
     /// lossless resend), a change of the primary surface ends it without one.
     fn streams_before(&mut self, op: &DisplayOp, out: &mut Msgs) {
         let area = match op {
@@ -355,7 +354,7 @@ impl DisplayEncoder {
                 ..
             } => {
                 let from = Rect::new(src.x, src.y, dst.width() as i32, dst.height() as i32);
-                if let Some(e) = self.video.touch(from) {
+                for e in self.video.touch(from) {
                     self.end_stream(e, true, out);
                 }
                 Some(*dst)
@@ -371,14 +370,14 @@ impl DisplayEncoder {
             DisplayOp::SurfaceCreate { id: 0, .. }
             | DisplayOp::SurfaceDestroy { id: 0 }
             | DisplayOp::Reset => {
-                if let Some(e) = self.video.end() {
+                for e in self.video.end() {
                     self.end_stream(e, false, out);
                 }
                 None
             }
             _ => None,
         };
-        if let Some(e) = area.and_then(|a| self.video.touch(a)) {
+        for e in area.map(|a| self.video.touch(a)).unwrap_or_default() {
             self.end_stream(e, true, out);
         }
     }
@@ -523,7 +522,7 @@ impl DisplayEncoder {
         monitors: &dyn Fn() -> (u16, Vec<Monitor>),
     ) -> Msgs {
         let mut out = Msgs::new();
-        if let Some(id) = self.stream_ended_by_refresh.take() {
+        for id in std::mem::take(&mut self.stream_ended_by_refresh) {
             out.push(m(&StreamDestroy { id }));
         }
         if self.known.contains_key(&0) {
@@ -684,9 +683,9 @@ impl DisplayEncoder {
     /// Operations that bring the client from what it knows to `snapshot` (destroys for
     /// surfaces the snapshot lacks first), followed by a MARK.
     pub(crate) fn refresh_ops(&mut self, snapshot: Vec<DisplayOp>) -> Vec<DisplayOp> {
-        // The snapshot repaints everything: a running stream just stops. Its destroy is sent
+        // The snapshot repaints everything: running streams just stop. Their destroys are sent
         // with the next operation (the snapshot's surface create).
-        self.stream_ended_by_refresh = self.video.end().map(|e| e.id);
+        self.stream_ended_by_refresh = self.video.end().into_iter().map(|e| e.id).collect();
         let ids: Vec<u32> = snapshot
             .iter()
             .filter_map(|o| match o {

@@ -21,7 +21,8 @@
 //!   STREAM_DESTROY, then the last frame, with those pictures drawn in, again as a lossless
 //!   image, so what stays on the client's screen is exact (spice-server also resends a lossy
 //!   area losslessly).
-//! * One stream at a time.
+//! * Up to [`MAX_STREAMS`] streams at once (two videos on a page), each with its own id,
+//!   timeout, report tag and quality.
 //! * Bit rate: a client with the STREAM_REPORT capability is asked for a report every
 //!   [`REPORT_WINDOW`] frames or [`REPORT_TIMEOUT_MS`]. A report with dropped frames or a late
 //!   last frame steps the JPEG quality down one rung of [`QUALITY_LADDER`] (fewer bytes a frame);
@@ -59,6 +60,11 @@ const GOOD_REPORTS_TO_STEP_UP: u32 = 3;
 pub const PLAYOUT_DELAY_MS: u32 = 100;
 /// Stream ids go up to this (exclusive) and wrap (`SPICE_MAX_NUM_STREAMS` is 64).
 const MAX_STREAM_ID: u32 = 64;
+/// Streams (and places about to become streams) at once on one channel; spice-server allows
+/// 50, which a desktop never needs and which would hold 50 frames for the lossless resends.
+pub const MAX_STREAMS: usize = 8;
+/// Places being watched for video rate at once (the one drawn longest ago makes room).
+const MAX_CANDIDATES: usize = 2 * MAX_STREAMS;
 
 /// What to do with a copy to the primary surface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,8 +122,10 @@ pub(crate) enum ReportVerdict {
 pub(crate) struct VideoStreams {
     mode: StreamingVideo,
     idle_timeout: Duration,
-    candidate: Option<Candidate>,
-    active: Option<Active>,
+    /// Places drawn at video rate that are not streams yet (at most [`MAX_CANDIDATES`]).
+    candidates: Vec<Candidate>,
+    /// Running streams (at most [`MAX_STREAMS`]), none overlapping another.
+    active: Vec<Active>,
     next_id: u32,
     next_unique: u32,
 }
@@ -133,28 +141,30 @@ impl VideoStreams {
                 StreamingVideo::Off
             },
             idle_timeout,
-            candidate: None,
-            active: None,
+            candidates: Vec::new(),
+            active: Vec::new(),
             next_id: 0,
             next_unique: 1,
         }
     }
 
-    /// The running stream's id, report tag and current JPEG quality.
-    pub(crate) fn active(&self) -> Option<(u32, u32, u8)> {
+    /// Running stream `id`'s report tag and current JPEG quality.
+    pub(crate) fn stream(&self, id: u32) -> Option<(u32, u8)> {
         self.active
-            .as_ref()
-            .map(|a| (a.id, a.unique_id, QUALITY_LADDER[a.quality]))
+            .iter()
+            .find(|a| a.id == id)
+            .map(|a| (a.unique_id, QUALITY_LADDER[a.quality]))
     }
 
     /// A STREAM_REPORT from the client.
     pub(crate) fn on_report(&mut self, r: &crate::wire::display::StreamReport) -> ReportVerdict {
-        let Some(a) = self.active.as_mut() else {
+        let Some(a) = self
+            .active
+            .iter_mut()
+            .find(|a| a.id == r.stream_id && a.unique_id == r.unique_id)
+        else {
             return ReportVerdict::Ignored;
         };
-        if r.stream_id != a.id || r.unique_id != a.unique_id {
-            return ReportVerdict::Ignored;
-        }
         if r.num_frames == 0 && r.num_drops == u32::MAX {
             self.mode = StreamingVideo::Off;
             return ReportVerdict::CannotDecode;
@@ -172,78 +182,94 @@ impl VideoStreams {
         ReportVerdict::Quality(QUALITY_LADDER[a.quality])
     }
 
-    /// The destination of the running stream.
+    /// The ids of the running streams.
     #[cfg(test)]
-    pub(crate) fn active_dest(&self) -> Option<Rect> {
-        self.active.as_ref().map(|a| a.dest)
+    pub(crate) fn active_ids(&self) -> Vec<u32> {
+        self.active.iter().map(|a| a.id).collect()
+    }
+
+    /// The destinations of the running streams.
+    #[cfg(test)]
+    pub(crate) fn active_dests(&self) -> Vec<Rect> {
+        self.active.iter().map(|a| a.dest).collect()
     }
 
     /// A copy of `image` (whole, unclipped when `clipped` is false) to `dest` on the primary
-    /// surface at `now`. Ends the running stream (returned) when this copy is not one of its
-    /// frames but draws over it.
+    /// surface at `now`. Ends the running streams it draws over (returned) when it is not one
+    /// of their frames or a picture inside one.
     pub(crate) fn on_copy(
         &mut self,
         dest: Rect,
         image: &Image,
         clipped: bool,
         now: Instant,
-    ) -> (Verdict, Option<Ended>) {
+    ) -> (Verdict, Vec<Ended>) {
         let eligible = self.eligible(dest, image, clipped);
-        if let Some(a) = &mut self.active {
-            if eligible && a.dest == dest {
+        if let Some(a) = self.active.iter_mut().find(|a| a.dest == dest) {
+            if eligible {
                 a.last = now;
                 a.last_frame = image.clone();
-                return (Verdict::Frame { id: a.id }, None);
+                return (Verdict::Frame { id: a.id }, Vec::new());
             }
-            // A smaller picture inside the stream (subtitles, a player's controls) goes as an
-            // image and the stream runs on: the guest's next frames have it composed in. It is
-            // folded into the last frame, which is what goes losslessly when the stream ends.
-            if !clipped && a.dest.intersect(&dest) == dest {
+        }
+        // A smaller picture inside a stream (subtitles, a player's controls) goes as an image
+        // and the stream runs on: the guest's next frames have it composed in. It is folded
+        // into the last frame, which is what goes losslessly when the stream ends.
+        if !clipped {
+            if let Some(a) = self
+                .active
+                .iter_mut()
+                .find(|a| a.dest != dest && a.dest.intersect(&dest) == dest)
+            {
                 if let Some(f) = overlay(&a.last_frame, a.dest, image, dest) {
                     a.last_frame = f;
-                    return (Verdict::Image, None);
+                    return (Verdict::Image, Vec::new());
                 }
             }
         }
-        // Not a frame of the running stream: it ends if this draws over it.
-        let ended = if self
-            .active
-            .as_ref()
-            .is_some_and(|a| !a.dest.intersect(&dest).is_empty())
-        {
-            self.active.take().map(|a| Ended {
-                id: a.id,
-                dest: a.dest,
-                last: a.last_frame,
-            })
-        } else {
-            None
-        };
+        // Not a frame of a running stream: those it draws over end.
+        let ended = self.end_where(|a| !a.dest.intersect(&dest).is_empty());
+        self.candidates
+            .retain(|c| c.dest == dest || c.dest.intersect(&dest).is_empty());
         if !eligible {
-            self.candidate = None;
+            self.candidates.retain(|c| c.dest != dest);
             return (Verdict::Image, ended);
         }
-        let c = match &mut self.candidate {
-            Some(c) if c.dest == dest && now.saturating_duration_since(c.last) <= MAX_GAP => {
+        let frames = match self.candidates.iter_mut().find(|c| c.dest == dest) {
+            Some(c) if now.saturating_duration_since(c.last) <= MAX_GAP => {
                 c.frames += 1;
                 c.last = now;
-                c
+                c.frames
             }
-            _ => self.candidate.insert(Candidate {
-                dest,
-                frames: 1,
-                last: now,
-            }),
+            Some(c) => {
+                (c.frames, c.last) = (1, now);
+                1
+            }
+            None => {
+                if self.candidates.len() == MAX_CANDIDATES {
+                    // the one drawn longest ago makes room
+                    if let Some(i) =
+                        (0..self.candidates.len()).min_by_key(|&i| self.candidates[i].last)
+                    {
+                        self.candidates.swap_remove(i);
+                    }
+                }
+                self.candidates.push(Candidate {
+                    dest,
+                    frames: 1,
+                    last: now,
+                });
+                1
+            }
         };
-        if c.frames < START_FRAMES {
+        if frames < START_FRAMES || self.active.len() >= MAX_STREAMS {
             return (Verdict::Image, ended);
         }
-        self.candidate = None;
-        let id = self.next_id;
-        self.next_id = (self.next_id + 1) % MAX_STREAM_ID;
+        self.candidates.retain(|c| c.dest != dest);
+        let id = self.free_id();
         let unique_id = self.next_unique;
         self.next_unique = self.next_unique.wrapping_add(1).max(1);
-        self.active = Some(Active {
+        self.active.push(Active {
             id,
             unique_id,
             dest,
@@ -255,47 +281,63 @@ impl VideoStreams {
         (Verdict::Start { id }, ended)
     }
 
+    /// The next stream id no running stream has (ids wrap at 64, `SPICE_MAX_NUM_STREAMS`).
+    fn free_id(&mut self) -> u32 {
+        loop {
+            let id = self.next_id;
+            self.next_id = (self.next_id + 1) % MAX_STREAM_ID;
+            if self.active.iter().all(|a| a.id != id) {
+                return id;
+            }
+        }
+    }
+
+    /// Ends the running streams `which` selects.
+    fn end_where(&mut self, which: impl Fn(&Active) -> bool) -> Vec<Ended> {
+        let mut ended = Vec::new();
+        self.active.retain(|a| {
+            if which(a) {
+                ended.push(Ended {
+                    id: a.id,
+                    dest: a.dest,
+                    last: a.last_frame.clone(),
+                });
+                false
+            } else {
+                true
+            }
+        });
+        ended
+    }
+
     /// Something other than a stream frame is drawn over `area` of the primary surface: the
-    /// running stream ends if `area` overlaps it, and a candidate there is forgotten.
-    pub(crate) fn touch(&mut self, area: Rect) -> Option<Ended> {
-        if self
-            .candidate
-            .as_ref()
-            .is_some_and(|c| !c.dest.intersect(&area).is_empty())
-        {
-            self.candidate = None;
-        }
-        if self
-            .active
-            .as_ref()
-            .is_some_and(|a| !a.dest.intersect(&area).is_empty())
-        {
-            return self.end();
-        }
-        None
+    /// running streams it overlaps end, and candidates there are forgotten.
+    pub(crate) fn touch(&mut self, area: Rect) -> Vec<Ended> {
+        self.candidates
+            .retain(|c| c.dest.intersect(&area).is_empty());
+        self.end_where(|a| !a.dest.intersect(&area).is_empty())
     }
 
-    /// Ends the running stream, if any (the primary surface goes away or is repainted).
-    pub(crate) fn end(&mut self) -> Option<Ended> {
-        self.candidate = None;
-        self.active.take().map(|a| Ended {
-            id: a.id,
-            dest: a.dest,
-            last: a.last_frame,
-        })
+    /// Ends running stream `id`.
+    pub(crate) fn end_one(&mut self, id: u32) -> Vec<Ended> {
+        self.end_where(|a| a.id == id)
     }
 
-    /// When the running stream times out.
+    /// Ends every running stream (the primary surface goes away or is repainted).
+    pub(crate) fn end(&mut self) -> Vec<Ended> {
+        self.candidates.clear();
+        self.end_where(|_| true)
+    }
+
+    /// When the next running stream times out.
     pub(crate) fn deadline(&self) -> Option<Instant> {
-        self.active.as_ref().map(|a| a.last + self.idle_timeout)
+        self.active.iter().map(|a| a.last + self.idle_timeout).min()
     }
 
-    /// Ends the running stream if it has had no frame for the idle timeout at `now`.
-    pub(crate) fn expire(&mut self, now: Instant) -> Option<Ended> {
-        match self.deadline() {
-            Some(d) if now >= d => self.end(),
-            _ => None,
-        }
+    /// Ends the running streams that have had no frame for the idle timeout at `now`.
+    pub(crate) fn expire(&mut self, now: Instant) -> Vec<Ended> {
+        let timeout = self.idle_timeout;
+        self.end_where(|a| now >= a.last + timeout)
     }
 
     fn eligible(&self, dest: Rect, image: &Image, clipped: bool) -> bool {
@@ -378,9 +420,10 @@ mod tests {
             Verdict::Frame { id: 0 }
         );
         assert_eq!(s.deadline(), Some(t + crate::server::STREAM_IDLE_TIMEOUT));
-        assert!(s.expire(t + Duration::from_millis(999)).is_none());
+        assert!(s.expire(t + Duration::from_millis(999)).is_empty());
         let e = s
             .expire(t + crate::server::STREAM_IDLE_TIMEOUT)
+            .pop()
             .expect("timed out");
         assert_eq!((e.id, e.dest), (0, dest));
         assert_eq!(
@@ -388,7 +431,7 @@ mod tests {
             photo(480, 270, 10),
             "the last frame, for the lossless resend"
         );
-        assert!(s.active_dest().is_none());
+        assert!(s.active_dests().first().copied().is_none());
     }
 
     #[test]
@@ -400,15 +443,22 @@ mod tests {
             let t = t0 + Duration::from_millis(u64::from(i) * 100);
             s.on_copy(dest, &photo(480, 270, i), false, t);
         }
-        assert_eq!(s.active_dest(), Some(dest));
+        assert_eq!(s.active_dests().first().copied(), Some(dest));
         // subtitles: a 200x20 text picture at (140, 290), inside the stream
         let sub_dest = Rect::new(140, 290, 200, 20);
         let sub = Image::new(0, 200, 20, vec![0x00ff_ffff; 200 * 20]).unwrap();
         let t = t0 + Duration::from_millis(500);
         let (v, ended) = s.on_copy(sub_dest, &sub, false, t);
-        assert_eq!((v, ended.is_none()), (Verdict::Image, true));
-        assert_eq!(s.active_dest(), Some(dest), "the stream runs on");
-        let e = s.expire(t + crate::server::STREAM_IDLE_TIMEOUT).unwrap();
+        assert_eq!((v, ended.is_empty()), (Verdict::Image, true));
+        assert_eq!(
+            s.active_dests().first().copied(),
+            Some(dest),
+            "the stream runs on"
+        );
+        let e = s
+            .expire(t + crate::server::STREAM_IDLE_TIMEOUT)
+            .pop()
+            .unwrap();
         let last = photo(480, 270, START_FRAMES - 1);
         for (i, (&got, &frame)) in e.last.pixels().iter().zip(last.pixels()).enumerate() {
             let (x, y) = (i % 480, i / 480);
@@ -425,9 +475,12 @@ mod tests {
                     t0 + Duration::from_secs(9),
                 );
             }
-            assert_eq!(s.active_dest(), Some(dest));
+            assert_eq!(s.active_dests().first().copied(), Some(dest));
             let (v, ended) = s.on_copy(d, &sub, clipped, t0 + Duration::from_secs(9));
-            assert_eq!((v, ended.map(|e| e.dest)), (Verdict::Image, Some(dest)));
+            assert_eq!(
+                (v, ended.first().map(|e| e.dest)),
+                (Verdict::Image, Some(dest))
+            );
         }
     }
 
@@ -491,15 +544,49 @@ mod tests {
                 .0
                 == Verdict::Image
         }));
-        // Alternating destinations never accumulate.
+    }
+
+    #[test]
+    fn places_drawn_at_video_rate_together_stream_at_once_up_to_the_cap() {
         let mut s = streams(StreamingVideo::All);
-        let other = Rect::new(300, 0, 200, 100);
-        assert!((0..20u64).all(|i| {
-            let d = if i % 2 == 0 { dest } else { other };
-            s.on_copy(d, &p, false, t0 + Duration::from_millis(i * 10))
-                .0
-                == Verdict::Image
-        }));
+        let t0 = Instant::now();
+        let p = photo(200, 100, 1);
+        // two videos side by side, their frames interleaved: both stream
+        let (a, b) = (Rect::new(0, 0, 200, 100), Rect::new(300, 0, 200, 100));
+        let v: Vec<Verdict> = (0..12u64)
+            .map(|i| {
+                let d = if i % 2 == 0 { a } else { b };
+                s.on_copy(d, &p, false, t0 + Duration::from_millis(i * 10))
+                    .0
+            })
+            .collect();
+        assert_eq!(
+            v[8..],
+            [
+                Verdict::Start { id: 0 },
+                Verdict::Start { id: 1 },
+                Verdict::Frame { id: 0 },
+                Verdict::Frame { id: 1 }
+            ]
+        );
+        assert_eq!(s.active_dests(), [a, b]);
+        // each times out on its own
+        let t = t0 + Duration::from_millis(200);
+        s.on_copy(a, &p, false, t);
+        let ended = s.expire(t0 + Duration::from_millis(110) + s.idle_timeout);
+        assert_eq!(ended.iter().map(|e| e.id).collect::<Vec<_>>(), [1]);
+        assert_eq!(s.deadline(), Some(t + s.idle_timeout));
+        // at most MAX_STREAMS at once
+        let mut s = streams(StreamingVideo::All);
+        let place = |k: usize| Rect::new(k as i32 * 100, 200, 96, 96);
+        let q = photo(96, 96, 2);
+        for round in 0..START_FRAMES {
+            for k in 0..MAX_STREAMS + 2 {
+                let t = t0 + Duration::from_millis(u64::from(round) * 50 + k as u64);
+                s.on_copy(place(k), &q, false, t);
+            }
+        }
+        assert_eq!(s.active_dests().len(), MAX_STREAMS);
     }
 
     #[test]
@@ -510,24 +597,28 @@ mod tests {
         for i in 0..START_FRAMES {
             s.on_copy(dest, &photo(200, 100, i), false, t0);
         }
-        assert_eq!(s.active_dest(), Some(dest));
+        assert_eq!(s.active_dests().first().copied(), Some(dest));
         assert!(
-            s.touch(Rect::new(0, 0, 100, 100)).is_none(),
+            s.touch(Rect::new(0, 0, 100, 100)).is_empty(),
             "touches only the corner"
         );
         assert!(
-            s.touch(Rect::new(299, 199, 5, 5)).is_some(),
+            s.touch(Rect::new(299, 199, 5, 5)).len() == 1,
             "overlaps the last pixel"
         );
-        assert!(s.active_dest().is_none());
+        assert!(s.active_dests().first().copied().is_none());
         // A copy of another size over it ends it too, and is sent as an image.
         for i in 0..START_FRAMES {
             s.on_copy(dest, &photo(200, 100, i), false, t0);
         }
         let (v, ended) = s.on_copy(Rect::new(150, 150, 96, 96), &photo(96, 96, 1), false, t0);
         assert_eq!(v, Verdict::Image);
-        assert_eq!(ended.map(|e| e.id), Some(1), "the second stream got id 1");
-        assert!(s.end().is_none());
+        assert_eq!(
+            ended.first().map(|e| e.id),
+            Some(1),
+            "the second stream got id 1"
+        );
+        assert!(s.end().is_empty());
     }
 
     fn report(
@@ -562,7 +653,8 @@ mod tests {
         for i in 0..START_FRAMES {
             s.on_copy(dest, &photo(200, 100, i), false, t0);
         }
-        let (id, unique, q) = s.active().unwrap();
+        let id = s.active_ids()[0];
+        let (unique, q) = s.stream(id).unwrap();
         assert_eq!(q, 80, "starts at the top of the ladder");
         assert_eq!(
             s.on_report(&report(id, unique + 1, 5, 3, 50)),
@@ -590,13 +682,17 @@ mod tests {
         for _ in 0..20 {
             s.on_report(&report(id, unique, 5, 9, 0));
         }
-        assert_eq!(s.active().unwrap().2, 20, "the bottom of the ladder holds");
+        assert_eq!(
+            s.stream(id).unwrap().1,
+            20,
+            "the bottom of the ladder holds"
+        );
         // "Cannot decode": the stream ends and no other starts on this channel.
         assert_eq!(
             s.on_report(&report(id, unique, 0, u32::MAX, 0)),
             ReportVerdict::CannotDecode
         );
-        assert!(s.end().is_some());
+        assert_eq!(s.end().len(), 1);
         for i in 0..10 {
             assert_eq!(
                 s.on_copy(dest, &photo(200, 100, i), false, t0).0,
