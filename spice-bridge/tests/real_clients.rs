@@ -973,13 +973,13 @@ async fn stopped_remote_viewer_never_blocks_the_model_and_catches_up() {
 }
 
 /// Issue 11, video streams in the real client: remote-viewer (spice-gtk 0.42's MJPEG decoder)
-/// shows a photo-like area redrawn every 40 ms as a stream: after the last frame its window
-/// holds a picture within 35 dB of that frame but not equal to it (lossy, so a stream frame, not
-/// one of the lossless images before the stream), and once the stream times out the area is
-/// the last frame exactly (the lossless resend).
+/// shows two photo-like areas (two players), each redrawn every 40 ms, as two streams: after
+/// the last frames its window holds pictures within 35 dB of them but not equal (lossy, so
+/// stream frames, not the lossless images before the streams), and once the streams time out
+/// the areas are the last frames exactly (the lossless resends).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs virt-viewer, xvfb, xdotool; run by tests/e2e/spice-clients.sh"]
-async fn remote_viewer_plays_an_mjpeg_stream_and_ends_on_the_exact_frame() {
+async fn remote_viewer_plays_two_mjpeg_streams_and_ends_on_the_exact_frames() {
     use spice_bridge::server::StreamingVideo;
     let dir = tmpdir("stream");
     let (w, hgt) = (640u32, 480u32);
@@ -1004,41 +1004,50 @@ async fn remote_viewer_plays_an_mjpeg_stream_and_ends_on_the_exact_frame() {
     let mut rv = remote_viewer(&x, "e2e-stream", &h);
     xdotool(&x, &["mousemove", "1000", "700"]);
     let (ox, oy) = coord_picture_origin(&h, &x, w, hgt).await;
-    let (dx, dy, vw, vh) = (100u32, 80u32, 320u32, 240u32);
-    let dest = Rect::new(dx as i32, dy as i32, vw as i32, vh as i32);
-    let frames: Vec<_> = (1..=30u32).map(|i| photo_image(0, vw, vh, i)).collect();
-    for f in &frames {
-        model.draw_copy(0, dest, f, &[]).unwrap();
+    // (x, y, w, h) of each player
+    let players = [(20u32, 40u32, 320u32, 240u32), (360, 200, 256, 192)];
+    let mut last = Vec::new();
+    for i in 1..=30u32 {
+        last.clear();
+        for (k, &(dx, dy, vw, vh)) in players.iter().enumerate() {
+            let f = photo_image(0, vw, vh, 2 * i + k as u32);
+            let dest = Rect::new(dx as i32, dy as i32, vw as i32, vh as i32);
+            model.draw_copy(0, dest, &f, &[]).unwrap();
+            last.push(f.pixels().to_vec());
+        }
         model.mark();
         tokio::time::sleep(Duration::from_millis(40)).await;
     }
     let s = h.stats();
-    assert_eq!(s.streams, 1, "one stream");
-    assert_eq!(s.stream_frames, 26, "frames 5 to 30 streamed");
-    let last = frames.last().unwrap().pixels().to_vec();
-    let mut seen = 0f64;
-    wait_for(
-        "the last stream frame on screen",
-        Duration::from_secs(2),
-        || {
-            fb_region(&x, ox + dx, oy + dy, vw, vh).is_some_and(|r| {
-                seen = psnr(&r, &last);
-                (35.0..f64::INFINITY).contains(&seen)
-            })
-        },
-    )
-    .await;
-    eprintln!("stream frame on screen at {seen:.1} dB against the guest's last frame");
+    assert_eq!(s.streams, 2, "two streams");
+    assert_eq!(s.stream_frames, 2 * 26, "frames 5 to 30 of each streamed");
+    for (k, &(dx, dy, vw, vh)) in players.iter().enumerate() {
+        let mut seen = 0f64;
+        wait_for(
+            "the last stream frame on screen",
+            Duration::from_secs(2),
+            || {
+                fb_region(&x, ox + dx, oy + dy, vw, vh).is_some_and(|r| {
+                    seen = psnr(&r, &last[k]);
+                    (35.0..f64::INFINITY).contains(&seen)
+                })
+            },
+        )
+        .await;
+        eprintln!("stream {k}: frame on screen at {seen:.1} dB against the guest's last frame");
+    }
     // spice-gtk answers STREAM_ACTIVATE_REPORT with reports (every 5 frames or 1 s)
     let reports = h.stats().stream_reports;
     eprintln!("{reports} stream reports from spice-gtk");
-    assert!(reports >= 1, "spice-gtk sent no STREAM_REPORT");
-    wait_for(
-        "the exact last frame after the stream ends",
-        Duration::from_secs(10),
-        || fb_region(&x, ox + dx, oy + dy, vw, vh).is_some_and(|r| r == last),
-    )
-    .await;
+    assert!(reports >= 2, "spice-gtk sent {reports} STREAM_REPORTs");
+    for (k, &(dx, dy, vw, vh)) in players.iter().enumerate() {
+        wait_for(
+            "the exact last frame after the stream ends",
+            Duration::from_secs(10),
+            || fb_region(&x, ox + dx, oy + dy, vw, vh).is_some_and(|r| r == last[k]),
+        )
+        .await;
+    }
     let whole = fb_region(&x, ox, oy, w, hgt).unwrap();
     assert_eq!(
         whole,
