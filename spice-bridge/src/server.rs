@@ -241,6 +241,8 @@ pub struct StatsSnapshot {
     pub stream_frames: u64,
     /// STREAM_REPORTs received about running streams
     pub stream_reports: u64,
+    /// queued draws not sent because a later one paints over them
+    pub draws_superseded: u64,
     /// main-channel network tests that ended
     pub net_tests: u64,
     /// links the network test found under 10 Mbit/s
@@ -348,6 +350,7 @@ impl ServerHandle {
             streams: s.streams.load(Ordering::Relaxed),
             stream_frames: s.stream_frames.load(Ordering::Relaxed),
             stream_reports: s.stream_reports.load(Ordering::Relaxed),
+            draws_superseded: s.draws_superseded.load(Ordering::Relaxed),
             net_tests: s.net_tests.load(Ordering::Relaxed),
             low_bandwidth_links: s.low_bandwidth_links.load(Ordering::Relaxed),
         }

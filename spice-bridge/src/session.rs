@@ -235,6 +235,9 @@ pub struct ServerStats {
     pub stream_frames: AtomicU64,
     /// STREAM_REPORTs received about running streams
     pub stream_reports: AtomicU64,
+    /// queued draws not sent because a later draw in a display channel's queue paints over
+    /// them (a client that lags gets the newest picture sooner)
+    pub draws_superseded: AtomicU64,
     /// main-channel network tests that ended (a result for the client's link)
     pub net_tests: AtomicU64,
     /// of those, links found under 10 Mbit/s (JPEG allowed with `jpeg-wan-compression=auto`)

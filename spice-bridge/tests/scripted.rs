@@ -1134,3 +1134,41 @@ async fn two_videos_stream_at_once_and_the_client_ends_exact() {
     assert_eq!((h.stats().streams, h.stats().stream_frames), (2, 8));
     h.shutdown().await;
 }
+
+/// A client that lags (it stops reading while the guest draws 60 frames) is not sent the frames
+/// that newer ones paint over before they could leave (as spice-server drops covered drawables
+/// from a client's pipe): it gets fewer, the newest sooner, and ends on the model's picture.
+#[tokio::test]
+async fn a_lagging_client_is_not_sent_frames_newer_ones_paint_over() {
+    let model = DisplayModel::new();
+    model
+        .create_surface(0, 200, 150, SurfaceFormat::Xrgb32)
+        .unwrap();
+    model.mark();
+    let (h, _) = start(model.clone(), None, ImageCompression::Off).await;
+    let (_m, sid) = main_session(&h, "").await;
+    let mut d = display_client(&h, sid).await;
+    let (mut canvas, mut n) = (ClientCanvas::default(), 0);
+    read_to_mark(&mut d, &mut canvas, &mut n).await;
+    let full = Rect::new(0, 0, 200, 150);
+    for i in 0..60u32 {
+        model
+            .draw_copy(0, full, &pattern_image(0, 200, 150, i), &[])
+            .unwrap();
+        model.mark();
+    }
+    let mut copies = 0;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while canvas.surface(0) != model_surface_rgb(&model, 0) {
+        let types = read_to_mark(&mut d, &mut canvas, &mut n).await;
+        copies += types.iter().filter(|&&t| t == ds::DRAW_COPY).count();
+        assert!(Instant::now() < deadline, "client never caught up");
+    }
+    let dropped = h.stats().draws_superseded;
+    eprintln!("60 frames drawn while the client lagged: {copies} sent, {dropped} dropped");
+    assert!(
+        dropped > 0 && copies < 60,
+        "{copies} sent, {dropped} dropped"
+    );
+    h.shutdown().await;
+}

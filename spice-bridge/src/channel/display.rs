@@ -790,6 +790,13 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Counts queued draws dropped because a later one paints over them.
+fn superseded(stats: &crate::session::ServerStats, n: u64) {
+    if n > 0 {
+        stats.draws_superseded.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
 pub(crate) async fn run(ctx: ConnCtx, mut rd: Reader, wr: Writer) -> Result<(), ChannelError> {
     let (out, mut out_rx) = mpsc::channel::<Out>(OUTBOX_LEN);
     let model = ctx.shared.model.clone();
@@ -851,7 +858,9 @@ pub(crate) async fn run(ctx: ConnCtx, mut rd: Reader, wr: Writer) -> Result<(), 
                     Some(Out::Ping(id)) => {
                         // after everything the model queued so far
                         match feed2.take() {
-                            Taken::Items(v) => pending.extend(v),
+                            Taken::Items(v) => {
+                                superseded(&shared.stats, super::pending::queue(&mut pending, v))
+                            }
                             Taken::Refresh => {
                                 pending.retain(|o| matches!(o, DisplayOp::Ping(_)));
                                 let snap = model.display_refresh(&feed2);
@@ -878,7 +887,9 @@ pub(crate) async fn run(ctx: ConnCtx, mut rd: Reader, wr: Writer) -> Result<(), 
                                 let snap = model.display_refresh(&feed2);
                                 pending.extend(enc.refresh_ops(snap));
                             }
-                            Taken::Items(v) => pending.extend(v),
+                            Taken::Items(v) => {
+                                superseded(&shared.stats, super::pending::queue(&mut pending, v))
+                            }
                         }
                         for id in deferred_pings.drain(..) {
                             w.send_msg(&crate::wire::base::Ping { id, timestamp: 0, padding: 0 }).await?;
@@ -904,7 +915,9 @@ pub(crate) async fn run(ctx: ConnCtx, mut rd: Reader, wr: Writer) -> Result<(), 
                 }
                 _ = feed2.notify.notified(), if active && open && pending.is_empty() => {
                     match feed2.take() {
-                        Taken::Items(v) => pending.extend(v),
+                        Taken::Items(v) => {
+                                superseded(&shared.stats, super::pending::queue(&mut pending, v))
+                            }
                         Taken::Refresh => {
                             pending.retain(|o| matches!(o, DisplayOp::Ping(_)));
                             let snap = model.display_refresh(&feed2);

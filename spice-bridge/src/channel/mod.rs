@@ -10,6 +10,7 @@ pub mod cursor;
 pub mod display;
 pub mod inputs;
 pub mod main;
+pub(crate) mod pending;
 pub(crate) mod video;
 
 use std::sync::atomic::{AtomicU64, Ordering};
