@@ -64,6 +64,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod glz;
 pub mod jpeg;
 pub mod lz;
 pub mod lz4;
@@ -86,6 +87,8 @@ pub mod image_type {
     pub const QUIC: u8 = 1;
     /// JPEG image, lossy (`SPICE_IMAGE_TYPE_JPEG`).
     pub const JPEG: u8 = 105;
+    /// GLZ-compressed RGB image (`SPICE_IMAGE_TYPE_GLZ_RGB`, see [`super::glz`]).
+    pub const GLZ_RGB: u8 = 102;
 }
 
 /// Bitmap formats (`SpiceBitmapFmt`, sheet §4.5) used by BITMAP and LZ4 payloads.
