@@ -186,7 +186,7 @@ struct WindowImage {
 /// The server's copy of a client's GLZ window (per client session): the last images sent,
 /// with their ids, bounded by the window size the client chose (at most
 /// [`MAX_WINDOW_PIXELS`]).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct GlzDictionary {
     window: u64,
     /// Oldest first; ids contiguous, the last one `next_id - 1`.
@@ -1005,5 +1005,125 @@ mod tests {
             }
             assert_eq!((l, d, o, i), (len as u64, dist, off, out.len()));
         }
+    }
+}
+
+/// Writes the seed corpora of the GLZ fuzz targets (`fuzz/corpus/glz_roundtrip/seed-*`,
+/// `fuzz/corpus/glz_decode/seed-*`). Run it explicitly:
+/// `cargo test -p spice-bridge --lib write_glz_fuzz_seeds -- --ignored`.
+#[cfg(test)]
+#[test]
+#[ignore = "writes files into fuzz/corpus"]
+fn write_glz_fuzz_seeds() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+    let write = |target: &str, name: &str, bytes: &[u8]| {
+        let dir = root.join(target);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("seed-{name}")), bytes).unwrap();
+        crate::fuzzing::glz_roundtrip(bytes);
+        crate::fuzzing::glz_decode(bytes);
+    };
+    // window byte, then (a, b, mode, len, pattern...) per picture
+    let pic = |a: u8, b: u8, mode: u8, pattern: &[u8]| {
+        let mut v = vec![a, b, mode, pattern.len() as u8];
+        v.extend_from_slice(pattern);
+        v
+    };
+    let text: Vec<u8> = (0..64u8).map(|i| if i % 9 < 2 { 3 } else { 0 }).collect();
+    let noisy: Vec<u8> = (0..200u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let seqs: Vec<(&str, u8, Vec<Vec<u8>>)> = vec![
+        ("repeat", 31, vec![pic(40, 30, 0, &text), pic(0, 0, 1, &[])]),
+        (
+            "scroll",
+            31,
+            vec![
+                pic(50, 40, 0, &noisy),
+                pic(7, 0, 2, &text),
+                pic(3, 0, 2, &noisy),
+            ],
+        ),
+        (
+            "retouch",
+            20,
+            vec![pic(63, 63, 0, &text), pic(5, 9, 3, &noisy)],
+        ),
+        (
+            "evict",
+            7,
+            (0..8)
+                .map(|k| pic(30 + k, 20, if k % 2 == 0 { 0 } else { 5 }, &text))
+                .collect(),
+        ),
+        (
+            "too-big",
+            0,
+            vec![pic(63, 63, 0, &noisy), pic(9, 9, 0, &text)],
+        ),
+        (
+            "odd",
+            10,
+            vec![
+                pic(0, 0, 0, &[1]),
+                pic(2, 6, 0, &noisy),
+                pic(255, 4, 0, &noisy),
+            ],
+        ),
+    ];
+    for (name, window, pics) in seqs {
+        let mut v = vec![window];
+        for p in pics {
+            v.extend_from_slice(&p);
+        }
+        write("glz_roundtrip", name, &v);
+    }
+    // glz_decode: streams a window holding ids 0 and 1 (crate::fuzzing::glz_fuzz_window)
+    // accepts as id 2, and one a fresh window accepts as id 0.
+    let (dict, _) = crate::fuzzing::glz_fuzz_window();
+    for (name, w, h, px) in [
+        (
+            "same",
+            32u32,
+            16u32,
+            (0..512u32)
+                .map(|i| (i / 5) % 7 * 0x0023_1105)
+                .collect::<Vec<_>>(),
+        ),
+        (
+            "scrolled",
+            32,
+            16,
+            (0..512u32).map(|i| (i / 5 + 3) % 7 * 0x0023_1105).collect(),
+        ),
+        (
+            "noise",
+            13,
+            11,
+            (0..143u32).map(|i| i.wrapping_mul(2_654_435_761)).collect(),
+        ),
+        (
+            "long",
+            64,
+            64,
+            (0..4096u32).map(|i| (i / 700) * 0x10101).collect(),
+        ),
+    ] {
+        let bytes: Vec<u8> = px.iter().flat_map(|p| p.to_le_bytes()).collect();
+        let src = SourceImage {
+            data: &bytes,
+            width: w,
+            height: h,
+            stride: w as usize * 4,
+            format: SourceFormat::Xrgb32,
+        };
+        let mut fresh = GlzDictionary::new(1 << 14);
+        let mut body = Vec::new();
+        encode_glz_into(&mut fresh, &src, &mut body).unwrap();
+        write("glz_decode", &format!("{name}-id0"), &body[4..]);
+        let mut d2 = dict.clone();
+        let mut body = Vec::new();
+        encode_glz_into(&mut d2, &src, &mut body).unwrap();
+        write("glz_decode", &format!("{name}-id2"), &body[4..]);
     }
 }
