@@ -788,7 +788,7 @@ mod tests {
             .map(|i| {
                 let (x, y) = (i % w, i / w);
                 if y < 24 {
-                    0x3050_80
+                    0x0030_5080
                 } else if x % 97 < 2 || y % 41 == 0 {
                     0x00c0_c0c0
                 } else if (x / 7 + y / 13 + seed) % 11 == 0 {
