@@ -11,8 +11,9 @@
 //! # Facts used, and where they come from
 //!
 //! Read from spice-gtk `src/decode-glz.c` and `src/decode-glz-tmpl.c` (the client decoder that
-//! spice-gtk 0.42 runs), and sheet `spice-protocol.md` §4.5, §4.6, §4.8, §9.4. The code below is
-//! our own, written from these facts:
+//! spice-gtk 0.42 runs), `src/channel-display.c` (`spice_display_channel_up`: DISPLAY_INIT),
+//! `src/spice-session.c` (window size, one window per session), and sheet `spice-protocol.md`
+//! §4.5, §4.6, §4.8, §9.4. The code below is our own, written from these facts:
 //!
 //! * **Body**: `data_size` u32 LE (the `SpiceImage` body, as for LZ_RGB), then the GLZ stream.
 //! * **Stream header**, 33 bytes, big-endian: magic `0x20205A4C`, version `0x00010001`, one byte
@@ -36,8 +37,14 @@
 //!   reference against the referenced image's size, not the end. So the encoder must give ids
 //!   0, 1, 2, … with no gap, every id it hands out must be sent, `win_head_dist` must not
 //!   exceed the id, and a reference must stay inside an image the client still holds.
-//! * spice-gtk announces id 1 and a window of 12–64 MiB / 4 pixels; spice-html5 announces a
-//!   window of 0 and cannot decode GLZ, so a window of 0 means "no GLZ" (sheet §4.6, §4.8).
+//! * spice-gtk announces dictionary id 1 and a window of its `glz-window-size` (bytes, 12 to
+//!   64 MiB by default) divided by 4, in pixels; it clears the window only when the session
+//!   ends. spice-html5 announces a window of 0 and cannot decode GLZ, so a window of 0 means
+//!   "no GLZ" (sheet §4.6, §4.8).
+//!
+//! Checked end to end: `tests/real_clients.rs` `spicy_screenshot_decodes_glz_pixel_for_pixel`
+//! (spice-gtk 0.42 shows a GLZ picture built from references into two earlier ones, pixel for
+//! pixel).
 //!
 //! # Limits
 //!
