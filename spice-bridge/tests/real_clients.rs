@@ -1051,13 +1051,22 @@ fn fb_region(x: &Xvfb, ox: u32, oy: u32, w: u32, h: u32) -> Option<Vec<u32>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs virt-viewer, xvfb, xdotool; run by tests/e2e/spice-clients.sh"]
 async fn stopped_remote_viewer_never_blocks_the_model_and_catches_up() {
-    let dir = tmpdir("stop");
+    // With glz, every picture after the first goes as GLZ referencing earlier ones, and the
+    // refresh after the overflow must still decode (its references reach only images the
+    // client holds).
+    for comp in [ImageCompression::Lz, ImageCompression::Glz] {
+        stopped_remote_viewer_catches_up(comp).await;
+    }
+}
+
+async fn stopped_remote_viewer_catches_up(comp: ImageCompression) {
+    let dir = tmpdir(&format!("stop-{comp:?}"));
     let (w, hgt) = (640u32, 480u32);
     let x = start_xvfb(&dir, 1024, 768).await;
     // a 4 MiB queue: a stopped client overflows it after a few frames
     let model = DisplayModel::with_queue_limit(4 << 20);
     show_coord_picture(&model, w, hgt);
-    let h = serve(model.clone(), None, ImageCompression::Lz, Arc::default()).await;
+    let h = serve(model.clone(), None, comp, Arc::default()).await;
     let mut rv = remote_viewer(&x, "e2e-stop", &h);
     xdotool(&x, &["mousemove", "1000", "700"]);
     let (ox, oy) = coord_picture_origin(&h, &x, w, hgt).await;
@@ -1100,7 +1109,14 @@ async fn stopped_remote_viewer_never_blocks_the_model_and_catches_up() {
         fb_region(&x, ox, oy, w, hgt).is_some_and(|r| r == want)
     })
     .await;
-    eprintln!("stopped client caught up after {overflows} queue overflow(s)");
+    let glz = h.stats().glz_images;
+    eprintln!(
+        "{comp:?}: stopped client caught up after {overflows} queue overflow(s); {glz} GLZ of {} images",
+        h.stats().images_sent
+    );
+    if comp == ImageCompression::Glz {
+        assert!(glz >= 2, "{comp:?}: {glz} GLZ images");
+    }
     let _ = rv.kill();
     let _ = rv.wait();
     h.shutdown().await;
