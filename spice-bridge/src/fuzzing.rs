@@ -159,6 +159,167 @@ pub fn lz_decode(data: &[u8]) {
     }
 }
 
+/// A picture for the GLZ targets: `w` × `h` xRGB pixels drawn from `pattern` (a byte picks
+/// one of 16 colours when below 0xf0, else a pixel whose colour is made from the next three
+/// bytes), or an earlier picture of `history` repeated, scrolled or retouched.
+fn glz_picture(
+    history: &[(u32, u32, Vec<u32>)],
+    hdr: [u8; 3],
+    pattern: &[u8],
+) -> (u32, u32, Vec<u32>) {
+    let fresh = |w: u32, h: u32| -> Vec<u32> {
+        let n = (w * h) as usize;
+        if pattern.is_empty() {
+            return vec![0x00ff_8000; n];
+        }
+        let mut v = Vec::with_capacity(n);
+        let mut i = 0usize;
+        while v.len() < n {
+            let b = pattern[i % pattern.len()];
+            if b < 0xf0 {
+                v.push(u32::from(b & 15) * 0x0011_0f07);
+                i += 1;
+            } else {
+                let c = |k: usize| u32::from(pattern[(i + k) % pattern.len()]);
+                v.push(c(1) << 16 | c(2) << 8 | c(3));
+                i += 4;
+            }
+        }
+        v
+    };
+    let [a, b, mode] = hdr;
+    let pick = history.get(usize::from(mode >> 2) % history.len().max(1));
+    match (mode % 4, pick) {
+        (1, Some(p)) => p.clone(),
+        (2, Some((w, h, px))) => {
+            // scrolled up by `a % h` rows, new rows at the bottom
+            let dy = u32::from(a) % h;
+            let mut v = px[(dy * w) as usize..].to_vec();
+            v.extend(fresh(*w, dy));
+            (*w, *h, v)
+        }
+        (3, Some((w, h, px))) => {
+            let mut v = px.clone();
+            for (k, c) in fresh(1, u32::from(b % 16) + 1).into_iter().enumerate() {
+                let at = (usize::from(a) * 131 + k * 977) % v.len();
+                v[at] = c;
+            }
+            (*w, *h, v)
+        }
+        _ => {
+            let (w, h) = (u32::from(a % 64) + 1, u32::from(b % 64) + 1);
+            (w, h, fresh(w, h))
+        }
+    }
+}
+
+/// GLZ: a sequence of pictures encoded with one [`crate::codec::glz::GlzDictionary`] decodes,
+/// picture by picture, in a client window of the size the client announced, to the same
+/// pixels; server and client hold the same image ids after each one; a picture larger than the
+/// window is refused without taking an id.
+///
+/// Input: byte 0 picks the window ((b % 32 + 1) × 256 pixels, so pictures get evicted), then
+/// up to 16 pictures, each 3 header bytes (see [`glz_picture`]: mode % 4 = 0 new w × h
+/// picture, 1 repeat, 2 scroll, 3 retouch of an earlier one), a length byte and that many
+/// pattern bytes.
+pub fn glz_roundtrip(data: &[u8]) {
+    use crate::codec::glz::{encode_glz_into, GlzDecoderWindow, GlzDictionary, GlzError};
+    let Some((&wb, mut rest)) = data.split_first() else {
+        return;
+    };
+    let window = (i64::from(wb % 32) + 1) * 256;
+    let mut dict = GlzDictionary::new(window);
+    let mut client = GlzDecoderWindow::new(window as u64);
+    let mut history: Vec<(u32, u32, Vec<u32>)> = Vec::new();
+    for _ in 0..16 {
+        let [a, b, mode, len, tail @ ..] = rest else {
+            break;
+        };
+        let (pattern, next) = tail.split_at(usize::from(*len).min(tail.len()));
+        rest = next;
+        let (w, h, px) = glz_picture(&history, [*a, *b, *mode], pattern);
+        let bytes: Vec<u8> = px.iter().flat_map(|p| p.to_le_bytes()).collect();
+        let src = SourceImage {
+            data: &bytes,
+            width: w,
+            height: h,
+            stride: w as usize * 4,
+            format: SourceFormat::Xrgb32,
+        };
+        let before = dict.next_id();
+        let mut body = Vec::new();
+        match encode_glz_into(&mut dict, &src, &mut body) {
+            Ok(id) => {
+                assert_eq!(id, before);
+                let (hdr, got) = client.decode_body(&body, 1 << 20).expect("GLZ decodes");
+                assert_eq!((hdr.width, hdr.height, hdr.id), (w, h, id));
+                assert!(got == px, "GLZ picture {id} differs");
+                assert!(
+                    client.held_ids().eq(dict.held_ids()),
+                    "client and server hold different images"
+                );
+            }
+            Err(GlzError::WindowTooSmall { .. }) => {
+                assert!(u64::from(w) * u64::from(h) > window as u64);
+                assert_eq!(dict.next_id(), before);
+                assert!(body.is_empty());
+            }
+            Err(e) => panic!("unexpected GLZ error {e}"),
+        }
+        history.push((w, h, px));
+    }
+}
+
+/// The GLZ decoder never panics and never keeps more than its window: the input is decoded
+/// as a GLZ stream by a fresh window, and by one already holding two pictures (ids 0 and 1,
+/// so references into earlier images are exercised); a successful decode has exactly
+/// width × height pixels.
+///
+/// Input: a GLZ stream (no `data_size`). Seeds: `corpus/glz_decode/`.
+pub fn glz_decode(data: &[u8]) {
+    use crate::codec::glz::{GlzDecoderWindow, GlzError, GlzHeader};
+    let check = |r: Result<(GlzHeader, Vec<u32>), GlzError>, win: &GlzDecoderWindow| {
+        if let Ok((h, px)) = r {
+            assert_eq!(px.len() as u64, u64::from(h.width) * u64::from(h.height));
+            assert_eq!(win.held_ids().last(), Some(h.id));
+        }
+    };
+    let mut fresh = GlzDecoderWindow::new(1 << 14);
+    let r = fresh.decode(data, 1 << 14);
+    check(r, &fresh);
+    let (_, mut win) = glz_fuzz_window();
+    let r = win.decode(data, 1 << 14);
+    check(r, &win);
+}
+
+/// A GLZ dictionary and a client window that both hold two 32 × 16 pictures (ids 0 and 1),
+/// as the `glz_decode` target and its seeds start from.
+pub fn glz_fuzz_window() -> (
+    crate::codec::glz::GlzDictionary,
+    crate::codec::glz::GlzDecoderWindow,
+) {
+    use crate::codec::glz::{encode_glz_into, GlzDecoderWindow, GlzDictionary};
+    let mut dict = GlzDictionary::new(1 << 14);
+    let mut win = GlzDecoderWindow::new(1 << 14);
+    for k in 0..2u32 {
+        let bytes: Vec<u8> = (0..32 * 16u32)
+            .flat_map(|i| ((i / 5 + k) % 7 * 0x0023_1105).to_le_bytes())
+            .collect();
+        let src = SourceImage {
+            data: &bytes,
+            width: 32,
+            height: 16,
+            stride: 128,
+            format: SourceFormat::Xrgb32,
+        };
+        let mut body = Vec::new();
+        encode_glz_into(&mut dict, &src, &mut body).expect("seed picture");
+        win.decode_body(&body, 1 << 14)
+            .expect("seed picture decodes");
+    }
+    (dict, win)
+}
+
 /// The QUIC decoder never panics and never allocates beyond its limit (2^16 pixels here),
 /// whatever the bytes; a successful decode has exactly width × height pixels.
 ///

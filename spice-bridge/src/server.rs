@@ -235,6 +235,8 @@ pub struct StatsSnapshot {
     pub palette_images: u64,
     /// images sent as JPEG (lossy)
     pub jpeg_images: u64,
+    /// images sent as GLZ_RGB
+    pub glz_images: u64,
     /// video streams started
     pub streams: u64,
     /// stream frames sent
@@ -347,6 +349,7 @@ impl ServerHandle {
             images_sent: s.images_sent.load(Ordering::Relaxed),
             palette_images: s.palette_images.load(Ordering::Relaxed),
             jpeg_images: s.jpeg_images.load(Ordering::Relaxed),
+            glz_images: s.glz_images.load(Ordering::Relaxed),
             streams: s.streams.load(Ordering::Relaxed),
             stream_frames: s.stream_frames.load(Ordering::Relaxed),
             stream_reports: s.stream_reports.load(Ordering::Relaxed),

@@ -28,9 +28,16 @@ pub enum ImageCompression {
     Lz4,
     /// QUIC for every picture at least 3×3 (LZ_RGB for smaller ones; BITMAP when not smaller)
     Quic,
-    /// QUIC for photographic pictures, LZ_RGB for the others (spice-server's `auto_lz`;
-    /// `codec::CompressionPolicy::Auto`)
+    /// spice-server's `auto_glz` (QEMU's default): QUIC for photographic pictures, LZ_PLT for
+    /// few-colour ones the client decodes, GLZ_RGB for the others when the client announced a
+    /// GLZ window in DISPLAY_INIT (spice-gtk does; spice-html5 announces 0), else LZ_RGB
     Auto,
+    /// spice-server's `auto_lz`: like [`ImageCompression::Auto`] with LZ_RGB instead of GLZ_RGB
+    /// (`codec::CompressionPolicy::Auto`)
+    AutoLz,
+    /// spice-server's `glz`: GLZ_RGB when the client has a GLZ window (LZ_PLT for few-colour
+    /// pictures), else as [`ImageCompression::Lz`]
+    Glz,
 }
 
 /// When photo-like pictures may go as lossy JPEG (QEMU's `jpeg-wan-compression`, sheet
@@ -229,6 +236,8 @@ pub struct ServerStats {
     pub palette_images: AtomicU64,
     /// images sent as JPEG (lossy)
     pub jpeg_images: AtomicU64,
+    /// images sent as GLZ_RGB
+    pub glz_images: AtomicU64,
     /// video streams started
     pub streams: AtomicU64,
     /// stream frames sent

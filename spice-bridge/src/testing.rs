@@ -518,7 +518,7 @@ pub async fn start_display(d: &mut ScriptedClient) -> std::io::Result<()> {
     let mut init = vec![1u8];
     init.extend_from_slice(&20_971_520i64.to_le_bytes());
     init.push(1);
-    init.extend_from_slice(&3_145_728i32.to_le_bytes());
+    init.extend_from_slice(&SCRIPTED_GLZ_WINDOW.to_le_bytes());
     d.send(101, &init).await
 }
 
@@ -721,7 +721,14 @@ pub struct ClientCanvas {
     pub streams: HashMap<u32, (u32, Rect)>,
     /// STREAM_CREATE, STREAM_DATA and STREAM_DESTROY messages seen
     pub stream_messages: [usize; 3],
+    /// The GLZ window; made on the first GLZ image with [`SCRIPTED_GLZ_WINDOW`] pixels (what
+    /// [`start_display`] announces) unless the test set one.
+    pub glz: Option<crate::codec::glz::GlzDecoderWindow>,
 }
+
+/// The GLZ window (pixels) our scripted display clients announce in DISPLAY_INIT, as spice-gtk
+/// does with its smallest window.
+pub const SCRIPTED_GLZ_WINDOW: i32 = 3_145_728;
 
 fn regions(bbox: &Rect, clip: &[Rect], w: u32, h: u32) -> Vec<Rect> {
     let b = bbox.intersect(&Rect::new(0, 0, w as i32, h as i32));
@@ -855,6 +862,7 @@ impl ClientCanvas {
             ImageBody::Lz4(_) => 109,
             ImageBody::Quic(_) => 1,
             ImageBody::Jpeg(_) => 105,
+            ImageBody::Glz(_) => 102,
             ImageBody::FromCache => 103,
             ImageBody::Surface(_) => 104,
         };
@@ -907,6 +915,14 @@ impl ClientCanvas {
                 let dec = crate::codec::quic::decode(data, i.width, i.height, 1 << 28)
                     .expect("quic decode");
                 let px = dec.pixels.iter().map(|p| p & 0xffffff).collect();
+                (i.width, i.height, px)
+            }
+            ImageBody::Glz(data) => {
+                let win = self.glz.get_or_insert_with(|| {
+                    crate::codec::glz::GlzDecoderWindow::new(SCRIPTED_GLZ_WINDOW as u64)
+                });
+                let (hdr, px) = win.decode(data, 1 << 28).expect("glz decode");
+                assert_eq!((hdr.width, hdr.height), (i.width, i.height), "glz size");
                 (i.width, i.height, px)
             }
             ImageBody::Jpeg(data) => {

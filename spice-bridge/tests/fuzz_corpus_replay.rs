@@ -85,6 +85,16 @@ fn lz_roundtrip_corpus_replays() {
 }
 
 #[test]
+fn glz_decode_corpus_replays() {
+    replay("glz_decode", 8, 1, spice_bridge::fuzzing::glz_decode);
+}
+
+#[test]
+fn glz_roundtrip_corpus_replays() {
+    replay("glz_roundtrip", 6, 1, spice_bridge::fuzzing::glz_roundtrip);
+}
+
+#[test]
 fn quic_decode_corpus_replays() {
     replay("quic_decode", 21, 1, spice_bridge::fuzzing::quic_decode);
 }

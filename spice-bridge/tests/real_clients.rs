@@ -462,6 +462,140 @@ async fn spicy_screenshot_decodes_lz_plt_pixel_for_pixel() {
     }
 }
 
+/// A UI-like picture with more than 256 colours and sharp edges (so neither LZ_PLT nor QUIC
+/// takes it): 16 x 8 tiles of pseudo-random colours, a few dark "text" pixels in each.
+fn tiles_picture(w: u32, h: u32, seed: u32) -> Vec<u32> {
+    let colour = |tx: u32, ty: u32| {
+        let v = (tx.wrapping_mul(73_856_093) ^ ty.wrapping_mul(19_349_663) ^ seed)
+            .wrapping_mul(2_654_435_761);
+        v >> 8
+    };
+    (0..h)
+        .flat_map(|y| {
+            (0..w).map(move |x| {
+                if (x * 7 + y * 3) % 23 == 0 {
+                    0x0010_1010
+                } else {
+                    colour(x / 16, y / 8)
+                }
+            })
+        })
+        .collect()
+}
+
+/// GLZ_RGB (image type 102): spice-gtk 0.42 decodes our GLZ pictures pixel for pixel,
+/// including pictures that copy from earlier ones in its GLZ window. Picture A goes to an
+/// off-screen surface (GLZ id 0), A with a changed block to the same surface (id 1, mostly
+/// references into id 0), then B = A scrolled by 37 rows with new rows at the bottom to the
+/// whole primary surface (id 2, references into ids 0 and 1); spicy-screenshot saves the
+/// primary after that first draw on it, and it must equal B. With `Auto` (auto_glz) and `Glz`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs spice-client-gtk; run by tests/e2e/spice-clients.sh"]
+async fn spicy_screenshot_decodes_glz_pixel_for_pixel() {
+    use spice_bridge::codec::glz::{encode_glz_into, GlzDictionary};
+    use spice_bridge::codec::{encode, ImageCodec, SourceFormat, SourceImage};
+    let (w, h) = (640u32, 400u32);
+    let a = tiles_picture(w, h, 1);
+    let mut a2 = a.clone();
+    for y in 100..160 {
+        for x in 200..400 {
+            a2[(y * w + x) as usize] = 0x00ff_0000 | (x * 3 + y);
+        }
+    }
+    let fresh = tiles_picture(w, 37, 9);
+    let mut b: Vec<u32> = a[(37 * w) as usize..].to_vec();
+    b.extend_from_slice(&fresh);
+    // What the server sends, computed aside with the same encoder and spice-gtk's smallest window.
+    let bytes = |px: &[u32]| -> Vec<u8> { px.iter().flat_map(|p| p.to_le_bytes()).collect() };
+    let glz_sizes = |pics: &[&Vec<u32>]| -> Vec<usize> {
+        let mut d = GlzDictionary::new(3_145_728);
+        pics.iter()
+            .map(|p| {
+                let data = bytes(p);
+                let src = SourceImage {
+                    data: &data,
+                    width: w,
+                    height: h,
+                    stride: w as usize * 4,
+                    format: SourceFormat::Xrgb32,
+                };
+                let mut body = Vec::new();
+                encode_glz_into(&mut d, &src, &mut body).unwrap();
+                body.len()
+            })
+            .collect()
+    };
+    let seq = glz_sizes(&[&a, &a2, &b]);
+    let b_alone = glz_sizes(&[&b])[0];
+    let lz = |px: &[u32]| {
+        let data = bytes(px);
+        let src = SourceImage {
+            data: &data,
+            width: w,
+            height: h,
+            stride: w as usize * 4,
+            format: SourceFormat::Xrgb32,
+        };
+        encode(ImageCodec::LzRgb, &src).unwrap().body.len()
+    };
+    eprintln!(
+        "{w}x{h} GLZ bodies: A {} , A' {}, B {} (B alone {b_alone}); LZ_RGB A {}, A' {}, B {}",
+        seq[0],
+        seq[1],
+        seq[2],
+        lz(&a),
+        lz(&a2),
+        lz(&b)
+    );
+    assert!(
+        seq[1] * 10 < seq[0] && seq[2] * 5 < b_alone,
+        "references pay off: {seq:?}"
+    );
+
+    let dir = tmpdir("glz");
+    for comp in [ImageCompression::Auto, ImageCompression::Glz] {
+        let model = DisplayModel::new();
+        let hd = serve(model.clone(), None, comp, Arc::default()).await;
+        let out = dir.join(format!("glz-{comp:?}.ppm"));
+        let mut c = spicy_screenshot(&hd, &out, None);
+        wait_for("display channel", Duration::from_secs(20), || {
+            hd.has_display()
+        })
+        .await;
+        hd.display_round_trip().await.expect("client answers pings");
+        let img = |px: &Vec<u32>| spice_bridge::model::Image::new(0, w, h, px.clone()).unwrap();
+        let full = Rect::new(0, 0, w as i32, h as i32);
+        model
+            .create_surface(0, w, h, SurfaceFormat::Xrgb32)
+            .unwrap();
+        model
+            .create_surface(1, w, h, SurfaceFormat::Xrgb32)
+            .unwrap();
+        model.draw_copy(1, full, &img(&a), &[]).unwrap();
+        model.draw_copy(1, full, &img(&a2), &[]).unwrap();
+        model.draw_copy(0, full, &img(&b), &[]).unwrap();
+        model.mark();
+        let st = wait_child(&mut c, Duration::from_secs(30)).await;
+        assert!(
+            st.is_some_and(|s| s.success()),
+            "{comp:?}: spicy-screenshot failed: {st:?}: {}",
+            std::fs::read_to_string(out.with_extension("stderr")).unwrap_or_default()
+        );
+        assert_same(
+            &read_ppm(&out),
+            &(w, h, b.clone()),
+            &format!("glz {comp:?}"),
+        );
+        let stats = hd.stats();
+        assert_eq!(stats.glz_images, 3, "{comp:?}: A, A' and B went as GLZ");
+        eprintln!(
+            "glz ({comp:?}): {w}x{h} identical; {} GLZ of {} images, {} display bytes",
+            stats.glz_images, stats.images_sent, stats.display_bytes
+        );
+        hd.shutdown().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs spice-client-gtk; run by tests/e2e/spice-clients.sh"]
 async fn wrong_password_fails_and_right_password_works() {
@@ -917,13 +1051,22 @@ fn fb_region(x: &Xvfb, ox: u32, oy: u32, w: u32, h: u32) -> Option<Vec<u32>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs virt-viewer, xvfb, xdotool; run by tests/e2e/spice-clients.sh"]
 async fn stopped_remote_viewer_never_blocks_the_model_and_catches_up() {
-    let dir = tmpdir("stop");
+    // With glz, every picture after the first goes as GLZ referencing earlier ones, and the
+    // refresh after the overflow must still decode (its references reach only images the
+    // client holds).
+    for comp in [ImageCompression::Lz, ImageCompression::Glz] {
+        stopped_remote_viewer_catches_up(comp).await;
+    }
+}
+
+async fn stopped_remote_viewer_catches_up(comp: ImageCompression) {
+    let dir = tmpdir(&format!("stop-{comp:?}"));
     let (w, hgt) = (640u32, 480u32);
     let x = start_xvfb(&dir, 1024, 768).await;
     // a 4 MiB queue: a stopped client overflows it after a few frames
     let model = DisplayModel::with_queue_limit(4 << 20);
     show_coord_picture(&model, w, hgt);
-    let h = serve(model.clone(), None, ImageCompression::Lz, Arc::default()).await;
+    let h = serve(model.clone(), None, comp, Arc::default()).await;
     let mut rv = remote_viewer(&x, "e2e-stop", &h);
     xdotool(&x, &["mousemove", "1000", "700"]);
     let (ox, oy) = coord_picture_origin(&h, &x, w, hgt).await;
@@ -966,7 +1109,14 @@ async fn stopped_remote_viewer_never_blocks_the_model_and_catches_up() {
         fb_region(&x, ox, oy, w, hgt).is_some_and(|r| r == want)
     })
     .await;
-    eprintln!("stopped client caught up after {overflows} queue overflow(s)");
+    let glz = h.stats().glz_images;
+    eprintln!(
+        "{comp:?}: stopped client caught up after {overflows} queue overflow(s); {glz} GLZ of {} images",
+        h.stats().images_sent
+    );
+    if comp == ImageCompression::Glz {
+        assert!(glz >= 2, "{comp:?}: {glz} GLZ images");
+    }
     let _ = rv.kill();
     let _ = rv.wait();
     h.shutdown().await;

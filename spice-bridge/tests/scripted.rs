@@ -253,6 +253,7 @@ async fn display_snapshot_and_live_draws_match_the_model_pixel_for_pixel() {
         ImageCompression::Off,
         ImageCompression::Lz,
         ImageCompression::Lz4,
+        ImageCompression::Glz,
     ] {
         let model = DisplayModel::new();
         scene_gradient(&model);
@@ -300,13 +301,77 @@ async fn display_snapshot_and_live_draws_match_the_model_pixel_for_pixel() {
             ImageCompression::Off => 0,
             ImageCompression::Lz => 101,
             ImageCompression::Lz4 => 109,
-            ImageCompression::Quic | ImageCompression::Auto => 1,
+            ImageCompression::Quic | ImageCompression::Auto | ImageCompression::AutoLz => 1,
+            ImageCompression::Glz => 102,
         };
         assert!(
             canvas.image_types.get(&want).copied().unwrap_or(0) > 0,
             "{comp:?}: {:?}",
             canvas.image_types
         );
+        h.shutdown().await;
+    }
+}
+
+/// GLZ goes only to a client that announced a GLZ window: with auto_glz, a client whose
+/// DISPLAY_INIT carries window 0 (as spice-html5's does) gets LZ_RGB and never GLZ_RGB, while
+/// one with spice-gtk's window gets GLZ_RGB; both see the model's pixels.
+#[tokio::test]
+async fn glz_only_to_clients_with_a_glz_window() {
+    // A many-colour, sharp-edged picture: neither LZ_PLT nor QUIC.
+    let px: Vec<u32> = (0..200 * 100u32)
+        .map(|i| ((i % 200) / 10 * 7919 + (i / 200) / 5 * 104_729) & 0xff_ffff)
+        .collect();
+    let img = spice_bridge::model::Image::new(0, 200, 100, px).unwrap();
+    for window in [0i32, 3_145_728] {
+        let model = DisplayModel::new();
+        model
+            .create_surface(0, 200, 100, SurfaceFormat::Xrgb32)
+            .unwrap();
+        model
+            .draw_copy(0, Rect::new(0, 0, 200, 100), &img, &[])
+            .unwrap();
+        let (h, _) = start(model.clone(), None, ImageCompression::Auto).await;
+        let (_m, sid) = main_session(&h, "").await;
+        let mut d = ScriptedClient::connect(h.local_addr(), 2, sid, "").await;
+        let (t, _) = d.recv().await.unwrap();
+        assert_eq!(t, 3, "SET_ACK first");
+        d.send(1, &1u32.to_le_bytes()).await.unwrap();
+        // spice-html5's DISPLAY_INIT is (1, 10 Mi, 0, 0)
+        let mut init = vec![1u8];
+        init.extend_from_slice(&10_485_760i64.to_le_bytes());
+        init.push(u8::from(window != 0));
+        init.extend_from_slice(&window.to_le_bytes());
+        d.send(101, &init).await.unwrap();
+        let mut canvas = ClientCanvas::default();
+        let mut n = 0;
+        // the snapshot, then the same picture drawn again live
+        read_to_mark(&mut d, &mut canvas, &mut n).await;
+        model
+            .draw_copy(0, Rect::new(0, 0, 200, 100), &img, &[])
+            .unwrap();
+        model.mark();
+        read_to_mark(&mut d, &mut canvas, &mut n).await;
+        assert_eq!(canvas.surface(0), model_surface_rgb(&model, 0));
+        let glz = canvas.image_types.get(&102).copied().unwrap_or(0);
+        let lz = canvas.image_types.get(&101).copied().unwrap_or(0);
+        if window == 0 {
+            assert_eq!(
+                (glz, h.stats().glz_images),
+                (0, 0),
+                "{:?}",
+                canvas.image_types
+            );
+            assert!(lz >= 2, "{:?}", canvas.image_types);
+        } else {
+            assert_eq!(
+                (glz, h.stats().glz_images),
+                (2, 2),
+                "{:?}",
+                canvas.image_types
+            );
+            assert_eq!(lz, 0, "{:?}", canvas.image_types);
+        }
         h.shutdown().await;
     }
 }

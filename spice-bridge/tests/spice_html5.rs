@@ -102,11 +102,14 @@ impl InputSink for Rec {
     }
 }
 
+/// A server with QEMU's default image compression, auto_glz: spice-html5 announces a GLZ
+/// window of 0 in DISPLAY_INIT, so it must get QUIC and LZ, never GLZ (which it cannot decode).
 async fn serve(model: DisplayModel, ticket: TicketPolicy, rec: Arc<Rec>) -> ServerHandle {
     let config = ServerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         ticket,
         name: Some("html5".into()),
+        compression: spice_bridge::server::ImageCompression::Auto,
         ..Default::default()
     };
     Server::start(config, model, rec, Arc::new(NullAgent))
@@ -161,6 +164,8 @@ async fn spice_html5_shows_the_scene_and_sends_input() {
         s.websocket_connections >= 4,
         "main, display, inputs, cursor: {s:?}"
     );
+    assert!(s.images_sent > 0, "{s:?}");
+    assert_eq!(s.glz_images, 0, "spice-html5 has no GLZ window: {s:?}");
     assert_eq!(s.websocket_refused, 0);
     // input: KeyA (set-1 scancode 0x1e) down and up, then a left click at (cx, cy)
     let t = Instant::now();

@@ -19,6 +19,7 @@ use super::video::{self, Ended, ReportVerdict, Verdict, VideoStreams};
 use super::{
     ack_window, handle_base, read_msg, BaseAction, ChannelError, MsgWriter, Out, OUTBOX_LEN,
 };
+use crate::codec::glz::GlzDictionary;
 use crate::codec::ClientImageCaps;
 use crate::model::{DisplayOp, Image as ModelImage, Monitor, RopKind, Taken};
 use crate::session::{ConnCtx, ImageCompression};
@@ -141,6 +142,9 @@ pub(crate) struct DisplayEncoder {
     /// Images encoded as LZ_PLT and as JPEG since the last [`DisplayEncoder::take_counts`].
     palette_images: u64,
     jpeg_images: u64,
+    glz_images: u64,
+    /// The client's GLZ window as we know it (window 0, so no GLZ, until DISPLAY_INIT).
+    glz: GlzDictionary,
 }
 
 /// Encoded messages for one operation.
@@ -151,6 +155,7 @@ type Msgs = Vec<(u16, Vec<u8>)>;
 pub(crate) struct EncodedCounts {
     pub palette_images: u64,
     pub jpeg_images: u64,
+    pub glz_images: u64,
     pub streams: u64,
     pub stream_frames: u64,
     pub stream_reports: u64,
@@ -193,6 +198,8 @@ impl DisplayEncoder {
             stream_reports_seen: 0,
             palette_images: 0,
             jpeg_images: 0,
+            glz_images: 0,
+            glz: GlzDictionary::new(0),
         }
     }
 
@@ -205,6 +212,7 @@ impl DisplayEncoder {
         EncodedCounts {
             palette_images: std::mem::take(&mut self.palette_images),
             jpeg_images: std::mem::take(&mut self.jpeg_images),
+            glz_images: std::mem::take(&mut self.glz_images),
             streams: std::mem::take(&mut self.streams),
             stream_frames: std::mem::take(&mut self.stream_frames),
             stream_reports: std::mem::take(&mut self.stream_reports_seen),
@@ -382,6 +390,12 @@ impl DisplayEncoder {
         }
     }
 
+    /// The GLZ window the client announced in DISPLAY_INIT (`glz_dictionary_window_size`,
+    /// pixels); 0 or negative (spice-html5) means the client gets no GLZ.
+    pub(crate) fn set_glz_window(&mut self, pixels: i32) {
+        self.glz = GlzDictionary::new(i64::from(pixels));
+    }
+
     pub(crate) fn set_compression(&mut self, c: ImageCompression) {
         self.compression = c;
     }
@@ -429,12 +443,18 @@ impl DisplayEncoder {
             });
         }
         let data = bgrx_bytes(img.pixels());
-        if let Some(body) =
-            crate::channel::display::compress(self.compression, self.jpeg, self.caps, img, &data)
-        {
+        if let Some(body) = crate::channel::display::compress(
+            self.compression,
+            self.jpeg,
+            self.caps,
+            &mut self.glz,
+            img,
+            &data,
+        ) {
             match body {
                 ImageBody::LzPlt(_) => self.palette_images += 1,
                 ImageBody::Jpeg(_) => self.jpeg_images += 1,
+                ImageBody::Glz(_) => self.glz_images += 1,
                 _ => {}
             }
             return body;
@@ -707,10 +727,16 @@ impl DisplayEncoder {
 
 /// Compressed body for `img` (its pixels as B,G,R,X in `bgrx`), or `None` to send a plain
 /// BITMAP (compression off, a tiny image, or compression not smaller).
+///
+/// In the GLZ modes (`Auto` = auto_glz, `Glz`), where LZ_RGB would be chosen and the client has
+/// a GLZ window (`glz`), the picture goes as GLZ_RGB and is recorded in `glz`: a GLZ body, once
+/// made, must be sent (the client waits for every image id). A picture larger than the window
+/// goes as LZ_RGB, as spice-server does.
 pub(crate) fn compress(
     mode: ImageCompression,
     jpeg: bool,
     caps: ClientImageCaps,
+    glz: &mut GlzDictionary,
     img: &ModelImage,
     bgrx: &[u8],
 ) -> Option<ImageBody> {
@@ -718,12 +744,14 @@ pub(crate) fn compress(
         choose_codec, encode, encode_palette_lz, with_jpeg, CompressionPolicy, ImageCodec,
         SourceFormat, SourceImage, MIN_SIZE_TO_COMPRESS,
     };
-    let policy = match mode {
+    let (policy, glz_mode) = match mode {
         ImageCompression::Off => return None,
-        ImageCompression::Lz => CompressionPolicy::Lz,
-        ImageCompression::Lz4 => CompressionPolicy::Lz4,
-        ImageCompression::Quic => CompressionPolicy::Quic,
-        ImageCompression::Auto => CompressionPolicy::Auto,
+        ImageCompression::Lz => (CompressionPolicy::Lz, false),
+        ImageCompression::Lz4 => (CompressionPolicy::Lz4, false),
+        ImageCompression::Quic => (CompressionPolicy::Quic, false),
+        ImageCompression::Auto => (CompressionPolicy::Auto, true),
+        ImageCompression::AutoLz => (CompressionPolicy::Auto, false),
+        ImageCompression::Glz => (CompressionPolicy::Lz, true),
     };
     if (bgrx.len() as u64) < MIN_SIZE_TO_COMPRESS {
         return None;
@@ -745,7 +773,16 @@ pub(crate) fn compress(
             data: p.lz,
         }));
     }
-    let e = encode(with_jpeg(choose_codec(policy, caps, &src), jpeg), &src).ok()?;
+    let codec = with_jpeg(choose_codec(policy, caps, &src), jpeg);
+    if glz_mode && codec == ImageCodec::LzRgb && glz.window_pixels() > 0 {
+        let mut body = Vec::new();
+        if crate::codec::glz::encode_glz_into(glz, &src, &mut body).is_ok() {
+            // Sent whatever happens now: the id is taken. The body always holds data_size and
+            // the 33-byte header, so the slice never falls back to empty.
+            return Some(ImageBody::Glz(body.get(4..).unwrap_or_default().to_vec()));
+        }
+    }
+    let e = encode(codec, &src).ok()?;
     let data = e.body.get(4..)?.to_vec();
     match e.codec {
         ImageCodec::LzRgb => Some(ImageBody::LzRgb(data)),
@@ -763,6 +800,7 @@ fn count(stats: &crate::server::ServerStats, c: EncodedCounts) {
     stats
         .jpeg_images
         .fetch_add(c.jpeg_images, Ordering::Relaxed);
+    stats.glz_images.fetch_add(c.glz_images, Ordering::Relaxed);
     stats.streams.fetch_add(c.streams, Ordering::Relaxed);
     stats
         .stream_frames
@@ -870,16 +908,19 @@ pub(crate) async fn run(ctx: ConnCtx, mut rd: Reader, wr: Writer) -> Result<(), 
                         pending.push_back(DisplayOp::Ping(id));
                     }
                     // SpiceImageCompression: 1 off, 2 auto_glz, 3 auto_lz, 4 quic, 5 glz,
-                    // 6 lz, 7 lz4 (GLZ is not implemented: auto_glz acts as auto_lz, glz as lz).
+                    // 6 lz, 7 lz4.
                     Some(Out::Compression(c)) => enc.set_compression(match c {
                         1 => ImageCompression::Off,
-                        2 | 3 => ImageCompression::Auto,
+                        2 => ImageCompression::Auto,
+                        3 => ImageCompression::AutoLz,
                         4 => ImageCompression::Quic,
+                        5 => ImageCompression::Glz,
                         7 => ImageCompression::Lz4,
                         _ => ImageCompression::Lz,
                     }),
                     Some(Out::DisplayInit(init)) => {
                         enc.set_cache_capacity(init.pixmap_cache_size.max(0) as u64);
+                        enc.set_glz_window(init.glz_dictionary_window_size);
                         w.send_msg(&InvalAllPalettes {}).await?;
                         active = true;
                         match feed2.take() {

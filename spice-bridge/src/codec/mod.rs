@@ -1,4 +1,6 @@
-//! Image encoders for the display channel: plain BITMAP, LZ_RGB, LZ4 and QUIC.
+//! Image encoders for the display channel: plain BITMAP, LZ_RGB, LZ4 and QUIC, plus GLZ_RGB
+//! ([`glz`]), which is stateful (it references earlier images the client keeps) and so has
+//! its own entry point, [`glz::encode_glz_into`], rather than an [`ImageCodec`].
 //!
 //! The display channel hands [`encode`] a picture ([`SourceImage`]) and the codec it wants (usually
 //! from [`choose_codec`]); it gets back an [`EncodedImage`]: the `SpiceImageDescriptor` type byte
@@ -64,6 +66,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod glz;
 pub mod jpeg;
 pub mod lz;
 pub mod lz4;
@@ -86,6 +89,8 @@ pub mod image_type {
     pub const QUIC: u8 = 1;
     /// JPEG image, lossy (`SPICE_IMAGE_TYPE_JPEG`).
     pub const JPEG: u8 = 105;
+    /// GLZ-compressed RGB image (`SPICE_IMAGE_TYPE_GLZ_RGB`, see [`super::glz`]).
+    pub const GLZ_RGB: u8 = 102;
 }
 
 /// Bitmap formats (`SpiceBitmapFmt`, sheet §4.5) used by BITMAP and LZ4 payloads.
@@ -536,7 +541,8 @@ pub fn encode_palette_lz(
 /// * `Off` → BITMAP; `Lz` → LZ; `Lz4` → LZ4 if the client announced it, else LZ;
 /// * `Quic` → QUIC if the picture is QUIC-able (≥ 3×3 pixels, not RGB16), else LZ;
 /// * `Auto` → QUIC if the picture is QUIC-able and [`is_highly_gradual`] (photographic), else
-///   LZ (spice-server's `auto_lz`; `auto_glz` would use GLZ where we use LZ).
+///   LZ (spice-server's `auto_lz`; in `auto_glz` the display channel sends GLZ where this
+///   returns LZ, when the client has a GLZ window: see [`glz`]).
 ///
 /// spice-html5 decodes BITMAP only in the 32BIT/RGBA formats and LZ only as RGB32/RGBA, and has
 /// no LZ4: feed it [`SourceFormat::Xrgb32`]/[`SourceFormat::Argb32`] pictures (the primary

@@ -118,6 +118,8 @@ pub mod image_type {
     pub const QUIC: u8 = 1;
     /// JPEG
     pub const JPEG: u8 = 105;
+    /// GLZ_RGB
+    pub const GLZ_RGB: u8 = 102;
 }
 
 /// Image flags.
@@ -348,6 +350,9 @@ pub enum ImageBody {
     Quic(Vec<u8>),
     /// JPEG: data_size + JFIF data (lossy)
     Jpeg(Vec<u8>),
+    /// GLZ_RGB: data_size + GLZ stream (references earlier images in the client's GLZ window,
+    /// `codec::glz`)
+    Glz(Vec<u8>),
     /// FROM_CACHE: nothing
     FromCache,
     /// SURFACE: surface id
@@ -378,6 +383,7 @@ impl Image {
             ImageBody::Lz4(_) => image_type::LZ4,
             ImageBody::Quic(_) => image_type::QUIC,
             ImageBody::Jpeg(_) => image_type::JPEG,
+            ImageBody::Glz(_) => image_type::GLZ_RGB,
             ImageBody::FromCache => image_type::FROM_CACHE,
             ImageBody::Surface(_) => image_type::SURFACE,
         }
@@ -409,7 +415,11 @@ impl Image {
                 out.extend_from_slice(&l.data);
                 l.palette.encode_inline(out, patch, msg_base);
             }
-            ImageBody::LzRgb(d) | ImageBody::Lz4(d) | ImageBody::Quic(d) | ImageBody::Jpeg(d) => {
+            ImageBody::LzRgb(d)
+            | ImageBody::Lz4(d)
+            | ImageBody::Quic(d)
+            | ImageBody::Jpeg(d)
+            | ImageBody::Glz(d) => {
                 (d.len() as u32).encode(out);
                 out.extend_from_slice(d);
             }
@@ -457,7 +467,11 @@ impl Image {
                     data,
                 })
             }
-            image_type::LZ_RGB | image_type::LZ4 | image_type::QUIC | image_type::JPEG => {
+            image_type::LZ_RGB
+            | image_type::LZ4
+            | image_type::QUIC
+            | image_type::JPEG
+            | image_type::GLZ_RGB => {
                 let n = r.u32()? as usize;
                 if n > IMAGE_DATA_MAX {
                     return Err(WireError::TooLarge {
@@ -473,6 +487,8 @@ impl Image {
                     ImageBody::Jpeg(d)
                 } else if t == image_type::QUIC {
                     ImageBody::Quic(d)
+                } else if t == image_type::GLZ_RGB {
+                    ImageBody::Glz(d)
                 } else {
                     ImageBody::LzRgb(d)
                 }
@@ -1079,6 +1095,16 @@ mod tests {
                     width: 2,
                     height: 1,
                     body: ImageBody::LzRgb(vec![1, 2, 3]),
+                },
+                vec![],
+            ),
+            (
+                Image {
+                    id: 10,
+                    flags: 0,
+                    width: 2,
+                    height: 1,
+                    body: ImageBody::Glz(vec![4, 5, 6, 7]),
                 },
                 vec![],
             ),

@@ -132,11 +132,11 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = ConnectionLimits::DEFAULT_MAX_LINKED as u64,
           value_parser = clap::value_parser!(u64).range(4..=4096))]
     max_linked_channels: u64,
-    /// Image compression, as QEMU's -spice image-compression names it: off, auto_glz,
-    /// auto_lz (QUIC for photo-like pictures, LZ for the others), quic, lz, lz4 (LZ for a
-    /// client without LZ4). With auto_*, lz and lz4, pictures of at most 256 colours go as
-    /// LZ_PLT to clients that decode it (spice-gtk). GLZ is not implemented yet, so auto_glz
-    /// behaves as auto_lz and glz is refused. Default auto_glz, as QEMU's.
+    /// Image compression, as QEMU's -spice image-compression names it: off, auto_glz
+    /// (QUIC for photo-like pictures, GLZ for the others to a client with a GLZ window, LZ
+    /// otherwise), auto_lz (QUIC or LZ), quic, glz (GLZ, else LZ), lz, lz4 (LZ for a client
+    /// without LZ4). With auto_*, glz, lz and lz4, pictures of at most 256 colours go as
+    /// LZ_PLT to clients that decode it (spice-gtk). Default auto_glz, as QEMU's.
     #[arg(long, value_name = "MODE", default_value = "auto_glz", value_parser = image_compression)]
     image_compression: ImageCompression,
     /// Lossy JPEG (quality 85) instead of QUIC for photo-like pictures, as QEMU's -spice
@@ -215,15 +215,12 @@ fn jpeg_wan(v: &str) -> Result<JpegWan, String> {
 fn image_compression(v: &str) -> Result<ImageCompression, String> {
     Ok(match v {
         "off" => ImageCompression::Off,
-        "auto_glz" | "auto_lz" => ImageCompression::Auto,
+        "auto_glz" => ImageCompression::Auto,
+        "auto_lz" => ImageCompression::AutoLz,
         "quic" => ImageCompression::Quic,
         "lz" => ImageCompression::Lz,
         "lz4" => ImageCompression::Lz4,
-        "glz" => {
-            return Err(
-                "glz is not implemented yet; use auto_glz, auto_lz, quic, lz, lz4 or off".into(),
-            )
-        }
+        "glz" => ImageCompression::Glz,
         _ => {
             return Err(format!(
                 "'{v}' is not one of off, auto_glz, auto_lz, quic, glz, lz, lz4"
@@ -516,7 +513,8 @@ mod tests {
         for (name, want) in [
             ("off", ImageCompression::Off),
             ("auto_glz", ImageCompression::Auto),
-            ("auto_lz", ImageCompression::Auto),
+            ("auto_lz", ImageCompression::AutoLz),
+            ("glz", ImageCompression::Glz),
             ("quic", ImageCompression::Quic),
             ("lz", ImageCompression::Lz),
             ("lz4", ImageCompression::Lz4),
@@ -544,7 +542,7 @@ mod tests {
             "--jpeg-wan-compression=on"
         ])
         .is_err());
-        for bad in ["glz", "jpeg", ""] {
+        for bad in ["zlib_glz", "jpeg", ""] {
             let mut a = base.to_vec();
             a.push(bad);
             assert!(p(&a).is_err(), "{bad:?} accepted");
