@@ -275,6 +275,9 @@ pub(crate) struct Session {
     /// Bumped when a new agent connects (the client's window restarts at 10); tokens of an
     /// older epoch are not returned.
     pub agent_epoch: AtomicU64,
+    /// The id of the session's next GLZ image: the client keeps one GLZ window a session, so a
+    /// display channel that reconnects goes on from here.
+    pub glz_next_id: Arc<AtomicU64>,
     /// The main channel's network test found a link under 10 Mbit/s (false until it ends).
     pub low_bandwidth: AtomicBool,
 }
@@ -295,6 +298,7 @@ impl Session {
             client_agent_tokens: AtomicU32::new(agent_window),
             agent_owed: Mutex::new((0, 0)),
             agent_epoch: AtomicU64::new(0),
+            glz_next_id: Arc::default(),
             low_bandwidth: AtomicBool::new(false),
         }
     }

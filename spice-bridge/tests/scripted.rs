@@ -1237,3 +1237,45 @@ async fn a_lagging_client_is_not_sent_frames_newer_ones_paint_over() {
     );
     h.shutdown().await;
 }
+
+/// spice-gtk keeps one GLZ window a session (cleared only when the session connects): a display
+/// channel that reconnects within the session must go on with the session's GLZ ids, or the
+/// client's window would take the new pictures for old ones. The client here keeps its window
+/// (the canvas) across the two display connections, as spice-gtk does.
+#[tokio::test]
+async fn a_display_channel_that_reconnects_goes_on_with_the_sessions_glz_ids() {
+    let px: Vec<u32> = (0..200 * 100u32)
+        .map(|i| ((i % 200) / 10 * 7919 + (i / 200) / 5 * 104_729) & 0xff_ffff)
+        .collect();
+    let img = Image::new(0, 200, 100, px).unwrap();
+    let model = DisplayModel::new();
+    model
+        .create_surface(0, 200, 100, SurfaceFormat::Xrgb32)
+        .unwrap();
+    model
+        .draw_copy(0, Rect::new(0, 0, 200, 100), &img, &[])
+        .unwrap();
+    let (h, _) = start(model.clone(), None, ImageCompression::Auto).await;
+    let (_m, sid) = main_session(&h, "").await;
+    let mut canvas = ClientCanvas::default();
+    for round in 0..2 {
+        let mut d = display_client(&h, sid).await;
+        let mut n = 0;
+        read_to_mark(&mut d, &mut canvas, &mut n).await;
+        assert_eq!(
+            canvas.surface(0),
+            model_surface_rgb(&model, 0),
+            "round {round}"
+        );
+        d.close().await;
+        wait_for(|| h.stats().linked == 1).await;
+    }
+    let held: Vec<u64> = canvas.glz.as_ref().unwrap().held_ids().collect();
+    assert_eq!(h.stats().glz_images, 2);
+    assert_eq!(
+        held.last(),
+        Some(&1),
+        "the second connection's picture is GLZ id 1"
+    );
+    h.shutdown().await;
+}

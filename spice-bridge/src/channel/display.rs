@@ -145,6 +145,8 @@ pub(crate) struct DisplayEncoder {
     glz_images: u64,
     /// The client's GLZ window as we know it (window 0, so no GLZ, until DISPLAY_INIT).
     glz: GlzDictionary,
+    /// The session's next GLZ id (shared with a display channel that replaces this one).
+    pub(crate) glz_ids: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Encoded messages for one operation.
@@ -200,6 +202,7 @@ impl DisplayEncoder {
             jpeg_images: 0,
             glz_images: 0,
             glz: GlzDictionary::new(0),
+            glz_ids: std::sync::Arc::default(),
         }
     }
 
@@ -393,7 +396,8 @@ impl DisplayEncoder {
     /// The GLZ window the client announced in DISPLAY_INIT (`glz_dictionary_window_size`,
     /// pixels); 0 or negative (spice-html5) means the client gets no GLZ.
     pub(crate) fn set_glz_window(&mut self, pixels: i32) {
-        self.glz = GlzDictionary::new(i64::from(pixels));
+        self.glz =
+            GlzDictionary::new(i64::from(pixels)).starting_at(self.glz_ids.load(Ordering::Relaxed));
     }
 
     pub(crate) fn set_compression(&mut self, c: ImageCompression) {
@@ -454,7 +458,10 @@ impl DisplayEncoder {
             match body {
                 ImageBody::LzPlt(_) => self.palette_images += 1,
                 ImageBody::Jpeg(_) => self.jpeg_images += 1,
-                ImageBody::Glz(_) => self.glz_images += 1,
+                ImageBody::Glz(_) => {
+                    self.glz_images += 1;
+                    self.glz_ids.store(self.glz.next_id(), Ordering::Relaxed);
+                }
                 _ => {}
             }
             return body;
@@ -862,6 +869,7 @@ pub(crate) async fn run(ctx: ConnCtx, mut rd: Reader, wr: Writer) -> Result<(), 
         ctx.linked.channel_caps.has(cap::MONITORS_CONFIG),
     );
     enc.stream_reports = ctx.linked.channel_caps.has(cap::STREAM_REPORT);
+    enc.glz_ids = ctx.session.glz_next_id.clone();
     let shared = ctx.shared.clone();
     let session = ctx.session.clone();
     let feed2 = feed.clone();

@@ -220,6 +220,16 @@ impl GlzDictionary {
         }
     }
 
+    /// The same, its first image getting id `first_id` instead of 0: a display channel that
+    /// reconnects within a session continues the session's ids, because spice-gtk clears its
+    /// window only when the session (re)connects.
+    pub fn starting_at(mut self, first_id: u64) -> Self {
+        if self.images.is_empty() {
+            self.next_id = first_id;
+        }
+        self
+    }
+
     /// Window size in pixels (0: the client takes no GLZ).
     pub fn window_pixels(&self) -> u64 {
         self.window
