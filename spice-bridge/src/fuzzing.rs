@@ -290,6 +290,17 @@ pub fn glz_decode(data: &[u8]) {
     let (_, mut win) = glz_fuzz_window();
     let r = win.decode(data, 1 << 14);
     check(r, &win);
+    // The same bytes as a ZLIB_GLZ_RGB body's zlib part, its first four bytes the GLZ size it
+    // states: inflating never yields another size, and what it yields decodes as GLZ or fails.
+    if let Some((size, z)) = data.split_first_chunk::<4>() {
+        let size = u32::from_le_bytes(*size) % (1 << 20);
+        if let Ok(glz) = crate::codec::glz::inflate(z, size) {
+            assert_eq!(glz.len(), size as usize);
+            let mut fresh = GlzDecoderWindow::new(1 << 14);
+            let r = fresh.decode(&glz, 1 << 14);
+            check(r, &fresh);
+        }
+    }
 }
 
 /// A GLZ dictionary and a client window that both hold two 32 × 16 pictures (ids 0 and 1),

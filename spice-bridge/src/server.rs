@@ -22,7 +22,7 @@ use crate::model::DisplayModel;
 use crate::session::{ConnCtx, Session, Shared};
 pub use crate::session::{
     ConnectionLimits, ImageCompression, JpegWan, ServerConfig, ServerError, ServerStats,
-    StreamingVideo, TlsListen,
+    StreamingVideo, TlsListen, ZlibGlzWan,
 };
 use crate::tls::TlsConfig;
 use crate::transport::{self, BoxedStream, Transport, TransportError};
@@ -243,6 +243,8 @@ pub struct StatsSnapshot {
     pub stream_frames: u64,
     /// STREAM_REPORTs received about running streams
     pub stream_reports: u64,
+    /// GLZ images sent as ZLIB_GLZ_RGB (counted in `glz_images` too)
+    pub zlib_glz_images: u64,
     /// queued draws not sent because a later one paints over them
     pub draws_superseded: u64,
     /// main-channel network tests that ended
@@ -353,6 +355,7 @@ impl ServerHandle {
             streams: s.streams.load(Ordering::Relaxed),
             stream_frames: s.stream_frames.load(Ordering::Relaxed),
             stream_reports: s.stream_reports.load(Ordering::Relaxed),
+            zlib_glz_images: s.zlib_glz_images.load(Ordering::Relaxed),
             draws_superseded: s.draws_superseded.load(Ordering::Relaxed),
             net_tests: s.net_tests.load(Ordering::Relaxed),
             low_bandwidth_links: s.low_bandwidth_links.load(Ordering::Relaxed),

@@ -55,9 +55,13 @@ pub enum JpegWan {
     Always,
 }
 
+/// When GLZ pictures are deflated with zlib on top (ZLIB_GLZ_RGB; QEMU's
+/// `zlib-glz-wan-compression`): the same three values and the same link test as [`JpegWan`].
+pub type ZlibGlzWan = JpegWan;
+
 impl JpegWan {
-    /// Whether a client whose link is (`low_bandwidth`) or is not slow may be sent JPEG.
-    pub fn allows_jpeg(self, low_bandwidth: bool) -> bool {
+    /// Whether the option is on for a client whose link is (`low_bandwidth`) or is not slow.
+    pub fn enabled(self, low_bandwidth: bool) -> bool {
         match self {
             JpegWan::Always => true,
             JpegWan::Auto => low_bandwidth,
@@ -99,6 +103,8 @@ pub struct ServerConfig {
     pub compression: ImageCompression,
     /// Lossy JPEG for photo-like pictures (QEMU's `jpeg-wan-compression`).
     pub jpeg_wan: JpegWan,
+    /// zlib over GLZ pictures (QEMU's `zlib-glz-wan-compression`).
+    pub zlib_glz_wan: ZlibGlzWan,
     /// Lossy MJPEG streams for areas redrawn at video rate (QEMU's `streaming-video`).
     pub streaming_video: StreamingVideo,
     /// A stream without a new frame for this long ends (and its last frame is resent
@@ -185,6 +191,7 @@ impl Default for ServerConfig {
             client_mouse: true,
             compression: ImageCompression::Lz,
             jpeg_wan: JpegWan::Auto,
+            zlib_glz_wan: ZlibGlzWan::Auto,
             streaming_video: StreamingVideo::Off,
             stream_idle_timeout: crate::server::STREAM_IDLE_TIMEOUT,
             limits: ConnectionLimits::default(),
@@ -244,6 +251,8 @@ pub struct ServerStats {
     pub stream_frames: AtomicU64,
     /// STREAM_REPORTs received about running streams
     pub stream_reports: AtomicU64,
+    /// GLZ images sent deflated with zlib (ZLIB_GLZ_RGB; counted in `glz_images` too)
+    pub zlib_glz_images: AtomicU64,
     /// queued draws not sent because a later draw in a display channel's queue paints over
     /// them (a client that lags gets the newest picture sooner)
     pub draws_superseded: AtomicU64,

@@ -863,6 +863,7 @@ impl ClientCanvas {
             ImageBody::Quic(_) => 1,
             ImageBody::Jpeg(_) => 105,
             ImageBody::Glz(_) => 102,
+            ImageBody::ZlibGlz { .. } => 107,
             ImageBody::FromCache => 103,
             ImageBody::Surface(_) => 104,
         };
@@ -917,7 +918,16 @@ impl ClientCanvas {
                 let px = dec.pixels.iter().map(|p| p & 0xffffff).collect();
                 (i.width, i.height, px)
             }
-            ImageBody::Glz(data) => {
+            ImageBody::Glz(_) | ImageBody::ZlibGlz { .. } => {
+                let inflated;
+                let data = match &i.body {
+                    ImageBody::ZlibGlz { glz_size, data } => {
+                        inflated = crate::codec::glz::inflate(data, *glz_size).expect("zlib");
+                        &inflated
+                    }
+                    ImageBody::Glz(data) => data,
+                    _ => unreachable!(),
+                };
                 let win = self.glz.get_or_insert_with(|| {
                     crate::codec::glz::GlzDecoderWindow::new(SCRIPTED_GLZ_WINDOW as u64)
                 });

@@ -488,7 +488,8 @@ fn tiles_picture(w: u32, h: u32, seed: u32) -> Vec<u32> {
 /// off-screen surface (GLZ id 0), A with a changed block to the same surface (id 1, mostly
 /// references into id 0), then B = A scrolled by 37 rows with new rows at the bottom to the
 /// whole primary surface (id 2, references into ids 0 and 1); spicy-screenshot saves the
-/// primary after that first draw on it, and it must equal B. With `Auto` (auto_glz) and `Glz`.
+/// primary after that first draw on it, and it must equal B. With `Auto` (auto_glz) and `Glz`,
+/// and with zlib over GLZ (ZLIB_GLZ_RGB, `zlib-glz-wan-compression=always`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs spice-client-gtk; run by tests/e2e/spice-clients.sh"]
 async fn spicy_screenshot_decodes_glz_pixel_for_pixel() {
@@ -553,10 +554,29 @@ async fn spicy_screenshot_decodes_glz_pixel_for_pixel() {
     );
 
     let dir = tmpdir("glz");
-    for comp in [ImageCompression::Auto, ImageCompression::Glz] {
+    use spice_bridge::server::ZlibGlzWan;
+    for (comp, zlib) in [
+        (ImageCompression::Auto, ZlibGlzWan::Never),
+        (ImageCompression::Glz, ZlibGlzWan::Never),
+        // ZLIB_GLZ_RGB: the same GLZ streams deflated with zlib
+        (ImageCompression::Auto, ZlibGlzWan::Always),
+    ] {
         let model = DisplayModel::new();
-        let hd = serve(model.clone(), None, comp, Arc::default()).await;
-        let out = dir.join(format!("glz-{comp:?}.ppm"));
+        let config = ServerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            compression: comp,
+            zlib_glz_wan: zlib,
+            ..Default::default()
+        };
+        let hd = Server::start(
+            config,
+            model.clone(),
+            Arc::new(Rec::default()),
+            Arc::new(NullAgent),
+        )
+        .await
+        .unwrap();
+        let out = dir.join(format!("glz-{comp:?}-{zlib:?}.ppm"));
         let mut c = spicy_screenshot(&hd, &out, None);
         wait_for("display channel", Duration::from_secs(20), || {
             hd.has_display()
@@ -588,9 +608,12 @@ async fn spicy_screenshot_decodes_glz_pixel_for_pixel() {
         );
         let stats = hd.stats();
         assert_eq!(stats.glz_images, 3, "{comp:?}: A, A' and B went as GLZ");
+        let zlibbed = if zlib == ZlibGlzWan::Always { 3 } else { 0 };
+        assert_eq!(stats.zlib_glz_images, zlibbed, "{zlib:?}: ZLIB_GLZ_RGB");
         eprintln!(
-            "glz ({comp:?}): {w}x{h} identical; {} GLZ of {} images, {} display bytes",
-            stats.glz_images, stats.images_sent, stats.display_bytes
+            "glz ({comp:?}, zlib {zlib:?}): {w}x{h} identical; {} GLZ ({} of them ZLIB_GLZ) of {} \
+             images, {} display bytes",
+            stats.glz_images, stats.zlib_glz_images, stats.images_sent, stats.display_bytes
         );
         hd.shutdown().await;
     }

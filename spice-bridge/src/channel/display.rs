@@ -128,6 +128,8 @@ pub(crate) struct DisplayEncoder {
     monitors_cap: bool,
     /// JPEG allowed for photo-like pictures (lossy).
     jpeg: bool,
+    /// GLZ pictures deflated with zlib (ZLIB_GLZ_RGB) where that is smaller.
+    zlib_glz: bool,
     /// Video stream detection and the running streams.
     video: VideoStreams,
     /// The client announced STREAM_REPORT: ask it for reports on each stream.
@@ -143,6 +145,7 @@ pub(crate) struct DisplayEncoder {
     palette_images: u64,
     jpeg_images: u64,
     glz_images: u64,
+    zlib_glz_images: u64,
     /// The client's GLZ window as we know it (window 0, so no GLZ, until DISPLAY_INIT).
     glz: GlzDictionary,
     /// The session's next GLZ id (shared with a display channel that replaces this one).
@@ -158,6 +161,7 @@ pub(crate) struct EncodedCounts {
     pub palette_images: u64,
     pub jpeg_images: u64,
     pub glz_images: u64,
+    pub zlib_glz_images: u64,
     pub streams: u64,
     pub stream_frames: u64,
     pub stream_reports: u64,
@@ -200,6 +204,8 @@ impl DisplayEncoder {
             stream_reports_seen: 0,
             palette_images: 0,
             jpeg_images: 0,
+            zlib_glz: false,
+            zlib_glz_images: 0,
             glz_images: 0,
             glz: GlzDictionary::new(0),
             glz_ids: std::sync::Arc::default(),
@@ -216,6 +222,7 @@ impl DisplayEncoder {
             palette_images: std::mem::take(&mut self.palette_images),
             jpeg_images: std::mem::take(&mut self.jpeg_images),
             glz_images: std::mem::take(&mut self.glz_images),
+            zlib_glz_images: std::mem::take(&mut self.zlib_glz_images),
             streams: std::mem::take(&mut self.streams),
             stream_frames: std::mem::take(&mut self.stream_frames),
             stream_reports: std::mem::take(&mut self.stream_reports_seen),
@@ -404,9 +411,11 @@ impl DisplayEncoder {
         self.compression = c;
     }
 
-    /// Whether photo-like pictures may go as JPEG from now on.
-    pub(crate) fn set_jpeg(&mut self, jpeg: bool) {
+    /// Whether photo-like pictures may go as JPEG, and GLZ pictures deflated with zlib, from
+    /// now on (the WAN options, after the main channel's network test).
+    pub(crate) fn set_wan(&mut self, jpeg: bool, zlib_glz: bool) {
         self.jpeg = jpeg;
+        self.zlib_glz = zlib_glz;
     }
 
     /// The image body for `img` under the current compression setting; palette pictures go
@@ -450,6 +459,7 @@ impl DisplayEncoder {
         if let Some(body) = crate::channel::display::compress(
             self.compression,
             self.jpeg,
+            self.zlib_glz,
             self.caps,
             &mut self.glz,
             img,
@@ -458,8 +468,11 @@ impl DisplayEncoder {
             match body {
                 ImageBody::LzPlt(_) => self.palette_images += 1,
                 ImageBody::Jpeg(_) => self.jpeg_images += 1,
-                ImageBody::Glz(_) => {
+                ImageBody::Glz(_) | ImageBody::ZlibGlz { .. } => {
                     self.glz_images += 1;
+                    if matches!(body, ImageBody::ZlibGlz { .. }) {
+                        self.zlib_glz_images += 1;
+                    }
                     self.glz_ids.store(self.glz.next_id(), Ordering::Relaxed);
                 }
                 _ => {}
@@ -738,10 +751,13 @@ impl DisplayEncoder {
 /// In the GLZ modes (`Auto` = auto_glz, `Glz`), where LZ_RGB would be chosen and the client has
 /// a GLZ window (`glz`), the picture goes as GLZ_RGB and is recorded in `glz`: a GLZ body, once
 /// made, must be sent (the client waits for every image id). A picture larger than the window
-/// goes as LZ_RGB, as spice-server does.
+/// goes as LZ_RGB, as spice-server does. With `zlib_glz` the GLZ stream is deflated on top
+/// (ZLIB_GLZ_RGB) when that is smaller, as spice-server does on a WAN.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn compress(
     mode: ImageCompression,
     jpeg: bool,
+    zlib_glz: bool,
     caps: ClientImageCaps,
     glz: &mut GlzDictionary,
     img: &ModelImage,
@@ -786,7 +802,14 @@ pub(crate) fn compress(
         if crate::codec::glz::encode_glz_into(glz, &src, &mut body).is_ok() {
             // Sent whatever happens now: the id is taken. The body always holds data_size and
             // the 33-byte header, so the slice never falls back to empty.
-            return Some(ImageBody::Glz(body.get(4..).unwrap_or_default().to_vec()));
+            let glz_stream = body.get(4..).unwrap_or_default();
+            if let (true, Ok(glz_size)) = (zlib_glz, u32::try_from(glz_stream.len())) {
+                let data = crate::codec::glz::deflate(glz_stream);
+                if data.len() < glz_stream.len() {
+                    return Some(ImageBody::ZlibGlz { glz_size, data });
+                }
+            }
+            return Some(ImageBody::Glz(glz_stream.to_vec()));
         }
     }
     let e = encode(codec, &src).ok()?;
@@ -808,6 +831,9 @@ fn count(stats: &crate::server::ServerStats, c: EncodedCounts) {
         .jpeg_images
         .fetch_add(c.jpeg_images, Ordering::Relaxed);
     stats.glz_images.fetch_add(c.glz_images, Ordering::Relaxed);
+    stats
+        .zlib_glz_images
+        .fetch_add(c.zlib_glz_images, Ordering::Relaxed);
     stats.streams.fetch_add(c.streams, Ordering::Relaxed);
     stats
         .stream_frames
@@ -854,7 +880,7 @@ pub(crate) async fn run(ctx: ConnCtx, mut rd: Reader, wr: Writer) -> Result<(), 
     *lock(&ctx.session.display_tx) = Some(out.clone());
     let mut enc = DisplayEncoder::new(
         ctx.shared.config.compression,
-        ctx.shared.config.jpeg_wan.allows_jpeg(false),
+        ctx.shared.config.jpeg_wan.enabled(false),
         VideoStreams::new(
             ctx.shared.config.streaming_video,
             // A client without MULTI_CODEC predates codec caps and plays MJPEG only.
@@ -947,9 +973,11 @@ pub(crate) async fn run(ctx: ConnCtx, mut rd: Reader, wr: Writer) -> Result<(), 
                 },
                 _ = std::future::ready(()), if ready => {
                     // the main channel's network test may end after this channel linked
-                    enc.set_jpeg(shared.config.jpeg_wan.allows_jpeg(
-                        session.low_bandwidth.load(Ordering::Relaxed),
-                    ));
+                    let low = session.low_bandwidth.load(Ordering::Relaxed);
+                    enc.set_wan(
+                        shared.config.jpeg_wan.enabled(low),
+                        shared.config.zlib_glz_wan.enabled(low),
+                    );
                     for _ in 0..BATCH {
                         if !w.window_open() { break; }
                         let Some(op) = pending.pop_front() else { break };

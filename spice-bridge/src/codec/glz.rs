@@ -108,6 +108,10 @@ pub enum GlzError {
         /// Offset where a byte was missing.
         offset: usize,
     },
+    /// A ZLIB_GLZ_RGB body whose zlib stream is broken or does not inflate to the GLZ size
+    /// it states.
+    #[error("ZLIB_GLZ: {0}")]
+    Zlib(String),
     /// Wrong magic or version.
     #[error("bad GLZ magic {magic:#010x} or version {version:#010x}")]
     BadMagic {
@@ -342,6 +346,37 @@ fn self_len(cur: &[u32], pos: usize, dist: usize) -> usize {
         n += 1;
     }
     n
+}
+
+/// zlib level spice-server deflates GLZ pictures with for ZLIB_GLZ_RGB.
+pub const ZLIB_LEVEL: u32 = 3;
+
+/// A GLZ stream deflated for ZLIB_GLZ_RGB (zlib format, [`ZLIB_LEVEL`]).
+pub fn deflate(glz: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::new(ZLIB_LEVEL));
+    // Writing to a Vec cannot fail.
+    let _ = z.write_all(glz);
+    z.finish().unwrap_or_default()
+}
+
+/// The GLZ stream of a ZLIB_GLZ_RGB body: `data` inflated, which must give exactly `glz_size`
+/// bytes (never more are produced, whatever the stream says).
+pub fn inflate(data: &[u8], glz_size: u32) -> Result<Vec<u8>, GlzError> {
+    use std::io::Read;
+    let want = glz_size as usize;
+    let mut out = Vec::with_capacity(want.min(1 << 20));
+    flate2::read::ZlibDecoder::new(data)
+        .take(want as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| GlzError::Zlib(e.to_string()))?;
+    if out.len() != want {
+        return Err(GlzError::Zlib(format!(
+            "inflates to {} bytes, not the {want} stated",
+            out.len()
+        )));
+    }
+    Ok(out)
 }
 
 /// Encodes `src` (32-bit xRGB) as a GLZ_RGB body (`data_size` u32 LE, then the stream) appended
@@ -760,6 +795,22 @@ impl GlzDecoderWindow {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn zlib_over_glz_inflates_to_exactly_the_stated_size_or_is_refused() {
+        let glz: Vec<u8> = (0..5000u32).map(|i| (i % 7) as u8).collect();
+        let z = deflate(&glz);
+        assert!(z.len() < glz.len() / 10, "{} bytes", z.len());
+        assert_eq!(inflate(&z, glz.len() as u32).unwrap(), glz);
+        // a stream that inflates to more, or to less, than it states; garbage; an empty one
+        assert!(matches!(inflate(&z, 4999), Err(GlzError::Zlib(_))));
+        assert!(matches!(inflate(&z, 5001), Err(GlzError::Zlib(_))));
+        assert!(matches!(inflate(&[1, 2, 3, 4], 10), Err(GlzError::Zlib(_))));
+        assert!(matches!(inflate(&[], 10), Err(GlzError::Zlib(_))));
+        // a bomb: 64 MiB of zeros stated as 100 bytes stops after 101
+        let bomb = deflate(&vec![0u8; 64 << 20]);
+        assert!(matches!(inflate(&bomb, 100), Err(GlzError::Zlib(_))));
+    }
     use crate::codec::testimg::Rng;
 
     fn bytes(px: &[u32]) -> Vec<u8> {

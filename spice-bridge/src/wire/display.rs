@@ -120,6 +120,8 @@ pub mod image_type {
     pub const JPEG: u8 = 105;
     /// GLZ_RGB
     pub const GLZ_RGB: u8 = 102;
+    /// ZLIB_GLZ_RGB
+    pub const ZLIB_GLZ_RGB: u8 = 107;
 }
 
 /// Image flags.
@@ -353,6 +355,14 @@ pub enum ImageBody {
     /// GLZ_RGB: data_size + GLZ stream (references earlier images in the client's GLZ window,
     /// `codec::glz`)
     Glz(Vec<u8>),
+    /// ZLIB_GLZ_RGB: glz_data_size (the GLZ stream's length) + data_size + the GLZ stream
+    /// deflated with zlib (`codec::glz::deflate`)
+    ZlibGlz {
+        /// length of the GLZ stream once inflated
+        glz_size: u32,
+        /// the zlib stream
+        data: Vec<u8>,
+    },
     /// FROM_CACHE: nothing
     FromCache,
     /// SURFACE: surface id
@@ -384,6 +394,7 @@ impl Image {
             ImageBody::Quic(_) => image_type::QUIC,
             ImageBody::Jpeg(_) => image_type::JPEG,
             ImageBody::Glz(_) => image_type::GLZ_RGB,
+            ImageBody::ZlibGlz { .. } => image_type::ZLIB_GLZ_RGB,
             ImageBody::FromCache => image_type::FROM_CACHE,
             ImageBody::Surface(_) => image_type::SURFACE,
         }
@@ -422,6 +433,11 @@ impl Image {
             | ImageBody::Glz(d) => {
                 (d.len() as u32).encode(out);
                 out.extend_from_slice(d);
+            }
+            ImageBody::ZlibGlz { glz_size, data } => {
+                glz_size.encode(out);
+                (data.len() as u32).encode(out);
+                out.extend_from_slice(data);
             }
             ImageBody::FromCache => {}
             ImageBody::Surface(id) => id.encode(out),
@@ -491,6 +507,21 @@ impl Image {
                     ImageBody::Glz(d)
                 } else {
                     ImageBody::LzRgb(d)
+                }
+            }
+            image_type::ZLIB_GLZ_RGB => {
+                let glz_size = r.u32()?;
+                let n = r.u32()? as usize;
+                if n > IMAGE_DATA_MAX || glz_size as usize > IMAGE_DATA_MAX {
+                    return Err(WireError::TooLarge {
+                        what: "image data",
+                        len: n.max(glz_size as usize) as u64,
+                        max: IMAGE_DATA_MAX as u64,
+                    });
+                }
+                ImageBody::ZlibGlz {
+                    glz_size,
+                    data: r.take(n)?.to_vec(),
                 }
             }
             image_type::LZ_PLT => {
@@ -1105,6 +1136,19 @@ mod tests {
                     width: 2,
                     height: 1,
                     body: ImageBody::Glz(vec![4, 5, 6, 7]),
+                },
+                vec![],
+            ),
+            (
+                Image {
+                    id: 11,
+                    flags: 0,
+                    width: 2,
+                    height: 1,
+                    body: ImageBody::ZlibGlz {
+                        glz_size: 40,
+                        data: vec![8, 9],
+                    },
                 },
                 vec![],
             ),

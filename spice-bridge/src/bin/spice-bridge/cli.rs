@@ -142,8 +142,12 @@ struct Args {
     /// Lossy JPEG (quality 85) instead of QUIC for photo-like pictures, as QEMU's -spice
     /// jpeg-wan-compression: always, never, or auto (only to a client whose link the main
     /// channel's network test finds under 10 Mbit/s, as QEMU).
-    #[arg(long, value_name = "WHEN", default_value = "auto", value_parser = jpeg_wan)]
+    #[arg(long, value_name = "WHEN", default_value = "auto", value_parser = wan_compression)]
     jpeg_wan_compression: JpegWan,
+    /// GLZ pictures deflated with zlib on top (ZLIB_GLZ_RGB), where smaller, as QEMU's -spice
+    /// zlib-glz-wan-compression: always, never, or auto (on a link under 10 Mbit/s).
+    #[arg(long, value_name = "WHEN", default_value = "auto", value_parser = wan_compression)]
+    zlib_glz_wan_compression: JpegWan,
     /// Video streams, as QEMU's -spice streaming-video: filter (areas redrawn at video rate
     /// with photo-like content go as MJPEG, lossy, their last frame resent losslessly when they
     /// stop), all (any content redrawn at video rate), off (every picture an image).
@@ -203,7 +207,7 @@ fn streaming_video(v: &str) -> Result<StreamingVideo, String> {
     }
 }
 
-fn jpeg_wan(v: &str) -> Result<JpegWan, String> {
+fn wan_compression(v: &str) -> Result<JpegWan, String> {
     match v {
         "auto" => Ok(JpegWan::Auto),
         "never" => Ok(JpegWan::Never),
@@ -277,6 +281,8 @@ pub struct Options {
     pub compression: ImageCompression,
     /// Lossy JPEG (--jpeg-wan-compression).
     pub jpeg_wan: JpegWan,
+    /// zlib over GLZ (--zlib-glz-wan-compression).
+    pub zlib_glz_wan: JpegWan,
     /// Video streams (--streaming-video; off when --video-codecs has no mjpeg).
     pub streaming_video: StreamingVideo,
     /// --video-codecs.
@@ -415,6 +421,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, CliErro
         },
         compression: a.image_compression,
         jpeg_wan: a.jpeg_wan_compression,
+        zlib_glz_wan: a.zlib_glz_wan_compression,
         streaming_video: if a.video_codecs.mjpeg {
             a.streaming_video
         } else {
@@ -533,15 +540,15 @@ mod tests {
                 "--disable-ticketing",
                 "--jpeg-wan-compression",
                 when,
+                "--zlib-glz-wan-compression",
+                when,
             ];
-            assert_eq!(p(&a).unwrap().jpeg_wan, want, "{when}");
+            let o = p(&a).unwrap();
+            assert_eq!((o.jpeg_wan, o.zlib_glz_wan), (want, want), "{when}");
         }
-        assert!(p(&[
-            "--qxl-socket=/q",
-            "--disable-ticketing",
-            "--jpeg-wan-compression=on"
-        ])
-        .is_err());
+        for flag in ["--jpeg-wan-compression=on", "--zlib-glz-wan-compression=1"] {
+            assert!(p(&["--qxl-socket=/q", "--disable-ticketing", flag]).is_err());
+        }
         for bad in ["zlib_glz", "jpeg", ""] {
             let mut a = base.to_vec();
             a.push(bad);

@@ -72,7 +72,7 @@ fn stats_line(s: &StatsSnapshot) -> String {
          linked_full={} accept_errors={} tls_connections={} tls_failed={} wrong_port={} \
          websocket_connections={} websocket_refused={} pending={} linked={} protocol_errors={} \
          sessions={} sessions_replaced={} images_sent={} palette_images={} jpeg_images={} glz_images={} streams={} stream_frames={} stream_reports={} \
-         draws_superseded={} net_tests={} low_bandwidth_links={} display_bytes={}",
+         zlib_glz_images={} draws_superseded={} net_tests={} low_bandwidth_links={} display_bytes={}",
         s.connections,
         s.links_ok,
         s.links_refused,
@@ -97,6 +97,7 @@ fn stats_line(s: &StatsSnapshot) -> String {
         s.streams,
         s.stream_frames,
         s.stream_reports,
+        s.zlib_glz_images,
         s.draws_superseded,
         s.net_tests,
         s.low_bandwidth_links,

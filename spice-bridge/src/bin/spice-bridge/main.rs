@@ -441,6 +441,7 @@ fn run(opts: cli::Options) -> anyhow::Result<()> {
         client_mouse: false,
         compression: opts.compression,
         jpeg_wan: opts.jpeg_wan,
+        zlib_glz_wan: opts.zlib_glz_wan,
         streaming_video: opts.streaming_video,
         stream_idle_timeout: spice_bridge::server::STREAM_IDLE_TIMEOUT,
         limits: opts.limits,
