@@ -239,13 +239,7 @@ pub fn glz_roundtrip(data: &[u8]) {
         rest = next;
         let (w, h, px) = glz_picture(&history, [*a, *b, *mode], pattern);
         let bytes: Vec<u8> = px.iter().flat_map(|p| p.to_le_bytes()).collect();
-        let src = SourceImage {
-            data: &bytes,
-            width: w,
-            height: h,
-            stride: w as usize * 4,
-            format: SourceFormat::Xrgb32,
-        };
+        let src = SourceImage::xrgb32(&bytes, w, h);
         let before = dict.next_id();
         let mut body = Vec::new();
         match encode_glz_into(&mut dict, &src, &mut body) {

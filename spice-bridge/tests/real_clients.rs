@@ -102,6 +102,18 @@ async fn serve(
         .unwrap()
 }
 
+/// Serves `model` with `config` (inputs recorded, no agent).
+async fn serve_config(model: &DisplayModel, config: ServerConfig) -> ServerHandle {
+    Server::start(
+        config,
+        model.clone(),
+        Arc::new(Rec::default()),
+        Arc::new(NullAgent),
+    )
+    .await
+    .unwrap()
+}
+
 fn read_ppm(p: &Path) -> (u32, u32, Vec<u32>) {
     let b = std::fs::read(p).unwrap_or_else(|e| panic!("screenshot {p:?}: {e}"));
     // "P6\n<w> <h>\n255\n" then RGB
@@ -331,14 +343,7 @@ async fn spicy_screenshot_shows_jpeg_within_stated_psnr() {
             jpeg_wan,
             ..Default::default()
         };
-        let h = Server::start(
-            config,
-            model.clone(),
-            Arc::new(Rec::default()),
-            Arc::new(NullAgent),
-        )
-        .await
-        .unwrap();
+        let h = serve_config(&model, config).await;
         let out = dir.join(format!("photo-{jpeg_wan:?}-{slow}.ppm"));
         let port = match slow {
             true => slow_link_proxy(h.local_addr(), 500_000).await,
@@ -392,9 +397,7 @@ async fn spicy_screenshot_shows_jpeg_within_stated_psnr() {
 #[ignore = "needs spice-client-gtk; run by tests/e2e/spice-clients.sh"]
 async fn spicy_screenshot_decodes_lz_plt_pixel_for_pixel() {
     use spice_bridge::codec::lz::{decode_header, LzImageType};
-    use spice_bridge::codec::{
-        encode_palette_lz, ClientImageCaps, CompressionPolicy, SourceFormat, SourceImage,
-    };
+    use spice_bridge::codec::{encode_palette_lz, ClientImageCaps, CompressionPolicy, SourceImage};
     // The scene's pictures really go as the three palette types.
     let gtk = ClientImageCaps {
         lz4: true,
@@ -407,13 +410,7 @@ async fn spicy_screenshot_decodes_lz_plt_pixel_for_pixel() {
     ] {
         let img = palette_image(0, w, h, colours);
         let bgrx: Vec<u8> = img.pixels().iter().flat_map(|p| p.to_le_bytes()).collect();
-        let src = SourceImage {
-            data: &bgrx,
-            width: w,
-            height: h,
-            stride: w as usize * 4,
-            format: SourceFormat::Xrgb32,
-        };
+        let src = SourceImage::xrgb32(&bgrx, w, h);
         let p = encode_palette_lz(CompressionPolicy::Lz, gtk, &src).expect("few colours");
         let hd = decode_header(&p.lz, 1 << 20).err();
         assert!(hd.is_some(), "palette types need a palette");
@@ -494,7 +491,7 @@ fn tiles_picture(w: u32, h: u32, seed: u32) -> Vec<u32> {
 #[ignore = "needs spice-client-gtk; run by tests/e2e/spice-clients.sh"]
 async fn spicy_screenshot_decodes_glz_pixel_for_pixel() {
     use spice_bridge::codec::glz::{encode_glz_into, GlzDictionary};
-    use spice_bridge::codec::{encode, ImageCodec, SourceFormat, SourceImage};
+    use spice_bridge::codec::{encode, ImageCodec, SourceImage};
     let (w, h) = (640u32, 400u32);
     let a = tiles_picture(w, h, 1);
     let mut a2 = a.clone();
@@ -513,13 +510,7 @@ async fn spicy_screenshot_decodes_glz_pixel_for_pixel() {
         pics.iter()
             .map(|p| {
                 let data = bytes(p);
-                let src = SourceImage {
-                    data: &data,
-                    width: w,
-                    height: h,
-                    stride: w as usize * 4,
-                    format: SourceFormat::Xrgb32,
-                };
+                let src = SourceImage::xrgb32(&data, w, h);
                 let mut body = Vec::new();
                 encode_glz_into(&mut d, &src, &mut body).unwrap();
                 body.len()
@@ -530,13 +521,7 @@ async fn spicy_screenshot_decodes_glz_pixel_for_pixel() {
     let b_alone = glz_sizes(&[&b])[0];
     let lz = |px: &[u32]| {
         let data = bytes(px);
-        let src = SourceImage {
-            data: &data,
-            width: w,
-            height: h,
-            stride: w as usize * 4,
-            format: SourceFormat::Xrgb32,
-        };
+        let src = SourceImage::xrgb32(&data, w, h);
         encode(ImageCodec::LzRgb, &src).unwrap().body.len()
     };
     eprintln!(
@@ -568,14 +553,7 @@ async fn spicy_screenshot_decodes_glz_pixel_for_pixel() {
             zlib_glz_wan: zlib,
             ..Default::default()
         };
-        let hd = Server::start(
-            config,
-            model.clone(),
-            Arc::new(Rec::default()),
-            Arc::new(NullAgent),
-        )
-        .await
-        .unwrap();
+        let hd = serve_config(&model, config).await;
         let out = dir.join(format!("glz-{comp:?}-{zlib:?}.ppm"));
         let mut c = spicy_screenshot(&hd, &out, None);
         wait_for("display channel", Duration::from_secs(20), || {
@@ -1166,14 +1144,7 @@ async fn remote_viewer_plays_two_mjpeg_streams_and_ends_on_the_exact_frames() {
         stream_idle_timeout: Duration::from_secs(3),
         ..Default::default()
     };
-    let h = Server::start(
-        config,
-        model.clone(),
-        Arc::new(Rec::default()),
-        Arc::new(NullAgent),
-    )
-    .await
-    .unwrap();
+    let h = serve_config(&model, config).await;
     let mut rv = remote_viewer(&x, "e2e-stream", &h);
     xdotool(&x, &["mousemove", "1000", "700"]);
     let (ox, oy) = coord_picture_origin(&h, &x, w, hgt).await;

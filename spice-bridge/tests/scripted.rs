@@ -313,26 +313,33 @@ async fn display_snapshot_and_live_draws_match_the_model_pixel_for_pixel() {
     }
 }
 
+/// A 200x100 primary showing a many-colour, sharp-edged picture (neither LZ_PLT nor QUIC, so
+/// GLZ with auto_glz), served with auto_glz, its main channel linked: (model, picture, server,
+/// main channel, session id).
+async fn glz_scene() -> (DisplayModel, Image, ServerHandle, ScriptedClient, u32) {
+    let px: Vec<u32> = (0..200 * 100u32)
+        .map(|i| ((i % 200) / 10 * 7919 + (i / 200) / 5 * 104_729) & 0xff_ffff)
+        .collect();
+    let img = Image::new(0, 200, 100, px).unwrap();
+    let model = DisplayModel::new();
+    model
+        .create_surface(0, 200, 100, SurfaceFormat::Xrgb32)
+        .unwrap();
+    model
+        .draw_copy(0, Rect::new(0, 0, 200, 100), &img, &[])
+        .unwrap();
+    let (h, _) = start(model.clone(), None, ImageCompression::Auto).await;
+    let (m, sid) = main_session(&h, "").await;
+    (model, img, h, m, sid)
+}
+
 /// GLZ goes only to a client that announced a GLZ window: with auto_glz, a client whose
 /// DISPLAY_INIT carries window 0 (as spice-html5's does) gets LZ_RGB and never GLZ_RGB, while
 /// one with spice-gtk's window gets GLZ_RGB; both see the model's pixels.
 #[tokio::test]
 async fn glz_only_to_clients_with_a_glz_window() {
-    // A many-colour, sharp-edged picture: neither LZ_PLT nor QUIC.
-    let px: Vec<u32> = (0..200 * 100u32)
-        .map(|i| ((i % 200) / 10 * 7919 + (i / 200) / 5 * 104_729) & 0xff_ffff)
-        .collect();
-    let img = spice_bridge::model::Image::new(0, 200, 100, px).unwrap();
     for window in [0i32, 3_145_728] {
-        let model = DisplayModel::new();
-        model
-            .create_surface(0, 200, 100, SurfaceFormat::Xrgb32)
-            .unwrap();
-        model
-            .draw_copy(0, Rect::new(0, 0, 200, 100), &img, &[])
-            .unwrap();
-        let (h, _) = start(model.clone(), None, ImageCompression::Auto).await;
-        let (_m, sid) = main_session(&h, "").await;
+        let (model, img, h, _m, sid) = glz_scene().await;
         let mut d = ScriptedClient::connect(h.local_addr(), 2, sid, "").await;
         let (t, _) = d.recv().await.unwrap();
         assert_eq!(t, 3, "SET_ACK first");
@@ -811,6 +818,63 @@ async fn display_session(
     (h, m, d, canvas, n)
 }
 
+/// A blank `w` x `h` primary served with `streaming-video=filter` and streams ending after
+/// `idle_ms` without a frame, with main and display linked: (model, server, main, display,
+/// canvas, display messages read).
+async fn stream_session(
+    w: u32,
+    h: u32,
+    idle_ms: u64,
+) -> (
+    DisplayModel,
+    ServerHandle,
+    ScriptedClient,
+    ScriptedClient,
+    ClientCanvas,
+    u32,
+) {
+    let model = DisplayModel::new();
+    model
+        .create_surface(0, w, h, SurfaceFormat::Xrgb32)
+        .unwrap();
+    model.mark();
+    let config = ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        streaming_video: spice_bridge::server::StreamingVideo::Filter,
+        stream_idle_timeout: Duration::from_millis(idle_ms),
+        ..Default::default()
+    };
+    let (hd, m, d, canvas, n) = display_session(&model, config).await;
+    (model, hd, m, d, canvas, n)
+}
+
+/// Ends a video frame: MARK, the client reads up to it, then 40 ms (video rate).
+async fn next_frame(
+    model: &DisplayModel,
+    d: &mut ScriptedClient,
+    canvas: &mut ClientCanvas,
+    n: &mut u32,
+) {
+    model.mark();
+    read_to_mark(d, canvas, n).await;
+    tokio::time::sleep(Duration::from_millis(40)).await;
+}
+
+/// Reads until `destroys` streams were destroyed and the client shows the model's primary
+/// exactly (the lossless resends).
+async fn streams_end_exact(
+    model: &DisplayModel,
+    d: &mut ScriptedClient,
+    canvas: &mut ClientCanvas,
+    destroys: usize,
+) {
+    let want = model_surface_rgb(model, 0).unwrap();
+    read_until(d, canvas, "stream destroys and the lossless frames", |c| {
+        c.stream_messages[2] == destroys && c.surface(0).unwrap() == want
+    })
+    .await;
+}
+
 /// Applies display messages to `canvas` until `done` holds; fails naming `what` after 10 s.
 async fn read_until(
     d: &mut ScriptedClient,
@@ -919,20 +983,8 @@ async fn video_rate_photo_area_streams_mjpeg_and_ends_lossless() {
 /// stream that has ended (or with a stale tag) is ignored, not a protocol error.
 #[tokio::test]
 async fn stream_reports_with_drops_lower_the_frame_size() {
-    use spice_bridge::server::StreamingVideo;
     use spice_bridge::wire::display::{StreamActivateReport, StreamData, StreamReport};
-    let model = DisplayModel::new();
-    model
-        .create_surface(0, 640, 480, SurfaceFormat::Xrgb32)
-        .unwrap();
-    model.mark();
-    let config = ServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        streaming_video: StreamingVideo::Filter,
-        stream_idle_timeout: Duration::from_millis(1500),
-        ..Default::default()
-    };
-    let (h, _m, mut d, mut canvas, mut n) = display_session(&model, config).await;
+    let (model, h, _m, mut d, mut canvas, mut n) = stream_session(640, 480, 1500).await;
     let dest = Rect::new(100, 80, 320, 240);
     // Draws frame i and returns the STREAM_DATA sizes and the activation seen until its MARK.
     async fn frame(
@@ -1108,19 +1160,7 @@ async fn network_test_makes_auto_send_jpeg_only_on_a_slow_link() {
 /// when the stream stops, the lossless resend has the subtitles in, so the client ends exact.
 #[tokio::test]
 async fn a_picture_over_a_stream_keeps_it_and_the_client_ends_exact() {
-    use spice_bridge::server::StreamingVideo;
-    let model = DisplayModel::new();
-    model
-        .create_surface(0, 640, 480, SurfaceFormat::Xrgb32)
-        .unwrap();
-    model.mark();
-    let config = ServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        streaming_video: StreamingVideo::Filter,
-        stream_idle_timeout: Duration::from_millis(300),
-        ..Default::default()
-    };
-    let (h, _m, mut d, mut canvas, mut n) = display_session(&model, config).await;
+    let (model, h, _m, mut d, mut canvas, mut n) = stream_session(640, 480, 300).await;
     let dest = Rect::new(100, 80, 320, 240);
     let subs = Rect::new(140, 280, 240, 24);
     for i in 0..10u32 {
@@ -1136,20 +1176,14 @@ async fn a_picture_over_a_stream_keeps_it_and_the_client_ends_exact() {
                 .draw_copy(0, subs, &Image::new(0, 240, 24, text).unwrap(), &[])
                 .unwrap();
         }
-        model.mark();
-        read_to_mark(&mut d, &mut canvas, &mut n).await;
-        tokio::time::sleep(Duration::from_millis(40)).await;
+        next_frame(&model, &mut d, &mut canvas, &mut n).await;
     }
     assert_eq!(
         canvas.stream_messages,
         [1, 6, 0],
         "one stream from the 5th frame to the 10th, not ended by the subtitles"
     );
-    let want = model_surface_rgb(&model, 0).unwrap();
-    read_until(&mut d, &mut canvas, "destroy and the lossless frame", |c| {
-        c.stream_messages[2] > 0 && c.surface(0).unwrap() == want
-    })
-    .await;
+    streams_end_exact(&model, &mut d, &mut canvas, 1).await;
     assert_eq!(h.stats().streams, 1);
     h.shutdown().await;
 }
@@ -1159,42 +1193,21 @@ async fn a_picture_over_a_stream_keeps_it_and_the_client_ends_exact() {
 /// resent losslessly, so the client ends exact.
 #[tokio::test]
 async fn two_videos_stream_at_once_and_the_client_ends_exact() {
-    use spice_bridge::server::StreamingVideo;
-    let model = DisplayModel::new();
-    model
-        .create_surface(0, 800, 400, SurfaceFormat::Xrgb32)
-        .unwrap();
-    model.mark();
-    let config = ServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        streaming_video: StreamingVideo::Filter,
-        stream_idle_timeout: Duration::from_millis(300),
-        ..Default::default()
-    };
-    let (h, _m, mut d, mut canvas, mut n) = display_session(&model, config).await;
+    let (model, h, _m, mut d, mut canvas, mut n) = stream_session(800, 400, 300).await;
     let players = [Rect::new(20, 40, 320, 240), Rect::new(420, 100, 352, 200)];
     for i in 0..8u32 {
         for (k, p) in players.iter().enumerate() {
             let img = photo_image(0, p.width(), p.height(), 2 * i + k as u32 + 1);
             model.draw_copy(0, *p, &img, &[]).unwrap();
         }
-        model.mark();
-        read_to_mark(&mut d, &mut canvas, &mut n).await;
-        tokio::time::sleep(Duration::from_millis(40)).await;
+        next_frame(&model, &mut d, &mut canvas, &mut n).await;
     }
     assert_eq!(
         canvas.stream_messages,
         [2, 8, 0],
         "two streams from the 5th frame, 4 frames each"
     );
-    let want = model_surface_rgb(&model, 0).unwrap();
-    read_until(
-        &mut d,
-        &mut canvas,
-        "both destroyed, the lossless frames",
-        |c| c.stream_messages[2] == 2 && c.surface(0).unwrap() == want,
-    )
-    .await;
+    streams_end_exact(&model, &mut d, &mut canvas, 2).await;
     assert!(canvas.streams.is_empty());
     assert_eq!((h.stats().streams, h.stats().stream_frames), (2, 8));
     h.shutdown().await;
@@ -1244,19 +1257,7 @@ async fn a_lagging_client_is_not_sent_frames_newer_ones_paint_over() {
 /// (the canvas) across the two display connections, as spice-gtk does.
 #[tokio::test]
 async fn a_display_channel_that_reconnects_goes_on_with_the_sessions_glz_ids() {
-    let px: Vec<u32> = (0..200 * 100u32)
-        .map(|i| ((i % 200) / 10 * 7919 + (i / 200) / 5 * 104_729) & 0xff_ffff)
-        .collect();
-    let img = Image::new(0, 200, 100, px).unwrap();
-    let model = DisplayModel::new();
-    model
-        .create_surface(0, 200, 100, SurfaceFormat::Xrgb32)
-        .unwrap();
-    model
-        .draw_copy(0, Rect::new(0, 0, 200, 100), &img, &[])
-        .unwrap();
-    let (h, _) = start(model.clone(), None, ImageCompression::Auto).await;
-    let (_m, sid) = main_session(&h, "").await;
+    let (model, _, h, _m, sid) = glz_scene().await;
     let mut canvas = ClientCanvas::default();
     for round in 0..2 {
         let mut d = display_client(&h, sid).await;

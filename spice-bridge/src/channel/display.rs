@@ -306,13 +306,7 @@ impl DisplayEncoder {
             Verdict::Start { id } | Verdict::Frame { id } => id,
         };
         let data = bgrx_bytes(image.pixels());
-        let src = crate::codec::SourceImage {
-            data: &data,
-            width: image.width(),
-            height: image.height(),
-            stride: image.width() as usize * 4,
-            format: crate::codec::SourceFormat::Xrgb32,
-        };
+        let src = crate::codec::SourceImage::xrgb32(&data, image.width(), image.height());
         let (unique_id, quality) = self.video.stream(id).unwrap_or((0, 80));
         let mut jpeg = Vec::new();
         if crate::codec::jpeg::encode_into(&src, quality, &mut jpeg).is_err() {
@@ -765,7 +759,7 @@ pub(crate) fn compress(
 ) -> Option<ImageBody> {
     use crate::codec::{
         choose_codec, encode, encode_palette_lz, with_jpeg, CompressionPolicy, ImageCodec,
-        SourceFormat, SourceImage, MIN_SIZE_TO_COMPRESS,
+        SourceImage, MIN_SIZE_TO_COMPRESS,
     };
     let (policy, glz_mode) = match mode {
         ImageCompression::Off => return None,
@@ -779,13 +773,7 @@ pub(crate) fn compress(
     if (bgrx.len() as u64) < MIN_SIZE_TO_COMPRESS {
         return None;
     }
-    let src = SourceImage {
-        data: bgrx,
-        width: img.width(),
-        height: img.height(),
-        stride: img.width() as usize * 4,
-        format: SourceFormat::Xrgb32,
-    };
+    let src = SourceImage::xrgb32(bgrx, img.width(), img.height());
     if let Some(p) = encode_palette_lz(policy, caps, &src) {
         return Some(ImageBody::LzPlt(LzPlt {
             flags: 0,

@@ -250,9 +250,7 @@ impl GlzDictionary {
     }
 
     fn image(&self, id: u64) -> Option<&WindowImage> {
-        let first = self.images.front()?.id;
-        let idx = usize::try_from(id.checked_sub(first)?).ok()?;
-        self.images.get(idx)
+        image_by_id(&self.images, id)
     }
 }
 
@@ -346,6 +344,13 @@ fn self_len(cur: &[u32], pos: usize, dist: usize) -> usize {
         n += 1;
     }
     n
+}
+
+/// The image with `id` in a window whose ids are contiguous, oldest first.
+fn image_by_id(images: &VecDeque<WindowImage>, id: u64) -> Option<&WindowImage> {
+    let first = images.front()?.id;
+    let idx = usize::try_from(id.checked_sub(first)?).ok()?;
+    images.get(idx)
 }
 
 /// zlib level spice-server deflates GLZ pictures with for ZLIB_GLZ_RGB.
@@ -599,9 +604,7 @@ impl GlzDecoderWindow {
     }
 
     fn image(&self, id: u64) -> Option<&WindowImage> {
-        let first = self.images.front()?.id;
-        let idx = usize::try_from(id.checked_sub(first)?).ok()?;
-        self.images.get(idx)
+        image_by_id(&self.images, id)
     }
 
     /// Decodes one GLZ stream (without the `data_size` prefix) of at most `max_pixels`,
@@ -1178,13 +1181,7 @@ fn write_glz_fuzz_seeds() {
         ),
     ] {
         let bytes: Vec<u8> = px.iter().flat_map(|p| p.to_le_bytes()).collect();
-        let src = SourceImage {
-            data: &bytes,
-            width: w,
-            height: h,
-            stride: w as usize * 4,
-            format: SourceFormat::Xrgb32,
-        };
+        let src = SourceImage::xrgb32(&bytes, w, h);
         let mut fresh = GlzDictionary::new(1 << 14);
         let mut body = Vec::new();
         encode_glz_into(&mut fresh, &src, &mut body).unwrap();

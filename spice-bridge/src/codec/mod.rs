@@ -170,6 +170,18 @@ pub struct SourceImage<'a> {
 }
 
 impl<'a> SourceImage<'a> {
+    /// A picture of packed 32-bit xRGB rows (`width * 4` bytes each, B, G, R, X), as the
+    /// display channel hands the encoders.
+    pub fn xrgb32(data: &'a [u8], width: u32, height: u32) -> Self {
+        SourceImage {
+            data,
+            width,
+            height,
+            stride: width as usize * 4,
+            format: SourceFormat::Xrgb32,
+        }
+    }
+
     /// Checks the geometry against `data` and the size limit; returns the packed row length
     /// in bytes (width × bytes per pixel).
     pub fn validate(&self) -> Result<usize, CodecError> {
