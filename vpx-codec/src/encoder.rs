@@ -15,6 +15,10 @@ use crate::{Error, MAX_DIMENSION};
 /// presses (a bound on how bad a frame can get).
 const MAX_Q_ABOVE_CQ: u32 = 8;
 
+/// Row alignment of the pictures handed to libvpx (vpxenc's own; with 1, an odd width gets
+/// chroma rows one sample too short).
+const STRIDE_ALIGN: usize = 32;
+
 /// How a stream is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Vp8Settings {
@@ -113,8 +117,9 @@ impl Vp8Encoder {
         };
         check("vpx_codec_enc_init", &mut *ctx, r)?;
         let (w, h) = (s.width as usize, s.height as usize);
-        // Room for libvpx's I420 layout: at most 1.5 bytes a pixel of the even-rounded size.
-        let mut yuv = vec![0u8; w.next_multiple_of(2) * h.next_multiple_of(2) * 3 / 2];
+        // Room for libvpx's I420 layout: rows padded to STRIDE_ALIGN, 1.5 bytes a pixel of the
+        // even-rounded size.
+        let mut yuv = vec![0u8; w.next_multiple_of(STRIDE_ALIGN) * h.next_multiple_of(2) * 3 / 2];
         let layout = wrap(&mut yuv, s.width, s.height)?.1;
         let mut enc = Vp8Encoder {
             ctx,
@@ -251,7 +256,6 @@ fn wrap(yuv: &mut [u8], w: u32, h: u32) -> Result<(vpx_image_t, I420Layout), Err
     };
     // SAFETY: all-zero is a valid empty image descriptor (its enums have 0 variants).
     let mut img: vpx_image_t = unsafe { std::mem::zeroed() };
-    // Stride alignment 2: with 1, an odd width gets chroma rows (w/2) one sample too short.
     // SAFETY: only computes plane pointers into `yuv`; nothing is read or written here. That the planes fit in `yuv` is checked below, before any use.
     let wrapped = unsafe {
         vpx_sys::vpx_img_wrap(
@@ -259,27 +263,35 @@ fn wrap(yuv: &mut [u8], w: u32, h: u32) -> Result<(vpx_image_t, I420Layout), Err
             vpx_img_fmt::VPX_IMG_FMT_I420,
             w as c_uint,
             h as c_uint,
-            2,
+            STRIDE_ALIGN as c_uint,
             yuv.as_mut_ptr(),
         )
     };
     if wrapped.is_null() {
         return Err(refused("refused the picture".into()));
     }
-    let base = yuv.as_ptr() as usize;
-    let mut offset = [0usize; 3];
+    let base = yuv.as_mut_ptr();
+    // Strides as libvpx chose them; the chroma planes placed here, one after the other. (For an
+    // odd height libvpx puts V only h/2 rows after U, over U's last row.)
     let mut stride = [0usize; 3];
-    for p in 0..3 {
-        offset[p] = (img.planes[p] as usize)
-            .checked_sub(base)
-            .ok_or_else(|| refused(format!("plane {p} before the buffer")))?;
-        stride[p] = usize::try_from(img.stride[p])
-            .map_err(|_| refused(format!("negative stride of plane {p}")))?;
+    for (p, (out, &s)) in stride.iter_mut().zip(&img.stride).enumerate() {
+        *out = usize::try_from(s).map_err(|_| refused(format!("negative stride of plane {p}")))?;
     }
+    if img.planes[0] != base {
+        return Err(refused("the Y plane is not at the start".into()));
+    }
+    let (wu, hu) = (w as usize, h as usize);
+    let u = stride[0]
+        .checked_mul(hu.next_multiple_of(2))
+        .ok_or_else(|| refused("size overflow".into()))?;
+    let v = stride[1]
+        .checked_mul(hu.div_ceil(2))
+        .and_then(|n| n.checked_add(u))
+        .ok_or_else(|| refused("size overflow".into()))?;
     let layout = I420Layout {
-        width: w as usize,
-        height: h as usize,
-        offset,
+        width: wu,
+        height: hu,
+        offset: [0, u, v],
         stride,
     };
     if layout.required_len().is_none_or(|n| n > yuv.len()) {
@@ -287,6 +299,11 @@ fn wrap(yuv: &mut [u8], w: u32, h: u32) -> Result<(vpx_image_t, I420Layout), Err
             "layout {layout:?} does not fit {} bytes",
             yuv.len()
         )));
+    }
+    // SAFETY: both offsets are inside `yuv` (checked just above).
+    unsafe {
+        img.planes[1] = base.add(u);
+        img.planes[2] = base.add(v);
     }
     Ok((img, layout))
 }

@@ -112,3 +112,33 @@ fn bad_sizes_and_short_pictures_are_errors() {
     assert!(dec.decode(&[0xff; 40]).is_err());
     assert!(dec.decode(&[]).is_err() || dec.decode(&[]).unwrap().is_none());
 }
+
+#[test]
+fn flat_colours_come_back_at_odd_sizes_frame_after_frame() {
+    // An odd height once put the V plane over U's last row (libvpx's own odd-height layout):
+    // the first frame looked right and the next ones had the wrong colours.
+    for (w, h) in [(3u32, 1u32), (33, 17), (34, 17), (33, 18), (16, 16)] {
+        let mut enc = Vp8Encoder::new(settings(w, h)).unwrap();
+        let mut dec = Vp8Decoder::new().unwrap();
+        for (k, c) in [[10u8, 200, 30, 0], [200, 30, 0, 0], [0, 10, 200, 0]]
+            .iter()
+            .enumerate()
+        {
+            let pic: Vec<u8> = (0..w * h).flat_map(|_| *c).collect();
+            let f = enc
+                .encode(&pic, w as usize * 4, k as i64 * 40, false)
+                .unwrap();
+            let d = dec.decode(&f).unwrap().unwrap();
+            for px in d.bgrx.chunks_exact(4) {
+                for i in 0..3 {
+                    assert!(
+                        (i16::from(px[i]) - i16::from(c[i])).abs() <= 3,
+                        "{w}x{h} frame {k}: {:?} for {:?}",
+                        &px[..3],
+                        &c[..3]
+                    );
+                }
+            }
+        }
+    }
+}
