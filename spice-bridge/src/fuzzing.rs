@@ -936,7 +936,7 @@ pub fn websocket(data: &[u8]) {
 /// Body of the `vp8_roundtrip` fuzz target (issue 11): a short VP8 stream of arbitrary
 /// pictures through [`vpx_codec::Vp8Encoder`] (our BGRX to I420 conversion and the libvpx
 /// calls) and back through libvpx's decoder, as a client plays it: every frame decodes to the
-/// stream's size, and a flat picture comes back within 3 + cq/2 levels of its colour (3 at the
+/// stream's size, and a flat picture comes back within 6 + cq/2 levels of its colour (6 at the
 /// top rung; the coarsest rung's quantizer moves even a flat colour a little).
 ///
 /// Input: width-1 (u8; plus 256 when bit 0 of the flags is set), height-1 (u8), flags
@@ -955,7 +955,9 @@ pub fn vp8_roundtrip(data: &[u8]) {
     let flat = f & 8 != 0;
     let rung = usize::from(f >> 4) % crate::channel::video::VP8_CQ_LADDER.len();
     let cq = crate::channel::video::VP8_CQ_LADDER[rung];
-    let tolerance = 3 + i16::from(cq) / 2;
+    // limited-range YUV rounding is worth up to about 2 levels of blue, and a quantizer step
+    // of 1 on Y and U about 3.5 more
+    let tolerance = 6 + i16::from(cq) / 2;
     let mut enc = vpx_codec::Vp8Encoder::new(vpx_codec::Vp8Settings {
         width,
         height,
