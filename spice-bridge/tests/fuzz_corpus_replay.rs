@@ -121,7 +121,7 @@ fn jpeg_roundtrip_corpus_replays() {
 
 #[test]
 fn vp8_roundtrip_corpus_replays() {
-    replay("vp8_roundtrip", 9, 1, spice_bridge::fuzzing::vp8_roundtrip);
+    replay("vp8_roundtrip", 60, 1, spice_bridge::fuzzing::vp8_roundtrip);
 }
 
 #[test]
