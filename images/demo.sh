@@ -54,7 +54,7 @@ demo_daemon_start() {
 
 if [ "$DESKTOP" = 1 ]; then
     # ---- the daemon with the Xorg desktop and our agent --------------------------------------
-    command -v mmdebstrap >/dev/null && command -v gcc >/dev/null && command -v mke2fs >/dev/null &&
+    command -v mmdebstrap >/dev/null && command -v gcc >/dev/null && pkg-config --exists vpx 2>/dev/null && command -v mke2fs >/dev/null &&
         command -v dpkg-shlibdeps >/dev/null || bash images/install-host-deps.sh
     bash images/build-qemu-root.sh >/dev/null
     bash images/build-guest.sh bookworm >/dev/null
@@ -86,7 +86,7 @@ fi
 
 if [ "$DAEMON" = 1 ]; then
     # ---- the spice-bridge daemon: QEMU's vfio-user-pci device served by spice-bridge ---------
-    command -v mmdebstrap >/dev/null && command -v gcc >/dev/null || bash images/install-host-deps.sh
+    command -v mmdebstrap >/dev/null && command -v gcc >/dev/null && pkg-config --exists vpx 2>/dev/null || bash images/install-host-deps.sh
     bash images/build-qemu-root.sh >/dev/null
     bash images/build-guest.sh "$DIST" >/dev/null
     WORK=$(mktemp -d /tmp/spice-rs-demo.XXXXXX)
@@ -102,7 +102,7 @@ if [ "$DAEMON" = 1 ]; then
     exit 0
 fi
 
-command -v mmdebstrap >/dev/null && command -v gcc >/dev/null || bash images/install-host-deps.sh
+command -v mmdebstrap >/dev/null && command -v gcc >/dev/null && pkg-config --exists vpx 2>/dev/null || bash images/install-host-deps.sh
 bash images/build-qemu-root.sh >/dev/null
 bash images/build-guest.sh "$DIST" >/dev/null
 LOG=$(mktemp /tmp/spice-rs-demo.XXXXXX.log)

@@ -2,8 +2,11 @@
 # Installs the Debian packages the build, the tests and the rig need. Idempotent.
 set -euo pipefail
 PKGS=(
-    # real Spice clients and an X server to run them in
-    spice-client-gtk virt-viewer xvfb xdotool xclip x11-apps imagemagick
+    # real Spice clients and an X server to run them in; GStreamer's vp8dec, with which
+    # spice-gtk announces and plays VP8 streams
+    spice-client-gtk virt-viewer xvfb xdotool xclip x11-apps imagemagick gstreamer1.0-plugins-good
+    # the VP8 stream encoder (vpx-codec links the system libvpx, found with pkg-config)
+    libvpx-dev pkg-config
     # the xorg test's expected picture: the guest's X clients and fonts, drawn on Xvfb
     x11-xserver-utils x11-utils xterm xfonts-base fonts-dejavu-core
     # guest images, the Xorg root file system and the trixie root that carries QEMU >= 10.1

@@ -1,6 +1,7 @@
 //! PSNR of the lossy pictures a Spice server sent for the guest's `photo` and `video` workloads
 //! (issue 11's lossy benchmark): reads the JPEG files `tests/lib/daemon_spiceproxy.py --dump`
-//! wrote (stream frames and JPEG images, each named with its box), and compares each with the
+//! wrote (stream frames and JPEG images, each named with its box; VP8 stream frames as .vp8
+//! files, decoded in order by one libvpx decoder per stream), and compares each with the
 //! picture the guest drew there: `pic_photo(x - ox, y - oy, f)` of `images/guest/qxltest.c`,
 //! where (ox, oy) is where the workload's picture starts on the screen (`--origin`: 0,0 for the
 //! full-screen slideshow, the video area's corner for `video`). The guest frame `f` a picture
@@ -16,6 +17,7 @@
 //! stream_bytes and stream_mean_db (of those), other (JPEG pictures of something else, such as
 //! the screen before the loop).
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use spice_bridge::testing::{decode_jpeg, psnr};
@@ -76,16 +78,40 @@ fn main() {
     let mut files: Vec<_> = std::fs::read_dir(Path::new(dir))
         .expect("dump directory")
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "jpg"))
+        .filter(|p| p.extension().is_some_and(|x| x == "jpg" || x == "vp8"))
         .collect();
+    // VP8 frames refer to earlier ones: one decoder per stream id, fed in arrival order
+    let mut vp8: HashMap<String, vpx_codec::Vp8Decoder> = HashMap::new();
     files.sort();
     let (mut n, mut bytes, mut sum, mut min, mut streamed) =
         (0u32, 0u64, 0f64, f64::INFINITY, 0u32);
     let mut other = 0u32;
     let (mut stream_bytes, mut stream_sum) = (0u64, 0f64);
     for path in &files {
-        let data = std::fs::read(path).expect("read jpeg");
-        let (w, h, got) = match decode_jpeg(&data) {
+        let data = std::fs::read(path).expect("read picture");
+        let decoded = if path.extension().is_some_and(|x| x == "vp8") {
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            // NNNNNN-stream-S-...: the stream id
+            let sid = name.split('-').nth(2).unwrap_or("").to_string();
+            let dec = vp8
+                .entry(sid)
+                .or_insert_with(|| vpx_codec::Vp8Decoder::new().expect("VP8 decoder"));
+            match dec.decode(&data) {
+                Ok(Some(f)) => Ok((
+                    f.width,
+                    f.height,
+                    f.bgrx
+                        .chunks_exact(4)
+                        .map(|p| u32::from_le_bytes([p[0], p[1], p[2], 0]))
+                        .collect(),
+                )),
+                Ok(None) => Err("no picture".to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        } else {
+            decode_jpeg(&data)
+        };
+        let (w, h, got) = match decoded {
             Ok(v) => v,
             Err(e) => {
                 eprintln!("{}: {e}", path.display());

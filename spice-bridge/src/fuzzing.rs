@@ -932,3 +932,67 @@ pub fn websocket(data: &[u8]) {
     }
     assert_eq!(payloads, expected, "written frames");
 }
+
+/// Body of the `vp8_roundtrip` fuzz target (issue 11): a short VP8 stream of arbitrary
+/// pictures through [`vpx_codec::Vp8Encoder`] (our BGRX to I420 conversion and the libvpx
+/// calls) and back through libvpx's decoder, as a client plays it: every frame decodes to the
+/// stream's size, and a flat picture comes back within 6 + cq/2 levels of its colour (6 at the
+/// top rung; the coarsest rung's quantizer moves even a flat colour a little).
+///
+/// Input: width-1 (u8; plus 256 when bit 0 of the flags is set), height-1 (u8), flags
+/// (bits 1-2: frames - 1; bit 3: flat picture; bits 4-7: the rung), then pixel bytes repeated
+/// cyclically (B, G, R, X), each frame shifted by one byte from the previous.
+pub fn vp8_roundtrip(data: &[u8]) {
+    let [w, h, f, pixels @ ..] = data else {
+        return;
+    };
+    if pixels.is_empty() {
+        return;
+    }
+    let width = u32::from(*w) + 1 + if f & 1 == 1 { 256 } else { 0 };
+    let height = u32::from(*h) + 1;
+    let frames = usize::from((f >> 1) & 3) + 1;
+    let flat = f & 8 != 0;
+    let rung = usize::from(f >> 4) % crate::channel::video::VP8_CQ_LADDER.len();
+    let cq = crate::channel::video::VP8_CQ_LADDER[rung];
+    // limited-range YUV rounding is worth up to about 2 levels of blue, and a quantizer step
+    // of 1 on Y and U about 3.5 more
+    let tolerance = 6 + i16::from(cq) / 2;
+    let mut enc = vpx_codec::Vp8Encoder::new(vpx_codec::Vp8Settings {
+        width,
+        height,
+        cq_level: cq,
+        max_kbps: 10_000,
+        cpu_used: 8,
+    })
+    .expect("an encoder for a valid size");
+    let mut dec = vpx_codec::Vp8Decoder::new().expect("a decoder");
+    let n = (width * height * 4) as usize;
+    for k in 0..frames {
+        let pic: Vec<u8> = if flat {
+            (0..n).map(|i| pixels[(i % 4 + k) % pixels.len()]).collect()
+        } else {
+            (0..n).map(|i| pixels[(i + k) % pixels.len()]).collect()
+        };
+        let frame = enc
+            .encode(&pic, width as usize * 4, k as i64 * 40, false)
+            .expect("VP8 encode of a valid picture");
+        let got = dec
+            .decode(&frame)
+            .expect("our VP8 frame decodes")
+            .expect("a picture");
+        assert_eq!((got.width, got.height), (width, height));
+        if flat {
+            for (a, b) in got.bgrx.chunks_exact(4).zip(pic.chunks_exact(4)) {
+                for c in 0..3 {
+                    assert!(
+                        (i16::from(a[c]) - i16::from(b[c])).abs() <= tolerance,
+                        "flat colour {:?} came back as {:?} (cq {cq})",
+                        &b[..3],
+                        &a[..3]
+                    );
+                }
+            }
+        }
+    }
+}

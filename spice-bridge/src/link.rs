@@ -160,6 +160,7 @@ pub fn server_caps(channel: ChannelType) -> (Caps, Caps) {
         ChannelType::Display => Caps::from_bits(&[
             display::cap::MONITORS_CONFIG,
             display::cap::PREF_COMPRESSION,
+            display::cap::PREF_VIDEO_CODEC_TYPE,
         ]),
         ChannelType::Inputs => Caps::from_bits(&[inputs::CAP_KEY_SCANCODE]),
         _ => Caps::default(),

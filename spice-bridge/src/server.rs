@@ -22,7 +22,7 @@ use crate::model::DisplayModel;
 use crate::session::{ConnCtx, Session, Shared};
 pub use crate::session::{
     ConnectionLimits, ImageCompression, JpegWan, ServerConfig, ServerError, ServerStats,
-    StreamingVideo, TlsListen, ZlibGlzWan,
+    StreamingVideo, TlsListen, VideoCodec, ZlibGlzWan,
 };
 use crate::tls::TlsConfig;
 use crate::transport::{self, BoxedStream, Transport, TransportError};
@@ -239,6 +239,8 @@ pub struct StatsSnapshot {
     pub glz_images: u64,
     /// video streams started
     pub streams: u64,
+    /// of which VP8 streams
+    pub vp8_streams: u64,
     /// stream frames sent
     pub stream_frames: u64,
     /// STREAM_REPORTs received about running streams
@@ -353,6 +355,7 @@ impl ServerHandle {
             jpeg_images: s.jpeg_images.load(Ordering::Relaxed),
             glz_images: s.glz_images.load(Ordering::Relaxed),
             streams: s.streams.load(Ordering::Relaxed),
+            vp8_streams: s.vp8_streams.load(Ordering::Relaxed),
             stream_frames: s.stream_frames.load(Ordering::Relaxed),
             stream_reports: s.stream_reports.load(Ordering::Relaxed),
             zlib_glz_images: s.zlib_glz_images.load(Ordering::Relaxed),

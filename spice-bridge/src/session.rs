@@ -83,6 +83,52 @@ pub enum StreamingVideo {
     All,
 }
 
+/// A video stream codec this server encodes (QEMU's `video-codecs` entries).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VideoCodec {
+    /// One baseline JPEG a frame (every Spice client plays it).
+    Mjpeg,
+    /// VP8 through libvpx (spice-gtk with GStreamer's vp8dec, spice-html5 where the browser
+    /// has WebM/VP8): a fraction of MJPEG's bytes at the same quality.
+    Vp8,
+}
+
+impl VideoCodec {
+    /// The `SpiceVideoCodecType` of STREAM_CREATE and PREFERRED_VIDEO_CODEC_TYPE.
+    pub fn wire_type(self) -> u8 {
+        match self {
+            VideoCodec::Mjpeg => crate::wire::display::VIDEO_CODEC_MJPEG,
+            VideoCodec::Vp8 => crate::wire::display::VIDEO_CODEC_VP8,
+        }
+    }
+
+    /// The codec of a `SpiceVideoCodecType`, if this server encodes it.
+    pub fn from_wire_type(t: u8) -> Option<Self> {
+        match t {
+            crate::wire::display::VIDEO_CODEC_MJPEG => Some(VideoCodec::Mjpeg),
+            crate::wire::display::VIDEO_CODEC_VP8 => Some(VideoCodec::Vp8),
+            _ => None,
+        }
+    }
+
+    /// The display channel capability a client announces to decode it (CODEC_MJPEG 9,
+    /// CODEC_VP8 10).
+    pub fn display_cap(self) -> u32 {
+        match self {
+            VideoCodec::Mjpeg => crate::wire::display::cap::CODEC_MJPEG,
+            VideoCodec::Vp8 => crate::wire::display::cap::CODEC_VP8,
+        }
+    }
+
+    /// The name QEMU's `video-codecs` uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            VideoCodec::Mjpeg => "mjpeg",
+            VideoCodec::Vp8 => "vp8",
+        }
+    }
+}
+
 /// Server configuration.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -105,8 +151,11 @@ pub struct ServerConfig {
     pub jpeg_wan: JpegWan,
     /// zlib over GLZ pictures (QEMU's `zlib-glz-wan-compression`).
     pub zlib_glz_wan: ZlibGlzWan,
-    /// Lossy MJPEG streams for areas redrawn at video rate (QEMU's `streaming-video`).
+    /// Lossy streams for areas redrawn at video rate (QEMU's `streaming-video`).
     pub streaming_video: StreamingVideo,
+    /// The stream codecs, most wanted first (QEMU's `video-codecs`). A stream uses the first
+    /// one the client decodes, after the client's own preference (PREFERRED_VIDEO_CODEC_TYPE).
+    pub video_codecs: Vec<VideoCodec>,
     /// A stream without a new frame for this long ends (and its last frame is resent
     /// losslessly); spice-server's 1 s by default.
     pub stream_idle_timeout: std::time::Duration,
@@ -193,6 +242,7 @@ impl Default for ServerConfig {
             jpeg_wan: JpegWan::Auto,
             zlib_glz_wan: ZlibGlzWan::Auto,
             streaming_video: StreamingVideo::Off,
+            video_codecs: vec![VideoCodec::Mjpeg],
             stream_idle_timeout: crate::server::STREAM_IDLE_TIMEOUT,
             limits: ConnectionLimits::default(),
             tls: None,
@@ -247,6 +297,8 @@ pub struct ServerStats {
     pub glz_images: AtomicU64,
     /// video streams started
     pub streams: AtomicU64,
+    /// of which VP8
+    pub vp8_streams: AtomicU64,
     /// stream frames sent
     pub stream_frames: AtomicU64,
     /// STREAM_REPORTs received about running streams

@@ -120,6 +120,11 @@ fn jpeg_roundtrip_corpus_replays() {
 }
 
 #[test]
+fn vp8_roundtrip_corpus_replays() {
+    replay("vp8_roundtrip", 60, 1, spice_bridge::fuzzing::vp8_roundtrip);
+}
+
+#[test]
 fn session_corpus_replays() {
     replay("session", 400, 1, spice_bridge::fuzzing::session);
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use spice_bridge::input::{Buttons, InputSink, KeyEvent, MouseButton, NullAgent};
 use spice_bridge::link::TicketPolicy;
 use spice_bridge::model::{Rect, SurfaceFormat};
-use spice_bridge::server::{ImageCompression, ServerHandle};
+use spice_bridge::server::{ImageCompression, ServerHandle, VideoCodec};
 use spice_bridge::testing::*;
 use spice_bridge::{DisplayModel, Server, ServerConfig};
 
@@ -1131,25 +1131,53 @@ async fn stopped_remote_viewer_catches_up(comp: ImageCompression) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs virt-viewer, xvfb, xdotool; run by tests/e2e/spice-clients.sh"]
 async fn remote_viewer_plays_two_mjpeg_streams_and_ends_on_the_exact_frames() {
+    let players = [(20u32, 40u32, 320u32, 240u32), (360, 200, 256, 192)];
+    let s = remote_viewer_plays_streams("stream", VideoCodec::Mjpeg, (640, 480), &players).await;
+    assert_eq!(s.vp8_streams, 0, "MJPEG, the server's only codec");
+}
+
+/// The same with `--video-codecs vpx:vp8;spice:mjpeg`: spice-gtk announces CODEC_VP8 (Debian's
+/// gstreamer1.0-plugins-good has vp8dec), so both streams are VP8, decoded by GStreamer. One
+/// player is 600 rows tall, where GStreamer takes the frames for BT.709 rather than BT.601
+/// (on this low-saturation picture the matrix is worth about 1 dB: 36.9 against 36.0 dB with
+/// BT.601 forced, so the 35 dB floor does not catch a wrong one by itself).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs virt-viewer with GStreamer's vp8dec, xvfb, xdotool; run by tests/e2e/spice-clients.sh"]
+async fn remote_viewer_plays_two_vp8_streams_and_ends_on_the_exact_frames() {
+    let players = [(16u32, 16u32, 288u32, 600u32), (340, 200, 256, 192)];
+    let s = remote_viewer_plays_streams("vp8", VideoCodec::Vp8, (640, 640), &players).await;
+    assert_eq!(s.vp8_streams, 2, "both streams VP8");
+}
+
+/// Runs the two-player stream check with `codec` first in the server's list (MJPEG after it)
+/// on a `size` primary; returns the server's statistics.
+async fn remote_viewer_plays_streams(
+    name: &str,
+    codec: VideoCodec,
+    (w, hgt): (u32, u32),
+    players: &[(u32, u32, u32, u32)],
+) -> spice_bridge::server::StatsSnapshot {
     use spice_bridge::server::StreamingVideo;
-    let dir = tmpdir("stream");
-    let (w, hgt) = (640u32, 480u32);
+    let dir = tmpdir(name);
     let x = start_xvfb(&dir, 1024, 768).await;
     let model = DisplayModel::new();
     show_coord_picture(&model, w, hgt);
+    let mut video_codecs = vec![codec];
+    if codec != VideoCodec::Mjpeg {
+        video_codecs.push(VideoCodec::Mjpeg);
+    }
     let config = ServerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         compression: ImageCompression::Auto,
         streaming_video: StreamingVideo::Filter,
+        video_codecs,
         stream_idle_timeout: Duration::from_secs(3),
         ..Default::default()
     };
     let h = serve_config(&model, config).await;
-    let mut rv = remote_viewer(&x, "e2e-stream", &h);
+    let mut rv = remote_viewer(&x, &format!("e2e-{name}"), &h);
     xdotool(&x, &["mousemove", "1000", "700"]);
     let (ox, oy) = coord_picture_origin(&h, &x, w, hgt).await;
-    // (x, y, w, h) of each player
-    let players = [(20u32, 40u32, 320u32, 240u32), (360, 200, 256, 192)];
     let mut last = Vec::new();
     for i in 1..=30u32 {
         last.clear();
@@ -1163,10 +1191,10 @@ async fn remote_viewer_plays_two_mjpeg_streams_and_ends_on_the_exact_frames() {
         tokio::time::sleep(Duration::from_millis(40)).await;
     }
     let s = h.stats();
-    assert_eq!(s.streams, 2, "two streams");
+    assert_eq!(s.streams, 2, "{codec:?}: two streams");
     // frames 5 to 30 of each, less any frame the next one painted over before it could leave
     // (a writer slowed down by a loaded machine)
-    eprintln!("{} stream frames", s.stream_frames);
+    eprintln!("{codec:?}: {} stream frames", s.stream_frames);
     assert!(
         (2 * 15..=2 * 26).contains(&s.stream_frames),
         "{} stream frames",
@@ -1176,7 +1204,7 @@ async fn remote_viewer_plays_two_mjpeg_streams_and_ends_on_the_exact_frames() {
         let mut seen = 0f64;
         wait_for(
             "the last stream frame on screen",
-            Duration::from_secs(2),
+            Duration::from_secs(3),
             || {
                 fb_region(&x, ox + dx, oy + dy, vw, vh).is_some_and(|r| {
                     seen = psnr(&r, &last[k]);
@@ -1185,11 +1213,13 @@ async fn remote_viewer_plays_two_mjpeg_streams_and_ends_on_the_exact_frames() {
             },
         )
         .await;
-        eprintln!("stream {k}: frame on screen at {seen:.1} dB against the guest's last frame");
+        eprintln!(
+            "{codec:?} stream {k} ({vw}x{vh}): frame on screen at {seen:.1} dB against the guest's last frame"
+        );
     }
     // spice-gtk answers STREAM_ACTIVATE_REPORT with reports (every 5 frames or 1 s)
     let reports = h.stats().stream_reports;
-    eprintln!("{reports} stream reports from spice-gtk");
+    eprintln!("{codec:?}: {reports} stream reports from spice-gtk");
     assert!(reports >= 2, "spice-gtk sent {reports} STREAM_REPORTs");
     for (k, &(dx, dy, vw, vh)) in players.iter().enumerate() {
         wait_for(
@@ -1207,7 +1237,9 @@ async fn remote_viewer_plays_two_mjpeg_streams_and_ends_on_the_exact_frames() {
     );
     let _ = rv.kill();
     let _ = rv.wait();
+    let stats = h.stats();
     h.shutdown().await;
+    stats
 }
 
 // ---- Issue 12: TLS (QEMU's x509-dir, tls-channel) and runtime passwords ----

@@ -48,7 +48,9 @@
 #
 # Usage: tests/bench/daemon-vs-reference.sh [--frames N] [--ref-frames N] [--scroll K]
 #        [--workload NAME] [--interval-ms M] [--image-compression MODE] [--lossy] [--out FILE.md]
-#        [--kv FILE]
+#        [--kv FILE] [--video-codecs LIST]
+#        (--video-codecs: the daemon's, with --lossy; e.g. "vpx:vp8;spice:mjpeg" for VP8 streams
+#        against the reference's MJPEG, QEMU's default list)
 #        (--image-compression: the daemon's flag, default auto_glz, as the daemon's; the reference keeps QEMU's default)
 #        (root; about 3 minutes; CARGO_TARGET_DIR is honoured)
 set -uo pipefail
@@ -56,7 +58,7 @@ cd "$(dirname "$0")/../.." || exit 1
 . tests/lib/rig.sh
 . tests/lib/daemon.sh
 
-FRAMES=30 REF_FRAMES=300 OUTMD="" SCROLL=0 WORKLOAD="" INTERVAL=0 KV="" COMPRESSION=auto_glz LOSSY=0
+FRAMES=30 REF_FRAMES=300 OUTMD="" SCROLL=0 WORKLOAD="" INTERVAL=0 KV="" COMPRESSION=auto_glz LOSSY=0 VIDEO_CODECS=spice:mjpeg
 while [ $# -gt 0 ]; do
     case "$1" in
     --frames) FRAMES=$2; shift ;;
@@ -68,6 +70,7 @@ while [ $# -gt 0 ]; do
     --kv) KV=$2; shift ;;
     --image-compression) COMPRESSION=$2; shift ;;
     --lossy) LOSSY=1 ;;
+    --video-codecs) VIDEO_CODECS=$2; shift ;;
     -h | --help) sed -n '2,/^set -uo/{/^set -uo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
     esac
@@ -87,7 +90,7 @@ say "building (release daemon, rig)"
 daemon_build --release || die "cargo build --release failed"
 if [ $LOSSY = 1 ]; then
     (cd "$RIG_REPO" && cargo build -q --release -p spice-bridge --example frame_psnr) || die "frame_psnr build failed"
-    DAEMON_LOSSY=(--jpeg-wan-compression always --streaming-video filter)
+    DAEMON_LOSSY=(--jpeg-wan-compression always --streaming-video filter --video-codecs "$VIDEO_CODECS")
     export RIG_SPICE_LOSSY=1
 else
     DAEMON_LOSSY=(--jpeg-wan-compression never --streaming-video off)

@@ -24,11 +24,11 @@
 #
 # Usage: tests/bench/workloads.sh [--frames N] [--interval-ms M] [--only "text photo"] [--xterm-lines L]
 #        [--image-compression MODE (the daemon's; default auto_glz, its own default)] [--lossy]
-#        [--out FILE.md]
+#        [--out FILE.md] [--video-codecs LIST (the daemon's, with --lossy)]
 #        (root; about 4 minutes a workload, 10 for xterm)
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
-FRAMES=40 INTERVAL=100 ONLY="text scroll photo video xterm" OUTMD="" COMPRESSION=auto_glz LOSSY=() XTERM_LINES=200
+FRAMES=40 INTERVAL=100 ONLY="text scroll photo video xterm" OUTMD="" COMPRESSION=auto_glz LOSSY=() CODECS=() XTERM_LINES=200
 while [ $# -gt 0 ]; do
     case "$1" in
     --frames) FRAMES=$2; shift ;;
@@ -37,6 +37,7 @@ while [ $# -gt 0 ]; do
     --xterm-lines) XTERM_LINES=$2; shift ;;
     --image-compression) COMPRESSION=$2; shift ;;
     --lossy) LOSSY=(--lossy) ;;
+    --video-codecs) CODECS=(--video-codecs "$2"); shift ;;
     --out) OUTMD=$2; shift ;;
     -h | --help) sed -n '2,/^set -uo/{/^set -uo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
@@ -48,7 +49,7 @@ for w in $ONLY; do
     n=$([ "$w" = xterm ] && echo "$XTERM_LINES" || echo "$FRAMES")
     echo "[workloads $(date -u +%T)] === $w: $n frames, $INTERVAL ms apart" >&2
     bash tests/bench/daemon-vs-reference.sh --workload "$w" --frames "$n" --ref-frames "$n" \
-        --interval-ms "$INTERVAL" --image-compression "$COMPRESSION" "${LOSSY[@]}" --kv "$OUT/$w.kv" --out "$OUT/$w.md" >&2 ||
+        --interval-ms "$INTERVAL" --image-compression "$COMPRESSION" "${LOSSY[@]}" "${CODECS[@]}" --kv "$OUT/$w.kv" --out "$OUT/$w.md" >&2 ||
         echo "[workloads] $w: the run failed (see above)" >&2
 done
 

@@ -18,7 +18,7 @@ surface (SURFACE_CREATE; EXTRA = WxH), frame (STREAM_DATA, one video frame), msg
 else); WIRE_BYTES: header + body.
 With --dump DIR, every lossy picture the display channel carries is written to DIR as it came:
 the JPEG of each STREAM_DATA as NNNNNN-stream-S-WxH+X+Y.jpg (S the stream id, the box from its
-STREAM_CREATE) and of each DRAW_COPY with a JPEG image as NNNNNN-image-WxH+X+Y.jpg, so the lossy
+STREAM_CREATE; a VP8 stream's frames as .vp8) and of each DRAW_COPY with a JPEG image as NNNNNN-image-WxH+X+Y.jpg, so the lossy
 pictures of both servers can be compared with what the guest drew (examples/frame_psnr.rs).
 A line "CHANNEL TIME closed" marks the end of a connection. With --log-up, every read from the
 client after the link message adds "CHANNEL TIME up BYTES" (client->server bytes on the wire).
@@ -101,22 +101,25 @@ class Dumper:
         self.dir = d
         self.streams = {}
 
-    def write(self, name, data):
+    def write(self, name, data, ext="jpg"):
         with lock:
             Dumper.seq += 1
             n = Dumper.seq
-        with open(f"{self.dir}/{n:06d}-{name}.jpg", "wb") as f:
+        with open(f"{self.dir}/{n:06d}-{name}.{ext}", "wb") as f:
             f.write(data)
 
     def message(self, mtype, body):
         if mtype == STREAM_CREATE and len(body) >= 50:
             _sid, sid = struct.unpack_from("<II", body, 0)
+            codec = body[9]
             top, left, bottom, right = struct.unpack_from("<iiii", body, 34)
-            self.streams[sid] = (right - left, bottom - top, left, top)
+            self.streams[sid] = (right - left, bottom - top, left, top, codec)
         elif mtype == STREAM_DATA and len(body) >= 12:
             sid, _mm, size = struct.unpack_from("<III", body, 0)
-            w, h, x, y = self.streams.get(sid, (0, 0, 0, 0))
-            self.write(f"stream-{sid}-{w}x{h}+{x}+{y}", body[12 : 12 + size])
+            w, h, x, y, codec = self.streams.get(sid, (0, 0, 0, 0, 1))
+            # MJPEG (1) frames are JPEG files, VP8 (2) frames raw VP8 frames (.vp8)
+            ext = "vp8" if codec == 2 else "jpg"
+            self.write(f"stream-{sid}-{w}x{h}+{x}+{y}", body[12 : 12 + size], ext)
         elif mtype == DRAW_COPY:
             r = jpeg_of_draw_copy(body)
             if r is not None:

@@ -15,6 +15,7 @@ use tokio::io::AsyncWrite;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
+use super::frames::FrameEncoders;
 use super::video::{self, Ended, ReportVerdict, Verdict, VideoStreams};
 use super::{
     ack_window, handle_base, read_msg, BaseAction, ChannelError, MsgWriter, Out, OUTBOX_LEN,
@@ -22,13 +23,13 @@ use super::{
 use crate::codec::glz::GlzDictionary;
 use crate::codec::ClientImageCaps;
 use crate::model::{DisplayOp, Image as ModelImage, Monitor, RopKind, Taken};
-use crate::session::{ConnCtx, ImageCompression};
+use crate::session::{ConnCtx, ImageCompression, VideoCodec};
 use crate::wire::display::{
     bitmap, cap, image_flags, rop, server_id, Bitmap, Brush, CopyBits, DisplayBase,
     DisplayClientMessage, DrawCopy, DrawFill, DrawMaskOnly, Head, Image, ImageBody,
     InvalAllPalettes, InvalList, InvalPalette, LzPlt, Mark, MonitorsConfig, Palette, PaletteRef,
     QMask, Reset, StreamActivateReport, StreamCreate, StreamData, StreamDestroy, SurfaceCreate,
-    SurfaceDestroy, STREAM_FLAG_TOP_DOWN, SURFACE_FLAG_PRIMARY, VIDEO_CODEC_MJPEG,
+    SurfaceDestroy, STREAM_FLAG_TOP_DOWN, SURFACE_FLAG_PRIMARY,
 };
 use crate::wire::types::{Clip, Rect};
 use crate::wire::{to_vec, Message};
@@ -132,12 +133,15 @@ pub(crate) struct DisplayEncoder {
     zlib_glz: bool,
     /// Video stream detection and the running streams.
     video: VideoStreams,
+    /// The running streams' frame encoders.
+    frames: FrameEncoders,
     /// The client announced STREAM_REPORT: ask it for reports on each stream.
     stream_reports: bool,
     /// Streams ended by a refresh whose STREAM_DESTROYs are still to be sent.
     stream_ended_by_refresh: Vec<u32>,
     /// Streams started and stream frames sent since the last [`DisplayEncoder::take_counts`].
     streams: u64,
+    vp8_streams: u64,
     stream_frames: u64,
     /// STREAM_REPORTs about running streams since the last take_counts.
     stream_reports_seen: u64,
@@ -163,8 +167,28 @@ pub(crate) struct EncodedCounts {
     pub glz_images: u64,
     pub zlib_glz_images: u64,
     pub streams: u64,
+    pub vp8_streams: u64,
     pub stream_frames: u64,
     pub stream_reports: u64,
+}
+
+/// The server's stream codecs (`configured`, in its order) that a client with display caps
+/// `caps` decodes. A client without MULTI_CODEC predates codec caps and plays MJPEG only.
+fn client_video_codecs(
+    configured: &[VideoCodec],
+    caps: &crate::wire::types::Caps,
+) -> Vec<VideoCodec> {
+    configured
+        .iter()
+        .copied()
+        .filter(|c| {
+            if caps.has(cap::MULTI_CODEC) {
+                caps.has(c.display_cap())
+            } else {
+                *c == VideoCodec::Mjpeg
+            }
+        })
+        .collect()
 }
 
 fn m<M: Message>(v: &M) -> (u16, Vec<u8>) {
@@ -197,9 +221,11 @@ impl DisplayEncoder {
             monitors_cap,
             jpeg,
             video,
+            frames: FrameEncoders::default(),
             stream_reports: false,
             stream_ended_by_refresh: Vec::new(),
             streams: 0,
+            vp8_streams: 0,
             stream_frames: 0,
             stream_reports_seen: 0,
             palette_images: 0,
@@ -224,6 +250,7 @@ impl DisplayEncoder {
             glz_images: std::mem::take(&mut self.glz_images),
             zlib_glz_images: std::mem::take(&mut self.zlib_glz_images),
             streams: std::mem::take(&mut self.streams),
+            vp8_streams: std::mem::take(&mut self.vp8_streams),
             stream_frames: std::mem::take(&mut self.stream_frames),
             stream_reports: std::mem::take(&mut self.stream_reports_seen),
         }
@@ -250,22 +277,27 @@ impl DisplayEncoder {
         let mut out = Msgs::new();
         match self.video.on_report(r) {
             ReportVerdict::Ignored => {}
-            ReportVerdict::Quality(q) => {
+            ReportVerdict::Rung(rung) => {
                 self.stream_reports_seen += 1;
                 debug!(
                     stream = r.stream_id,
-                    quality = q,
+                    rung,
                     drops = r.num_drops,
                     delay_ms = r.last_frame_delay,
                     "stream report"
                 );
             }
-            ReportVerdict::CannotDecode => {
+            ReportVerdict::CannotDecode(codec) => {
                 warn!(
                     stream = r.stream_id,
-                    "the client cannot decode MJPEG streams; streaming off"
+                    codec = codec.name(),
+                    next = self
+                        .video
+                        .next_codec()
+                        .map_or("none (streaming off)", |c| c.name()),
+                    "the client cannot decode this stream codec"
                 );
-                for e in self.video.end() {
+                for e in self.video.end_codec(codec) {
                     self.end_stream(e, true, &mut out);
                 }
             }
@@ -276,6 +308,7 @@ impl DisplayEncoder {
     /// Destroys stream `e` on the client; with `resend`, draws its last frame over it
     /// losslessly so no lossy pixels stay on the screen.
     fn end_stream(&mut self, e: Ended, resend: bool, out: &mut Msgs) {
+        self.frames.end(e.id);
         out.push(m(&StreamDestroy { id: e.id }));
         if resend && self.known.contains_key(&0) {
             // Lossless whatever the JPEG setting: this is what stays on the screen.
@@ -305,24 +338,44 @@ impl DisplayEncoder {
             Verdict::Image => return false,
             Verdict::Start { id } | Verdict::Frame { id } => id,
         };
-        let data = bgrx_bytes(image.pixels());
-        let src = crate::codec::SourceImage::xrgb32(&data, image.width(), image.height());
-        let (unique_id, quality) = self.video.stream(id).unwrap_or((0, 80));
-        let mut jpeg = Vec::new();
-        if crate::codec::jpeg::encode_into(&src, quality, &mut jpeg).is_err() {
-            // Cannot happen for the sizes VideoStreams accepts; send the picture instead.
-            for e in self.video.end_one(id) {
-                self.end_stream(e, false, out);
-            }
+        let Some(state) = self.video.stream(id) else {
             return false;
-        }
+        };
+        let data = bgrx_bytes(image.pixels());
+        let mm_time = super::mm_time().wrapping_add(video::PLAYOUT_DELAY_MS);
+        let frame = match self.frames.frame(
+            id,
+            state,
+            &data,
+            image.width(),
+            image.height(),
+            mm_time,
+        ) {
+            Ok(f) => f,
+            Err(e) => {
+                // Not expected for the sizes VideoStreams accepts: the picture goes as an
+                // image instead (after a STREAM_DESTROY if the stream had started).
+                warn!(stream = id, codec = state.codec.name(), error = %e, "stream frame not encoded");
+                for e in self.video.end_one(id) {
+                    if matches!(verdict, Verdict::Frame { .. }) {
+                        self.end_stream(e, false, out);
+                    } else {
+                        self.frames.end(e.id);
+                    }
+                }
+                return false;
+            }
+        };
         if let Verdict::Start { id } = verdict {
             self.streams += 1;
+            if state.codec == VideoCodec::Vp8 {
+                self.vp8_streams += 1;
+            }
             out.push(m(&StreamCreate {
                 surface_id: 0,
                 id,
                 flags: STREAM_FLAG_TOP_DOWN,
-                codec_type: VIDEO_CODEC_MJPEG,
+                codec_type: state.codec.wire_type(),
                 stamp: 0,
                 stream_width: image.width(),
                 stream_height: image.height(),
@@ -334,7 +387,7 @@ impl DisplayEncoder {
             if self.stream_reports {
                 out.push(m(&StreamActivateReport {
                     stream_id: id,
-                    unique_id,
+                    unique_id: state.unique_id,
                     max_window_size: video::REPORT_WINDOW,
                     timeout_ms: video::REPORT_TIMEOUT_MS,
                 }));
@@ -343,8 +396,8 @@ impl DisplayEncoder {
         self.stream_frames += 1;
         out.push(m(&StreamData {
             id,
-            multi_media_time: super::mm_time().wrapping_add(video::PLAYOUT_DELAY_MS),
-            data: jpeg,
+            multi_media_time: mm_time,
+            data: frame,
         }));
         true
     }
@@ -720,6 +773,7 @@ impl DisplayEncoder {
         // The snapshot repaints everything: running streams just stop. Their destroys are sent
         // with the next operation (the snapshot's surface create).
         self.stream_ended_by_refresh = self.video.end().into_iter().map(|e| e.id).collect();
+        self.frames.clear();
         let ids: Vec<u32> = snapshot
             .iter()
             .filter_map(|o| match o {
@@ -824,6 +878,9 @@ fn count(stats: &crate::server::ServerStats, c: EncodedCounts) {
         .fetch_add(c.zlib_glz_images, Ordering::Relaxed);
     stats.streams.fetch_add(c.streams, Ordering::Relaxed);
     stats
+        .vp8_streams
+        .fetch_add(c.vp8_streams, Ordering::Relaxed);
+    stats
         .stream_frames
         .fetch_add(c.stream_frames, Ordering::Relaxed);
     stats
@@ -871,9 +928,7 @@ pub(crate) async fn run(ctx: ConnCtx, mut rd: Reader, wr: Writer) -> Result<(), 
         ctx.shared.config.jpeg_wan.enabled(false),
         VideoStreams::new(
             ctx.shared.config.streaming_video,
-            // A client without MULTI_CODEC predates codec caps and plays MJPEG only.
-            ctx.linked.channel_caps.has(cap::CODEC_MJPEG)
-                || !ctx.linked.channel_caps.has(cap::MULTI_CODEC),
+            client_video_codecs(&ctx.shared.config.video_codecs, &ctx.linked.channel_caps),
             ctx.shared.config.stream_idle_timeout,
         ),
         ClientImageCaps {
@@ -931,6 +986,7 @@ pub(crate) async fn run(ctx: ConnCtx, mut rd: Reader, wr: Writer) -> Result<(), 
                     }
                     // SpiceImageCompression: 1 off, 2 auto_glz, 3 auto_lz, 4 quic, 5 glz,
                     // 6 lz, 7 lz4.
+                    Some(Out::VideoCodecs(v)) => enc.video.prefer(&v),
                     Some(Out::Compression(c)) => enc.set_compression(match c {
                         1 => ImageCompression::Off,
                         2 => ImageCompression::Auto,
@@ -1035,7 +1091,9 @@ pub(crate) async fn run(ctx: ConnCtx, mut rd: Reader, wr: Writer) -> Result<(), 
                 DisplayClientMessage::PreferredCompression(p) => {
                     super::push(&out, Out::Compression(p.image_compression))?
                 }
-                DisplayClientMessage::PreferredVideoCodecType(_) => {}
+                DisplayClientMessage::PreferredVideoCodecType(v) => {
+                    super::push(&out, Out::VideoCodecs(v))?
+                }
                 // Reports may trail a stream that has just ended: the writer ignores those.
                 DisplayClientMessage::StreamReport(r) => super::push(&out, Out::StreamReport(r))?,
             }

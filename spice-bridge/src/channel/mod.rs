@@ -8,6 +8,7 @@
 
 pub mod cursor;
 pub mod display;
+pub(crate) mod frames;
 pub mod inputs;
 pub mod main;
 pub(crate) mod pending;
@@ -105,6 +106,8 @@ pub(crate) enum Out {
     Compression(u8),
     /// The client's STREAM_REPORT (display channel only).
     StreamReport(crate::wire::display::StreamReport),
+    /// The client's PREFERRED_VIDEO_CODEC_TYPE list (display channel only).
+    VideoCodecs(Vec<u8>),
     /// The client sent ACK (one window's worth of messages processed).
     Ack,
     /// Send a PING with this id (round-trip probes).

@@ -1,7 +1,7 @@
 //! Video streams on the display channel (sheet `spice-protocol.md` §4.7, §9.8): an area of the
-//! primary surface that the guest redraws at video rate goes as an MJPEG stream
-//! (STREAM_CREATE, one JPEG per frame in STREAM_DATA, STREAM_DESTROY) instead of one lossless
-//! image per frame.
+//! primary surface that the guest redraws at video rate goes as a video stream (STREAM_CREATE,
+//! one MJPEG or VP8 frame per STREAM_DATA, STREAM_DESTROY) instead of one lossless image per
+//! frame.
 //!
 //! [`VideoStreams`] only decides; the display encoder builds the messages. The rules, after
 //! spice-server's (its numbers where we keep them, ours where we differ):
@@ -23,18 +23,22 @@
 //!   area losslessly).
 //! * Up to [`MAX_STREAMS`] streams at once (two videos on a page), each with its own id,
 //!   timeout, report tag and quality.
+//! * Codec: the first of the server's list (QEMU's `video-codecs`) that the client announces
+//!   (CODEC_MJPEG, CODEC_VP8; a client without MULTI_CODEC plays MJPEG only), the client's
+//!   PREFERRED_VIDEO_CODEC_TYPE first, as spice-server orders them.
 //! * Bit rate: a client with the STREAM_REPORT capability is asked for a report every
 //!   [`REPORT_WINDOW`] frames or [`REPORT_TIMEOUT_MS`]. A report with dropped frames or a late
-//!   last frame steps the JPEG quality down one rung of [`QUALITY_LADDER`] (fewer bytes a frame);
-//!   [`GOOD_REPORTS_TO_STEP_UP`] clean reports in a row step it back up. A report saying the
-//!   client cannot decode the stream (no frames, drops = 0xFFFFFFFF) ends it and stops streaming
-//!   on this channel.
+//!   last frame steps the stream down one rung (fewer bytes a frame: the JPEG quality of
+//!   [`QUALITY_LADDER`], the VP8 quality level of [`VP8_CQ_LADDER`]); [`GOOD_REPORTS_TO_STEP_UP`]
+//!   clean reports in a row step it back up. A report saying the client cannot decode the
+//!   stream (no frames, drops = 0xFFFFFFFF) ends the streams of that codec, and the channel
+//!   goes on with the next codec the client announced, or without streams.
 
 use std::time::{Duration, Instant};
 
 use crate::codec::is_highly_gradual_rgb;
 use crate::model::Image;
-use crate::session::StreamingVideo;
+use crate::session::{StreamingVideo, VideoCodec};
 use crate::wire::types::Rect;
 
 /// Smallest width and height of a streamed area (`RED_STREAM_MIN_SIZE`).
@@ -48,6 +52,10 @@ pub const START_FRAMES: u32 = 5;
 /// JPEG qualities a stream moves between (spice-server's MJPEG ladder); a stream starts at the
 /// top and steps down when the client reports dropped or late frames.
 pub const QUALITY_LADDER: [u8; 7] = [20, 30, 40, 50, 60, 70, 80];
+/// VP8 constrained-quality levels (0 best .. 63) of the same rungs, lowest quality first: each
+/// gives about the PSNR of the JPEG rung beside it, in 30-70% of its bytes on smooth moving
+/// video (`frames::tests::vp8_rungs_match_the_jpeg_ladder` prints and checks the figures).
+pub const VP8_CQ_LADDER: [u8; 7] = [34, 26, 14, 10, 6, 3, 1];
 /// Frames per STREAM_REPORT asked of the client (spice-server: 5).
 pub const REPORT_WINDOW: u32 = 5;
 /// Longest time between two STREAM_REPORTs asked of the client (spice-server: 1 s).
@@ -96,13 +104,14 @@ struct Candidate {
 
 struct Active {
     id: u32,
+    codec: VideoCodec,
     /// Tag of its reports (a fresh one per stream, so a late report of an ended stream with the
     /// same id is not taken for this one).
     unique_id: u32,
     dest: Rect,
     last: Instant,
     last_frame: Image,
-    /// Index into [`QUALITY_LADDER`].
+    /// Rung of the quality ladders (index into [`QUALITY_LADDER`] and [`VP8_CQ_LADDER`]).
     quality: usize,
     good_reports: u32,
 }
@@ -112,15 +121,30 @@ struct Active {
 pub(crate) enum ReportVerdict {
     /// Not about the running stream (an ended one, or a stale tag): nothing to do.
     Ignored,
-    /// The running stream's frame quality is now this.
-    Quality(u8),
-    /// The client cannot decode the stream: end it; no more streams on this channel.
-    CannotDecode,
+    /// The running stream's rung is now this (index into the ladders).
+    Rung(usize),
+    /// The client cannot decode this codec: end its streams; new streams take the next codec.
+    CannotDecode(VideoCodec),
+}
+
+/// A running stream as the encoder needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct StreamState {
+    /// Tag of its reports.
+    pub unique_id: u32,
+    /// Its codec.
+    pub codec: VideoCodec,
+    /// Its rung of the quality ladders.
+    pub rung: usize,
 }
 
 /// The stream state of one display channel.
 pub(crate) struct VideoStreams {
     mode: StreamingVideo,
+    /// Codecs for new streams, first choice first (the server's list that the client decodes).
+    codecs: Vec<VideoCodec>,
+    /// The server's list as configured (the client's preference reorders `codecs` from it).
+    configured: Vec<VideoCodec>,
     idle_timeout: Duration,
     /// Places drawn at video rate that are not streams yet (at most [`MAX_CANDIDATES`]).
     candidates: Vec<Candidate>,
@@ -131,15 +155,21 @@ pub(crate) struct VideoStreams {
 }
 
 impl VideoStreams {
-    /// Streams per `mode` (`Off` never starts one) for a client that decodes MJPEG streams
-    /// (`client_mjpeg`; otherwise none either).
-    pub(crate) fn new(mode: StreamingVideo, client_mjpeg: bool, idle_timeout: Duration) -> Self {
+    /// Streams per `mode` (`Off` never starts one) in the first of `codecs` (the server's list
+    /// that the client decodes, in the server's order; none: no streams).
+    pub(crate) fn new(
+        mode: StreamingVideo,
+        codecs: Vec<VideoCodec>,
+        idle_timeout: Duration,
+    ) -> Self {
         VideoStreams {
-            mode: if client_mjpeg {
-                mode
-            } else {
+            mode: if codecs.is_empty() {
                 StreamingVideo::Off
+            } else {
+                mode
             },
+            configured: codecs.clone(),
+            codecs,
             idle_timeout,
             candidates: Vec::new(),
             active: Vec::new(),
@@ -148,12 +178,42 @@ impl VideoStreams {
         }
     }
 
-    /// Running stream `id`'s report tag and current JPEG quality.
-    pub(crate) fn stream(&self, id: u32) -> Option<(u32, u8)> {
+    /// Running stream `id`'s report tag, codec and rung.
+    pub(crate) fn stream(&self, id: u32) -> Option<StreamState> {
         self.active
             .iter()
             .find(|a| a.id == id)
-            .map(|a| (a.unique_id, QUALITY_LADDER[a.quality]))
+            .map(|a| StreamState {
+                unique_id: a.unique_id,
+                codec: a.codec,
+                rung: a.quality,
+            })
+    }
+
+    /// The codec new streams get.
+    pub(crate) fn next_codec(&self) -> Option<VideoCodec> {
+        self.codecs.first().copied()
+    }
+
+    /// The client's PREFERRED_VIDEO_CODEC_TYPE (`SpiceVideoCodecType`s, most wanted first):
+    /// those of its codecs this channel may use go first, in its order; the rest follow in the
+    /// server's. Unknown types are ignored. Running streams keep their codec.
+    pub(crate) fn prefer(&mut self, wire_types: &[u8]) {
+        let mut order: Vec<VideoCodec> = Vec::new();
+        for c in wire_types
+            .iter()
+            .filter_map(|&t| VideoCodec::from_wire_type(t))
+        {
+            if self.codecs.contains(&c) && !order.contains(&c) {
+                order.push(c);
+            }
+        }
+        for &c in &self.configured {
+            if self.codecs.contains(&c) && !order.contains(&c) {
+                order.push(c);
+            }
+        }
+        self.codecs = order;
     }
 
     /// A STREAM_REPORT from the client.
@@ -166,8 +226,12 @@ impl VideoStreams {
             return ReportVerdict::Ignored;
         };
         if r.num_frames == 0 && r.num_drops == u32::MAX {
-            self.mode = StreamingVideo::Off;
-            return ReportVerdict::CannotDecode;
+            let codec = a.codec;
+            self.codecs.retain(|&c| c != codec);
+            if self.codecs.is_empty() {
+                self.mode = StreamingVideo::Off;
+            }
+            return ReportVerdict::CannotDecode(codec);
         }
         if r.num_drops > 0 || r.last_frame_delay < 0 {
             a.good_reports = 0;
@@ -179,7 +243,7 @@ impl VideoStreams {
                 a.good_reports = 0;
             }
         }
-        ReportVerdict::Quality(QUALITY_LADDER[a.quality])
+        ReportVerdict::Rung(a.quality)
     }
 
     /// The ids of the running streams.
@@ -266,11 +330,15 @@ impl VideoStreams {
             return (Verdict::Image, ended);
         }
         self.candidates.retain(|c| c.dest != dest);
+        let Some(codec) = self.next_codec() else {
+            return (Verdict::Image, ended);
+        };
         let id = self.free_id();
         let unique_id = self.next_unique;
         self.next_unique = self.next_unique.wrapping_add(1).max(1);
         self.active.push(Active {
             id,
+            codec,
             unique_id,
             dest,
             last: now,
@@ -323,6 +391,11 @@ impl VideoStreams {
         self.end_where(|a| a.id == id)
     }
 
+    /// Ends the running streams of `codec`.
+    pub(crate) fn end_codec(&mut self, codec: VideoCodec) -> Vec<Ended> {
+        self.end_where(|a| a.codec == codec)
+    }
+
     /// Ends every running stream (the primary surface goes away or is repainted).
     pub(crate) fn end(&mut self) -> Vec<Ended> {
         self.candidates.clear();
@@ -347,13 +420,21 @@ impl VideoStreams {
             && image.id() == 0
             && image.width() >= MIN_SIZE
             && image.height() >= MIN_SIZE
-            && image.width() <= crate::codec::jpeg::MAX_DIMENSION
-            && image.height() <= crate::codec::jpeg::MAX_DIMENSION;
+            && image.width() <= max_dimension(self.next_codec())
+            && image.height() <= max_dimension(self.next_codec());
         match self.mode {
             StreamingVideo::Off => false,
             StreamingVideo::All => fits,
             StreamingVideo::Filter => fits && looks_like_video(image),
         }
+    }
+}
+
+/// The largest frame side `codec` codes.
+fn max_dimension(codec: Option<VideoCodec>) -> u32 {
+    match codec {
+        Some(VideoCodec::Vp8) => vpx_codec::MAX_DIMENSION,
+        _ => crate::codec::jpeg::MAX_DIMENSION,
     }
 }
 
@@ -394,7 +475,11 @@ mod tests {
     }
 
     fn streams(mode: StreamingVideo) -> VideoStreams {
-        VideoStreams::new(mode, true, crate::server::STREAM_IDLE_TIMEOUT)
+        VideoStreams::new(
+            mode,
+            vec![VideoCodec::Mjpeg],
+            crate::server::STREAM_IDLE_TIMEOUT,
+        )
     }
 
     #[test]
@@ -513,12 +598,12 @@ mod tests {
             0,
             "off"
         );
-        let no_mjpeg = &mut VideoStreams::new(
+        let no_codec = &mut VideoStreams::new(
             StreamingVideo::All,
-            false,
+            Vec::new(),
             crate::server::STREAM_IDLE_TIMEOUT,
         );
-        assert_eq!(run(no_mjpeg, &p, false, 50), 0, "client without MJPEG");
+        assert_eq!(run(no_codec, &p, false, 50), 0, "client without a codec");
         let text = crate::testing::palette_image(0, 200, 100, 2);
         assert_eq!(
             run(&mut streams(StreamingVideo::Filter), &text, false, 50),
@@ -654,43 +739,48 @@ mod tests {
             s.on_copy(dest, &photo(200, 100, i), false, t0);
         }
         let id = s.active_ids()[0];
-        let (unique, q) = s.stream(id).unwrap();
-        assert_eq!(q, 80, "starts at the top of the ladder");
+        let StreamState {
+            unique_id: unique,
+            rung,
+            ..
+        } = s.stream(id).unwrap();
+        let top = QUALITY_LADDER.len() - 1;
+        assert_eq!(rung, top, "starts at the top of the ladder");
         assert_eq!(
             s.on_report(&report(id, unique + 1, 5, 3, 50)),
             ReportVerdict::Ignored
         );
         assert_eq!(
             s.on_report(&report(id, unique, 5, 2, 50)),
-            ReportVerdict::Quality(70)
+            ReportVerdict::Rung(top - 1)
         );
         assert_eq!(
             s.on_report(&report(id, unique, 5, 0, -20)),
-            ReportVerdict::Quality(60),
+            ReportVerdict::Rung(top - 2),
             "late"
         );
         for _ in 0..2 {
             assert_eq!(
                 s.on_report(&report(id, unique, 5, 0, 40)),
-                ReportVerdict::Quality(60)
+                ReportVerdict::Rung(top - 2)
             );
         }
         assert_eq!(
             s.on_report(&report(id, unique, 5, 0, 40)),
-            ReportVerdict::Quality(70)
+            ReportVerdict::Rung(top - 1)
         );
         for _ in 0..20 {
             s.on_report(&report(id, unique, 5, 9, 0));
         }
         assert_eq!(
-            s.stream(id).unwrap().1,
-            20,
+            s.stream(id).unwrap().rung,
+            0,
             "the bottom of the ladder holds"
         );
         // "Cannot decode": the stream ends and no other starts on this channel.
         assert_eq!(
             s.on_report(&report(id, unique, 0, u32::MAX, 0)),
-            ReportVerdict::CannotDecode
+            ReportVerdict::CannotDecode(VideoCodec::Mjpeg)
         );
         assert_eq!(s.end().len(), 1);
         for i in 0..10 {
@@ -699,5 +789,40 @@ mod tests {
                 Verdict::Image
             );
         }
+    }
+
+    #[test]
+    fn codec_choice_follows_the_server_list_the_client_preference_and_failures() {
+        let t0 = Instant::now();
+        let mut s = VideoStreams::new(
+            StreamingVideo::All,
+            vec![VideoCodec::Mjpeg, VideoCodec::Vp8],
+            crate::server::STREAM_IDLE_TIMEOUT,
+        );
+        let start = |s: &mut VideoStreams, x: i32| {
+            let dest = Rect::new(x, 0, 200, 100);
+            for i in 0..START_FRAMES {
+                s.on_copy(dest, &photo(200, 100, i), false, t0);
+            }
+            let id = *s.active_ids().last().unwrap();
+            s.stream(id).unwrap()
+        };
+        assert_eq!(start(&mut s, 0).codec, VideoCodec::Mjpeg, "server order");
+        // the client prefers VP8 (and names a codec this server lacks, H.264 = 3)
+        s.prefer(&[3, 2, 1]);
+        let vp8 = start(&mut s, 300);
+        assert_eq!(vp8.codec, VideoCodec::Vp8, "client preference");
+        assert_eq!(s.active_ids().len(), 2, "the MJPEG stream runs on");
+        // the client cannot decode VP8 after all: back to MJPEG for new streams
+        let id = s.active_ids()[1];
+        assert_eq!(
+            s.on_report(&report(id, vp8.unique_id, 0, u32::MAX, 0)),
+            ReportVerdict::CannotDecode(VideoCodec::Vp8)
+        );
+        assert_eq!(s.end_codec(VideoCodec::Vp8).len(), 1);
+        assert_eq!(start(&mut s, 600).codec, VideoCodec::Mjpeg);
+        // a preference for a codec no longer usable changes nothing
+        s.prefer(&[2]);
+        assert_eq!(s.next_codec(), Some(VideoCodec::Mjpeg));
     }
 }

@@ -27,6 +27,10 @@ pub mod cap {
     pub const MULTI_CODEC: u32 = 8;
     /// CODEC_MJPEG
     pub const CODEC_MJPEG: u32 = 9;
+    /// CODEC_VP8
+    pub const CODEC_VP8: u32 = 10;
+    /// PREF_VIDEO_CODEC_TYPE (the server takes PREFERRED_VIDEO_CODEC_TYPE)
+    pub const PREF_VIDEO_CODEC_TYPE: u32 = 12;
 }
 
 /// Server → client ids.
@@ -783,6 +787,8 @@ message!(InvalList, server_id::INVAL_LIST);
 
 /// Video codec of a stream (`SpiceVideoCodecType`): MJPEG.
 pub const VIDEO_CODEC_MJPEG: u8 = 1;
+/// Video codec of a stream (`SpiceVideoCodecType`): VP8.
+pub const VIDEO_CODEC_VP8: u8 = 2;
 /// STREAM_CREATE flag: the frames' first row is the top one (without it spice-gtk flips them).
 pub const STREAM_FLAG_TOP_DOWN: u8 = 1;
 
@@ -795,7 +801,7 @@ wire_struct! {
         pub id: u32,
         /// TOP_DOWN 1
         pub flags: u8,
-        /// `SpiceVideoCodecType` (MJPEG 1)
+        /// `SpiceVideoCodecType` (MJPEG 1, VP8 2)
         pub codec_type: u8,
         /// unused (0)
         pub stamp: u64,
@@ -823,7 +829,7 @@ pub struct StreamData {
     pub id: u32,
     /// presentation time (server multimedia clock, ms)
     pub multi_media_time: u32,
-    /// the frame (MJPEG: one baseline JPEG)
+    /// the frame (MJPEG: one baseline JPEG; VP8: one raw frame)
     pub data: Vec<u8>,
 }
 impl Encode for StreamData {

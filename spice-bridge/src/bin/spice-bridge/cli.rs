@@ -5,7 +5,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{ArgGroup, Parser};
-use spice_bridge::server::{ConnectionLimits, ImageCompression, JpegWan, StreamingVideo};
+use spice_bridge::server::{
+    ConnectionLimits, ImageCompression, JpegWan, StreamingVideo, VideoCodec,
+};
 use spice_bridge::tls::{ChannelSecurity, Security};
 
 /// Name of the VDI port that carries the Spice agent.
@@ -154,10 +156,11 @@ struct Args {
     #[arg(long, value_name = "MODE", default_value = "filter", value_parser = streaming_video)]
     streaming_video: StreamingVideo,
     /// Stream encoders and codecs to use, in order, as QEMU's -spice video-codecs:
-    /// "encoder:codec;..." with encoder spice or gstreamer and codec mjpeg, vp8, h264, vp9 or
-    /// h265. Only MJPEG is implemented (both encoder names give this daemon's MJPEG); other
-    /// entries are skipped with a warning, as spice-server skips encoders it lacks. A list
-    /// without mjpeg turns streams off.
+    /// "encoder:codec;..." with encoder spice, gstreamer or vpx and codec mjpeg, vp8, h264, vp9
+    /// or h265. This daemon encodes MJPEG (any encoder name) and VP8 (gstreamer:vp8 or vpx:vp8,
+    /// both libvpx here); a stream uses the first codec the client decodes, after the client's
+    /// own preference. Other entries are skipped with a warning, as spice-server skips
+    /// encoders it lacks. An empty list turns streams off.
     #[arg(long, value_name = "LIST", default_value = "spice:mjpeg", value_parser = video_codecs)]
     video_codecs: VideoCodecs,
 }
@@ -165,34 +168,41 @@ struct Args {
 /// The parsed --video-codecs list.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VideoCodecs {
-    /// MJPEG is in the list (the one codec this daemon encodes).
-    pub mjpeg: bool,
-    /// Entries naming codecs this daemon does not encode yet (`encoder:codec`).
+    /// The codecs this daemon encodes, in the list's order, each once.
+    pub codecs: Vec<VideoCodec>,
+    /// Entries naming codecs this daemon does not encode (`encoder:codec`).
     pub unsupported: Vec<String>,
 }
 
 fn video_codecs(v: &str) -> Result<VideoCodecs, String> {
     let mut out = VideoCodecs {
-        mjpeg: false,
+        codecs: Vec::new(),
         unsupported: Vec::new(),
     };
     for entry in v.split(';').map(str::trim).filter(|e| !e.is_empty()) {
         let Some((encoder, codec)) = entry.split_once(':') else {
             return Err(format!("'{entry}' is not encoder:codec"));
         };
-        if !matches!(encoder, "spice" | "gstreamer") {
+        if !matches!(encoder, "spice" | "gstreamer" | "vpx") {
             return Err(format!(
-                "unknown video encoder '{encoder}' (spice or gstreamer)"
+                "unknown video encoder '{encoder}' (spice, gstreamer or vpx)"
             ));
         }
-        match codec {
-            "mjpeg" => out.mjpeg = true,
-            "vp8" | "h264" | "vp9" | "h265" => out.unsupported.push(entry.to_string()),
+        let c = match codec {
+            "mjpeg" => VideoCodec::Mjpeg,
+            "vp8" => VideoCodec::Vp8,
+            "h264" | "vp9" | "h265" => {
+                out.unsupported.push(entry.to_string());
+                continue;
+            }
             _ => {
                 return Err(format!(
                     "unknown video codec '{codec}' (mjpeg, vp8, h264, vp9, h265)"
                 ))
             }
+        };
+        if !out.codecs.contains(&c) {
+            out.codecs.push(c);
         }
     }
     Ok(out)
@@ -283,7 +293,7 @@ pub struct Options {
     pub jpeg_wan: JpegWan,
     /// zlib over GLZ (--zlib-glz-wan-compression).
     pub zlib_glz_wan: JpegWan,
-    /// Video streams (--streaming-video; off when --video-codecs has no mjpeg).
+    /// Video streams (--streaming-video; off when --video-codecs names no codec it encodes).
     pub streaming_video: StreamingVideo,
     /// --video-codecs.
     pub video_codecs: VideoCodecs,
@@ -422,10 +432,10 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, CliErro
         compression: a.image_compression,
         jpeg_wan: a.jpeg_wan_compression,
         zlib_glz_wan: a.zlib_glz_wan_compression,
-        streaming_video: if a.video_codecs.mjpeg {
-            a.streaming_video
-        } else {
+        streaming_video: if a.video_codecs.codecs.is_empty() {
             StreamingVideo::Off
+        } else {
+            a.streaming_video
         },
         video_codecs: a.video_codecs,
     })
@@ -501,6 +511,34 @@ mod tests {
             o.qxl_socket.as_deref(),
             Some(std::path::Path::new("/tmp/q"))
         );
+    }
+
+    #[test]
+    fn video_codecs_take_qemus_list() {
+        let codecs = |list: &str| {
+            p(&[
+                "--qxl-socket=/q",
+                "--disable-ticketing",
+                &format!("--video-codecs={list}"),
+            ])
+        };
+        let o = p(&["--qxl-socket=/q", "--disable-ticketing"]).unwrap();
+        assert_eq!(
+            o.video_codecs.codecs,
+            [VideoCodec::Mjpeg],
+            "QEMU's first choice"
+        );
+        let o = codecs("gstreamer:h264;vpx:vp8;spice:mjpeg;gstreamer:vp8;").unwrap();
+        assert_eq!(o.video_codecs.codecs, [VideoCodec::Vp8, VideoCodec::Mjpeg]);
+        assert_eq!(o.video_codecs.unsupported, ["gstreamer:h264"]);
+        assert_eq!(o.streaming_video, StreamingVideo::Filter);
+        // nothing this daemon encodes: no streams
+        let o = codecs("gstreamer:vp9").unwrap();
+        assert!(o.video_codecs.codecs.is_empty());
+        assert_eq!(o.streaming_video, StreamingVideo::Off);
+        for bad in ["vp8", "ffmpeg:vp8", "spice:av1"] {
+            assert!(codecs(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

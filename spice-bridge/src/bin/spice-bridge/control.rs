@@ -71,7 +71,8 @@ fn stats_line(s: &StatsSnapshot) -> String {
         "ok connections={} links_ok={} links_refused={} link_timeouts={} pending_evicted={} \
          linked_full={} accept_errors={} tls_connections={} tls_failed={} wrong_port={} \
          websocket_connections={} websocket_refused={} pending={} linked={} protocol_errors={} \
-         sessions={} sessions_replaced={} images_sent={} palette_images={} jpeg_images={} glz_images={} streams={} stream_frames={} stream_reports={} \
+         sessions={} sessions_replaced={} images_sent={} palette_images={} jpeg_images={} glz_images={} streams={} vp8_streams={} stream_frames={} \
+         stream_reports={} \
          zlib_glz_images={} draws_superseded={} net_tests={} low_bandwidth_links={} display_bytes={}",
         s.connections,
         s.links_ok,
@@ -95,6 +96,7 @@ fn stats_line(s: &StatsSnapshot) -> String {
         s.jpeg_images,
         s.glz_images,
         s.streams,
+        s.vp8_streams,
         s.stream_frames,
         s.stream_reports,
         s.zlib_glz_images,

@@ -422,10 +422,10 @@ fn run(opts: cli::Options) -> anyhow::Result<()> {
         None => (guest_input.clone(), Arc::new(NullAgent)),
     };
     for entry in &opts.video_codecs.unsupported {
-        warn!(codec = %entry, "video codec not implemented yet (only MJPEG); skipped");
+        warn!(codec = %entry, "video codec not implemented (MJPEG and VP8 are); skipped");
     }
-    if !opts.video_codecs.mjpeg {
-        warn!("--video-codecs names no mjpeg: video streams are off");
+    if opts.video_codecs.codecs.is_empty() {
+        warn!("--video-codecs names no codec this daemon encodes: video streams are off");
     }
     let server_cfg = ServerConfig {
         listen: opts.spice_addr,
@@ -443,6 +443,7 @@ fn run(opts: cli::Options) -> anyhow::Result<()> {
         jpeg_wan: opts.jpeg_wan,
         zlib_glz_wan: opts.zlib_glz_wan,
         streaming_video: opts.streaming_video,
+        video_codecs: opts.video_codecs.codecs.clone(),
         stream_idle_timeout: spice_bridge::server::STREAM_IDLE_TIMEOUT,
         limits: opts.limits,
         tls: opts
