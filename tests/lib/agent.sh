@@ -483,6 +483,18 @@ agent_replug() {
     # the agent reopens the port and announces itself again: remote-viewer (started anew, the
     # earlier one is gone) gets client mouse mode, and the clipboard works both ways
     agent_viewer_start "$RIG_OUT/x-replug.$AGENT_IMPL" "$port" || { AGENT_WHY="after the replug: $AGENT_WHY"; input_viewer_stop; return 1; }
+    # A guest application still owns the CLIPBOARD from an earlier check, and our agent tells
+    # the new client so (spice-vdagent does not). Let that grab land before the host copies:
+    # spice-gtk 0.42, given the guest's grab while its own TARGETS read of a new host owner is
+    # pending, sends its grab yet keeps believing the guest owns the clipboard, and then
+    # refuses the agent's requests (seen once in CI: "clipboard_request: assertion
+    # 's->clipboard_by_guest[selection] == FALSE' failed"). No user copies within the first
+    # tenth of a second of connecting; the test did.
+    local i
+    for i in $(seq 20); do
+        input_xdo_env timeout 2 xclip -o -selection clipboard -t TARGETS 2>/dev/null | grep -q . && break
+        sleep 0.5
+    done
     agent_clip_to_guest || { AGENT_WHY="after the replug: $AGENT_WHY"; input_viewer_stop; return 1; }
     agent_clip_to_host || { AGENT_WHY="after the replug: $AGENT_WHY"; input_viewer_stop; return 1; }
     input_viewer_stop
