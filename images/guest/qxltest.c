@@ -21,6 +21,9 @@
  *                                            photo   a slideshow: full-screen pic_photo(f)
  *                                            video   a 480x270 (at most the screen) area in the
  *                                                    middle showing pic_photo(f), the rest kms0
+ *                                            movie   the same area as a camera pan: a window
+ *                                                    onto the still pic_photo(0) moving 3
+ *                                                    columns right and 1 row down a frame
  *   qxltest cmos    get IDX | set IDX VAL  one CMOS RAM byte (survives a guest reboot)
  *   qxltest agent   [--secs S]             minimal Spice agent on com.redhat.spice.0 (announces
  *                                          MONITORS_CONFIG so clients send monitor configs)
@@ -679,7 +682,7 @@ static int cmd_redraw(int argc, char **argv)
 	for (int i = 1; i + 1 < argc; i++)
 		if (!strcmp(argv[i], "--workload"))
 			workload = argv[i + 1];
-	enum { W_REDRAW, W_SCROLL, W_TEXT, W_PHOTO, W_VIDEO } wl;
+	enum { W_REDRAW, W_SCROLL, W_TEXT, W_PHOTO, W_VIDEO, W_MOVIE } wl;
 	if (!strcmp(workload, "redraw"))
 		wl = W_REDRAW;
 	else if (!strcmp(workload, "scroll"))
@@ -690,6 +693,8 @@ static int cmd_redraw(int argc, char **argv)
 		wl = W_PHOTO;
 	else if (!strcmp(workload, "video"))
 		wl = W_VIDEO;
+	else if (!strcmp(workload, "movie"))
+		wl = W_MOVIE;
 	else {
 		say("FAIL bad --workload %s", workload);
 		return 1;
@@ -741,11 +746,14 @@ static int cmd_redraw(int argc, char **argv)
 			if (slot != 0)
 				clip = (struct drm_clip_rect){0, (uint16_t)(slot * 16), (uint16_t)k.w,
 							      (uint16_t)(slot * 16 + 16)};
-		} else if (wl == W_VIDEO) {
+		} else if (wl == W_VIDEO || wl == W_MOVIE) {
+			/* video: fresh grain every frame; movie: the picture (grain included) pans */
+			uint32_t px = wl == W_MOVIE ? 3 * fu : 0, py = wl == W_MOVIE ? fu : 0;
+			uint32_t pf = wl == W_MOVIE ? 0 : fu;
 			for (uint32_t y = video.y1; y < video.y2; y++) {
 				uint32_t *row = (uint32_t *)(k.map + (size_t)y * k.pitch);
 				for (uint32_t x = video.x1; x < video.x2; x++)
-					row[x] = pic_photo(x - video.x1, y - video.y1, fu);
+					row[x] = pic_photo(x - video.x1 + px, y - video.y1 + py, pf);
 			}
 			clip = video;
 		} else {

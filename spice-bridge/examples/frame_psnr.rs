@@ -4,12 +4,13 @@
 //! files, decoded in order by one libvpx decoder per stream), and compares each with the
 //! picture the guest drew there: `pic_photo(x - ox, y - oy, f)` of `images/guest/qxltest.c`,
 //! where (ox, oy) is where the workload's picture starts on the screen (`--origin`: 0,0 for the
-//! full-screen slideshow, the video area's corner for `video`). The guest frame `f` a picture
+//! full-screen slideshow, the video area's corner for `video` and `movie`); with `--movie`, the
+//! pan of the `movie` workload, `pic_photo(x - ox + 3f, y - oy + f, 0)`. The guest frame `f` a picture
 //! shows is not recorded on the wire, so each is compared with every frame `0..frames` and the
 //! best match counts.
 //!
 //! ```text
-//! cargo run --release -p spice-bridge --example frame_psnr -- --frames N --origin OX,OY DIR
+//! cargo run --release -p spice-bridge --example frame_psnr -- [--movie] --frames N --origin OX,OY DIR
 //! ```
 //!
 //! prints one `key=value` line: pictures (those that match a guest frame, best PSNR of 20 dB
@@ -64,14 +65,16 @@ fn main() {
     ] {
         assert_eq!(pic_photo(x, y, f), want, "pic_photo({x}, {y}, {f})");
     }
-    let (frames, origin, dir) = match args.as_slice() {
+    let movie = args.first().is_some_and(|a| a == "--movie");
+    let args = &args[usize::from(movie)..];
+    let (frames, origin, dir) = match args {
         [f, n, o, xy, dir] if f == "--frames" && o == "--origin" => {
             let (x, y) = xy.split_once(',').expect("--origin OX,OY");
             let origin: (u32, u32) = (x.parse().expect("OX"), y.parse().expect("OY"));
             (n.parse::<u32>().expect("--frames N"), origin, dir)
         }
         _ => {
-            eprintln!("usage: frame_psnr --frames N --origin OX,OY DIR");
+            eprintln!("usage: frame_psnr [--movie] --frames N --origin OX,OY DIR");
             std::process::exit(2);
         }
     };
@@ -140,7 +143,12 @@ fn main() {
         let best = (0..frames)
             .map(|f| {
                 let want: Vec<u32> = (0..h)
-                    .flat_map(|y| (0..w).map(move |x| pic_photo(dx + x, dy + y, f)))
+                    .flat_map(|y| {
+                        (0..w).map(move |x| match movie {
+                            true => pic_photo(dx + x + 3 * f, dy + y + f, 0),
+                            false => pic_photo(dx + x, dy + y, f),
+                        })
+                    })
                     .collect();
                 psnr(&got, &want)
             })

@@ -29,7 +29,7 @@
 # frames, so compare "display bytes per guest frame" (all display bytes of the loop / frames the
 # guest drew) rather than the per-full-frame figures.
 #
-# --workload NAME: qxltest redraw --workload (redraw, scroll, text, photo, video; see
+# --workload NAME: qxltest redraw --workload (redraw, scroll, text, photo, video, movie; see
 # images/guest/qxltest.c); --interval-ms M: the guest pauses M ms after each frame (both sides).
 # --workload xterm: the Xorg guest (images/build-xorg-root.sh, Xorg with xf86-video-qxl) instead,
 # where an xterm scrolls through a file of --frames lines, one line a scroll
@@ -247,9 +247,10 @@ run_side() {
     # the lossy pictures this side sent (JPEG stream frames and images) against the guest's frames
     R_JPEG=""
     if [ -n "$(ls "$OUT/$side.dump")" ]; then
-        local origin=0,0
-        [ "$WORKLOAD" = video ] && origin="$(((${mode%x*} - 480) / 2)),$(((${mode#*x} - 270) / 2))"
-        R_JPEG=$("${CARGO_TARGET_DIR:-$RIG_REPO/target}/release/examples/frame_psnr" --frames "$nframes" --origin "$origin" "$OUT/$side.dump")
+        local origin=0,0 pan=()
+        case $WORKLOAD in video | movie) origin="$(((${mode%x*} - 480) / 2)),$(((${mode#*x} - 270) / 2))" ;; esac
+        [ "$WORKLOAD" = movie ] && pan=(--movie)
+        R_JPEG=$("${CARGO_TARGET_DIR:-$RIG_REPO/target}/release/examples/frame_psnr" "${pan[@]}" --frames "$nframes" --origin "$origin" "$OUT/$side.dump")
         say "$side: lossy pictures: $R_JPEG"
     fi
     [ -z "$KV" ] || printf '%s\n' "$side.bytes=$R_BYTES" "$side.updates=$R_UPDATES" "$side.frames=$nframes" \

@@ -8,6 +8,9 @@
 #   scroll   a text page moving 16 rows a frame (each frame repeats the last one shifted)
 #   photo    a slideshow of full-screen photo-like pictures (gradients, rings, noise)
 #   video    a 480x270 photo-like area changing every frame in the middle of a still screen
+#            (fresh grain in every frame: nothing for a codec's motion search to find)
+#   movie    the same area as a camera pan over a still photo-like picture (3 columns right,
+#            1 row down a frame; its grain moves with it), what VP8's inter frames are for
 #   xterm    the Xorg guest (Xorg + xf86-video-qxl): an xterm scrolling through a file of
 #            --xterm-lines lines (default 200), one line a scroll (images/xorg/xterm-scroll.sh);
 #            "frames" are its lines
@@ -28,7 +31,7 @@
 #        (root; about 4 minutes a workload, 10 for xterm)
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
-FRAMES=40 INTERVAL=100 ONLY="text scroll photo video xterm" OUTMD="" COMPRESSION=auto_glz LOSSY=() CODECS=() XTERM_LINES=200
+FRAMES=40 INTERVAL=100 ONLY="text scroll photo video movie xterm" OUTMD="" COMPRESSION=auto_glz LOSSY=() CODECS=() XTERM_LINES=200
 while [ $# -gt 0 ]; do
     case "$1" in
     --frames) FRAMES=$2; shift ;;

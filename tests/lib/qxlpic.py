@@ -5,7 +5,7 @@ comparison of a client's screenshot (binary PPM, P6) against them.
     qxlpic.py compare PICTURE FILE.ppm [--size WxH] [--expected-out FILE.ppm]
     qxlpic.py write PICTURE WxH FILE.ppm
 
-PICTURE: fb | kms | kms0 | redraw:F | scroll:K:F | text:F | photo:F | video:F | file:PATH.ppm
+PICTURE: fb | kms | kms0 | redraw:F | scroll:K:F | text:F | photo:F | video:F | movie:F | file:PATH.ppm
 (the frame the guest's `qxltest redraw --workload ...` shows after drawing frames 0..F, so F is
 the frame count minus one) (an expected picture made elsewhere, e.g.
 the xorg test's scene drawn by Xvfb; its size must be the screenshot's). Exit 0 when every pixel matches, 1 otherwise (with a
@@ -112,13 +112,15 @@ def workload_factory(name, w, h):
         return text
     if kind == "photo":
         return lambda x, y: pic_photo(x, y, f)
-    if kind == "video":
+    if kind in ("video", "movie"):
         vw, vh = min(w, 480), min(h, 270)
         x1, y1 = (w - vw) // 2, (h - vh) // 2
+        # movie: a window onto the still pic_photo(0) panning 3 columns and 1 row a frame
+        px, py, pf = (3 * f, f, 0) if kind == "movie" else (0, 0, f)
 
         def video(x, y):
             if x1 <= x < x1 + vw and y1 <= y < y1 + vh:
-                return pic_photo(x - x1, y - y1, f)
+                return pic_photo(x - x1 + px, y - y1 + py, pf)
             return pic_kms0(x, y)
 
         return video
@@ -139,7 +141,7 @@ def picture(name, w, h):
         f = pic_kms_factory(w, h)
     elif name.startswith("redraw:"):
         f = pic_redraw_factory(int(name.split(":", 1)[1]))
-    elif name.split(":")[0] in ("scroll", "text", "photo", "video"):
+    elif name.split(":")[0] in ("scroll", "text", "photo", "video", "movie"):
         f = workload_factory(name, w, h)
     else:
         raise ValueError(f"unknown picture {name!r}")
