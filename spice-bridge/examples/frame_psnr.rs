@@ -142,13 +142,10 @@ fn main() {
         let (dx, dy) = (bx.0.wrapping_sub(origin.0), bx.1.wrapping_sub(origin.1));
         let best = (0..frames)
             .map(|f| {
+                // movie: the still picture of frame 0, 3 columns and 1 row further a frame
+                let (sx, sy, sf) = if movie { (3 * f, f, 0) } else { (0, 0, f) };
                 let want: Vec<u32> = (0..h)
-                    .flat_map(|y| {
-                        (0..w).map(move |x| match movie {
-                            true => pic_photo(dx + x + 3 * f, dy + y + f, 0),
-                            false => pic_photo(dx + x, dy + y, f),
-                        })
-                    })
+                    .flat_map(|y| (0..w).map(move |x| pic_photo(dx + x + sx, dy + y + sy, sf)))
                     .collect();
                 psnr(&got, &want)
             })

@@ -128,21 +128,32 @@ mod tests {
         Pan,
     }
 
-    /// Frame `i` (of at most 40) of a 480x270 moving picture.
-    fn picture(content: Content, i: u32) -> crate::model::Image {
+    /// Frames per test stream.
+    const FRAMES: u32 = 30;
+
+    /// The [`FRAMES`] frames of a 480x270 moving picture.
+    fn pictures(content: Content) -> Vec<crate::model::Image> {
         let (w, h) = (480u32, 270u32);
-        match content {
-            Content::Grain => return photo_image(0, w, h, i),
-            Content::Pan => {
-                let big = photo_image(0, w + 3 * 40, h + 40, 0);
-                let px = (0..h)
-                    .flat_map(|y| (0..w).map(move |x| (x + 3 * i, y + i)))
-                    .map(|(x, y)| big.pixels()[(y * big.width() + x) as usize])
-                    .collect();
-                return crate::model::Image::new(0, w, h, px).unwrap();
-            }
-            Content::Smooth => {}
-        }
+        // the pan's still picture, made once: room for 40 frames of 3 columns and 1 row
+        let big = (content == Content::Pan).then(|| photo_image(0, w + 3 * 40, h + 40, 0));
+        (0..FRAMES)
+            .map(|i| match content {
+                Content::Grain => photo_image(0, w, h, i),
+                Content::Pan => {
+                    let big = big.as_ref().expect("made above for a pan");
+                    let px = (0..h)
+                        .flat_map(|y| (0..w).map(move |x| (x + 3 * i, y + i)))
+                        .map(|(x, y)| big.pixels()[(y * big.width() + x) as usize])
+                        .collect();
+                    crate::model::Image::new(0, w, h, px).unwrap()
+                }
+                Content::Smooth => smooth(w, h, i),
+            })
+            .collect()
+    }
+
+    /// Frame `i` of smooth gradients moving a few pixels a frame.
+    fn smooth(w: u32, h: u32, i: u32) -> crate::model::Image {
         let px = (0..h)
             .flat_map(|y| {
                 (0..w).map(move |x| {
@@ -158,15 +169,14 @@ mod tests {
         crate::model::Image::new(0, w, h, px).unwrap()
     }
 
-    /// 30 frames 40 ms apart through `codec` at `rung`: (bytes a frame, mean PSNR of what a
+    /// `pics` 40 ms apart through `codec` at `rung`: (bytes a frame, mean PSNR of what a
     /// client decodes).
-    fn run(content: Content, codec: VideoCodec, rung: usize) -> (usize, f64) {
+    fn run(pics: &[crate::model::Image], codec: VideoCodec, rung: usize) -> (usize, f64) {
         let mut enc = FrameEncoders::default();
         let mut dec = vpx_codec::Vp8Decoder::new().unwrap();
         let (mut bytes, mut db) = (0usize, 0f64);
-        let n = 30u32;
-        for i in 0..n {
-            let pic = picture(content, i);
+        let n = pics.len() as u32;
+        for (i, pic) in (0u32..).zip(pics) {
             let (w, h) = (pic.width(), pic.height());
             let data = crate::channel::display::bgrx_bytes(pic.pixels());
             let f = enc
@@ -192,9 +202,10 @@ mod tests {
     #[test]
     fn vp8_rungs_match_the_jpeg_ladder() {
         for content in [Content::Smooth, Content::Pan, Content::Grain] {
+            let pics = pictures(content);
             for rung in 0..QUALITY_LADDER.len() {
-                let (jb, jdb) = run(content, VideoCodec::Mjpeg, rung);
-                let (vb, vdb) = run(content, VideoCodec::Vp8, rung);
+                let (jb, jdb) = run(&pics, VideoCodec::Mjpeg, rung);
+                let (vb, vdb) = run(&pics, VideoCodec::Vp8, rung);
                 eprintln!(
                     "{content:?} rung {rung}: MJPEG q{} {jb} B {jdb:.2} dB | VP8 cq {} {vb} B {vdb:.2} dB",
                     QUALITY_LADDER[rung], VP8_CQ_LADDER[rung]
